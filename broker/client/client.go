@@ -1,0 +1,194 @@
+// Package client is the marvelo command's side of the broker API: submit, status, stop, workers,
+// and following a pipeline's logs and events to its end.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// Client talks to a broker over an open NATS connection.
+type Client struct {
+	nc      *nats.Conn
+	Timeout time.Duration
+}
+
+// New returns a client on nc.
+func New(nc *nats.Conn) *Client { return &Client{nc: nc, Timeout: 30 * time.Second} }
+
+// ErrInvalid marks a submission the broker rejected because the document is wrong.
+var ErrInvalid = errors.New("invalid pipeline")
+
+func (c *Client) call(ctx context.Context, subject string, req, out any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	m, err := c.nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("no broker answers on %s: is marvelo-broker running?", c.nc.ConnectedUrlRedacted())
+		}
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	if err := json.Unmarshal(m.Data, out); err != nil {
+		return fmt.Errorf("%s: bad reply: %w", subject, err)
+	}
+	return nil
+}
+
+// Submit sends a pipeline document (JSON or CBOR) to the broker.
+func (c *Client) Submit(ctx context.Context, doc []byte) (protocol.SubmitReply, error) {
+	var r protocol.SubmitReply
+	if err := c.call(ctx, protocol.SubjSubmit, protocol.SubmitRequest{Document: doc}, &r); err != nil {
+		return r, err
+	}
+	if !r.OK {
+		if r.Invalid {
+			return r, fmt.Errorf("%w: %s", ErrInvalid, r.Error)
+		}
+		return r, r.Err()
+	}
+	return r, nil
+}
+
+// Status returns the status of one pipeline, or of all when name is empty.
+func (c *Client) Status(ctx context.Context, name string) ([]protocol.PipelineStatus, error) {
+	var r protocol.StatusReply
+	if err := c.call(ctx, protocol.SubjStatus, protocol.NameRequest{Pipeline: name}, &r); err != nil {
+		return nil, err
+	}
+	return r.Pipelines, r.Err()
+}
+
+// Stop stops a pipeline.
+func (c *Client) Stop(ctx context.Context, name string) error {
+	var r protocol.Reply
+	if err := c.call(ctx, protocol.SubjStop, protocol.NameRequest{Pipeline: name}, &r); err != nil {
+		return err
+	}
+	return r.Err()
+}
+
+// Workers lists the workers the broker knows.
+func (c *Client) Workers(ctx context.Context) ([]protocol.WorkerStatus, error) {
+	var r protocol.WorkersReply
+	if err := c.call(ctx, protocol.SubjWorkers, struct{}{}, &r); err != nil {
+		return nil, err
+	}
+	return r.Workers, r.Err()
+}
+
+// Follower receives a pipeline's log lines and events as they happen. Create it before
+// submitting, so nothing is missed.
+type Follower struct {
+	c      *Client
+	name   string
+	subs   []*nats.Subscription
+	lines  chan protocol.LogLine
+	events chan protocol.Event
+	done   chan struct{} // closed by Close, so a blocked callback returns
+}
+
+// Follow subscribes to the logs and events of a pipeline.
+func (c *Client) Follow(name string) (*Follower, error) {
+	f := &Follower{c: c, name: name, lines: make(chan protocol.LogLine, 1024), events: make(chan protocol.Event, 256), done: make(chan struct{})}
+	logSub, err := c.nc.Subscribe(protocol.LogFilter(name), func(m *nats.Msg) {
+		var l protocol.LogLine
+		if json.Unmarshal(m.Data, &l) == nil {
+			select {
+			case f.lines <- l:
+			case <-f.done:
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", name, err)
+	}
+	evSub, err := c.nc.Subscribe(protocol.EventSubject(name), func(m *nats.Msg) {
+		var e protocol.Event
+		if json.Unmarshal(m.Data, &e) == nil {
+			select {
+			case f.events <- e:
+			case <-f.done:
+			}
+		}
+	})
+	if err != nil {
+		_ = logSub.Unsubscribe()
+		return nil, fmt.Errorf("follow %s: %w", name, err)
+	}
+	f.subs = []*nats.Subscription{logSub, evSub}
+	return f, c.nc.Flush()
+}
+
+// Close ends the subscriptions.
+func (f *Follower) Close() {
+	close(f.done)
+	for _, s := range f.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// Wait calls onLine for each log line and onEvent for each event until the pipeline reaches a
+// final state, which it returns. Events travel as plain NATS messages; a status poll every
+// second covers one that was lost.
+func (f *Follower) Wait(ctx context.Context, onLine func(protocol.LogLine), onEvent func(protocol.Event)) (protocol.PipelineStatus, error) {
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return protocol.PipelineStatus{}, ctx.Err()
+		case l := <-f.lines:
+			if onLine != nil {
+				onLine(l)
+			}
+		case e := <-f.events:
+			if onEvent != nil {
+				onEvent(e)
+			}
+			if e.Job == 0 && protocol.Terminal(e.State) {
+				return f.final(ctx, onLine)
+			}
+		case <-poll.C:
+			st, err := f.c.Status(ctx, f.name)
+			if err == nil && len(st) == 1 && protocol.Terminal(st[0].State) {
+				return f.final(ctx, onLine)
+			}
+		}
+	}
+}
+
+// final drains the log lines already delivered and returns the final status.
+func (f *Follower) final(ctx context.Context, onLine func(protocol.LogLine)) (protocol.PipelineStatus, error) {
+	_ = f.c.nc.Flush()
+	for {
+		select {
+		case l := <-f.lines:
+			if onLine != nil {
+				onLine(l)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	st, err := f.c.Status(ctx, f.name)
+	if err != nil {
+		return protocol.PipelineStatus{}, err
+	}
+	if len(st) != 1 {
+		return protocol.PipelineStatus{}, fmt.Errorf("pipeline %s: no status", f.name)
+	}
+	return st[0], nil
+}

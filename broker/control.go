@@ -1,0 +1,700 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// control is the control plane: it owns the worker registry and the pipelines. Every handler
+// takes mu; requests to workers are made without it.
+type control struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	opts    Options
+	log     *slog.Logger
+	storage jetstream.StorageType
+
+	mu        sync.Mutex
+	workers   map[string]*workerState
+	pipelines map[string]*pipelineState
+	epoch     uint64
+	submitMu  sync.Mutex // one submission at a time: placement sees the slots it used
+	subs      []*nats.Subscription
+}
+
+type workerState struct {
+	info     protocol.WorkerInfo
+	lastSeen time.Time
+	metrics  protocol.Metrics
+	alive    bool
+}
+
+type pipelineState struct {
+	doc       *pipeline.Pipeline
+	state     string
+	reason    string
+	err       string
+	submitted time.Time
+	ended     time.Time
+	jobs      map[int]*jobState
+	events    []protocol.Event
+	cleaned   bool
+}
+
+type jobState struct {
+	job      *pipeline.Job
+	worker   string
+	state    string
+	err      string
+	stats    protocol.JobStats
+	epoch    uint64
+	restarts int
+}
+
+func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logger) (*control, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	c := &control{
+		nc: nc, js: js, opts: opts, log: log, storage: jetstream.FileStorage,
+		workers: map[string]*workerState{}, pipelines: map[string]*pipelineState{},
+	}
+	if opts.Memory {
+		c.storage = jetstream.MemoryStorage
+	}
+	if err := c.createLogStream(ctx); err != nil {
+		return nil, err
+	}
+	handlers := map[string]func(*nats.Msg) any{
+		protocol.SubjRegister:              c.handleRegister,
+		protocol.SubjDeregister:            c.handleDeregister,
+		protocol.SubjJobState:              c.handleJobState,
+		protocol.SubjSubmit:                c.handleSubmit,
+		protocol.SubjStatus:                c.handleStatus,
+		protocol.SubjStop:                  c.handleStop,
+		protocol.SubjWorkers:               c.handleWorkers,
+		protocol.SubjHeartbeatPrefix + "*": c.handleHeartbeat,
+	}
+	for subj, h := range handlers {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			reply := h(m)
+			if m.Reply == "" || reply == nil {
+				return
+			}
+			data, err := json.Marshal(reply)
+			if err == nil {
+				err = m.Respond(data)
+			}
+			if err != nil {
+				c.log.Warn("reply failed", "subject", m.Subject, "error", err)
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("broker: subscribe %s: %w", subj, err)
+		}
+		c.subs = append(c.subs, sub)
+	}
+	return c, nc.Flush()
+}
+
+func (c *control) createLogStream(ctx context.Context) error {
+	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: protocol.LogStream, Subjects: []string{protocol.LogSubjects}, Storage: c.storage,
+		MaxAge: 24 * time.Hour, MaxBytes: 256 << 20, Discard: jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("broker: log stream: %w", err)
+	}
+	return nil
+}
+
+// run watches heartbeats until ctx ends.
+func (c *control) run(ctx context.Context) {
+	defer func() {
+		for _, s := range c.subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	t := time.NewTicker(c.opts.HeartbeatTimeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c.checkLiveness(now)
+		}
+	}
+}
+
+// ---- workers ----
+
+func (c *control) handleRegister(m *nats.Msg) any {
+	var info protocol.WorkerInfo
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return protocol.Reply{Error: "register: " + err.Error()}
+	}
+	if err := protocol.CheckName("worker", info.Name); err != nil {
+		return protocol.Reply{Error: err.Error()}
+	}
+	c.mu.Lock()
+	if old, ok := c.workers[info.Name]; ok && old.alive && (old.info.PID != info.PID || old.info.Host != info.Host) {
+		c.mu.Unlock()
+		return protocol.Reply{Error: fmt.Sprintf("worker name %q is taken by a live worker on %s (pid %d); choose another with --name", info.Name, old.info.Host, old.info.PID)}
+	}
+	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true}
+	c.mu.Unlock()
+	c.log.Info("worker joined", "worker", info.Name, "groups", info.Groups, "slots", info.Slots, "host", info.Host)
+	go c.placePending()
+	return protocol.Reply{OK: true}
+}
+
+func (c *control) handleDeregister(m *nats.Msg) any {
+	var info protocol.WorkerInfo
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return protocol.Reply{Error: "deregister: " + err.Error()}
+	}
+	c.mu.Lock()
+	if w, ok := c.workers[info.Name]; ok {
+		w.alive = false
+	}
+	c.mu.Unlock()
+	c.log.Info("worker left", "worker", info.Name)
+	c.workerLost(info.Name, "left")
+	return protocol.Reply{OK: true}
+}
+
+func (c *control) handleHeartbeat(m *nats.Msg) any {
+	var hb protocol.Heartbeat
+	if err := json.Unmarshal(m.Data, &hb); err != nil {
+		c.log.Warn("bad heartbeat", "subject", m.Subject, "error", err)
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.workers[hb.Worker]
+	if !ok {
+		return nil // not registered (yet): it registers on its own
+	}
+	w.lastSeen, w.metrics = time.Now(), hb.Metrics
+	for _, s := range hb.Stats {
+		if p, ok := c.pipelines[s.Pipeline]; ok {
+			if j, ok := p.jobs[s.Job]; ok && j.worker == hb.Worker && !protocol.Terminal(j.state) {
+				j.stats = s.Stats
+			}
+		}
+	}
+	return nil
+}
+
+func (c *control) checkLiveness(now time.Time) {
+	var lost []string
+	c.mu.Lock()
+	for name, w := range c.workers {
+		if w.alive && now.Sub(w.lastSeen) > c.opts.HeartbeatTimeout {
+			w.alive = false
+			lost = append(lost, name)
+		}
+	}
+	c.mu.Unlock()
+	for _, name := range lost {
+		c.log.Warn("worker missed its heartbeats; declared dead", "worker", name, "timeout", c.opts.HeartbeatTimeout)
+		c.workerLost(name, "missed its heartbeats")
+	}
+}
+
+// workerLost fails the jobs that ran on a worker that is gone.
+// TODO(failover issue): move them instead.
+func (c *control) workerLost(name, why string) {
+	type failed struct {
+		pipeline string
+		job      int
+	}
+	var jobs []failed
+	c.mu.Lock()
+	for pname, p := range c.pipelines {
+		for id, j := range p.jobs {
+			if j.worker == name && !protocol.Terminal(j.state) {
+				jobs = append(jobs, failed{pname, id})
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range jobs {
+		c.applyJobState(protocol.JobState{Pipeline: f.pipeline, Job: f.job, Worker: name, State: protocol.StateFailed,
+			Error: fmt.Sprintf("worker %s %s", name, why), Time: time.Now()})
+	}
+}
+
+func (c *control) handleWorkers(*nats.Msg) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	used := c.slotsUsed()
+	out := protocol.WorkersReply{Reply: protocol.Reply{OK: true}}
+	for _, w := range c.workers {
+		out.Workers = append(out.Workers, protocol.WorkerStatus{WorkerInfo: w.info, Alive: w.alive,
+			LastHeartbeat: w.lastSeen, Metrics: w.metrics, SlotsUsed: used[w.info.Name]})
+	}
+	sort.Slice(out.Workers, func(i, k int) bool { return out.Workers[i].Name < out.Workers[k].Name })
+	return out
+}
+
+// slotsUsed counts the jobs each worker runs. Callers hold mu.
+func (c *control) slotsUsed() map[string]int {
+	used := map[string]int{}
+	for _, p := range c.pipelines {
+		for _, j := range p.jobs {
+			if j.worker != "" && !protocol.Terminal(j.state) {
+				used[j.worker]++
+			}
+		}
+	}
+	return used
+}
+
+// ---- pipelines ----
+
+func (c *control) handleSubmit(m *nats.Msg) any {
+	var req protocol.SubmitRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: "submit: " + err.Error()}}
+	}
+	c.submitMu.Lock()
+	defer c.submitMu.Unlock()
+	doc, err := pipeline.Parse(req.Document)
+	if err != nil {
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Invalid: true}
+	}
+	if err := pipeline.Validate(doc, pipeline.ValidateOptions{KnownType: c.knownType}); err != nil {
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Invalid: true, Pipeline: doc.Name}
+	}
+	c.mu.Lock()
+	if old, ok := c.pipelines[doc.Name]; ok && !protocol.Terminal(old.state) {
+		c.mu.Unlock()
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s; stop it first", doc.Name, old.state)}, Pipeline: doc.Name}
+	}
+	p := &pipelineState{doc: doc, state: protocol.StatePending, submitted: time.Now(), jobs: map[int]*jobState{}}
+	for i := range doc.Jobs {
+		j := &doc.Jobs[i]
+		p.jobs[j.ID] = &jobState{job: j, state: protocol.StatePending}
+	}
+	c.pipelines[doc.Name] = p
+	c.mu.Unlock()
+	c.event(doc.Name, 0, "submitted", fmt.Sprintf("%d jobs, %d pipes", len(doc.Jobs), len(doc.Endpoints())))
+	state, err := c.launch(context.Background(), p)
+	if err != nil {
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Pipeline: doc.Name, Invalid: errors.Is(err, errInvalid)}
+	}
+	return protocol.SubmitReply{Reply: protocol.Reply{OK: true}, Pipeline: doc.Name, State: state}
+}
+
+var errInvalid = errors.New("invalid pipeline")
+
+func (c *control) knownType(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.workers {
+		for _, t := range w.info.Types {
+			if t == name && w.alive {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// launch places a pipeline, makes its streams, prepares every job and starts them. Placement is
+// all or nothing: where a job cannot be placed, the pipeline stays pending with the reason.
+func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) {
+	name := p.doc.Name
+	c.mu.Lock()
+	placement, reason := c.place(p.doc)
+	if reason != "" {
+		p.state, p.reason = protocol.StatePending, reason
+		c.mu.Unlock()
+		c.event(name, 0, "pending", reason)
+		return protocol.StatePending, nil
+	}
+	c.epoch++
+	epoch := c.epoch
+	for id, w := range placement {
+		j := p.jobs[id]
+		j.worker, j.state, j.epoch = w, protocol.StateStarting, epoch
+	}
+	p.state, p.reason = protocol.StateStarting, ""
+	c.mu.Unlock()
+
+	if err := c.createPipes(ctx, p.doc); err != nil {
+		c.abort(p, err)
+		return "", err
+	}
+	assigns := c.assignments(p.doc, placement, epoch)
+	if err := c.prepareAll(ctx, assigns); err != nil {
+		c.abort(p, err)
+		return "", fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	for _, a := range assigns {
+		c.event(name, a.a.Job.ID, "placed", fmt.Sprintf("%s on worker %s", a.a.Job.Label(), a.worker))
+	}
+	c.mu.Lock()
+	if p.state == protocol.StateStarting {
+		p.state = protocol.StateRunning
+	}
+	c.mu.Unlock()
+	var errs []error
+	for _, a := range assigns {
+		if err := c.requestWorker(ctx, a.worker, protocol.VerbStart, a.a.Ref()); err != nil {
+			errs = append(errs, fmt.Errorf("%s on worker %s: start: %w", a.a.Job.Label(), a.worker, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.abort(p, err)
+		return "", err
+	}
+	c.event(name, 0, "started", "all jobs started")
+	return protocol.StateRunning, nil
+}
+
+type placedAssignment struct {
+	worker string
+	a      protocol.Assignment
+}
+
+func (c *control) assignments(doc *pipeline.Pipeline, placement map[int]string, epoch uint64) []placedAssignment {
+	ends := doc.Endpoints()
+	binding := func(pipeID int) protocol.PipeBinding {
+		pp := doc.PipeByID(pipeID)
+		src, dst := doc.JobByID(ends[pipeID][0]), doc.JobByID(ends[pipeID][1])
+		b := protocol.PipeBinding{
+			ID: pipeID, Subject: protocol.PipeSubject(doc.Name, pipeID), Stream: protocol.PipeStream(doc.Name, pipeID),
+			Consumer: protocol.PipeConsumer, Codec: pp.EffectiveCodec(), BlockSize: pp.BlockSize,
+			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), HeadSize: 1,
+		}
+		if src != nil {
+			b.HeadSize = src.EffectiveHeadSize()
+		}
+		if dst != nil {
+			b.MaxQueue = dst.MaxQueue
+		}
+		return b
+	}
+	var out []placedAssignment
+	for i := range doc.Jobs {
+		j := doc.Jobs[i]
+		a := protocol.Assignment{Pipeline: doc.Name, Epoch: epoch, Job: j}
+		for _, id := range j.Inputs {
+			a.Inputs = append(a.Inputs, binding(id))
+		}
+		for _, id := range j.Outputs {
+			a.Outputs = append(a.Outputs, binding(id))
+		}
+		out = append(out, placedAssignment{worker: placement[j.ID], a: a})
+	}
+	return out
+}
+
+// Pipe stream limits: a pipe without max_queue holds up to this much unread data and then makes
+// its writer wait (backpressure), so a slow job never grows memory without bound.
+const (
+	pipeMaxMsgs  = 4096
+	pipeMaxBytes = 64 << 20
+)
+
+func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline) error {
+	ends := doc.Endpoints()
+	for id, e := range ends {
+		maxQueue := 0
+		if dst := doc.JobByID(e[1]); dst != nil {
+			maxQueue = dst.MaxQueue
+		}
+		cfg := jetstream.StreamConfig{
+			Name: protocol.PipeStream(doc.Name, id), Subjects: []string{protocol.PipeSubject(doc.Name, id)},
+			Retention: jetstream.WorkQueuePolicy, Storage: c.storage, Discard: jetstream.DiscardNew,
+			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes, Duplicates: time.Minute,
+		}
+		maxAck := 64
+		if maxQueue > 0 {
+			cfg.Discard, cfg.MaxMsgs, cfg.MaxBytes = jetstream.DiscardOld, int64(maxQueue), -1
+			maxAck = 1
+		}
+		// A pipeline submitted again under the same name starts from empty pipes.
+		if err := c.js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("pipe %d: delete old stream: %w", id, err)
+		}
+		st, err := c.js.CreateStream(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("pipe %d: create stream %s: %w", id, cfg.Name, err)
+		}
+		_, err = st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable: protocol.PipeConsumer, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: maxAck,
+			AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1,
+		})
+		if err != nil {
+			return fmt.Errorf("pipe %d: create consumer: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func (c *control) deletePipes(doc *pipeline.Pipeline) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for id := range doc.Endpoints() {
+		if err := c.js.DeleteStream(ctx, protocol.PipeStream(doc.Name, id)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			c.log.Warn("pipe stream not deleted", "pipeline", doc.Name, "pipe", id, "error", err)
+		}
+	}
+}
+
+// prepareAll asks each worker to build its jobs; it reports every failure at once.
+func (c *control) prepareAll(ctx context.Context, assigns []placedAssignment) error {
+	errs := make([]error, len(assigns))
+	var wg sync.WaitGroup
+	for i, a := range assigns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.requestWorker(ctx, a.worker, protocol.VerbPrepare, a.a); err != nil {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// requestWorker sends a control request to one worker.
+func (c *control) requestWorker(ctx context.Context, worker, verb string, req any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := c.nc.RequestWithContext(rctx, protocol.WorkerSubject(worker, verb), data)
+	if err != nil {
+		return fmt.Errorf("worker %s: %s: %w", worker, verb, err)
+	}
+	var r protocol.Reply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("worker %s: %s: bad reply: %w", worker, verb, err)
+	}
+	return r.Err()
+}
+
+// abort ends a pipeline that could not start: its jobs are stopped and its pipes removed.
+func (c *control) abort(p *pipelineState, err error) {
+	c.mu.Lock()
+	p.state, p.err, p.ended = protocol.StateFailed, err.Error(), time.Now()
+	workers := map[string]bool{}
+	for _, j := range p.jobs {
+		if j.worker != "" {
+			workers[j.worker] = true
+		}
+		if !protocol.Terminal(j.state) {
+			j.state = protocol.StateStopped
+		}
+	}
+	c.mu.Unlock()
+	c.stopOnWorkers(p.doc.Name, workers)
+	c.deletePipes(p.doc)
+	c.event(p.doc.Name, 0, "failed", err.Error())
+}
+
+func (c *control) stopOnWorkers(name string, workers map[string]bool) {
+	for w := range workers {
+		if err := c.requestWorker(context.Background(), w, protocol.VerbStop, protocol.JobRef{Pipeline: name}); err != nil {
+			c.log.Warn("stop request failed", "pipeline", name, "worker", w, "error", err)
+		}
+	}
+}
+
+// placePending retries the pipelines waiting for workers.
+func (c *control) placePending() {
+	c.submitMu.Lock()
+	defer c.submitMu.Unlock()
+	c.mu.Lock()
+	var waiting []*pipelineState
+	for _, p := range c.pipelines {
+		if p.state == protocol.StatePending {
+			waiting = append(waiting, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range waiting {
+		if _, err := c.launch(context.Background(), p); err != nil {
+			c.log.Warn("pending pipeline failed to start", "pipeline", p.doc.Name, "error", err)
+		}
+	}
+}
+
+func (c *control) handleJobState(m *nats.Msg) any {
+	var s protocol.JobState
+	if err := json.Unmarshal(m.Data, &s); err != nil {
+		return protocol.Reply{Error: "jobstate: " + err.Error()}
+	}
+	c.applyJobState(s)
+	return protocol.Reply{OK: true}
+}
+
+// applyJobState records a job's new state and derives the pipeline's.
+func (c *control) applyJobState(s protocol.JobState) {
+	c.mu.Lock()
+	p, ok := c.pipelines[s.Pipeline]
+	if !ok {
+		c.mu.Unlock()
+		return
+	}
+	j, ok := p.jobs[s.Job]
+	if !ok || (s.Epoch != 0 && j.epoch != 0 && s.Epoch != j.epoch) || protocol.Terminal(j.state) {
+		c.mu.Unlock()
+		return // a stale instance, or a job already ended
+	}
+	j.state, j.err, j.stats = s.State, s.Error, s.Stats
+	var stopWorkers map[string]bool
+	var pipelineEvent, pipelineMsg string
+	switch {
+	case s.State == protocol.StateFailed && !protocol.Terminal(p.state):
+		p.state, p.err = protocol.StateFailed, fmt.Sprintf("%s: %s", j.job.Label(), s.Error)
+		p.ended = time.Now()
+		stopWorkers = c.otherWorkers(p)
+		pipelineEvent, pipelineMsg = "failed", p.err
+	case allTerminal(p) && !protocol.Terminal(p.state):
+		p.state, p.ended = protocol.StateFinished, time.Now()
+		pipelineEvent, pipelineMsg = "finished", fmt.Sprintf("all %d jobs finished in %s", len(p.jobs), p.ended.Sub(p.submitted).Round(time.Millisecond))
+	}
+	cleanup := allTerminal(p) && protocol.Terminal(p.state) && !p.cleaned
+	if cleanup {
+		p.cleaned = true
+	}
+	c.mu.Unlock()
+
+	msg := fmt.Sprintf("%s %s on worker %s", j.job.Label(), s.State, s.Worker)
+	if s.Error != "" {
+		msg += ": " + s.Error
+	}
+	c.event(s.Pipeline, s.Job, "job "+s.State, msg)
+	if stopWorkers != nil {
+		c.stopOnWorkers(s.Pipeline, stopWorkers)
+	}
+	if cleanup {
+		c.deletePipes(p.doc)
+	}
+	if pipelineEvent != "" {
+		c.event(s.Pipeline, 0, pipelineEvent, pipelineMsg)
+	}
+}
+
+// otherWorkers lists the workers still running jobs of p. Callers hold mu.
+func (c *control) otherWorkers(p *pipelineState) map[string]bool {
+	ws := map[string]bool{}
+	for _, j := range p.jobs {
+		if j.worker != "" && !protocol.Terminal(j.state) {
+			ws[j.worker] = true
+		}
+	}
+	return ws
+}
+
+func allTerminal(p *pipelineState) bool {
+	for _, j := range p.jobs {
+		if !protocol.Terminal(j.state) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *control) handleStop(m *nats.Msg) any {
+	var req protocol.NameRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		return protocol.Reply{Error: "stop: " + err.Error()}
+	}
+	c.mu.Lock()
+	p, ok := c.pipelines[req.Pipeline]
+	if !ok {
+		c.mu.Unlock()
+		return protocol.Reply{Error: fmt.Sprintf("no pipeline named %q", req.Pipeline)}
+	}
+	if protocol.Terminal(p.state) {
+		state := p.state
+		c.mu.Unlock()
+		return protocol.Reply{Error: fmt.Sprintf("pipeline %s has already %s", req.Pipeline, state)}
+	}
+	p.state, p.ended = protocol.StateStopped, time.Now()
+	workers := c.otherWorkers(p)
+	for _, j := range p.jobs {
+		if j.worker == "" && !protocol.Terminal(j.state) {
+			j.state = protocol.StateStopped // pending, never placed
+		}
+	}
+	c.mu.Unlock()
+	c.stopOnWorkers(req.Pipeline, workers)
+	c.event(req.Pipeline, 0, "stopped", "stopped on request")
+	return protocol.Reply{OK: true}
+}
+
+func (c *control) handleStatus(m *nats.Msg) any {
+	var req protocol.NameRequest
+	_ = json.Unmarshal(m.Data, &req)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := protocol.StatusReply{Reply: protocol.Reply{OK: true}}
+	for name, p := range c.pipelines {
+		if req.Pipeline != "" && name != req.Pipeline {
+			continue
+		}
+		out.Pipelines = append(out.Pipelines, p.status())
+	}
+	if req.Pipeline != "" && len(out.Pipelines) == 0 {
+		return protocol.StatusReply{Reply: protocol.Reply{Error: fmt.Sprintf("no pipeline named %q", req.Pipeline)}}
+	}
+	sort.Slice(out.Pipelines, func(i, k int) bool { return out.Pipelines[i].Name < out.Pipelines[k].Name })
+	return out
+}
+
+func (p *pipelineState) status() protocol.PipelineStatus {
+	st := protocol.PipelineStatus{Name: p.doc.Name, State: p.state, Reason: p.reason, Error: p.err,
+		Submitted: p.submitted, Ended: p.ended, Events: append([]protocol.Event(nil), p.events...)}
+	for _, jd := range p.doc.Jobs {
+		j := p.jobs[jd.ID]
+		st.Jobs = append(st.Jobs, protocol.JobStatus{ID: jd.ID, Name: jd.DisplayName(), Worker: j.worker,
+			State: j.state, Error: j.err, Stats: j.stats, Restarts: j.restarts})
+	}
+	return st
+}
+
+// event records and publishes one event of a pipeline.
+func (c *control) event(name string, jobID int, kind, msg string) {
+	c.mu.Lock()
+	ev := protocol.Event{Time: time.Now(), Pipeline: name, Job: jobID, Kind: kind, Message: msg}
+	if p, ok := c.pipelines[name]; ok {
+		ev.State = p.state
+		p.events = append(p.events, ev)
+		if len(p.events) > 200 {
+			p.events = p.events[len(p.events)-200:]
+		}
+	}
+	c.mu.Unlock()
+	c.log.Info("event", "pipeline", name, "job", jobID, "kind", kind, "message", msg)
+	data, err := json.Marshal(ev)
+	if err == nil {
+		err = c.nc.Publish(protocol.EventSubject(name), data)
+	}
+	if err != nil {
+		c.log.Warn("event not published", "pipeline", name, "error", err)
+	}
+}

@@ -1,0 +1,201 @@
+// Package broker is the head node: an embedded NATS server with JetStream, and the control plane
+// on top of it — worker registry, scheduler, pipeline lifecycle and the API the marvelo command
+// uses (DESIGN.md §2, §6, §8).
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Options configure a broker.
+type Options struct {
+	// Listen is host:port for NATS clients; port -1 picks a free port (tests, marvelo run).
+	Listen string
+	// StoreDir keeps JetStream on disk, so a restarted broker picks up where it was. Empty with
+	// Memory false uses a temporary directory.
+	StoreDir string
+	// Memory keeps every stream in memory (marvelo run, throwaway brokers).
+	Memory bool
+	// AuthToken, when set, is required from every client.
+	AuthToken string
+	// Monitor is host:port of the NATS monitoring endpoint; empty turns it off.
+	Monitor string
+	// HeartbeatTimeout is how long a worker may stay silent before it is declared dead
+	// (default 3 × 500 ms).
+	HeartbeatTimeout time.Duration
+	// Logger is the broker's log.
+	Logger *slog.Logger
+}
+
+// Broker is a running head node. Create it with Start; stop it with Shutdown.
+type Broker struct {
+	opts    Options
+	ns      *server.Server
+	nc      *nats.Conn
+	ctl     *control
+	log     *slog.Logger
+	tempDir string
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// Start runs the embedded NATS server and the control plane.
+func Start(opts Options) (*Broker, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.HeartbeatTimeout <= 0 {
+		opts.HeartbeatTimeout = 1500 * time.Millisecond
+	}
+	b := &Broker{opts: opts, log: opts.Logger, done: make(chan struct{})}
+	sopts, err := b.serverOptions()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		b.removeTemp()
+		return nil, fmt.Errorf("broker: nats server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		b.removeTemp()
+		return nil, fmt.Errorf("broker: nats server did not become ready on %s", opts.Listen)
+	}
+	b.ns = ns
+	nc, err := b.Connect(nats.Name("marvelo-broker"))
+	if err != nil {
+		b.Shutdown()
+		return nil, err
+	}
+	b.nc = nc
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	ctl, err := newControl(ctx, nc, opts, b.log)
+	if err != nil {
+		b.Shutdown()
+		return nil, err
+	}
+	b.ctl = ctl
+	go func() {
+		defer close(b.done)
+		ctl.run(ctx)
+	}()
+	b.log.Info("broker ready", "url", b.ClientURL(), "store", b.storeDescription())
+	return b, nil
+}
+
+func (b *Broker) serverOptions() (*server.Options, error) {
+	host, port, err := splitHostPort(b.opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("broker: --listen %q: %w", b.opts.Listen, err)
+	}
+	o := &server.Options{
+		ServerName: "marvelo", Host: host, Port: port, JetStream: true,
+		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
+		Authorization: b.opts.AuthToken,
+	}
+	switch {
+	case b.opts.Memory:
+		// JetStream still wants a directory for its metadata; nothing of ours lands there.
+		dir, err := os.MkdirTemp("", "marvelo-broker-*")
+		if err != nil {
+			return nil, fmt.Errorf("broker: temporary store: %w", err)
+		}
+		b.tempDir, o.StoreDir = dir, dir
+	case b.opts.StoreDir != "":
+		o.StoreDir = b.opts.StoreDir
+	default:
+		dir, err := os.MkdirTemp("", "marvelo-broker-*")
+		if err != nil {
+			return nil, fmt.Errorf("broker: temporary store: %w", err)
+		}
+		b.tempDir, o.StoreDir = dir, dir
+	}
+	if b.opts.Monitor != "" {
+		mh, mp, err := splitHostPort(b.opts.Monitor)
+		if err != nil {
+			return nil, fmt.Errorf("broker: --monitor %q: %w", b.opts.Monitor, err)
+		}
+		o.HTTPHost, o.HTTPPort = mh, mp
+	}
+	return o, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	if hp == "" {
+		return "127.0.0.1", server.RANDOM_PORT, nil
+	}
+	host, ps, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q is not a number", ps)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+func (b *Broker) storeDescription() string {
+	if b.opts.Memory {
+		return "memory"
+	}
+	if b.opts.StoreDir != "" {
+		return b.opts.StoreDir
+	}
+	return b.tempDir + " (temporary)"
+}
+
+// ClientURL is the URL workers and the marvelo command connect to.
+func (b *Broker) ClientURL() string { return b.ns.ClientURL() }
+
+// Connect opens a NATS connection to the embedded server, with the broker's token.
+func (b *Broker) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	if b.opts.AuthToken != "" {
+		opts = append(opts, nats.Token(b.opts.AuthToken))
+	}
+	nc, err := nats.Connect(b.ClientURL(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("broker: connect to %s: %w", b.ClientURL(), err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the control plane and the NATS server.
+func (b *Broker) Shutdown() {
+	if b.cancel != nil {
+		b.cancel()
+		<-b.done
+	}
+	if b.nc != nil {
+		_ = b.nc.Drain()
+	}
+	if b.ns != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
+	}
+	b.removeTemp()
+}
+
+func (b *Broker) removeTemp() {
+	if b.tempDir != "" {
+		if err := os.RemoveAll(b.tempDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			b.log.Warn("temporary store not removed", "dir", b.tempDir, "error", err)
+		}
+	}
+}

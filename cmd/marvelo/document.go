@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/marvelo/marvelo/cmd/internal/cliutil"
+	"github.com/marvelo/marvelo/pipeline"
+)
+
+// The document commands: encode, decode, validate and graph. Each takes one FILE, JSON or CBOR
+// judged by content ("-" reads standard input), and leaves the work to package pipeline.
+
+func outputFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: usage}
+}
+
+func encodeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "encode",
+		Usage:     "encode a pipeline document as CBOR",
+		UsageText: "marvelo encode FILE [-o OUT.cbor] [--no-validate]",
+		Description: `Reads a pipeline document (JSON or CBOR, judged by content; "-" reads standard input),
+checks it as validate does (all but the job type check) and writes it as CBOR in core
+deterministic encoding (RFC 8949 §4.2): the same document always gives the same bytes.
+Without -o the CBOR goes to standard output.
+
+Example:
+   marvelo encode pipeline.json -o pipeline.cbor`,
+		Flags: []cli.Flag{
+			outputFlag("write the CBOR to `FILE` instead of standard output"),
+			&cli.BoolFlag{Name: "no-validate", Usage: "encode the document even if it fails validation"},
+		},
+		Action: func(c *cli.Context) error {
+			name, p, err := loadDocument(c)
+			if err != nil {
+				return err
+			}
+			if !c.Bool("no-validate") {
+				if err := pipeline.Validate(p, pipeline.ValidateOptions{}); err != nil {
+					return cliutil.UsageError(prefixLines(name, err))
+				}
+			}
+			data, err := pipeline.EncodeCBOR(p)
+			if err != nil {
+				return cliutil.Failure(err)
+			}
+			return writeOutput(c, c.String("output"), data)
+		},
+	}
+}
+
+func decodeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "decode",
+		Usage:     "print a pipeline document as indented JSON",
+		UsageText: "marvelo decode FILE [-o OUT.json]",
+		Description: `Reads a pipeline document (CBOR or JSON, judged by content; "-" reads standard input),
+decodes it strictly and prints it as JSON indented by two spaces. It does not validate the
+graph: use validate for that.
+
+Example:
+   marvelo decode pipeline.cbor`,
+		Flags: []cli.Flag{outputFlag("write the JSON to `FILE` instead of standard output")},
+		Action: func(c *cli.Context) error {
+			_, p, err := loadDocument(c)
+			if err != nil {
+				return err
+			}
+			data, err := pipeline.EncodeJSON(p)
+			if err != nil {
+				return cliutil.Failure(err)
+			}
+			return writeOutput(c, c.String("output"), data)
+		},
+	}
+}
+
+func validateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "validate",
+		Usage:     "check a pipeline document and report every problem",
+		UsageText: "marvelo validate FILE",
+		Description: `Decodes a pipeline document (JSON or CBOR, judged by content; "-" reads standard input)
+strictly and checks the graph: ids, job types, pipe ends, codecs, synchronous cycles and
+more. Prints "FILE: ok (N jobs, M pipes)", or every problem, one per line, prefixed with
+the file name; the exit code is then 2.
+
+Example:
+   marvelo validate pipeline.json`,
+		Action: func(c *cli.Context) error {
+			name, data, err := readDocument(c)
+			if err != nil {
+				return err
+			}
+			p, err := pipeline.Parse(data)
+			if err == nil {
+				err = pipeline.Validate(p, pipeline.ValidateOptions{KnownType: knownJobType})
+			}
+			if err == nil {
+				fmt.Fprintf(c.App.Writer, "%s: ok (%d jobs, %d pipes)\n", name, len(p.Jobs), countPipes(p))
+				return nil
+			}
+			lines := problemLines(err)
+			for _, l := range lines {
+				fmt.Fprintf(c.App.Writer, "%s: %s\n", name, l)
+			}
+			return cliutil.UsageError(fmt.Errorf("%s: invalid pipeline document (%s)", name, plural(len(lines), "problem")))
+		},
+	}
+}
+
+func graphCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "graph",
+		Usage:     "draw a pipeline as a Graphviz graph",
+		UsageText: "marvelo graph FILE [-o graph.dot|graph.svg|graph.png|graph.pdf]",
+		Description: `Writes the pipeline as a Graphviz DOT digraph: one node per job ("name id"), one edge per
+pipe labelled with its id and codec; async and optional pipes are dashed. Without -o the
+DOT goes to standard output. An -o ending in .svg, .png or .pdf runs Graphviz's dot, which
+must be installed. An invalid document is drawn as far as possible, to help find the fault.
+
+Example:
+   marvelo graph pipeline.json -o pipeline.svg`,
+		Flags: []cli.Flag{outputFlag("write to `FILE`; .svg, .png and .pdf are rendered with dot")},
+		Action: func(c *cli.Context) error {
+			_, p, err := loadDocument(c)
+			if err != nil {
+				return err
+			}
+			dot := pipeline.EncodeDOT(p)
+			out := c.String("output")
+			switch ext := strings.ToLower(filepath.Ext(out)); ext {
+			case "", ".dot", ".gv":
+				return writeOutput(c, out, dot)
+			case ".svg", ".png", ".pdf":
+				return renderDOT(dot, ext[1:], out)
+			default:
+				return cliutil.UsageError(fmt.Errorf("graph: cannot write %s: the output must end in .dot, .gv, .svg, .png or .pdf", out))
+			}
+		},
+	}
+}
+
+// readDocument reads the one FILE argument; "-" is standard input. It returns the name to use in
+// messages.
+func readDocument(c *cli.Context) (string, []byte, error) {
+	if c.NArg() != 1 {
+		return "", nil, cliutil.UsageError(fmt.Errorf("%s needs exactly one FILE argument, got %d (see marvelo %s --help)",
+			c.Command.Name, c.NArg(), c.Command.Name))
+	}
+	name := c.Args().First()
+	if name == "-" {
+		data, err := io.ReadAll(c.App.Reader)
+		if err != nil {
+			return "<stdin>", nil, cliutil.Failure(fmt.Errorf("reading standard input: %w", err))
+		}
+		return "<stdin>", data, nil
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return name, nil, cliutil.Failure(err)
+	}
+	return name, data, nil
+}
+
+// loadDocument reads and decodes the FILE argument; an undecodable document is exit code 2.
+func loadDocument(c *cli.Context) (string, *pipeline.Pipeline, error) {
+	name, data, err := readDocument(c)
+	if err != nil {
+		return name, nil, err
+	}
+	p, err := pipeline.Parse(data)
+	if err != nil {
+		return name, nil, cliutil.UsageError(prefixLines(name, err))
+	}
+	return name, p, nil
+}
+
+// problemLines splits a Parse or Validate error into one line per problem.
+func problemLines(err error) []string {
+	var de *pipeline.DocumentError
+	var ve *pipeline.ValidationError
+	var lines []string
+	switch {
+	case errors.As(err, &de):
+		for _, p := range de.Problems {
+			lines = append(lines, p.String())
+		}
+	case errors.As(err, &ve):
+		for _, p := range ve.Problems {
+			lines = append(lines, p.Message)
+		}
+	default:
+		lines = strings.Split(err.Error(), "\n")
+	}
+	return lines
+}
+
+// prefixLines names the file on every line of a multi-problem error.
+func prefixLines(name string, err error) error {
+	lines := problemLines(err)
+	for i, l := range lines {
+		lines[i] = name + ": " + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// countPipes counts distinct pipes, used by a job or only listed.
+func countPipes(p *pipeline.Pipeline) int {
+	ids := map[int]bool{}
+	for _, j := range p.Jobs {
+		for _, id := range append(append([]int(nil), j.Inputs...), j.Outputs...) {
+			ids[id] = true
+		}
+	}
+	for _, pp := range p.Pipes {
+		ids[pp.ID] = true
+	}
+	return len(ids)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// writeOutput writes data to the file named by -o, or to standard output when there is none
+// (or it is "-").
+func writeOutput(c *cli.Context, path string, data []byte) error {
+	if path == "" || path == "-" {
+		if _, err := c.App.Writer.Write(data); err != nil {
+			return cliutil.Failure(err)
+		}
+		return nil
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return cliutil.Failure(err)
+	}
+	return nil
+}
+
+// renderDOT runs Graphviz's dot to turn the graph into an image of the given format.
+func renderDOT(dot []byte, format, out string) error {
+	bin, err := exec.LookPath("dot")
+	if err != nil {
+		return cliutil.Failure(fmt.Errorf("graph: writing %s needs Graphviz's dot command, which was not found on PATH; "+
+			"install graphviz, or write DOT with -o %s.dot", out, strings.TrimSuffix(out, filepath.Ext(out))))
+	}
+	cmd := exec.Command(bin, "-T"+format, "-o", out)
+	cmd.Stdin = bytes.NewReader(dot)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return cliutil.Failure(fmt.Errorf("graph: dot -T%s -o %s: %v: %s", format, out, err, strings.TrimSpace(stderr.String())))
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+// Command marvelo submits, runs and inspects marvelo pipelines. See `marvelo --help`.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/marvelo/marvelo/cmd/internal/cliutil"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "marvelo",
+		Usage: "run distributed signal-processing pipelines on NATS",
+		Description: `A pipeline is a graph of jobs joined by numbered pipes, written as JSON (pipeline.json)
+and submitted as CBOR (pipeline.cbor); every command that takes a pipeline accepts either.
+
+Examples:
+   marvelo run testdata/pipelines/demo.json          # everything in one process
+   marvelo validate pipeline.json
+   marvelo encode pipeline.json -o pipeline.cbor
+   marvelo submit pipeline.cbor --broker nats://head:4222 --wait`,
+		Commands: []*cli.Command{
+			runCommand(),
+			encodeCommand(),
+			decodeCommand(),
+			validateCommand(),
+			graphCommand(),
+		},
+		ExitErrHandler: cliutil.HandleExitError,
+	}
+	if err := app.Run(cliutil.FlagsFirst(app, os.Args)); err != nil {
+		fmt.Fprintln(os.Stderr, "marvelo:", err)
+		os.Exit(cliutil.ExitCode(err))
+	}
+}

@@ -1,0 +1,190 @@
+package builtin
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/marvelo/marvelo/pipeline/job"
+)
+
+// CSVSink writes one row per compute block (CSVSinkJob): a header with a column pipe_<id> per
+// input, then the inputs' values — numbers in decimal, strings as they are, anything else as
+// compact JSON. Every row is flushed, so the file is complete up to the last block at any time.
+type CSVSink struct {
+	Path string `json:"path" marvelo:"required"`
+	// Echo also prints each row to the job's output (shown by marvelo run and marvelo logs).
+	Echo bool `json:"echo"`
+
+	f    *os.File
+	w    *csv.Writer
+	row  []string
+	name string
+}
+
+// Validate checks the args.
+func (s *CSVSink) Validate() error {
+	if strings.TrimSpace(s.Path) == "" {
+		return fmt.Errorf("path is empty")
+	}
+	return nil
+}
+
+// Setup creates the file (and its folder) and writes the header.
+func (s *CSVSink) Setup(ctx *job.Context) error {
+	s.name = s.Path
+	if !filepath.IsAbs(s.name) {
+		s.name = filepath.Join(ctx.WorkDir, s.name)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.name), 0o755); err != nil {
+		return fmt.Errorf("csv %s: %w", s.name, err)
+	}
+	f, err := os.Create(s.name)
+	if err != nil {
+		return fmt.Errorf("csv: %w", err)
+	}
+	s.f, s.w = f, csv.NewWriter(f)
+	header := make([]string, len(ctx.InputPipes()))
+	for k, id := range ctx.InputPipes() {
+		header[k] = "pipe_" + strconv.Itoa(id)
+	}
+	return s.write(header)
+}
+
+// Run writes one row.
+func (s *CSVSink) Run(ctx *job.Context, in ...any) error {
+	s.row = s.row[:0]
+	for _, v := range in {
+		cell, err := csvCell(v)
+		if err != nil {
+			return err
+		}
+		s.row = append(s.row, cell)
+	}
+	if s.Echo {
+		ctx.Printf("%s", strings.Join(s.row, ","))
+	}
+	return s.write(s.row)
+}
+
+func (s *CSVSink) write(row []string) error {
+	if err := s.w.Write(row); err != nil {
+		return fmt.Errorf("csv %s: %w", s.name, err)
+	}
+	s.w.Flush()
+	if err := s.w.Error(); err != nil {
+		return fmt.Errorf("csv %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (s *CSVSink) Close() error {
+	if s.f == nil {
+		return nil
+	}
+	s.w.Flush()
+	err := s.w.Error()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("csv %s: %w", s.name, err)
+	}
+	return nil
+}
+
+func csvCell(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	}
+	b, err := json.Marshal(jsonable(v))
+	if err != nil {
+		return "", fmt.Errorf("csv cell: %w", err)
+	}
+	return string(b), nil
+}
+
+// jsonable turns maps with non-string keys (CBOR allows them) into ones encoding/json accepts.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = jsonable(e)
+		}
+		return m
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonable(e)
+		}
+		return out
+	}
+	return v
+}
+
+// Discard counts compute blocks without decoding them and logs count, duration and rate when it
+// ends.
+type Discard struct {
+	count       uint64
+	first, last time.Time
+	log         func(msg string, args ...any)
+}
+
+// Setup keeps the job's log for the summary.
+func (d *Discard) Setup(ctx *job.Context) error {
+	d.log = ctx.Log.Info
+	return nil
+}
+
+// RunRaw counts one compute block.
+func (d *Discard) RunRaw(_ *job.Context, _ [][][]byte, out [][]byte) ([][]byte, error) {
+	now := time.Now()
+	if d.count == 0 {
+		d.first = now
+	}
+	d.last = now
+	d.count++
+	return out, nil
+}
+
+// Close logs the summary.
+func (d *Discard) Close() error {
+	span := d.last.Sub(d.first)
+	rate := 0.0
+	if span > 0 && d.count > 1 {
+		rate = float64(d.count-1) / span.Seconds()
+	}
+	if d.log != nil {
+		d.log("discard summary", "blocks", d.count, "duration", span.Round(time.Microsecond).String(), "rate_per_s", strconv.FormatFloat(rate, 'f', 0, 64))
+	}
+	return nil
+}
+
+// Count is the number of compute blocks seen so far.
+func (d *Discard) Count() uint64 { return d.count }

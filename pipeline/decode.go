@@ -1,0 +1,900 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/marvelo/marvelo/codec"
+)
+
+// Decoding happens in two passes. The first turns JSON or CBOR into a generic tree (objects keep
+// their members in document order, duplicates included) and stops only at malformed input. The
+// second walks the tree into the structs and collects every problem it meets (unknown keys, wrong
+// types, out-of-range values) so that a user fixes a document in one round, not one error at a
+// time. Both formats share the second pass, so they are equally strict.
+
+// maxNesting bounds how deeply arrays and objects may nest, so that a hostile document cannot
+// exhaust the stack. Real documents nest a handful of levels; args rarely more than a few more.
+const maxNesting = 256
+
+// Problem is one thing wrong with a document: where it is (a JSON path such as
+// "jobs[3].exec.mode"; empty for the document as a whole) and what is wrong.
+type Problem struct {
+	Path    string
+	Message string
+}
+
+// String is "path: message", or the message alone when there is no path.
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// DocumentError reports why a document could not be decoded: either one problem saying where the
+// input is malformed (byte offset, and line and column for JSON), or every problem found in a
+// well-formed document.
+type DocumentError struct {
+	File     string // the file the document came from (set by ParseFile), prefixed to each line
+	Problems []Problem
+}
+
+// Error lists the problems one per line.
+func (e *DocumentError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if e.File != "" {
+			b.WriteString(e.File)
+			b.WriteString(": ")
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// ParseFile reads and parses the document in the file at path. Its errors name the file.
+func ParseFile(path string) (*Pipeline, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Parse(data)
+	var de *DocumentError
+	if errors.As(err, &de) {
+		de.File = path
+	}
+	return p, err
+}
+
+// Parse decodes a pipeline document, JSON or CBOR, judged by content: a document whose first
+// non-whitespace byte is '{' is JSON, anything else is CBOR. Decoding is strict: unknown keys,
+// duplicate keys, wrong types and unknown enum values are all errors. The error is a
+// *DocumentError. Parse does not validate the graph; see Validate.
+func Parse(data []byte) (*Pipeline, error) {
+	tree, err := parseTree(data)
+	if err != nil {
+		return nil, err
+	}
+	var b builder
+	p := b.pipeline(tree)
+	if len(b.problems) > 0 {
+		return nil, &DocumentError{Problems: b.problems}
+	}
+	return p, nil
+}
+
+func parseTree(data []byte) (any, error) {
+	i := skipSpace(data, 0)
+	switch {
+	case i == len(data):
+		return nil, &DocumentError{Problems: []Problem{{Message: "empty document"}}}
+	case data[i] == '{':
+		return parseJSONTree(data)
+	}
+	return parseCBORTree(data)
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// --- the generic tree ---
+
+// object is a decoded JSON object or CBOR map, members in document order.
+type object []member
+
+type member struct {
+	key    string
+	badKey string // the type of a CBOR map key that is not a text string; key is then empty
+	val    any
+}
+
+// outOfRange is a number that does not fit an int64 (or a float64), kept as text so that the
+// second pass can say where it is.
+type outOfRange struct{ text string }
+
+// unsupported is a well-formed CBOR item that has no JSON equivalent (byte string, tag,
+// undefined, simple value, NaN, infinity). Documents are JSON values in either form, so these are
+// problems, reported with their path by the second pass.
+type unsupported struct{ what string }
+
+// syntaxError is malformed input at a byte offset.
+type syntaxError struct {
+	off int
+	msg string
+}
+
+func (e *syntaxError) Error() string { return e.msg }
+
+// typeName names a tree value's type in messages.
+func typeName(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case int64:
+		return "integer"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case object:
+		return "object"
+	case outOfRange:
+		return "number " + v.text
+	case unsupported:
+		return v.what
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// --- JSON ---
+
+// jsonTree builds the tree from the token stream, which (unlike decoding into any) keeps
+// duplicate keys visible and lets us bound the nesting ourselves.
+type jsonTree struct {
+	dec  *json.Decoder
+	data []byte
+}
+
+func parseJSONTree(data []byte) (any, error) {
+	t := &jsonTree{dec: json.NewDecoder(bytes.NewReader(data)), data: data}
+	t.dec.UseNumber()
+	v, err := t.value(0)
+	if err == nil {
+		err = t.end()
+	}
+	if err != nil {
+		return nil, t.fail(err)
+	}
+	return v, nil
+}
+
+func (t *jsonTree) value(depth int) (any, error) {
+	tok, err := t.dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok := tok.(type) {
+	case json.Delim:
+		if depth >= maxNesting {
+			return nil, &syntaxError{int(t.dec.InputOffset()) - 1, fmt.Sprintf("nested deeper than %d levels", maxNesting)}
+		}
+		switch tok {
+		case '{':
+			return t.object(depth + 1)
+		case '[':
+			return t.array(depth + 1)
+		}
+		return nil, &syntaxError{int(t.dec.InputOffset()) - 1, fmt.Sprintf("unexpected %q", rune(tok))}
+	case json.Number:
+		return jsonNumber(tok), nil
+	}
+	return tok, nil // string, bool or nil
+}
+
+func (t *jsonTree) object(depth int) (any, error) {
+	obj := object{}
+	for t.dec.More() {
+		tok, err := t.dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string) // the tokenizer accepts only strings as object keys
+		v, err := t.value(depth)
+		if err != nil {
+			return nil, err
+		}
+		obj = append(obj, member{key: key, val: v})
+	}
+	_, err := t.dec.Token() // the closing brace
+	return obj, err
+}
+
+func (t *jsonTree) array(depth int) (any, error) {
+	arr := []any{}
+	for t.dec.More() {
+		v, err := t.value(depth)
+		if err != nil {
+			return nil, err
+		}
+		arr = append(arr, v)
+	}
+	_, err := t.dec.Token() // the closing bracket
+	return arr, err
+}
+
+// end checks that nothing but whitespace follows the document.
+func (t *jsonTree) end() error {
+	off := skipSpace(t.data, int(t.dec.InputOffset()))
+	if _, err := t.dec.Token(); err != io.EOF {
+		return &syntaxError{off, "unexpected data after the document"}
+	}
+	return nil
+}
+
+// fail turns a tokenizer error into a DocumentError naming the line, column and byte offset.
+func (t *jsonTree) fail(err error) error {
+	off, msg := len(t.data), err.Error()
+	var se *json.SyntaxError
+	var own *syntaxError
+	switch {
+	case errors.As(err, &own):
+		off = own.off
+	case errors.As(err, &se):
+		// The offending token or, for a malformed literal, the start of the value.
+		off = int(se.Offset)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		msg = "unexpected end of input"
+	}
+	off = min(off, len(t.data))
+	line, col := lineColumn(t.data, off)
+	return &DocumentError{Problems: []Problem{{
+		Message: fmt.Sprintf("invalid JSON at line %d, column %d (byte %d): %s", line, col, off, msg),
+	}}}
+}
+
+// lineColumn gives the 1-based line and column (in bytes) of offset off.
+func lineColumn(data []byte, off int) (line, col int) {
+	before := data[:off]
+	line = bytes.Count(before, []byte{'\n'}) + 1
+	return line, off - (bytes.LastIndexByte(before, '\n') + 1) + 1
+}
+
+// jsonNumber keeps integers as int64 and everything else as float64, as CBOR does.
+func jsonNumber(n json.Number) any {
+	s := string(n)
+	if !strings.ContainsAny(s, ".eE") {
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return i
+		}
+		return outOfRange{s}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return outOfRange{s}
+	}
+	return f
+}
+
+// --- CBOR ---
+
+// cborTree reads CBOR (RFC 8949) into the tree. It is a small reader of our own rather than a
+// generic decode so that malformed input can be reported with its byte offset, and so that
+// non-JSON items become problems with a path instead of values that cannot round-trip. Every
+// declared length is checked against the bytes left before anything is allocated.
+type cborTree struct {
+	data []byte
+	off  int
+}
+
+func parseCBORTree(data []byte) (any, error) {
+	r := &cborTree{data: data}
+	v, err := r.value(0)
+	if err == nil && r.off < len(data) {
+		err = &syntaxError{r.off, "unexpected data after the document"}
+	}
+	if err != nil {
+		var se *syntaxError
+		errors.As(err, &se)
+		msg := fmt.Sprintf("invalid CBOR at byte %d: %s", se.off, se.msg)
+		if looksLikeText(data) {
+			msg += " (the input looks like text, but a JSON document must be an object starting with '{')"
+		}
+		return nil, &DocumentError{Problems: []Problem{{Message: msg}}}
+	}
+	return v, nil
+}
+
+// looksLikeText guesses whether a user handed us text that is not a JSON object, to give a
+// better hint than a CBOR error alone.
+func looksLikeText(data []byte) bool {
+	if !utf8.Valid(data) {
+		return false
+	}
+	for _, c := range data {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *cborTree) errorf(off int, format string, args ...any) error {
+	return &syntaxError{off, fmt.Sprintf(format, args...)}
+}
+
+// head reads an item's initial byte and its argument. indef reports additional information 31
+// (indefinite length, or break for major type 7).
+func (r *cborTree) head() (major, info byte, arg uint64, indef bool, err error) {
+	start := r.off
+	if r.off >= len(r.data) {
+		return 0, 0, 0, false, r.errorf(r.off, "unexpected end of input")
+	}
+	ib := r.data[r.off]
+	r.off++
+	major, info = ib>>5, ib&0x1f
+	switch {
+	case info < 24:
+		return major, info, uint64(info), false, nil
+	case info == 31:
+		return major, info, 0, true, nil
+	case info > 27:
+		return 0, 0, 0, false, r.errorf(start, "reserved additional information %d", info)
+	}
+	n := 1 << (info - 24)
+	if len(r.data)-r.off < n {
+		return 0, 0, 0, false, r.errorf(len(r.data), "unexpected end of input")
+	}
+	for _, b := range r.data[r.off : r.off+n] {
+		arg = arg<<8 | uint64(b)
+	}
+	r.off += n
+	return major, info, arg, false, nil
+}
+
+func (r *cborTree) value(depth int) (any, error) {
+	start := r.off
+	major, info, arg, indef, err := r.head()
+	if err != nil {
+		return nil, err
+	}
+	if indef && (major < 2 || major == 6) {
+		return nil, r.errorf(start, "indefinite length is not allowed for major type %d", major)
+	}
+	if major >= 4 && major <= 6 && depth >= maxNesting {
+		return nil, r.errorf(start, "nested deeper than %d levels", maxNesting)
+	}
+	switch major {
+	case 0:
+		if arg > math.MaxInt64 {
+			return outOfRange{strconv.FormatUint(arg, 10)}, nil
+		}
+		return int64(arg), nil
+	case 1:
+		if arg > math.MaxInt64 {
+			n := new(big.Int).SetUint64(arg)
+			return outOfRange{n.Neg(n).Sub(n, big.NewInt(1)).String()}, nil
+		}
+		return -1 - int64(arg), nil
+	case 2:
+		if _, err := r.str(major, arg, indef); err != nil {
+			return nil, err
+		}
+		return unsupported{"byte string"}, nil
+	case 3:
+		s, err := r.str(major, arg, indef)
+		return string(s), err
+	case 4:
+		return r.array(arg, indef, depth)
+	case 5:
+		return r.mapValue(arg, indef, depth)
+	case 6:
+		if _, err := r.value(depth + 1); err != nil {
+			return nil, err
+		}
+		return unsupported{fmt.Sprintf("CBOR tag %d", arg)}, nil
+	}
+	return r.simple(start, info, arg, indef)
+}
+
+// take returns the next n bytes.
+func (r *cborTree) take(n uint64) ([]byte, error) {
+	if left := uint64(len(r.data) - r.off); n > left {
+		return nil, r.errorf(r.off, "length %d exceeds the %d bytes left", n, left)
+	}
+	b := r.data[r.off : r.off+int(n)]
+	r.off += int(n)
+	return b, nil
+}
+
+// atBreak consumes the break that ends an indefinite-length item, if it is next.
+func (r *cborTree) atBreak() bool {
+	if r.off < len(r.data) && r.data[r.off] == 0xff {
+		r.off++
+		return true
+	}
+	return false
+}
+
+// str reads a byte string (major 2) or text string (major 3), definite or in chunks.
+func (r *cborTree) str(major byte, n uint64, indef bool) ([]byte, error) {
+	if !indef {
+		return r.chunk(major, n)
+	}
+	var buf []byte
+	for !r.atBreak() {
+		start := r.off
+		m, _, n, ind, err := r.head()
+		if err != nil {
+			return nil, err
+		}
+		if m != major || ind {
+			return nil, r.errorf(start, "a chunk of an indefinite-length string must be a definite-length string of the same type")
+		}
+		c, err := r.chunk(major, n)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(buf, c...)
+	}
+	return buf, nil
+}
+
+func (r *cborTree) chunk(major byte, n uint64) ([]byte, error) {
+	start := r.off
+	b, err := r.take(n)
+	if err == nil && major == 3 && !utf8.Valid(b) {
+		err = r.errorf(start, "text string is not valid UTF-8")
+	}
+	return b, err
+}
+
+func (r *cborTree) array(n uint64, indef bool, depth int) (any, error) {
+	if !indef && n > uint64(len(r.data)-r.off) {
+		return nil, r.errorf(r.off, "array of %d items exceeds the %d bytes left", n, len(r.data)-r.off)
+	}
+	arr := make([]any, 0, min(n, 1024))
+	for i := uint64(0); indef || i < n; i++ {
+		if indef && r.atBreak() {
+			break
+		}
+		v, err := r.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		arr = append(arr, v)
+	}
+	return arr, nil
+}
+
+func (r *cborTree) mapValue(n uint64, indef bool, depth int) (any, error) {
+	if !indef && n > uint64(len(r.data)-r.off)/2 {
+		return nil, r.errorf(r.off, "map of %d pairs exceeds the %d bytes left", n, len(r.data)-r.off)
+	}
+	obj := make(object, 0, min(n, 1024))
+	for i := uint64(0); indef || i < n; i++ {
+		if indef && r.atBreak() {
+			break
+		}
+		k, err := r.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		v, err := r.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		if s, ok := k.(string); ok {
+			obj = append(obj, member{key: s, val: v})
+		} else {
+			obj = append(obj, member{badKey: typeName(k), val: v})
+		}
+	}
+	return obj, nil
+}
+
+// simple reads major type 7: false, true, null, floats; everything else has no JSON equivalent.
+func (r *cborTree) simple(start int, info byte, arg uint64, indef bool) (any, error) {
+	var f float64
+	switch {
+	case indef:
+		return nil, r.errorf(start, "unexpected break")
+	case info == 20:
+		return false, nil
+	case info == 21:
+		return true, nil
+	case info == 22:
+		return nil, nil
+	case info == 23:
+		return unsupported{"undefined"}, nil
+	case info == 24 && arg < 32:
+		return nil, r.errorf(start, "invalid simple value %d", arg)
+	case info < 25:
+		return unsupported{fmt.Sprintf("simple value %d", arg)}, nil
+	case info == 25:
+		f = float16(uint16(arg))
+	case info == 26:
+		f = float64(math.Float32frombits(uint32(arg)))
+	default:
+		f = math.Float64frombits(arg)
+	}
+	switch {
+	case math.IsNaN(f):
+		return unsupported{"NaN"}, nil
+	case math.IsInf(f, 0):
+		return unsupported{"infinity"}, nil
+	}
+	return f, nil
+}
+
+// float16 converts an IEEE 754 half-precision value, which core deterministic encoding uses for
+// any float it represents exactly.
+func float16(h uint16) float64 {
+	sign := 1.0
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	exp, frac := int(h>>10)&0x1f, float64(h&0x3ff)
+	switch exp {
+	case 0:
+		return sign * math.Ldexp(frac, -24)
+	case 0x1f:
+		if frac == 0 {
+			return math.Inf(int(sign))
+		}
+		return math.NaN()
+	}
+	return sign * math.Ldexp(frac+1024, exp-25)
+}
+
+// --- from the tree to the structs ---
+
+// builder walks the tree into a Pipeline, collecting every problem with its path.
+type builder struct {
+	problems []Problem
+}
+
+// handlers maps the keys an object may have to what decodes each value.
+type handlers map[string]func(path string, v any)
+
+func (b *builder) add(path, format string, args ...any) {
+	b.problems = append(b.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (b *builder) pipeline(v any) *Pipeline {
+	p := &Pipeline{}
+	if _, ok := v.(object); !ok {
+		b.add("", "a pipeline document must be an object, got %s", typeName(v))
+		return p
+	}
+	b.fields("", v, handlers{
+		"name": func(path string, v any) { p.Name = b.str(path, v) },
+		"jobs": func(path string, v any) {
+			p.Jobs = []Job{}
+			b.list(path, v, func(path string, v any) { p.Jobs = append(p.Jobs, b.job(path, v)) })
+		},
+		"pipes": func(path string, v any) {
+			b.list(path, v, func(path string, v any) { p.Pipes = append(p.Pipes, b.pipe(path, v)) })
+		},
+	})
+	return p
+}
+
+func (b *builder) job(path string, v any) Job {
+	var j Job
+	b.fields(path, v, handlers{
+		"id":        func(path string, v any) { j.ID, _ = b.int(path, v) },
+		"name":      func(path string, v any) { j.Name = b.str(path, v) },
+		"type":      func(path string, v any) { j.Type = b.str(path, v) },
+		"args":      func(path string, v any) { j.Args = b.args(path, v) },
+		"exec":      func(path string, v any) { j.Exec = b.exec(path, v) },
+		"inputs":    func(path string, v any) { j.Inputs = b.ints(path, v) },
+		"outputs":   func(path string, v any) { j.Outputs = b.ints(path, v) },
+		"groups":    func(path string, v any) { j.Groups = b.strs(path, v) },
+		"node":      func(path string, v any) { j.Node = b.str(path, v) },
+		"max_queue": func(path string, v any) { j.MaxQueue, _ = b.int(path, v) },
+		"head":      func(path string, v any) { j.Head = b.bool(path, v) },
+		"head_size": func(path string, v any) { j.HeadSize = b.intIn(path, v, 1, 4) },
+		"dummy":     func(path string, v any) { j.Dummy = b.enum(path, v, DummyZero, DummyPrev) },
+		"log":       func(path string, v any) { j.Log = b.bool(path, v) },
+	})
+	return j
+}
+
+func (b *builder) exec(path string, v any) *Exec {
+	e := &Exec{}
+	b.fields(path, v, handlers{
+		"path":         func(path string, v any) { e.Path = b.str(path, v) },
+		"params":       func(path string, v any) { e.Params = b.strs(path, v) },
+		"mode":         func(path string, v any) { e.Mode = b.enum(path, v, ModeFIFO, ModeFD) },
+		"input_flag":   func(path string, v any) { e.InputFlag = b.str(path, v) },
+		"output_flag":  func(path string, v any) { e.OutputFlag = b.str(path, v) },
+		"dependencies": func(path string, v any) { e.Dependencies = b.str(path, v) },
+	})
+	return e
+}
+
+func (b *builder) pipe(path string, v any) Pipe {
+	var p Pipe
+	// block_size and block_count must be at least 1 when given: the struct cannot tell an
+	// explicit 0 from an absent key, so this is the only place an explicit 0 can be caught.
+	b.fields(path, v, handlers{
+		"id":          func(path string, v any) { p.ID, _ = b.int(path, v) },
+		"codec":       func(path string, v any) { p.Codec = b.enum(path, v, codec.CBOR, codec.JSON, codec.Bytes) },
+		"block_size":  func(path string, v any) { p.BlockSize = b.intIn(path, v, 1, math.MaxInt) },
+		"block_count": func(path string, v any) { p.BlockCount = b.intIn(path, v, 1, math.MaxInt) },
+		"async":       func(path string, v any) { p.Async = b.bool(path, v) },
+		"optional":    func(path string, v any) { p.Optional = b.optional(path, v) },
+		"from_types":  func(path string, v any) { p.FromTypes = b.strs(path, v) },
+		"to_types":    func(path string, v any) { p.ToTypes = b.strs(path, v) },
+	})
+	return p
+}
+
+func (b *builder) optional(path string, v any) *Optional {
+	o := &Optional{}
+	b.fields(path, v, handlers{
+		"default": func(path string, v any) { o.Default = b.plain(path, v) },
+		"store": func(path string, v any) {
+			s := b.bool(path, v)
+			o.Store = &s
+		},
+		"buffer": func(path string, v any) { o.Buffer, _ = b.int(path, v) },
+		"drop":   func(path string, v any) { o.Drop = b.enum(path, v, "oldest", "newest") },
+	})
+	return o
+}
+
+// fields decodes an object with a fixed set of keys: each member goes to its handler; unknown,
+// duplicate and non-string keys are problems.
+func (b *builder) fields(path string, v any, hs handlers) {
+	obj, ok := v.(object)
+	if !ok {
+		b.add(path, "expected object, got %s", typeName(v))
+		return
+	}
+	seen := make(map[string]bool, len(obj))
+	for _, m := range obj {
+		if m.badKey != "" {
+			b.add(path, "keys must be strings, got %s", m.badKey)
+			continue
+		}
+		p := joinKey(path, m.key)
+		h, known := hs[m.key]
+		switch {
+		case seen[m.key]:
+			b.add(p, "duplicate key")
+		case !known:
+			b.add(p, "unknown key%s", didYouMean(m.key, hs))
+		default:
+			h(p, m.val)
+		}
+		seen[m.key] = true
+	}
+}
+
+func (b *builder) list(path string, v any, each func(path string, v any)) {
+	arr, ok := v.([]any)
+	if !ok {
+		b.add(path, "expected array, got %s", typeName(v))
+		return
+	}
+	for i, e := range arr {
+		each(path+"["+strconv.Itoa(i)+"]", e)
+	}
+}
+
+func (b *builder) str(path string, v any) string {
+	s, ok := v.(string)
+	if !ok {
+		b.add(path, "expected string, got %s", typeName(v))
+	}
+	return s
+}
+
+func (b *builder) bool(path string, v any) bool {
+	t, ok := v.(bool)
+	if !ok {
+		b.add(path, "expected boolean, got %s", typeName(v))
+	}
+	return t
+}
+
+// int decodes an integer; ok is false when a problem was reported.
+func (b *builder) int(path string, v any) (n int, ok bool) {
+	switch v := v.(type) {
+	case int64:
+		if int64(int(v)) == v {
+			return int(v), true
+		}
+		b.add(path, "integer %d is out of range", v)
+	case outOfRange:
+		b.add(path, "%s is out of range", v.text)
+	default:
+		b.add(path, "expected integer, got %s", typeName(v))
+	}
+	return 0, false
+}
+
+// intIn decodes an integer that must lie in [lo, hi] when given.
+func (b *builder) intIn(path string, v any, lo, hi int) int {
+	n, ok := b.int(path, v)
+	switch {
+	case !ok:
+	case n < lo && hi == math.MaxInt:
+		b.add(path, "must be at least %d, got %d", lo, n)
+	case n < lo || n > hi:
+		b.add(path, "must be %d to %d, got %d", lo, hi, n)
+	}
+	return n
+}
+
+func (b *builder) enum(path string, v any, allowed ...string) string {
+	s, ok := v.(string)
+	if !ok {
+		b.add(path, "expected string, got %s", typeName(v))
+		return ""
+	}
+	for _, a := range allowed {
+		if s == a {
+			return s
+		}
+	}
+	b.add(path, "%s is not one of %s", strconv.Quote(s), strings.Join(allowed, ", "))
+	return s
+}
+
+func (b *builder) ints(path string, v any) []int {
+	var out []int
+	b.list(path, v, func(path string, v any) {
+		n, _ := b.int(path, v)
+		out = append(out, n)
+	})
+	return out
+}
+
+func (b *builder) strs(path string, v any) []string {
+	var out []string
+	b.list(path, v, func(path string, v any) { out = append(out, b.str(path, v)) })
+	return out
+}
+
+func (b *builder) args(path string, v any) map[string]any {
+	if _, ok := v.(object); !ok {
+		b.add(path, "expected object, got %s", typeName(v))
+		return nil
+	}
+	m, _ := b.plain(path, v).(map[string]any)
+	return m
+}
+
+// plain converts a free-form value (args, optional.default) to map[string]any, []any, string,
+// int64, float64, bool or nil.
+func (b *builder) plain(path string, v any) any {
+	switch v := v.(type) {
+	case object:
+		m := make(map[string]any, len(v))
+		for _, mem := range v {
+			if mem.badKey != "" {
+				b.add(path, "keys must be strings, got %s", mem.badKey)
+				continue
+			}
+			p := joinKey(path, mem.key)
+			if _, dup := m[mem.key]; dup {
+				b.add(p, "duplicate key")
+				continue
+			}
+			m[mem.key] = b.plain(p, mem.val)
+		}
+		return m
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = b.plain(path+"["+strconv.Itoa(i)+"]", e)
+		}
+		return out
+	case outOfRange:
+		b.add(path, "%s is out of range", v.text)
+		return nil
+	case unsupported:
+		b.add(path, "%s is not allowed: a pipeline document holds JSON values only", v.what)
+		return nil
+	}
+	return v
+}
+
+// joinKey extends a path by an object key: a.b for plain keys, a["odd key"] for the rest.
+func joinKey(path, key string) string {
+	if !isPlainKey(key) {
+		return path + "[" + strconv.Quote(key) + "]"
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func isPlainKey(key string) bool {
+	if key == "" || key[0] >= '0' && key[0] <= '9' {
+		return false
+	}
+	for _, c := range key {
+		if !(c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// didYouMean suggests the known key closest to an unknown one: the same but for case and
+// separators, or at most two edits away.
+func didYouMean(key string, hs handlers) string {
+	if len(key) > 64 {
+		return ""
+	}
+	known := make([]string, 0, len(hs))
+	for k := range hs {
+		known = append(known, k)
+	}
+	sort.Strings(known)
+	best, bestDist := "", 3
+	for _, k := range known {
+		d := editDistance(key, k)
+		if normalizeKey(key) == normalizeKey(k) {
+			d = 0
+		}
+		if d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+func normalizeKey(k string) string {
+	return strings.NewReplacer("_", "", "-", "", " ", "").Replace(strings.ToLower(k))
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

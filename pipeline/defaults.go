@@ -1,0 +1,145 @@
+package pipeline
+
+import (
+	"path"
+	"strconv"
+)
+
+// Label is the job's name as shown in logs: its name, else its type or executable, plus its id.
+func (j *Job) Label() string {
+	return j.DisplayName() + " " + strconv.Itoa(j.ID)
+}
+
+// DisplayName is the job's name, else its type, else the base name of its executable.
+func (j *Job) DisplayName() string {
+	switch {
+	case j.Name != "":
+		return j.Name
+	case j.Type != "":
+		return j.Type
+	case j.Exec != nil && j.Exec.Path != "":
+		return path.Base(j.Exec.Path)
+	}
+	return "job"
+}
+
+// EffectiveGroups is the job's groups in priority order, ["ALL"] when none are given.
+func (j *Job) EffectiveGroups() []string {
+	if len(j.Groups) == 0 {
+		return []string{GroupAll}
+	}
+	return j.Groups
+}
+
+// IsLocal reports whether the job must run on the head node.
+func (j *Job) IsLocal() bool {
+	for _, g := range j.Groups {
+		if g == GroupLocal {
+			return true
+		}
+	}
+	return false
+}
+
+// EffectiveHeadSize is the head length in bytes, 1 when unset.
+func (j *Job) EffectiveHeadSize() int {
+	if j.HeadSize == 0 {
+		return 1
+	}
+	return j.HeadSize
+}
+
+// EffectiveDummy is the dummy mode, "zero" when unset.
+func (j *Job) EffectiveDummy() string {
+	if j.Dummy == "" {
+		return DummyZero
+	}
+	return j.Dummy
+}
+
+// EffectiveMode is the executable's pipe mode, "fifo" when unset.
+func (e *Exec) EffectiveMode() string {
+	if e.Mode == "" {
+		return ModeFIFO
+	}
+	return e.Mode
+}
+
+// EffectiveInputFlag is the flag placed before each input, "-i" when unset.
+func (e *Exec) EffectiveInputFlag() string {
+	if e.InputFlag == "" {
+		return DefaultInputFlag
+	}
+	return e.InputFlag
+}
+
+// EffectiveOutputFlag is the flag placed before each output, "-o" when unset.
+func (e *Exec) EffectiveOutputFlag() string {
+	if e.OutputFlag == "" {
+		return DefaultOutputFlag
+	}
+	return e.OutputFlag
+}
+
+// EffectiveCodec is the pipe's codec, "cbor" when unset.
+func (p *Pipe) EffectiveCodec() string {
+	if p.Codec == "" {
+		return "cbor"
+	}
+	return p.Codec
+}
+
+// EffectiveBlockCount is the number of blocks per compute block, 1 when unset.
+func (p *Pipe) EffectiveBlockCount() int {
+	if p.BlockCount == 0 {
+		return 1
+	}
+	return p.BlockCount
+}
+
+// IsAsync reports whether the pipe bypasses sequence alignment (async or optional).
+func (p *Pipe) IsAsync() bool { return p.Async || p.Optional != nil }
+
+// PipeByID returns the pipe with the given id, with defaults for a pipe used but not listed.
+func (p *Pipeline) PipeByID(id int) Pipe {
+	for _, pp := range p.Pipes {
+		if pp.ID == id {
+			return pp
+		}
+	}
+	return Pipe{ID: id}
+}
+
+// JobByID returns the job with the given id, or nil.
+func (p *Pipeline) JobByID(id int) *Job {
+	for i := range p.Jobs {
+		if p.Jobs[i].ID == id {
+			return &p.Jobs[i]
+		}
+	}
+	return nil
+}
+
+// Endpoints returns, for each pipe id used by a job, the job writing it and the job reading it
+// (0 where there is none). A pipe with two sources or destinations keeps the first; Validate
+// reports the second.
+func (p *Pipeline) Endpoints() map[int][2]int {
+	ends := map[int][2]int{}
+	for _, j := range p.Jobs {
+		for _, id := range j.Outputs {
+			e := ends[id]
+			if e[0] == 0 {
+				e[0] = j.ID
+			}
+			ends[id] = e
+		}
+		for _, id := range j.Inputs {
+			e := ends[id]
+			if e[1] == 0 {
+				e[1] = j.ID
+			}
+			ends[id] = e
+		}
+	}
+	return ends
+}

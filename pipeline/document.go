@@ -1,0 +1,76 @@
+// Package pipeline defines the pipeline document: the graph of jobs joined by numbered pipes that
+// users write as JSON and submit as CBOR (DESIGN.md §3). It decodes both forms strictly, encodes
+// CBOR deterministically and validates a document, reporting every problem at once.
+//
+// The package is pure: no NATS, no goroutines, no I/O beyond what a caller hands it.
+package pipeline
+
+// Pipeline is one pipeline document.
+type Pipeline struct {
+	Name  string `json:"name" cbor:"name"`
+	Jobs  []Job  `json:"jobs" cbor:"jobs"`
+	Pipes []Pipe `json:"pipes,omitempty" cbor:"pipes,omitempty"`
+}
+
+// Job is one vertex of the graph: a Go job (Type) or an executable job (Exec).
+type Job struct {
+	ID       int            `json:"id" cbor:"id"`
+	Name     string         `json:"name,omitempty" cbor:"name,omitempty"`
+	Type     string         `json:"type,omitempty" cbor:"type,omitempty"`
+	Args     map[string]any `json:"args,omitempty" cbor:"args,omitempty"`
+	Exec     *Exec          `json:"exec,omitempty" cbor:"exec,omitempty"`
+	Inputs   []int          `json:"inputs,omitempty" cbor:"inputs,omitempty"`
+	Outputs  []int          `json:"outputs,omitempty" cbor:"outputs,omitempty"`
+	Groups   []string       `json:"groups,omitempty" cbor:"groups,omitempty"`
+	Node     string         `json:"node,omitempty" cbor:"node,omitempty"`
+	MaxQueue int            `json:"max_queue,omitempty" cbor:"max_queue,omitempty"`
+	Head     bool           `json:"head,omitempty" cbor:"head,omitempty"`
+	HeadSize int            `json:"head_size,omitempty" cbor:"head_size,omitempty"`
+	Dummy    string         `json:"dummy,omitempty" cbor:"dummy,omitempty"`
+	Log      bool           `json:"log,omitempty" cbor:"log,omitempty"`
+}
+
+// Exec describes an executable job (the old ExecutableJob / MARVELOJob).
+type Exec struct {
+	Path         string   `json:"path" cbor:"path"`
+	Params       []string `json:"params,omitempty" cbor:"params,omitempty"`
+	Mode         string   `json:"mode,omitempty" cbor:"mode,omitempty"`
+	InputFlag    string   `json:"input_flag,omitempty" cbor:"input_flag,omitempty"`
+	OutputFlag   string   `json:"output_flag,omitempty" cbor:"output_flag,omitempty"`
+	Dependencies string   `json:"dependencies,omitempty" cbor:"dependencies,omitempty"`
+}
+
+// Pipe is one edge: a numbered, typed stream of blocks from one job to another.
+type Pipe struct {
+	ID         int       `json:"id" cbor:"id"`
+	Codec      string    `json:"codec,omitempty" cbor:"codec,omitempty"`
+	BlockSize  int       `json:"block_size,omitempty" cbor:"block_size,omitempty"`
+	BlockCount int       `json:"block_count,omitempty" cbor:"block_count,omitempty"`
+	Async      bool      `json:"async,omitempty" cbor:"async,omitempty"`
+	Optional   *Optional `json:"optional,omitempty" cbor:"optional,omitempty"`
+	FromTypes  []string  `json:"from_types,omitempty" cbor:"from_types,omitempty"`
+	ToTypes    []string  `json:"to_types,omitempty" cbor:"to_types,omitempty"`
+}
+
+// Optional makes a pipe never block its receiver (OptionalMixIn of the original).
+type Optional struct {
+	Default any    `json:"default,omitempty" cbor:"default,omitempty"`
+	Store   *bool  `json:"store,omitempty" cbor:"store,omitempty"`
+	Buffer  int    `json:"buffer,omitempty" cbor:"buffer,omitempty"`
+	Drop    string `json:"drop,omitempty" cbor:"drop,omitempty"`
+}
+
+// Defaults of the document (DESIGN.md §3).
+const (
+	GroupAll   = "ALL"
+	GroupLocal = "LOCAL"
+
+	ModeFIFO = "fifo"
+	ModeFD   = "fd"
+
+	DummyZero = "zero"
+	DummyPrev = "prev"
+
+	DefaultInputFlag  = "-i"
+	DefaultOutputFlag = "-o"
+)

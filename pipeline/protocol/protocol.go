@@ -1,0 +1,297 @@
+// Package protocol is the one definition of how the broker, the workers and the marvelo command
+// talk over NATS: subject names, stream names and the messages of the control plane. The broker
+// and worker packages never import each other; both import this.
+//
+// Control messages are JSON (easy to watch with `nats sub 'marvelo.>'`); blocks on pipes use the
+// binary wire format of package codec.
+package protocol
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/marvelo/marvelo/pipeline"
+)
+
+// Version is the protocol and software version a worker reports.
+const Version = "0.1.0"
+
+// Control-plane subjects.
+const (
+	// SubjRegister: request, worker → broker, WorkerInfo → Reply.
+	SubjRegister = "marvelo.ctl.register"
+	// SubjDeregister: request, worker → broker, WorkerInfo → Reply, on a clean shutdown.
+	SubjDeregister = "marvelo.ctl.deregister"
+	// SubjHeartbeatPrefix + worker name: publish, worker → broker, Heartbeat.
+	SubjHeartbeatPrefix = "marvelo.ctl.heartbeat."
+	// SubjJobState: request, worker → broker, JobState → Reply.
+	SubjJobState = "marvelo.ctl.jobstate"
+
+	// API subjects: requests from the marvelo command to the broker.
+	SubjSubmit  = "marvelo.api.submit"
+	SubjStatus  = "marvelo.api.status"
+	SubjStop    = "marvelo.api.stop"
+	SubjWorkers = "marvelo.api.workers"
+
+	// LogStream keeps the logs of all pipelines for `marvelo logs`.
+	LogStream = "MARVELO_LOGS"
+	// LogSubjects is the filter of LogStream.
+	LogSubjects = "marvelo.*.log.>"
+)
+
+// Verbs the broker sends to one worker on WorkerSubject.
+const (
+	VerbPrepare = "prepare" // Assignment → Reply: build the job, check its args; do not start
+	VerbStart   = "start"   // JobRef → Reply: start a prepared job
+	VerbStop    = "stop"    // JobRef → Reply: stop a job (or every job of a pipeline when Job is 0)
+)
+
+// WorkerSubject is the subject on which the broker reaches one worker.
+func WorkerSubject(worker, verb string) string { return "marvelo.worker." + worker + "." + verb }
+
+// GroupSubject is the subject on which the broker reaches every worker of a group.
+func GroupSubject(group, verb string) string { return "marvelo.group." + group + "." + verb }
+
+// PipeSubject is the subject that carries the blocks of one pipe.
+func PipeSubject(pipelineName string, pipe int) string {
+	return "marvelo." + pipelineName + ".pipe." + strconv.Itoa(pipe)
+}
+
+// PipeStream is the JetStream stream holding one pipe. A stream per pipe, rather than one per
+// pipeline, lets every pipe have its own limit and discard policy: a max_queue pipe drops its
+// oldest block, every other pipe pushes back on its writer.
+func PipeStream(pipelineName string, pipe int) string {
+	return "MARVELO_" + pipelineName + "_" + strconv.Itoa(pipe)
+}
+
+// PipeConsumer is the durable consumer of a pipe's stream: one per pipe, since a pipe has exactly
+// one destination. A job that moves to another worker binds to the same consumer.
+const PipeConsumer = "destination"
+
+// LogSubject carries the log lines of one job.
+func LogSubject(pipelineName string, job int) string {
+	return "marvelo." + pipelineName + ".log." + strconv.Itoa(job)
+}
+
+// LogFilter selects every log line of a pipeline.
+func LogFilter(pipelineName string) string { return "marvelo." + pipelineName + ".log.>" }
+
+// EventSubject carries the events of a pipeline (job state changes, moves, the end).
+func EventSubject(pipelineName string) string { return "marvelo." + pipelineName + ".event" }
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// CheckName reports whether s may be used as a pipeline or worker name: it becomes a NATS subject
+// token and part of stream names.
+func CheckName(kind, s string) error {
+	if !tokenRE.MatchString(s) {
+		return fmt.Errorf("%s name %q: use 1 to 64 letters, digits, '-' or '_'", kind, s)
+	}
+	return nil
+}
+
+// Reply answers every control request.
+type Reply struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// Err turns a Reply into an error.
+func (r Reply) Err() error {
+	if r.OK {
+		return nil
+	}
+	if r.Error == "" {
+		return fmt.Errorf("request failed")
+	}
+	return fmt.Errorf("%s", r.Error)
+}
+
+// WorkerInfo is what a worker says about itself when it registers.
+type WorkerInfo struct {
+	Name    string    `json:"name"`
+	Groups  []string  `json:"groups"`
+	Slots   int       `json:"slots"`
+	Types   []string  `json:"types"`
+	Local   bool      `json:"local,omitempty"` // the head node's worker: runs LOCAL jobs
+	Any     bool      `json:"any,omitempty"`   // accepts every group (marvelo run's single worker)
+	Version string    `json:"version"`
+	Host    string    `json:"host,omitempty"`
+	PID     int       `json:"pid,omitempty"`
+	Started time.Time `json:"started"`
+}
+
+// Metrics are read from the worker's OS with each heartbeat.
+type Metrics struct {
+	CPUFree  float64 `json:"cpu_free"`  // percent of all CPUs idle
+	MemFree  float64 `json:"mem_free"`  // percent of memory available
+	SwapUsed float64 `json:"swap_used"` // percent of swap used
+	DiskFree float64 `json:"disk_free"` // percent of the workdir's file system free
+	Load1    float64 `json:"load1"`
+}
+
+// JobRef names one job of one pipeline.
+type JobRef struct {
+	Pipeline string `json:"pipeline"`
+	Job      int    `json:"job"`
+	Epoch    uint64 `json:"epoch,omitempty"`
+}
+
+// Heartbeat is published by every worker every heartbeat interval.
+type Heartbeat struct {
+	Worker  string     `json:"worker"`
+	Time    time.Time  `json:"time"`
+	Metrics Metrics    `json:"metrics"`
+	Jobs    []JobRef   `json:"jobs,omitempty"`
+	Stats   []JobState `json:"stats,omitempty"`
+}
+
+// PipeBinding is one pipe as a job's runtime needs it.
+type PipeBinding struct {
+	ID         int    `json:"id"`
+	Subject    string `json:"subject"`
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	Codec      string `json:"codec"`
+	BlockSize  int    `json:"block_size,omitempty"`
+	BlockCount int    `json:"block_count"`
+	Async      bool   `json:"async,omitempty"`
+	MaxQueue   int    `json:"max_queue,omitempty"` // of the destination job; 0 = backpressure
+	HeadSize   int    `json:"head_size"`
+}
+
+// Assignment tells a worker to run one job.
+type Assignment struct {
+	Pipeline string        `json:"pipeline"`
+	Epoch    uint64        `json:"epoch"`
+	Job      pipeline.Job  `json:"job"`
+	Inputs   []PipeBinding `json:"inputs"`
+	Outputs  []PipeBinding `json:"outputs"`
+}
+
+// Ref returns the assignment's JobRef.
+func (a *Assignment) Ref() JobRef { return JobRef{Pipeline: a.Pipeline, Job: a.Job.ID, Epoch: a.Epoch} }
+
+// Job and pipeline states.
+const (
+	StatePending  = "pending"
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StateFinished = "finished"
+	StateFailed   = "failed"
+	StateStopped  = "stopped"
+	StateDegraded = "degraded"
+)
+
+// Terminal reports whether a state is final.
+func Terminal(state string) bool {
+	return state == StateFinished || state == StateFailed || state == StateStopped
+}
+
+// JobStats are a job's counters.
+type JobStats struct {
+	BlocksIn   uint64 `json:"blocks_in"`
+	BlocksOut  uint64 `json:"blocks_out"`
+	Rounds     uint64 `json:"rounds"`
+	Stale      uint64 `json:"stale,omitempty"`       // blocks dropped as late or duplicate
+	Dummies    uint64 `json:"dummies,omitempty"`     // blocks made up for missing ones
+	QueueDrops uint64 `json:"queue_drops,omitempty"` // blocks dropped by max_queue
+}
+
+// JobState reports a job's state change (and, in heartbeats, its counters).
+type JobState struct {
+	Pipeline string    `json:"pipeline"`
+	Job      int       `json:"job"`
+	Epoch    uint64    `json:"epoch,omitempty"`
+	Worker   string    `json:"worker"`
+	State    string    `json:"state"`
+	Error    string    `json:"error,omitempty"`
+	Stats    JobStats  `json:"stats"`
+	Time     time.Time `json:"time"`
+}
+
+// SubmitRequest carries a pipeline document (CBOR) to the broker.
+type SubmitRequest struct {
+	Document []byte `json:"document"`
+}
+
+// SubmitReply answers a submit.
+type SubmitReply struct {
+	Reply
+	Pipeline string `json:"pipeline,omitempty"`
+	State    string `json:"state,omitempty"`
+	// Invalid says the document itself is wrong (exit code 2), not the system.
+	Invalid bool `json:"invalid,omitempty"`
+}
+
+// NameRequest names a pipeline (status, stop); an empty name in a status request means all.
+type NameRequest struct {
+	Pipeline string `json:"pipeline"`
+}
+
+// Event is one thing that happened to a pipeline.
+type Event struct {
+	Time     time.Time `json:"time"`
+	Pipeline string    `json:"pipeline"`
+	Job      int       `json:"job,omitempty"`
+	Kind     string    `json:"kind"`
+	Message  string    `json:"message"`
+	State    string    `json:"state,omitempty"` // the pipeline's state after the event
+}
+
+// JobStatus is one job as `marvelo status` shows it.
+type JobStatus struct {
+	ID       int      `json:"id"`
+	Name     string   `json:"name"`
+	Worker   string   `json:"worker,omitempty"`
+	State    string   `json:"state"`
+	Error    string   `json:"error,omitempty"`
+	Stats    JobStats `json:"stats"`
+	Restarts int      `json:"restarts,omitempty"`
+}
+
+// PipelineStatus is one pipeline as `marvelo status` shows it.
+type PipelineStatus struct {
+	Name      string      `json:"name"`
+	State     string      `json:"state"`
+	Reason    string      `json:"reason,omitempty"`
+	Error     string      `json:"error,omitempty"`
+	Submitted time.Time   `json:"submitted"`
+	Ended     time.Time   `json:"ended,omitempty"`
+	Jobs      []JobStatus `json:"jobs"`
+	Events    []Event     `json:"events,omitempty"`
+}
+
+// StatusReply answers a status request.
+type StatusReply struct {
+	Reply
+	Pipelines []PipelineStatus `json:"pipelines"`
+}
+
+// WorkerStatus is one worker as `marvelo workers` shows it.
+type WorkerStatus struct {
+	WorkerInfo
+	Alive         bool      `json:"alive"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	Metrics       Metrics   `json:"metrics"`
+	SlotsUsed     int       `json:"slots_used"`
+}
+
+// WorkersReply answers a workers request.
+type WorkersReply struct {
+	Reply
+	Workers []WorkerStatus `json:"workers"`
+}
+
+// LogLine is one line of a job's output or log.
+type LogLine struct {
+	Time     time.Time `json:"time"`
+	Pipeline string    `json:"pipeline"`
+	Job      int       `json:"job"`
+	Name     string    `json:"name"`
+	Worker   string    `json:"worker"`
+	Level    string    `json:"level"`
+	Text     string    `json:"text"`
+}

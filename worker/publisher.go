@@ -1,0 +1,253 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// Batch bounds: a busy pipe sends up to this many blocks, or bytes, in one NATS message.
+const (
+	maxBatchBlocks = 512
+	maxBatchBytes  = 256 << 10
+)
+
+// publisher writes the blocks of one output pipe to its stream. The job's goroutine appends
+// blocks to a pending batch; the publisher's goroutine sends whatever is pending as one message.
+// While a send is under way new blocks gather, so batches grow with load by themselves: an idle
+// pipe sends each block at once, a busy one amortises the per-message cost over many blocks.
+//
+// Sends are synchronous (one outstanding message per pipe), each with the stream sequence the
+// publisher expects to follow: the stream keeps the order even when a send is retried, and a
+// second instance of the same job (a stale worker) cannot interleave its blocks.
+type publisher struct {
+	js       jetstream.JetStream
+	pipe     protocol.PipeBinding
+	headSize int
+	maxCount int
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	pending  []byte // batch entries: u32 length + block wire form
+	count    int
+	barriers []func() // run once everything appended before them is stored
+	closing  bool
+	end      *uint64 // publish an end-of-stream marker after the last block
+	err      error
+
+	wake  chan struct{} // the publisher has work
+	space chan struct{} // the writer may append again
+	done  chan struct{}
+
+	lastSeq uint64 // stream sequence of the last message stored
+	msgID   string
+	msgN    uint64
+	sent    uint64 // blocks stored
+}
+
+func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.PipeBinding, log *slog.Logger) (*publisher, error) {
+	st, err := js.Stream(ctx, pipe.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("output pipe %d: stream %s: %w", pipe.ID, pipe.Stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("output pipe %d: stream %s info: %w", pipe.ID, pipe.Stream, err)
+	}
+	p := &publisher{
+		js: js, pipe: pipe, headSize: pipe.HeadSize, maxCount: maxBatchBlocks, log: log,
+		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), done: make(chan struct{}),
+		lastSeq: info.State.LastSeq, msgID: nuid.Next(),
+	}
+	if pipe.MaxQueue > 0 {
+		// max_queue counts blocks, and the stream's limit counts messages: one block a message.
+		p.maxCount = 1
+	}
+	return p, nil
+}
+
+// Write appends one block, waiting while the pending batch is full (backpressure).
+func (p *publisher) Write(ctx context.Context, b codec.Block) error {
+	for {
+		p.mu.Lock()
+		if p.err != nil {
+			err := p.err
+			p.mu.Unlock()
+			return err
+		}
+		if p.count == 0 || (p.count < p.maxCount && len(p.pending) < maxBatchBytes) {
+			p.pending = codec.AppendBatchEntry(p.pending, b, p.headSize)
+			p.count++
+			p.mu.Unlock()
+			p.signal(p.wake)
+			return nil
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.space:
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// AfterStored runs fn once every block written so far is stored in the stream.
+func (p *publisher) AfterStored(fn func()) {
+	p.mu.Lock()
+	// Queued even when nothing is pending: a send may be in flight, and fn must follow it.
+	p.barriers = append(p.barriers, fn)
+	p.mu.Unlock()
+	p.signal(p.wake)
+}
+
+// Close flushes what is pending, publishes an end-of-stream marker if end is not nil, and stops
+// the publisher. It returns the first error the publisher met.
+func (p *publisher) Close(ctx context.Context, end *uint64) error {
+	p.mu.Lock()
+	p.closing = true
+	p.end = end
+	p.mu.Unlock()
+	p.signal(p.wake)
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+func (p *publisher) signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// run is the publisher's goroutine; it ends when closed and flushed, or on ctx.
+func (p *publisher) run(ctx context.Context) {
+	defer close(p.done)
+	var spare []byte
+	for {
+		p.mu.Lock()
+		batch, n, barriers, closing, end := p.pending, p.count, p.barriers, p.closing, p.end
+		p.pending, p.count, p.barriers = spare[:0], 0, nil
+		p.mu.Unlock()
+		p.signal(p.space)
+		if n > 0 {
+			if err := p.send(ctx, batch, n); err != nil {
+				p.fail(err)
+				return
+			}
+		}
+		for _, fn := range barriers {
+			fn()
+		}
+		spare = batch
+		if n > 0 || len(barriers) > 0 {
+			continue // more may have gathered while sending
+		}
+		if closing {
+			if end != nil {
+				if err := p.sendEnd(ctx, *end); err != nil {
+					p.fail(err)
+				}
+			}
+			return
+		}
+		select {
+		case <-p.wake:
+		case <-ctx.Done():
+			p.fail(ctx.Err())
+			return
+		}
+	}
+}
+
+func (p *publisher) fail(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.mu.Unlock()
+}
+
+// send publishes one batch (or a lone block in the plain wire format).
+func (p *publisher) send(ctx context.Context, batch []byte, n int) error {
+	msg := &nats.Msg{Subject: p.pipe.Subject}
+	if n == 1 {
+		msg.Data = batch[4:]
+	} else {
+		msg.Data = batch
+		msg.Header = nats.Header{codec.BatchHeader: []string{strconv.Itoa(n)}}
+	}
+	if err := p.publish(ctx, msg); err != nil {
+		return err
+	}
+	p.sent += uint64(n)
+	return nil
+}
+
+func (p *publisher) sendEnd(ctx context.Context, lastSQN uint64) error {
+	msg := &nats.Msg{Subject: p.pipe.Subject, Header: nats.Header{codec.EndHeader: []string{strconv.FormatUint(lastSQN, 10)}}}
+	return p.publish(ctx, msg)
+}
+
+// publish stores one message, retrying while the stream is full (the reader is behind: this is
+// where backpressure reaches the writer) or the server is briefly unreachable.
+func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
+	p.msgN++
+	id := p.msgID + "." + strconv.FormatUint(p.msgN, 10)
+	wait := 500 * time.Microsecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ack, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectLastSequence(p.lastSeq))
+		cancel()
+		if err == nil {
+			p.lastSeq = ack.Sequence
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !retryable(err) {
+			return fmt.Errorf("output pipe %d: publish to %s: %w", p.pipe.ID, p.pipe.Subject, err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wait = min(wait*2, 20*time.Millisecond)
+	}
+}
+
+// retryable reports whether a publish may succeed if tried again: the stream is full, or the
+// answer did not come (a duplicate of a stored message is then acknowledged by its message id).
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		if apiErr.ErrorCode == 10077 { // stream store failed: maximum messages or bytes exceeded
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	return strings.Contains(err.Error(), "maximum messages") || strings.Contains(err.Error(), "maximum bytes")
+}

@@ -1,0 +1,463 @@
+// Package worker runs the jobs the broker assigns to it: it registers with its name, groups, slots
+// and the Go job types it carries, heartbeats with metrics read from the OS, and drives each job's
+// pipes over JetStream (see DESIGN.md §6).
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/job"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// Options configure a worker.
+type Options struct {
+	// Name identifies the worker; it must be unique among live workers.
+	Name string
+	// Groups the worker belongs to, besides ALL.
+	Groups []string
+	// Slots is how many jobs it runs at once (default: the number of CPUs).
+	Slots int
+	// WorkDir holds the jobs' working directories.
+	WorkDir string
+	// SharedWorkDir makes WorkDir itself every job's working directory (marvelo run, the head
+	// node's LOCAL worker), instead of WorkDir/<pipeline>/<job>.
+	SharedWorkDir bool
+	// Local marks the head node's worker, which runs LOCAL jobs.
+	Local bool
+	// Any makes the worker accept jobs of every group (marvelo run's single worker).
+	Any bool
+	// Registry holds the Go job types the worker carries.
+	Registry *job.Registry
+	// Heartbeat is the interval between heartbeats (default 500ms).
+	Heartbeat time.Duration
+	// Logger is the worker's own log.
+	Logger *slog.Logger
+}
+
+// Worker runs assigned jobs. Create it with New and run it with Run.
+type Worker struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+	log  *slog.Logger
+	info protocol.WorkerInfo
+
+	ready chan struct{} // closed once registered
+
+	mu    sync.Mutex
+	tasks map[taskKey]*task
+	wg    sync.WaitGroup // running tasks
+}
+
+type taskKey struct {
+	pipeline string
+	job      int
+}
+
+// New checks the options and prepares a worker on an open NATS connection.
+func New(nc *nats.Conn, opts Options) (*Worker, error) {
+	if opts.Name == "" {
+		host, _ := os.Hostname()
+		opts.Name = SanitizeName(host)
+	}
+	if err := protocol.CheckName("worker", opts.Name); err != nil {
+		return nil, err
+	}
+	if opts.Slots <= 0 {
+		opts.Slots = runtime.NumCPU()
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 500 * time.Millisecond
+	}
+	if opts.Registry == nil {
+		return nil, errors.New("worker: no job registry")
+	}
+	if opts.WorkDir == "" {
+		opts.WorkDir = "."
+	}
+	abs, err := filepath.Abs(opts.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("worker: workdir %s: %w", opts.WorkDir, err)
+	}
+	opts.WorkDir = abs
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	host, _ := os.Hostname()
+	w := &Worker{
+		nc: nc, js: js, opts: opts, log: opts.Logger.With("worker", opts.Name),
+		tasks: map[taskKey]*task{}, ready: make(chan struct{}),
+		info: protocol.WorkerInfo{
+			Name: opts.Name, Groups: opts.Groups, Slots: opts.Slots, Types: opts.Registry.Names(),
+			Local: opts.Local, Any: opts.Any, Version: protocol.Version, Host: host, PID: os.Getpid(),
+			Started: time.Now(),
+		},
+	}
+	return w, nil
+}
+
+// SanitizeName turns a host name into a worker name: characters NATS subjects cannot carry
+// become '-'.
+func SanitizeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	if len(b) == 0 {
+		return "worker"
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
+
+// Ready is closed once the broker has accepted the worker's registration.
+func (w *Worker) Ready() <-chan struct{} { return w.ready }
+
+// Name is the worker's name.
+func (w *Worker) Name() string { return w.opts.Name }
+
+// Run registers the worker, serves assignments and heartbeats until ctx ends; then it stops its
+// jobs and deregisters.
+func (w *Worker) Run(ctx context.Context) error {
+	subs, err := w.subscribe()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	if err := w.register(ctx); err != nil {
+		return err
+	}
+	close(w.ready)
+	w.log.Info("worker registered", "groups", w.opts.Groups, "slots", w.opts.Slots, "types", len(w.info.Types))
+	w.heartbeat(ctx)
+	w.stopAll()
+	w.wg.Wait()
+	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := w.request(dctx, protocol.SubjDeregister, w.info, nil); err != nil {
+		w.log.Warn("deregister failed; the broker will notice the missing heartbeats", "error", err)
+	}
+	return nil
+}
+
+func (w *Worker) subscribe() ([]*nats.Subscription, error) {
+	handlers := map[string]func([]byte) (any, error){
+		protocol.VerbPrepare: w.handlePrepare,
+		protocol.VerbStart:   w.handleStart,
+		protocol.VerbStop:    w.handleStop,
+	}
+	var subs []*nats.Subscription
+	for verb, h := range handlers {
+		sub, err := w.nc.Subscribe(protocol.WorkerSubject(w.opts.Name, verb), func(m *nats.Msg) {
+			reply := protocol.Reply{OK: true}
+			if _, err := h(m.Data); err != nil {
+				reply = protocol.Reply{Error: err.Error()}
+			}
+			data, _ := json.Marshal(reply)
+			if err := m.Respond(data); err != nil {
+				w.log.Warn("reply failed", "subject", m.Subject, "error", err)
+			}
+		})
+		if err != nil {
+			return subs, fmt.Errorf("worker: subscribe %s: %w", verb, err)
+		}
+		subs = append(subs, sub)
+	}
+	return subs, w.nc.Flush()
+}
+
+// register announces the worker, retrying until the broker answers or ctx ends.
+func (w *Worker) register(ctx context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := w.request(rctx, protocol.SubjRegister, w.info, nil)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			return fmt.Errorf("worker %s: broker refused registration: %w", w.opts.Name, err)
+		}
+		w.log.Warn("broker not answering; retrying", "error", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg }
+
+// request sends a JSON request and decodes a Reply (or into out when not nil).
+func (w *Worker) request(ctx context.Context, subject string, req, out any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	m, err := w.nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return err
+	}
+	var r protocol.Reply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("%s: bad reply: %w", subject, err)
+	}
+	if !r.OK {
+		return &refusedError{msg: r.Error}
+	}
+	if out != nil {
+		return json.Unmarshal(m.Data, out)
+	}
+	return nil
+}
+
+// heartbeat publishes the worker's metrics and jobs until ctx ends.
+func (w *Worker) heartbeat(ctx context.Context) {
+	mr := &metricsReader{dir: w.opts.WorkDir}
+	t := time.NewTicker(w.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		hb := protocol.Heartbeat{Worker: w.opts.Name, Time: time.Now(), Metrics: mr.sample(), Stats: w.jobStats()}
+		if data, err := json.Marshal(hb); err == nil {
+			if err := w.nc.Publish(protocol.SubjHeartbeatPrefix+w.opts.Name, data); err != nil {
+				w.log.Warn("heartbeat not sent", "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Worker) jobStats() []protocol.JobState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]protocol.JobState, 0, len(w.tasks))
+	for k, t := range w.tasks {
+		out = append(out, protocol.JobState{Pipeline: k.pipeline, Job: k.job, Epoch: t.assign.Epoch, Worker: w.opts.Name, State: protocol.StateRunning, Stats: t.stats.snapshot()})
+	}
+	return out
+}
+
+// handlePrepare builds the job of an assignment and checks it can run here; it does not start it.
+func (w *Worker) handlePrepare(data []byte) (any, error) {
+	var a protocol.Assignment
+	if err := json.Unmarshal(data, &a); err != nil {
+		return nil, fmt.Errorf("prepare: bad assignment: %w", err)
+	}
+	t, err := w.buildTask(&a)
+	if err != nil {
+		return nil, err
+	}
+	key := taskKey{a.Pipeline, a.Job.ID}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if old, ok := w.tasks[key]; ok && old.cancel != nil {
+		return nil, fmt.Errorf("pipeline %s: %s is already running here", a.Pipeline, t.label)
+	}
+	w.tasks[key] = t
+	return nil, nil
+}
+
+func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
+	label := fmt.Sprintf("job %d (%s)", a.Job.ID, a.Job.DisplayName())
+	if a.Job.Exec != nil {
+		return nil, fmt.Errorf("%s: executable jobs are not supported by this worker yet", label)
+	}
+	j, err := w.opts.Registry.New(a.Job.Type, a.Job.Args)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	ins, err := ports(a.Inputs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	outs, err := ports(a.Outputs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	runner, err := job.Bind(j, label, ins, outs)
+	if err != nil {
+		return nil, err
+	}
+	workDir, err := w.jobDir(a)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	jl := newJobLog(w.nc, a, w.opts.Name, w.log)
+	t := &task{
+		assign: *a, label: label, runner: runner, headSize: a.Job.EffectiveHeadSize(),
+		log: slog.New(jl.handler()), done: make(chan struct{}),
+	}
+	t.ctxConfig = job.ContextConfig{
+		Pipeline: a.Pipeline, Name: a.Job.DisplayName(), Worker: w.opts.Name, WorkDir: workDir,
+		JobID: a.Job.ID, HeadSize: t.headSize, Inputs: len(ins), Outputs: len(outs),
+		InputPipes: a.Job.Inputs, OutputPipes: a.Job.Outputs,
+		Log: t.log, Out: jl.writer("out"),
+	}
+	return t, nil
+}
+
+func ports(bs []protocol.PipeBinding) ([]job.Port, error) {
+	out := make([]job.Port, len(bs))
+	for k, b := range bs {
+		c, err := codec.New(b.Codec, b.BlockSize)
+		if err != nil {
+			return nil, fmt.Errorf("pipe %d: %w", b.ID, err)
+		}
+		out[k] = job.Port{Pipe: b.ID, Codec: c, BlockCount: max(b.BlockCount, 1)}
+	}
+	return out, nil
+}
+
+func (w *Worker) jobDir(a *protocol.Assignment) (string, error) {
+	if w.opts.SharedWorkDir {
+		return w.opts.WorkDir, nil
+	}
+	dir := filepath.Join(w.opts.WorkDir, a.Pipeline, fmt.Sprint(a.Job.ID))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	return dir, nil
+}
+
+// handleStart starts a prepared job.
+func (w *Worker) handleStart(data []byte) (any, error) {
+	var ref protocol.JobRef
+	if err := json.Unmarshal(data, &ref); err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.tasks[taskKey{ref.Pipeline, ref.Job}]
+	if !ok {
+		return nil, fmt.Errorf("pipeline %s: job %d was not prepared on worker %s", ref.Pipeline, ref.Job, w.opts.Name)
+	}
+	if t.cancel != nil {
+		return nil, nil // already running: a retried start
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.cancel = cancel
+	w.wg.Add(1)
+	go w.runTask(ctx, t)
+	return nil, nil
+}
+
+// runTask runs one job and reports its states to the broker.
+func (w *Worker) runTask(ctx context.Context, t *task) {
+	defer w.wg.Done()
+	defer t.cancel()
+	key := taskKey{t.assign.Pipeline, t.assign.Job.ID}
+	w.report(t, protocol.StateRunning, nil)
+	started := time.Now()
+	err := t.run(ctx, w.js)
+	state := protocol.StateFinished
+	switch {
+	case err != nil && ctx.Err() != nil:
+		state, err = protocol.StateStopped, nil
+	case err != nil:
+		state = protocol.StateFailed
+	}
+	t.err = err
+	st := t.stats.snapshot()
+	t.log.Info("job "+state, "blocks_in", st.BlocksIn, "blocks_out", st.BlocksOut, "rounds", st.Rounds,
+		"stale", st.Stale, "queue_drops", st.QueueDrops, "duration", time.Since(started).Round(time.Millisecond))
+	if err != nil {
+		w.log.Error("job failed", "pipeline", t.assign.Pipeline, "job", t.assign.Job.ID, "error", err)
+	}
+	w.mu.Lock()
+	delete(w.tasks, key)
+	w.mu.Unlock()
+	w.report(t, state, err)
+	close(t.done)
+}
+
+// report tells the broker about a job's state, retrying a few times: a lost "finished" would
+// leave the pipeline running forever.
+func (w *Worker) report(t *task, state string, jobErr error) {
+	js := protocol.JobState{
+		Pipeline: t.assign.Pipeline, Job: t.assign.Job.ID, Epoch: t.assign.Epoch, Worker: w.opts.Name,
+		State: state, Stats: t.stats.snapshot(), Time: time.Now(),
+	}
+	if jobErr != nil {
+		js.Error = jobErr.Error()
+	}
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := w.request(ctx, protocol.SubjJobState, js, nil)
+		cancel()
+		if err == nil {
+			return
+		}
+		var refused *refusedError
+		if errors.As(err, &refused) || attempt == 5 {
+			w.log.Warn("job state not reported", "pipeline", js.Pipeline, "job", js.Job, "state", state, "error", err)
+			return
+		}
+	}
+}
+
+// handleStop stops one job, or every job of a pipeline when the job id is 0.
+func (w *Worker) handleStop(data []byte) (any, error) {
+	var ref protocol.JobRef
+	if err := json.Unmarshal(data, &ref); err != nil {
+		return nil, fmt.Errorf("stop: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, t := range w.tasks {
+		if k.pipeline != ref.Pipeline || (ref.Job != 0 && k.job != ref.Job) {
+			continue
+		}
+		if t.cancel != nil {
+			t.cancel()
+		} else {
+			delete(w.tasks, k) // prepared, never started
+		}
+	}
+	return nil, nil
+}
+
+func (w *Worker) stopAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range w.tasks {
+		if t.cancel != nil {
+			t.cancel()
+		}
+	}
+}
