@@ -296,12 +296,17 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 	c.event(doc.Name, 0, "submitted", fmt.Sprintf("%d jobs, %d pipes", len(doc.Jobs), len(doc.Endpoints())))
 	state, err := c.launch(context.Background(), p)
 	if err != nil {
-		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Pipeline: doc.Name, Invalid: errors.Is(err, errInvalid)}
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Pipeline: doc.Name, Invalid: errors.As(err, new(invalidError))}
 	}
 	return protocol.SubmitReply{Reply: protocol.Reply{OK: true}, Pipeline: doc.Name, State: state}
 }
 
-var errInvalid = errors.New("invalid pipeline")
+// invalidError marks a submission that failed because of the document (a job's args, a type
+// the workers cannot build): the user must fix the document, not the system.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string { return e.err.Error() }
+func (e invalidError) Unwrap() error { return e.err }
 
 func (c *control) knownType(name string) bool {
 	c.mu.Lock()
@@ -344,7 +349,7 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	assigns := c.assignments(p.doc, placement, epoch)
 	if err := c.prepareAll(ctx, assigns); err != nil {
 		c.abort(p, err)
-		return "", fmt.Errorf("%w: %w", errInvalid, err)
+		return "", invalidError{err}
 	}
 	for _, a := range assigns {
 		c.event(name, a.a.Job.ID, "placed", fmt.Sprintf("%s on worker %s", a.a.Job.Label(), a.worker))

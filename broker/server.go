@@ -28,6 +28,10 @@ type Options struct {
 	Memory bool
 	// AuthToken, when set, is required from every client.
 	AuthToken string
+	// TLSCert and TLSKey make the client port speak TLS.
+	TLSCert, TLSKey string
+	// AllowInsecure lets the broker listen beyond loopback without a token (not recommended).
+	AllowInsecure bool
 	// Monitor is host:port of the NATS monitoring endpoint; empty turns it off.
 	Monitor string
 	// HeartbeatTimeout is how long a worker may stay silent before it is declared dead
@@ -101,6 +105,9 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: --listen %q: %w", b.opts.Listen, err)
 	}
+	if b.opts.AuthToken == "" && !b.opts.AllowInsecure && !isLoopback(host) {
+		return nil, fmt.Errorf("broker: refusing to listen on %s without --auth-token: anyone on the network could run code on the workers", b.opts.Listen)
+	}
 	o := &server.Options{
 		ServerName: "marvelo", Host: host, Port: port, JetStream: true,
 		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
@@ -122,6 +129,16 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 			return nil, fmt.Errorf("broker: temporary store: %w", err)
 		}
 		b.tempDir, o.StoreDir = dir, dir
+	}
+	if (b.opts.TLSCert == "") != (b.opts.TLSKey == "") {
+		return nil, errors.New("broker: --tls-cert and --tls-key go together")
+	}
+	if b.opts.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: b.opts.TLSCert, KeyFile: b.opts.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("broker: tls: %w", err)
+		}
+		o.TLSConfig, o.TLS = tc, true
 	}
 	if b.opts.Monitor != "" {
 		mh, mp, err := splitHostPort(b.opts.Monitor)
@@ -151,6 +168,14 @@ func splitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func (b *Broker) storeDescription() string {
 	if b.opts.Memory {
 		return "memory"
@@ -169,11 +194,24 @@ func (b *Broker) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	if b.opts.AuthToken != "" {
 		opts = append(opts, nats.Token(b.opts.AuthToken))
 	}
+	opts = append([]nats.Option{nats.ErrorHandler(AsyncErrorLogger(b.log))}, opts...)
 	nc, err := nats.Connect(b.ClientURL(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("broker: connect to %s: %w", b.ClientURL(), err)
 	}
 	return nc, nil
+}
+
+// AsyncErrorLogger returns a nats.ErrHandler that logs asynchronous connection errors (a write
+// that failed while the server shut down, a slow consumer) instead of printing them to stderr.
+func AsyncErrorLogger(log *slog.Logger) nats.ErrHandler {
+	return func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Warn("nats subscription error", "subject", sub.Subject, "error", err)
+			return
+		}
+		log.Debug("nats connection error", "error", err)
+	}
 }
 
 // Shutdown stops the control plane and the NATS server.

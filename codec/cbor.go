@@ -52,9 +52,9 @@ func mustCBOR() *cborCodec {
 
 func (c *cborCodec) Name() string { return CBOR }
 
-// Zero is the CBOR integer 0, as the pipe design asks. Note that it decodes without error into
-// numbers and any only; CBOR null (0xf6) would decode into the zero value of every type.
-func (c *cborCodec) Zero() []byte { return []byte{0x00} }
+// Zero is CBOR null: it decodes into every Go type as its zero value, where 0 fails for strings,
+// lists and structs.
+func (c *cborCodec) Zero() []byte { return []byte{0xf6} }
 
 // AppendFrame: a CBOR data item delimits itself, so the frame is the payload.
 func (c *cborCodec) AppendFrame(dst, payload []byte) []byte { return append(dst, payload...) }

@@ -19,6 +19,7 @@ import (
 //	text strings                    string (invalid UTF-8 kept as is, like the library's encoder)
 //	arrays                          []any
 //	maps                            map[string]any if every key is text, else map[any]any
+//	                                (byte string keys as cbor.ByteString, as the library does)
 //	tag 0, tag 1                    time.Time
 //	tag 2, tag 3 (bignums)          as the integers above: int64, uint64, else *big.Int
 //	other tags                      their content (the tag number is dropped)
@@ -257,6 +258,9 @@ func (d *cborAny) mapValue(n uint64, indef bool) (any, error) {
 			texts[s] = v
 			continue
 		}
+		if b, ok := k.([]byte); ok {
+			k = cbor.ByteString(b) // as the library does: []byte cannot be a map key
+		}
 		if !hashable(k) {
 			return nil, d.errorf(at, "map key of type %T is not supported", k)
 		}
@@ -275,10 +279,10 @@ func (d *cborAny) mapValue(n uint64, indef bool) (any, error) {
 }
 
 // hashable reports whether a decoded key can be a Go map key: everything decodeCBORAny makes
-// is, except slices and maps.
+// is, except arrays and maps.
 func hashable(k any) bool {
 	switch k.(type) {
-	case []byte, []any, map[string]any, map[any]any:
+	case []any, map[string]any, map[any]any:
 		return false
 	}
 	return true
@@ -340,18 +344,23 @@ func (d *cborAny) checkTagContent(start int, num uint64) error {
 	return nil
 }
 
+// epochTime follows the library: NaN and infinities mean "no time" (RFC 8949 §3.4.2) and give
+// the zero time.Time; seconds must fit int64.
 func (d *cborAny) epochTime(start int, v any) (any, error) {
 	switch x := v.(type) {
 	case int64:
 		return time.Unix(x, 0), nil
 	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) >= 1<<63 {
-			return nil, d.errorf(start, "tag 1 (epoch time) out of range: %v", x)
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return time.Time{}, nil
 		}
-		sec := math.Floor(x)
-		return time.Unix(int64(sec), int64((x-sec)*1e9)), nil
+		sec, frac := math.Modf(x)
+		if sec >= math.MaxInt64 || sec < math.MinInt64 {
+			return nil, d.errorf(start, "tag 1 (epoch time) %v overflows int64", x)
+		}
+		return time.Unix(int64(sec), int64(frac*1e9)), nil
 	}
-	return nil, d.errorf(start, "tag 1 (epoch time) needs a number in range, has %T", v)
+	return nil, d.errorf(start, "tag 1 (epoch time) %v overflows int64", v)
 }
 
 // bignum turns tag 2/3 content into the same types plain integers get.

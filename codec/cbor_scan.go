@@ -105,49 +105,12 @@ func (s *cborScanner) item() error {
 		if err != nil {
 			return err
 		}
-		if top := len(stack) - 1; top >= 0 && stack[top].str != 0 && !(major == 7 && indef) {
-			if major != stack[top].str || indef {
-				return s.errorf(at, "chunk of an indefinite string is not a definite string of major type %d", stack[top].str)
-			}
+		if err := s.checkChunk(at, stack, major, indef); err != nil {
+			return err
 		}
-		done := true // the head completes an item (a leaf, an empty container or a break)
-		switch {
-		case major == 7 && indef: // break
-			top := len(stack) - 1
-			if top < 0 || !stack[top].indef {
-				return s.errorf(at, "break outside an indefinite-length item")
-			}
-			if stack[top].str == 0 {
-				s.depth--
-			}
-			stack = stack[:top]
-		case indef && (major == 2 || major == 3):
-			stack = append(stack, scanLevel{indef: true, str: major})
-			done = false
-		case indef && (major == 4 || major == 5):
-			if err := s.push(at); err != nil {
-				return err
-			}
-			stack = append(stack, scanLevel{indef: true})
-			done = false
-		case indef:
-			return s.errorf(at, "indefinite length for major type %d", major)
-		case major == 2 || major == 3:
-			if err := s.content(at, arg); err != nil {
-				return err
-			}
-		case major == 4 || major == 5 || major == 6:
-			n, err := s.count(at, major, arg)
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				if err := s.push(at); err != nil {
-					return err
-				}
-				stack = append(stack, scanLevel{remaining: n})
-				done = false
-			}
+		var done bool // the head completes an item: a leaf, an empty container or a break
+		if stack, done, err = s.step(at, stack, major, arg, indef); err != nil {
+			return err
 		}
 		if done {
 			if stack = s.completed(stack); len(stack) == 0 {
@@ -155,6 +118,56 @@ func (s *cborScanner) item() error {
 			}
 		}
 	}
+}
+
+// checkChunk enforces that inside an indefinite-length string every item up to the break is a
+// definite-length string of the same major type.
+func (s *cborScanner) checkChunk(at int64, stack []scanLevel, major byte, indef bool) error {
+	top := len(stack) - 1
+	if top < 0 || stack[top].str == 0 || major == 7 && indef {
+		return nil
+	}
+	if major != stack[top].str || indef {
+		return s.errorf(at, "chunk of an indefinite string is not a definite string of major type %d", stack[top].str)
+	}
+	return nil
+}
+
+// step handles one head: it reads string content, opens containers and closes indefinite ones
+// at a break. done reports that the head completed an item.
+func (s *cborScanner) step(at int64, stack []scanLevel, major byte, arg uint64, indef bool) ([]scanLevel, bool, error) {
+	switch {
+	case major == 7 && indef: // break
+		top := len(stack) - 1
+		if top < 0 || !stack[top].indef {
+			return stack, false, s.errorf(at, "break outside an indefinite-length item")
+		}
+		if stack[top].str == 0 {
+			s.depth--
+		}
+		return stack[:top], true, nil
+	case indef && (major == 2 || major == 3):
+		return append(stack, scanLevel{indef: true, str: major}), false, nil
+	case indef && (major == 4 || major == 5):
+		if err := s.push(at); err != nil {
+			return stack, false, err
+		}
+		return append(stack, scanLevel{indef: true}), false, nil
+	case indef:
+		return stack, false, s.errorf(at, "indefinite length for major type %d", major)
+	case major == 2 || major == 3:
+		return stack, true, s.content(at, arg)
+	case major == 4 || major == 5 || major == 6:
+		n, err := s.count(at, major, arg)
+		if err != nil || n == 0 {
+			return stack, err == nil, err
+		}
+		if err := s.push(at); err != nil {
+			return stack, false, err
+		}
+		return append(stack, scanLevel{remaining: n}), false, nil
+	}
+	return stack, true, nil // integers, simple values, floats
 }
 
 // completed accounts for one finished item in the innermost open container and closes every

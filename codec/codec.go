@@ -34,7 +34,8 @@ type Codec interface {
 	// ReadFrame reads one frame from a byte stream and appends its payload to dst. At a clean
 	// end of stream (no byte of a new frame read) it returns io.EOF; a partial frame is
 	// io.ErrUnexpectedEOF wrapped with the byte offset; malformed content is an error, never a
-	// panic or a hang.
+	// panic or a hang. It never reads past the frame. Errors are *FrameError with offsets
+	// counted from the first byte this call read; a FrameReader gives offsets in the stream.
 	ReadFrame(r *bufio.Reader, dst []byte) ([]byte, error)
 	// AppendFrame appends the stream framing of one payload to dst.
 	AppendFrame(dst, payload []byte) []byte

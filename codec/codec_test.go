@@ -45,7 +45,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestZero(t *testing.T) {
-	if z := mustNew(t, CBOR, 0).Zero(); !bytes.Equal(z, []byte{0}) {
+	if z := mustNew(t, CBOR, 0).Zero(); !bytes.Equal(z, []byte{0xf6}) { // null: the zero value of any type
 		t.Errorf("cbor zero = %x", z)
 	}
 	jc := mustNew(t, JSON, 0)
@@ -251,11 +251,13 @@ func TestCBORDecodeAny(t *testing.T) {
 		{"a201020304", map[any]any{int64(1): int64(2), int64(3): int64(4)}},
 		{"a261610102f4", map[any]any{"a": int64(1), int64(2): false}},
 		{"a0", map[string]any{}},
+		{"a1420102f5", map[any]any{cbor.ByteString("\x01\x02"): true}},
 		{"d82076687474703a2f2f7777772e6578616d706c652e636f6d", "http://www.example.com"},
 		{"d9d9f70a", int64(10)},
 		{"c074323031332d30332d32315432303a30343a30305a", time.Date(2013, 3, 21, 20, 4, 0, 0, time.UTC)},
 		{"c11a514b67b0", time.Unix(1363896240, 0)},
 		{"c1fb41d452d9ec200000", time.Unix(1363896240, 500000000)},
+		{"c1f97e00", time.Time{}}, // NaN: no time
 	}
 	c := mustNew(t, CBOR, 0)
 	for _, tc := range cases {
@@ -292,28 +294,29 @@ func equalAny(a, b any) bool {
 
 func TestCBORDecodeAnyErrors(t *testing.T) {
 	for _, h := range []string{
-		"",                   // nothing
-		"0001",               // extra data
-		"1c",                 // reserved additional information
-		"18",                 // truncated argument
-		"62ff",               // truncated string
-		"5bffffffffffffffff", // huge declared length
-		"9bffffffffffffffff", // huge declared count
-		"bbffffffffffffffff", // huge declared pairs
-		"9f01",               // indefinite without break
-		"ff",                 // break alone
-		"1f",                 // indefinite integer
-		"df00",               // indefinite tag
-		"5f6100ff",           // text chunk in a byte string
-		"5f5f4100ffff",       // nested indefinite chunk
-		"f818",               // two-byte simple value below 32
-		"a1400102",           // byte string key
-		"a1800102",           // array key
-		"c001",               // tag 0 on a number
-		"c06161",             // tag 0 on a bad date
-		"c161 61",            // tag 1 on text
-		"c201",               // bignum on a number
-		"c1fb7ff8000000000000",
+		"",                     // nothing
+		"0001",                 // extra data
+		"1c",                   // reserved additional information
+		"18",                   // truncated argument
+		"62ff",                 // truncated string
+		"5bffffffffffffffff",   // huge declared length
+		"9bffffffffffffffff",   // huge declared count
+		"bbffffffffffffffff",   // huge declared pairs
+		"9f01",                 // indefinite without break
+		"ff",                   // break alone
+		"1f",                   // indefinite integer
+		"df00",                 // indefinite tag
+		"5f6100ff",             // text chunk in a byte string
+		"5f5f4100ffff",         // nested indefinite chunk
+		"f818",                 // two-byte simple value below 32
+		"a18001",               // array key
+		"a1a001",               // map key
+		"c001",                 // tag 0 on a number
+		"c06161",               // tag 0 on a bad date
+		"c161 61",              // tag 1 on text
+		"c201",                 // bignum on a number
+		"c11bffffffffffffffff", // epoch time beyond int64
+		"c1fb43e0000000000000", // 2^63 seconds
 	} {
 		p, _ := hex.DecodeString(strings.ReplaceAll(h, " ", ""))
 		if v, err := mustNew(t, CBOR, 0).DecodeAny(p); err == nil {

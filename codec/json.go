@@ -50,13 +50,20 @@ func (jsonCodec) Append(dst []byte, v any) ([]byte, error) {
 		return out, nil
 	}
 	e := jsonEncoders.Get().(*jsonEncoder)
-	defer jsonEncoders.Put(e)
+	defer e.release()
 	e.buf.Reset()
 	if err := e.enc.Encode(v); err != nil {
 		return dst, err
 	}
 	out := e.buf.Bytes()
 	return append(dst, out[:len(out)-1]...), nil // Encode always ends with '\n'
+}
+
+// release returns e to the pool unless one huge value left it holding a huge buffer.
+func (e *jsonEncoder) release() {
+	if e.buf.Cap() <= 1<<20 {
+		jsonEncoders.Put(e)
+	}
 }
 
 func appendJSONFast(dst []byte, v any) ([]byte, bool) {
@@ -191,7 +198,9 @@ func convertNumbers(v any) (any, error) {
 	return v, nil
 }
 
-// jsonNumber applies the number rules to a valid JSON number literal.
+// jsonNumber applies the number rules to a valid JSON number literal. s does not escape (the
+// error does not quote it; strconv's error carries a copy), so callers may pass string(bytes)
+// without allocating.
 func jsonNumber(s string) (any, error) {
 	if isJSONInt(s) {
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
@@ -203,7 +212,7 @@ func jsonNumber(s string) (any, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return nil, fmt.Errorf("json: number %s: %w", s, err)
+		return nil, fmt.Errorf("json: %w", err)
 	}
 	return f, nil
 }
@@ -212,15 +221,14 @@ func jsonNumber(s string) (any, error) {
 // ok is false for anything else, which the general path then decodes or rejects.
 func jsonScalar(p []byte) (any, bool) {
 	p = bytes.Trim(p, " \t\r\n")
-	if len(p) == 0 {
+	switch {
+	case len(p) == 0:
 		return nil, false
-	}
-	switch s := string(p); {
-	case s == "null":
+	case string(p) == "null":
 		return nil, true
-	case s == "true":
+	case string(p) == "true":
 		return true, true
-	case s == "false":
+	case string(p) == "false":
 		return false, true
 	case p[0] == '"':
 		if str, ok := plainJSONString(p); ok {

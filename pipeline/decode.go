@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/big"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -26,6 +27,13 @@ import (
 // maxNesting bounds how deeply arrays and objects may nest, so that a hostile document cannot
 // exhaust the stack. Real documents nest a handful of levels; args rarely more than a few more.
 const maxNesting = 256
+
+// Limits on the size of a document, far above any real pipeline, so that a small hostile
+// document (one byte per job in CBOR) cannot make Parse or Validate allocate gigabytes.
+const (
+	MaxJobs  = 10000
+	MaxPipes = 10000
+)
 
 // Problem is one thing wrong with a document: where it is (a JSON path such as
 // "jobs[3].exec.mode"; empty for the document as a whole) and what is wrong.
@@ -318,7 +326,9 @@ func parseCBORTree(data []byte) (any, error) {
 		var se *syntaxError
 		errors.As(err, &se)
 		msg := fmt.Sprintf("invalid CBOR at byte %d: %s", se.off, se.msg)
-		if looksLikeText(data) {
+		if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+			msg += " (the input starts with a UTF-8 byte order mark: save the JSON without one)"
+		} else if looksLikeText(data) {
 			msg += " (the input looks like text, but a JSON document must be an object starting with '{')"
 		}
 		return nil, &DocumentError{Problems: []Problem{{Message: msg}}}
@@ -575,11 +585,89 @@ type builder struct {
 	problems []Problem
 }
 
-// handlers maps the keys an object may have to what decodes each value.
-type handlers map[string]func(path string, v any)
+// fields maps the keys an object of type T may have to what decodes each value into a *T. The
+// tables are built once: decoding allocates nothing per object for them.
+type fields[T any] map[string]func(b *builder, t *T, path string, v any)
 
 func (b *builder) add(path, format string, args ...any) {
 	b.problems = append(b.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+var pipelineFields = fields[Pipeline]{
+	"name": func(b *builder, p *Pipeline, path string, v any) { p.Name = b.str(path, v) },
+	"jobs": func(b *builder, p *Pipeline, path string, v any) {
+		arr := b.array(path, v, MaxJobs)
+		p.Jobs = make([]Job, len(arr))
+		for i, e := range arr {
+			decodeFields(b, indexPath(path, i), e, jobFields, &p.Jobs[i])
+		}
+	},
+	"pipes": func(b *builder, p *Pipeline, path string, v any) {
+		arr := b.array(path, v, MaxPipes)
+		if len(arr) > 0 {
+			p.Pipes = make([]Pipe, len(arr))
+		}
+		for i, e := range arr {
+			decodeFields(b, indexPath(path, i), e, pipeFields, &p.Pipes[i])
+		}
+	},
+}
+
+var jobFields = fields[Job]{
+	"id":   func(b *builder, j *Job, path string, v any) { j.ID, _ = b.int(path, v) },
+	"name": func(b *builder, j *Job, path string, v any) { j.Name = b.str(path, v) },
+	"type": func(b *builder, j *Job, path string, v any) { j.Type = b.str(path, v) },
+	"args": func(b *builder, j *Job, path string, v any) { j.Args = b.args(path, v) },
+	"exec": func(b *builder, j *Job, path string, v any) {
+		j.Exec = &Exec{}
+		decodeFields(b, path, v, execFields, j.Exec)
+	},
+	"inputs":    func(b *builder, j *Job, path string, v any) { j.Inputs = b.ints(path, v) },
+	"outputs":   func(b *builder, j *Job, path string, v any) { j.Outputs = b.ints(path, v) },
+	"groups":    func(b *builder, j *Job, path string, v any) { j.Groups = b.strs(path, v) },
+	"node":      func(b *builder, j *Job, path string, v any) { j.Node = b.str(path, v) },
+	"max_queue": func(b *builder, j *Job, path string, v any) { j.MaxQueue, _ = b.int(path, v) },
+	"head":      func(b *builder, j *Job, path string, v any) { j.Head = b.bool(path, v) },
+	"head_size": func(b *builder, j *Job, path string, v any) { j.HeadSize = b.intIn(path, v, 1, 4) },
+	"dummy":     func(b *builder, j *Job, path string, v any) { j.Dummy = b.enum(path, v, DummyZero, DummyPrev) },
+	"log":       func(b *builder, j *Job, path string, v any) { j.Log = b.bool(path, v) },
+}
+
+var execFields = fields[Exec]{
+	"path":         func(b *builder, e *Exec, path string, v any) { e.Path = b.str(path, v) },
+	"params":       func(b *builder, e *Exec, path string, v any) { e.Params = b.strs(path, v) },
+	"mode":         func(b *builder, e *Exec, path string, v any) { e.Mode = b.enum(path, v, ModeFIFO, ModeFD) },
+	"input_flag":   func(b *builder, e *Exec, path string, v any) { e.InputFlag = b.str(path, v) },
+	"output_flag":  func(b *builder, e *Exec, path string, v any) { e.OutputFlag = b.str(path, v) },
+	"dependencies": func(b *builder, e *Exec, path string, v any) { e.Dependencies = b.str(path, v) },
+}
+
+// block_size and block_count must be at least 1 when given: the struct cannot tell an explicit
+// 0 from an absent key, so decoding is the only place an explicit 0 can be caught.
+var pipeFields = fields[Pipe]{
+	"id": func(b *builder, p *Pipe, path string, v any) { p.ID, _ = b.int(path, v) },
+	"codec": func(b *builder, p *Pipe, path string, v any) {
+		p.Codec = b.enum(path, v, codec.CBOR, codec.JSON, codec.Bytes)
+	},
+	"block_size":  func(b *builder, p *Pipe, path string, v any) { p.BlockSize = b.intIn(path, v, 1, math.MaxInt) },
+	"block_count": func(b *builder, p *Pipe, path string, v any) { p.BlockCount = b.intIn(path, v, 1, math.MaxInt) },
+	"async":       func(b *builder, p *Pipe, path string, v any) { p.Async = b.bool(path, v) },
+	"optional": func(b *builder, p *Pipe, path string, v any) {
+		p.Optional = &Optional{}
+		decodeFields(b, path, v, optionalFields, p.Optional)
+	},
+	"from_types": func(b *builder, p *Pipe, path string, v any) { p.FromTypes = b.strs(path, v) },
+	"to_types":   func(b *builder, p *Pipe, path string, v any) { p.ToTypes = b.strs(path, v) },
+}
+
+var optionalFields = fields[Optional]{
+	"default": func(b *builder, o *Optional, path string, v any) { o.Default = b.plain(path, v) },
+	"store": func(b *builder, o *Optional, path string, v any) {
+		s := b.bool(path, v)
+		o.Store = &s
+	},
+	"buffer": func(b *builder, o *Optional, path string, v any) { o.Buffer, _ = b.int(path, v) },
+	"drop":   func(b *builder, o *Optional, path string, v any) { o.Drop = b.enum(path, v, "oldest", "newest") },
 }
 
 func (b *builder) pipeline(v any) *Pipeline {
@@ -588,122 +676,83 @@ func (b *builder) pipeline(v any) *Pipeline {
 		b.add("", "a pipeline document must be an object, got %s", typeName(v))
 		return p
 	}
-	b.fields("", v, handlers{
-		"name": func(path string, v any) { p.Name = b.str(path, v) },
-		"jobs": func(path string, v any) {
-			p.Jobs = []Job{}
-			b.list(path, v, func(path string, v any) { p.Jobs = append(p.Jobs, b.job(path, v)) })
-		},
-		"pipes": func(path string, v any) {
-			b.list(path, v, func(path string, v any) { p.Pipes = append(p.Pipes, b.pipe(path, v)) })
-		},
-	})
+	decodeFields(b, "", v, pipelineFields, p)
 	return p
 }
 
-func (b *builder) job(path string, v any) Job {
-	var j Job
-	b.fields(path, v, handlers{
-		"id":        func(path string, v any) { j.ID, _ = b.int(path, v) },
-		"name":      func(path string, v any) { j.Name = b.str(path, v) },
-		"type":      func(path string, v any) { j.Type = b.str(path, v) },
-		"args":      func(path string, v any) { j.Args = b.args(path, v) },
-		"exec":      func(path string, v any) { j.Exec = b.exec(path, v) },
-		"inputs":    func(path string, v any) { j.Inputs = b.ints(path, v) },
-		"outputs":   func(path string, v any) { j.Outputs = b.ints(path, v) },
-		"groups":    func(path string, v any) { j.Groups = b.strs(path, v) },
-		"node":      func(path string, v any) { j.Node = b.str(path, v) },
-		"max_queue": func(path string, v any) { j.MaxQueue, _ = b.int(path, v) },
-		"head":      func(path string, v any) { j.Head = b.bool(path, v) },
-		"head_size": func(path string, v any) { j.HeadSize = b.intIn(path, v, 1, 4) },
-		"dummy":     func(path string, v any) { j.Dummy = b.enum(path, v, DummyZero, DummyPrev) },
-		"log":       func(path string, v any) { j.Log = b.bool(path, v) },
-	})
-	return j
-}
-
-func (b *builder) exec(path string, v any) *Exec {
-	e := &Exec{}
-	b.fields(path, v, handlers{
-		"path":         func(path string, v any) { e.Path = b.str(path, v) },
-		"params":       func(path string, v any) { e.Params = b.strs(path, v) },
-		"mode":         func(path string, v any) { e.Mode = b.enum(path, v, ModeFIFO, ModeFD) },
-		"input_flag":   func(path string, v any) { e.InputFlag = b.str(path, v) },
-		"output_flag":  func(path string, v any) { e.OutputFlag = b.str(path, v) },
-		"dependencies": func(path string, v any) { e.Dependencies = b.str(path, v) },
-	})
-	return e
-}
-
-func (b *builder) pipe(path string, v any) Pipe {
-	var p Pipe
-	// block_size and block_count must be at least 1 when given: the struct cannot tell an
-	// explicit 0 from an absent key, so this is the only place an explicit 0 can be caught.
-	b.fields(path, v, handlers{
-		"id":          func(path string, v any) { p.ID, _ = b.int(path, v) },
-		"codec":       func(path string, v any) { p.Codec = b.enum(path, v, codec.CBOR, codec.JSON, codec.Bytes) },
-		"block_size":  func(path string, v any) { p.BlockSize = b.intIn(path, v, 1, math.MaxInt) },
-		"block_count": func(path string, v any) { p.BlockCount = b.intIn(path, v, 1, math.MaxInt) },
-		"async":       func(path string, v any) { p.Async = b.bool(path, v) },
-		"optional":    func(path string, v any) { p.Optional = b.optional(path, v) },
-		"from_types":  func(path string, v any) { p.FromTypes = b.strs(path, v) },
-		"to_types":    func(path string, v any) { p.ToTypes = b.strs(path, v) },
-	})
-	return p
-}
-
-func (b *builder) optional(path string, v any) *Optional {
-	o := &Optional{}
-	b.fields(path, v, handlers{
-		"default": func(path string, v any) { o.Default = b.plain(path, v) },
-		"store": func(path string, v any) {
-			s := b.bool(path, v)
-			o.Store = &s
-		},
-		"buffer": func(path string, v any) { o.Buffer, _ = b.int(path, v) },
-		"drop":   func(path string, v any) { o.Drop = b.enum(path, v, "oldest", "newest") },
-	})
-	return o
-}
-
-// fields decodes an object with a fixed set of keys: each member goes to its handler; unknown,
-// duplicate and non-string keys are problems.
-func (b *builder) fields(path string, v any, hs handlers) {
+// decodeFields decodes an object with a fixed set of keys into t: each member goes to its
+// field's decoder; unknown, duplicate and non-string keys are problems.
+func decodeFields[T any](b *builder, path string, v any, fs fields[T], t *T) {
 	obj, ok := v.(object)
 	if !ok {
 		b.add(path, "expected object, got %s", typeName(v))
 		return
 	}
-	seen := make(map[string]bool, len(obj))
-	for _, m := range obj {
+	dup := obj.duplicates()
+	for i, m := range obj {
 		if m.badKey != "" {
 			b.add(path, "keys must be strings, got %s", m.badKey)
 			continue
 		}
 		p := joinKey(path, m.key)
-		h, known := hs[m.key]
+		decode, known := fs[m.key]
 		switch {
-		case seen[m.key]:
+		case dup != nil && dup[i]:
 			b.add(p, "duplicate key")
 		case !known:
-			b.add(p, "unknown key%s", didYouMean(m.key, hs))
+			b.add(p, "unknown key%s", didYouMean(m.key, slices.Sorted(maps.Keys(fs))))
 		default:
-			h(p, m.val)
+			decode(b, t, p, m.val)
 		}
-		seen[m.key] = true
 	}
 }
 
-func (b *builder) list(path string, v any, each func(path string, v any)) {
-	arr, ok := v.([]any)
-	if !ok {
-		b.add(path, "expected array, got %s", typeName(v))
-		return
+// duplicates flags each member whose key an earlier member already has.
+func (o object) duplicates() []bool {
+	if len(o) < 2 {
+		return nil
 	}
-	for i, e := range arr {
-		each(path+"["+strconv.Itoa(i)+"]", e)
+	dup := make([]bool, len(o))
+	if len(o) <= 16 { // the usual case: a scan is cheaper than a set
+		for i := range o {
+			for _, m := range o[:i] {
+				dup[i] = dup[i] || m.badKey == "" && o[i].badKey == "" && m.key == o[i].key
+			}
+		}
+		return dup
+	}
+	seen := make(map[string]bool, len(o))
+	for i, m := range o {
+		if m.badKey == "" {
+			dup[i] = seen[m.key]
+			seen[m.key] = true
+		}
+	}
+	return dup
+}
+
+// array returns v as an array of at most limit elements (any length when limit is 0), or nil
+// after reporting a problem.
+func (b *builder) array(path string, v any, limit int) []any {
+	arr, ok := v.([]any)
+	switch {
+	case !ok:
+		b.add(path, "expected array, got %s", typeName(v))
+	case limit > 0 && len(arr) > limit:
+		b.add(path, "%d entries is more than the %d a document may have", len(arr), limit)
+	default:
+		return arr
+	}
+	return nil
+}
+
+func (b *builder) list(path string, v any, each func(path string, v any)) {
+	for i, e := range b.array(path, v, 0) {
+		each(indexPath(path, i), e)
 	}
 }
+
+func indexPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
 func (b *builder) str(path string, v any) string {
 	s, ok := v.(string)
@@ -811,7 +860,7 @@ func (b *builder) plain(path string, v any) any {
 	case []any:
 		out := make([]any, len(v))
 		for i, e := range v {
-			out[i] = b.plain(path+"["+strconv.Itoa(i)+"]", e)
+			out[i] = b.plain(indexPath(path, i), e)
 		}
 		return out
 	case outOfRange:
@@ -849,15 +898,10 @@ func isPlainKey(key string) bool {
 
 // didYouMean suggests the known key closest to an unknown one: the same but for case and
 // separators, or at most two edits away.
-func didYouMean(key string, hs handlers) string {
+func didYouMean(key string, known []string) string {
 	if len(key) > 64 {
 		return ""
 	}
-	known := make([]string, 0, len(hs))
-	for k := range hs {
-		known = append(known, k)
-	}
-	sort.Strings(known)
 	best, bestDist := "", 3
 	for _, k := range known {
 		d := editDistance(key, k)
@@ -874,9 +918,11 @@ func didYouMean(key string, hs handlers) string {
 	return " (did you mean " + best + "?)"
 }
 
-func normalizeKey(k string) string {
-	return strings.NewReplacer("_", "", "-", "", " ", "").Replace(strings.ToLower(k))
-}
+// keySeparators are ignored when comparing keys: blockCount, block-count and BLOCK_COUNT all
+// suggest block_count.
+var keySeparators = strings.NewReplacer("_", "", "-", "", " ", "")
+
+func normalizeKey(k string) string { return keySeparators.Replace(strings.ToLower(k)) }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.
 func editDistance(a, b string) int {

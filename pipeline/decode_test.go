@@ -180,6 +180,7 @@ func TestParseMalformedCBOR(t *testing.T) {
 		{"bad utf-8", unhex("a1646e616d6561ff"), "invalid CBOR at byte 7: text string is not valid UTF-8"},
 		{"bad simple", unhex("f801"), "invalid simple value 1"},
 		{"json array", []byte(`[{"name": "x"}]`), "(the input looks like text, but a JSON document must be an object starting with '{')"},
+		{"byte order mark", []byte("\xef\xbb\xbf{}"), "(the input starts with a UTF-8 byte order mark: save the JSON without one)"},
 	} {
 		got := parseProblems(t, tc.data)
 		if len(got) != 1 || !strings.Contains(got[0], tc.want) {
@@ -241,4 +242,11 @@ func unhex(s string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// A document of one byte per job must not make Parse allocate without bound.
+func TestParseLimits(t *testing.T) {
+	n := pipeline.MaxJobs + 1
+	data := append([]byte{0xa1, 0x64, 'j', 'o', 'b', 's', 0x99, byte(n >> 8), byte(n)}, bytes.Repeat([]byte{0xa0}, n)...)
+	wantProblems(t, parseProblems(t, data), "jobs: 10001 entries is more than the 10000 a document may have")
 }

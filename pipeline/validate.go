@@ -80,10 +80,12 @@ type validator struct {
 	// pipeRank orders pipes: listed ones by position in p.Pipes, then unlisted ones by first use.
 	pipeRank map[int]int
 	pipeIDs  []int
+	// jobIndex maps a job id to the index of the first job with that id.
+	jobIndex map[int]int
 }
 
 func newValidator(p *Pipeline, opts ValidateOptions) *validator {
-	v := &validator{p: p, opts: opts, sources: map[int][]int{}, dests: map[int][]int{}, pipeRank: map[int]int{}}
+	v := &validator{p: p, opts: opts, sources: map[int][]int{}, dests: map[int][]int{}, pipeRank: map[int]int{}, jobIndex: map[int]int{}}
 	rank := func(id int) {
 		if _, ok := v.pipeRank[id]; !ok && id > 0 {
 			v.pipeRank[id] = len(v.pipeIDs)
@@ -184,12 +186,11 @@ func (v *validator) jobID(i int) {
 		v.add(aboutJob, i, jobPath(i)+".id", "%s: job id must be a positive integer, got %d", v.jobRef(i), id)
 		return
 	}
-	for k := range i {
-		if v.p.Jobs[k].ID == id {
-			v.add(aboutJob, i, jobPath(i)+".id", "%s: job id %d is already used by jobs[%d] (%s)", v.jobRef(i), id, k, v.p.Jobs[k].DisplayName())
-			return
-		}
+	if k, dup := v.jobIndex[id]; dup {
+		v.add(aboutJob, i, jobPath(i)+".id", "%s: job id %d is already used by jobs[%d] (%s)", v.jobRef(i), id, k, v.p.Jobs[k].DisplayName())
+		return
 	}
+	v.jobIndex[id] = i
 }
 
 func (v *validator) exec(i int) {

@@ -53,10 +53,15 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: consumer %s/%s: %w", in.pipe.ID, in.pipe.Stream, in.pipe.Consumer, err)})
 		return
 	}
+	// Gaps in the stream sequences delivered are blocks the stream dropped (max_queue): acked
+	// messages leave a work-queue stream, so nothing else makes a gap.
 	var lastStreamSeq uint64
-	if info, err := cons.Info(ctx); err == nil {
-		lastStreamSeq = info.AckFloor.Stream
+	info, err := cons.Info(ctx)
+	if err != nil {
+		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: consumer info: %w", in.pipe.ID, err)})
+		return
 	}
+	lastStreamSeq = info.AckFloor.Stream
 	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch(in.pipe)))
 	if err != nil {
 		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)})
@@ -76,7 +81,7 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 		}
 		im := in.parse(m)
 		if md, err := m.Metadata(); err == nil {
-			if lastStreamSeq > 0 && md.Sequence.Stream > lastStreamSeq+1 {
+			if md.Sequence.Stream > lastStreamSeq+1 {
 				im.gap = md.Sequence.Stream - lastStreamSeq - 1
 			}
 			if md.Sequence.Stream > lastStreamSeq {

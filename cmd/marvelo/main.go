@@ -24,10 +24,16 @@ Examples:
    marvelo submit pipeline.cbor --broker nats://head:4222 --wait`,
 		Commands: []*cli.Command{
 			runCommand(),
+			submitCommand(),
+			statusCommand(),
+			stopCommand(),
+			workersCommand(),
+			logsCommand(),
 			encodeCommand(),
 			decodeCommand(),
 			validateCommand(),
 			graphCommand(),
+			benchCommand(),
 		},
 		ExitErrHandler: cliutil.HandleExitError,
 	}

@@ -116,11 +116,14 @@ func csvCell(v any) (string, error) {
 	case bool:
 		return strconv.FormatBool(x), nil
 	}
-	b, err := json.Marshal(jsonable(v))
-	if err != nil {
+	// Compact JSON as written, without encoding/json's HTML escaping of <, > and &.
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(jsonable(v)); err != nil {
 		return "", fmt.Errorf("csv cell: %w", err)
 	}
-	return string(b), nil
+	return strings.TrimSuffix(b.String(), "\n"), nil
 }
 
 // jsonable turns maps with non-string keys (CBOR allows them) into ones encoding/json accepts.

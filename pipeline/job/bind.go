@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/marvelo/marvelo/codec"
 )
@@ -149,7 +150,7 @@ func (r *Runner) bindRun(t reflect.Type) error {
 	default:
 		return fmt.Errorf("Run must return (R, error), R, error or nothing; it returns %s", t)
 	}
-	if len(r.outputs) > 0 && (r.results == resultNone || r.results == resultErr) && len(r.inputs) > 0 {
+	if len(r.outputs) > 0 && (r.results == resultNone || r.results == resultErr) {
 		return fmt.Errorf("Run returns no value but the job has %d outputs", len(r.outputs))
 	}
 	r.args = make([]reflect.Value, 1+n)
@@ -176,6 +177,9 @@ func blockDecoder(p Port, t reflect.Type) (func([][]byte) (reflect.Value, error)
 	}
 	sliceType := t
 	if t.Kind() == reflect.Interface {
+		if t.NumMethod() > 0 {
+			return nil, fmt.Errorf("block_count %d needs a slice argument ([]T or any), Run takes %s", p.BlockCount, t)
+		}
 		sliceType = reflect.TypeFor[[]any]()
 	} else if t.Kind() != reflect.Slice || t.Elem().Kind() == reflect.Uint8 && p.Codec.Name() == codec.Bytes {
 		return nil, fmt.Errorf("block_count %d needs a slice argument ([]T or any), Run takes %s", p.BlockCount, t)
@@ -330,7 +334,9 @@ func (r *Runner) Generate(ctx *Context, emit func(out [][]byte) error) error {
 		if err != nil {
 			return err
 		}
-		return emit(out)
+		err = emit(out)
+		ctx.endValue()
+		return err
 	}
 	if r.gen != nil {
 		return r.generate(ctx, send)
@@ -375,6 +381,8 @@ func (r *Runner) generate(ctx *Context, send func(any) error) error {
 		return ErrEnd
 	case ctx.ctx.Err() != nil:
 		return ctx.ctx.Err()
+	case strings.HasPrefix(err.Error(), r.label+": "):
+		return err // an error of emit's that already names the job
 	}
 	return fmt.Errorf("%s: %w", r.label, err)
 }

@@ -153,12 +153,25 @@ func (c *Context) BeginBlock(inHeads [][]uint32) {
 	}
 }
 
-// OutHead is the head the job wants on output k for the block just computed.
+// OutHead is the head the job wants on output k for the block just computed. After Finish it
+// carries the finished bit, whatever head was set.
 func (c *Context) OutHead(k int) uint32 {
+	h := c.head.Value
 	if k < len(c.outSet) && c.outSet[k] {
-		return c.outHeads[k].Value
+		h = c.outHeads[k].Value
 	}
-	return c.head.Value
+	if c.finished {
+		h |= maskOf(c.headSize, pipeline.BitFinished)
+	}
+	return h
+}
+
+// endValue is called after a source's value has been written: heads set with SetOutHead hold for
+// one value, as they hold for one compute block of a job with inputs.
+func (c *Context) endValue() {
+	for k := range c.outSet {
+		c.outSet[k] = false
+	}
 }
 
 func maskOf(size, bit int) uint32 {

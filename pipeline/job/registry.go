@@ -157,12 +157,36 @@ func DecodeArgs(dst any, args map[string]any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		if errors.As(err, &te) && te.Field != "" {
 			return fmt.Errorf("args: arg %q: expected %s, got %s", te.Field, te.Type, te.Value)
+		}
+		// Errors of an arg type's own UnmarshalJSON (Duration) do not say which arg failed.
+		if name := failingArg(rv.Elem().Type(), args); name != "" {
+			return fmt.Errorf("args: arg %q: %w", name, err)
 		}
 		return fmt.Errorf("args: %w", err)
 	}
 	return nil
+}
+
+// failingArg returns the first arg, in name order, that does not decode on its own into a new
+// value of type t, or "" when each does.
+func failingArg(t reflect.Type, args map[string]any) string {
+	names := make([]string, 0, len(args))
+	for k := range args {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		raw, err := json.Marshal(map[string]any{k: args[k]})
+		if err != nil {
+			return k
+		}
+		if json.Unmarshal(raw, reflect.New(t).Interface()) != nil {
+			return k
+		}
+	}
+	return ""
 }
 
 type argField struct {
@@ -213,8 +237,11 @@ func fieldNames(fields []argField) string {
 // taken as seconds, as MARVELO's Python jobs took them.
 type Duration time.Duration
 
-// UnmarshalJSON accepts "10ms" or a number of seconds.
+// UnmarshalJSON accepts "10ms" or a number of seconds; null leaves the duration as it is.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
 		v, err := time.ParseDuration(s)

@@ -24,15 +24,27 @@ func UsageError(err error) error { return cli.Exit(err.Error(), ExitUsage) }
 // Failure marks an error as a failure of the pipeline or command: exit code 1.
 func Failure(err error) error { return cli.Exit(err.Error(), ExitFailure) }
 
-// ExitCode maps an error returned by App.Run to the process exit code.
+// ExitCode maps an error returned by App.Run to the process exit code: ExitOK for nil.
 func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	msg := err.Error()
 	var coder cli.ExitCoder
 	if errors.As(err, &coder) {
+		// urfave/cli answers an unknown command with its help action's exit code 3.
+		if coder.ExitCode() == 3 && strings.HasPrefix(msg, "No help topic for ") {
+			return ExitUsage
+		}
 		return coder.ExitCode()
 	}
-	// urfave/cli reports unknown flags, missing values and the like as plain errors.
-	msg := err.Error()
-	for _, usage := range []string{"flag provided but not defined", "flag needs an argument", "invalid value", "Required flag", "Required flags", "incorrect usage"} {
+	// urfave/cli reports unknown flags, missing values and the like as plain errors: the flag
+	// package's messages and its own for required flags.
+	for _, usage := range []string{
+		"flag provided but not defined", "flag needs an argument", "invalid value",
+		"invalid boolean value", "invalid boolean flag", "bad flag syntax",
+		"Required flag", "Required flags", "Cannot use two forms of the same flag",
+	} {
 		if strings.Contains(msg, usage) {
 			return ExitUsage
 		}

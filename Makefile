@@ -1,0 +1,47 @@
+# marvelo — the two commands a new user types: `make run` and `make test`.
+GO       ?= go
+BIN      := bin
+PKGS     := ./...
+# Packages whose tests must pass under the race detector (the concurrent core).
+RACE_PKGS := ./codec/... ./pipeline/... ./broker/... ./worker/... ./cmd/...
+
+.PHONY: all build run test test-race test-short lint bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## run: build and run the MARVELO demo pipeline (three counters → product → sum of 5 → CSV)
+run: build
+	$(BIN)/marvelo run testdata/pipelines/demo.json
+	@echo "--- demo.csv"
+	@cat demo.csv
+
+## test: vet, every test, then the race detector on the concurrent core
+test: lint
+	$(GO) test -count=1 -timeout 8m $(PKGS)
+	$(GO) test -race -count=1 -timeout 8m $(RACE_PKGS)
+
+test-short:
+	$(GO) test -count=1 -short $(PKGS)
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## bench: throughput of source → forward → sink through marvelo run's machinery, plus Go benchmarks
+bench: build
+	$(BIN)/marvelo bench --stages 1 --count 1000000
+	$(BIN)/marvelo bench --stages 1 --size 1024 --count 300000
+	$(GO) test -run '^$$' -bench . -benchmem ./codec/ ./pipeline/...
+
+## fuzz: a short run of every fuzz target (make test runs their seed corpora)
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pipeline
+	for f in FuzzDecodeBlock FuzzSplitBatch FuzzFrameCBOR FuzzFrameJSON FuzzFrameBytes; do \
+		$(GO) test -run '^$$' -fuzz $$f -fuzztime 20s ./codec || exit 1; done
+
+clean:
+	rm -rf $(BIN) demo.csv

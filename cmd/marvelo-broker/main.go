@@ -1,0 +1,107 @@
+// Command marvelo-broker runs the head node: an embedded NATS server with JetStream, the marvelo
+// control plane, and a worker for the LOCAL group.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/marvelo/marvelo/broker"
+	"github.com/marvelo/marvelo/cmd/internal/cliutil"
+	"github.com/marvelo/marvelo/pipeline/builtin"
+	"github.com/marvelo/marvelo/worker"
+)
+
+func main() {
+	app := &cli.App{
+		Name:      "marvelo-broker",
+		Usage:     "run the marvelo head node: embedded NATS with JetStream and the control plane",
+		UsageText: "marvelo-broker [--listen 127.0.0.1:4222] [--store DIR | --memory] [--auth-token T] [--tls-cert F --tls-key F] [--monitor 127.0.0.1:8222] [--no-local]",
+		Description: `Starts an embedded NATS server with JetStream and the marvelo control plane: the worker registry,
+the scheduler, pipeline lifecycle and logs. Workers connect with marvelo-worker --broker
+nats://THIS-HOST:PORT; pipelines are submitted with marvelo submit. A worker inside the broker
+runs the jobs of the LOCAL group (csv sinks, interactive jobs) unless --no-local is given.
+
+Listening beyond loopback requires --auth-token (or MARVELO_AUTH_TOKEN).
+
+Example:
+   marvelo-broker --listen 0.0.0.0:4222 --store /var/lib/marvelo --auth-token "$TOKEN"`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "host:port for workers and clients"},
+			&cli.StringFlag{Name: "store", Usage: "JetStream directory: pipelines and pipes survive a restart"},
+			&cli.BoolFlag{Name: "memory", Usage: "keep everything in memory (throwaway broker)"},
+			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token every client must present"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate for the client port"},
+			&cli.StringFlag{Name: "tls-key", Usage: "TLS key for the client port"},
+			&cli.StringFlag{Name: "monitor", Usage: "host:port of the NATS monitoring endpoint (off when empty)"},
+			&cli.BoolFlag{Name: "no-local", Usage: "do not run a worker for LOCAL jobs in the broker"},
+			&cli.StringFlag{Name: "workdir", Value: ".", Usage: "working directory of LOCAL jobs"},
+			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 1500 * time.Millisecond, Usage: "silence after which a worker is declared dead"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
+		},
+		Action:         run,
+		ExitErrHandler: cliutil.HandleExitError,
+	}
+	if err := app.Run(cliutil.FlagsFirst(app, os.Args)); err != nil {
+		fmt.Fprintln(os.Stderr, "marvelo-broker:", err)
+		os.Exit(cliutil.ExitCode(err))
+	}
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return cliutil.UsageError(fmt.Errorf("unexpected arguments: %v", c.Args().Slice()))
+	}
+	if c.String("store") != "" && c.Bool("memory") {
+		return cliutil.UsageError(fmt.Errorf("--store and --memory exclude each other"))
+	}
+	level := slog.LevelInfo
+	if c.Bool("verbose") {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	b, err := broker.Start(broker.Options{
+		Listen: c.String("listen"), StoreDir: c.String("store"), Memory: c.Bool("memory"),
+		AuthToken: c.String("auth-token"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
+		Monitor: c.String("monitor"), HeartbeatTimeout: c.Duration("heartbeat-timeout"), Logger: log,
+	})
+	if err != nil {
+		return cliutil.Failure(err)
+	}
+	defer b.Shutdown()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintf(os.Stderr, "marvelo-broker listening on %s\n", b.ClientURL())
+	if c.Bool("no-local") {
+		<-ctx.Done()
+		log.Info("shutting down")
+		return nil
+	}
+	return runLocalWorker(ctx, b, c.String("workdir"), log)
+}
+
+// runLocalWorker runs the worker of the LOCAL group inside the broker until ctx ends.
+func runLocalWorker(ctx context.Context, b *broker.Broker, workdir string, log *slog.Logger) error {
+	nc, err := b.Connect()
+	if err != nil {
+		return cliutil.Failure(err)
+	}
+	defer nc.Close()
+	w, err := worker.New(nc, worker.Options{Name: "head", Local: true, SharedWorkDir: true, WorkDir: workdir,
+		Registry: builtin.Registry(), Logger: log})
+	if err != nil {
+		return cliutil.Failure(err)
+	}
+	if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+		return cliutil.Failure(err)
+	}
+	log.Info("shutting down")
+	return nil
+}

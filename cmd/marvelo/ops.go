@@ -1,0 +1,361 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+
+	"github.com/marvelo/marvelo/broker/client"
+	"github.com/marvelo/marvelo/cmd/internal/cliutil"
+	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// brokerFlags connect a command to a running broker.
+func brokerFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker"},
+		&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker requires"},
+		&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the broker's TLS certificate"},
+	}
+}
+
+func connect(c *cli.Context) (*nats.Conn, *client.Client, error) {
+	opts := []nats.Option{nats.Name("marvelo"), nats.Timeout(5 * time.Second)}
+	if t := c.String("auth-token"); t != "" {
+		opts = append(opts, nats.Token(t))
+	}
+	if ca := c.String("tls-ca"); ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	nc, err := nats.Connect(c.String("broker"), opts...)
+	if err != nil {
+		return nil, nil, cliutil.Failure(fmt.Errorf("connect to broker %s: %w", c.String("broker"), err))
+	}
+	return nc, client.New(nc), nil
+}
+
+func submitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "submit",
+		Usage:     "submit a pipeline to a running broker",
+		ArgsUsage: "pipeline.cbor|pipeline.json",
+		Description: `Sends the pipeline document (CBOR or JSON, judged by content) to the broker, which validates
+it against the job types its workers carry, places every job and starts them. With --wait,
+waits until the pipeline ends; with --follow, also prints job output and events meanwhile.
+
+Exit codes: 0 submitted (or finished, with --wait/--follow), 1 failed, 2 invalid document.
+
+Example:
+   marvelo submit pipeline.cbor --broker nats://head:4222 --follow`,
+		Flags: append(brokerFlags(),
+			&cli.BoolFlag{Name: "wait", Usage: "wait until the pipeline has ended"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "print job output and events until the pipeline has ended"},
+		),
+		Action: submitAction,
+	}
+}
+
+func submitAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cliutil.UsageError(fmt.Errorf("submit: want exactly one pipeline file"))
+	}
+	path := c.Args().First()
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return cliutil.UsageError(fmt.Errorf("submit: %w", err))
+	}
+	p, err := pipeline.Parse(doc)
+	if err != nil {
+		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))
+	}
+	nc, cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var f *client.Follower
+	if c.Bool("wait") || c.Bool("follow") {
+		if f, err = cl.Follow(p.Name); err != nil {
+			return cliutil.Failure(err)
+		}
+		defer f.Close()
+	}
+	r, err := cl.Submit(c.Context, doc)
+	if errors.Is(err, client.ErrInvalid) {
+		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))
+	}
+	if err != nil {
+		return cliutil.Failure(err)
+	}
+	fmt.Fprintf(os.Stderr, "pipeline %s submitted: %s\n", r.Pipeline, r.State)
+	if f == nil {
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var onLine func(protocol.LogLine)
+	var onEvent func(protocol.Event)
+	if c.Bool("follow") {
+		onLine = func(l protocol.LogLine) { printLogLine(os.Stdout, l, false) }
+		onEvent = func(e protocol.Event) {
+			fmt.Fprintf(os.Stderr, "%s %s: %s\n", e.Time.Format("15:04:05.000"), e.Kind, e.Message)
+		}
+	}
+	st, err := f.Wait(ctx, onLine, onEvent)
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(os.Stderr, "stopped waiting; pipeline %s keeps running (marvelo stop %s)\n", p.Name, p.Name)
+			return cli.Exit("", cliutil.ExitSignaled)
+		}
+		return cliutil.Failure(err)
+	}
+	if st.State != protocol.StateFinished {
+		return cliutil.Failure(fmt.Errorf("pipeline %s %s: %s", st.Name, st.State, st.Error))
+	}
+	fmt.Fprintf(os.Stderr, "pipeline %s finished\n", st.Name)
+	return nil
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show pipelines and their jobs",
+		ArgsUsage: "[PIPELINE]",
+		Description: `Shows each pipeline's state and, per job, the worker it runs on, its state, blocks in and out,
+blocks dropped as stale or by max_queue, dummies and restarts; with a pipeline name, also its
+events.
+
+Example:
+   marvelo status
+   marvelo status demo --json`,
+		Flags: append(brokerFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return cliutil.UsageError(fmt.Errorf("status: at most one pipeline name"))
+			}
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			sts, err := cl.Status(c.Context, c.Args().First())
+			if err != nil {
+				return cliutil.Failure(err)
+			}
+			if c.Bool("json") {
+				return printJSON(sts)
+			}
+			printStatus(os.Stdout, sts, c.NArg() == 1)
+			return nil
+		},
+	}
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printStatus(w io.Writer, sts []protocol.PipelineStatus, events bool) {
+	if len(sts) == 0 {
+		fmt.Fprintln(w, "no pipelines")
+		return
+	}
+	for i, st := range sts {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		line := fmt.Sprintf("pipeline %s: %s", st.Name, st.State)
+		if st.Reason != "" {
+			line += " (" + st.Reason + ")"
+		}
+		if st.Error != "" {
+			line += ": " + st.Error
+		}
+		fmt.Fprintln(w, line)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "JOB\tNAME\tWORKER\tSTATE\tIN\tOUT\tSTALE\tDROPPED\tDUMMIES\tRESTARTS")
+		for _, j := range st.Jobs {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", j.ID, j.Name, orDash(j.Worker), j.State,
+				j.Stats.BlocksIn, j.Stats.BlocksOut, j.Stats.Stale, j.Stats.QueueDrops, j.Stats.Dummies, j.Restarts)
+		}
+		_ = tw.Flush()
+		if events {
+			for _, e := range st.Events {
+				fmt.Fprintf(w, "  %s  %-12s %s\n", e.Time.Format("15:04:05.000"), e.Kind, e.Message)
+			}
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func stopCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "stop",
+		Usage:       "stop a running pipeline",
+		ArgsUsage:   "PIPELINE",
+		Description: "Stops every job of the pipeline; it is reported as stopped, never as failed.\n\nExample:\n   marvelo stop demo",
+		Flags:       brokerFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cliutil.UsageError(fmt.Errorf("stop: want exactly one pipeline name"))
+			}
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if err := cl.Stop(c.Context, c.Args().First()); err != nil {
+				return cliutil.Failure(err)
+			}
+			fmt.Fprintf(os.Stderr, "pipeline %s stopped\n", c.Args().First())
+			return nil
+		},
+	}
+}
+
+func workersCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "workers",
+		Usage:       "list the workers the broker knows",
+		Description: "Shows each worker's groups, slots used/total, metrics, last heartbeat and version.\n\nExample:\n   marvelo workers --broker nats://head:4222",
+		Flags:       append(brokerFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}),
+		Action: func(c *cli.Context) error {
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			ws, err := cl.Workers(c.Context)
+			if err != nil {
+				return cliutil.Failure(err)
+			}
+			if c.Bool("json") {
+				return printJSON(ws)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tGROUPS\tSLOTS\tCPU FREE\tMEM FREE\tSWAP USED\tDISK FREE\tLAST HEARTBEAT\tSTATE\tVERSION")
+			for _, w := range ws {
+				groups := strings.Join(w.Groups, ",")
+				switch {
+				case w.Any:
+					groups = "(all)"
+				case w.Local:
+					groups = "LOCAL"
+				case groups == "":
+					groups = "ALL"
+				}
+				state := "alive"
+				if !w.Alive {
+					state = "dead"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%s ago\t%s\t%s\n", w.Name, groups, w.SlotsUsed, w.Slots,
+					w.Metrics.CPUFree, w.Metrics.MemFree, w.Metrics.SwapUsed, w.Metrics.DiskFree,
+					time.Since(w.LastHeartbeat).Round(time.Millisecond), state, w.Version)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func logsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "logs",
+		Usage:     "print the output and logs of a pipeline's jobs",
+		ArgsUsage: "PIPELINE",
+		Description: `Prints what the jobs of a pipeline wrote (their output and log lines), kept by the broker for
+24 hours. With -f, keeps printing new lines until interrupted.
+
+Example:
+   marvelo logs demo --job 6
+   marvelo logs demo -f`,
+		Flags: append(brokerFlags(),
+			&cli.IntFlag{Name: "job", Usage: "only this job's lines"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines"},
+		),
+		Action: logsAction,
+	}
+}
+
+func logsAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cliutil.UsageError(fmt.Errorf("logs: want exactly one pipeline name"))
+	}
+	name := c.Args().First()
+	if err := protocol.CheckName("pipeline", name); err != nil {
+		return cliutil.UsageError(err)
+	}
+	nc, _, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return cliutil.Failure(err)
+	}
+	filter := protocol.LogFilter(name)
+	if j := c.Int("job"); j > 0 {
+		filter = protocol.LogSubject(name, j)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cons, err := js.OrderedConsumer(ctx, protocol.LogStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return cliutil.Failure(fmt.Errorf("logs: %w", err))
+	}
+	for {
+		if !c.Bool("follow") {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return cliutil.Failure(fmt.Errorf("logs: %w", err))
+			}
+			if info.NumPending == 0 {
+				return nil
+			}
+		}
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return cliutil.Failure(fmt.Errorf("logs: %w", err))
+		}
+		var l protocol.LogLine
+		if err := json.Unmarshal(m.Data(), &l); err == nil {
+			printLogLine(os.Stdout, l, true)
+		}
+	}
+}
+
+func printLogLine(w io.Writer, l protocol.LogLine, withTime bool) {
+	prefix := l.Name + " " + strconv.Itoa(l.Job)
+	if withTime {
+		fmt.Fprintf(w, "%s %s %s | %s\n", l.Time.Format("15:04:05.000"), prefix, l.Worker, l.Text)
+		return
+	}
+	fmt.Fprintf(w, "%s | %s\n", prefix, l.Text)
+}

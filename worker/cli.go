@@ -1,0 +1,144 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/urfave/cli/v2"
+
+	"github.com/marvelo/marvelo/pipeline/job"
+)
+
+// Main is the entry point of a worker binary: the stock marvelo-worker calls it with the builtin
+// job types, and a worker of your own calls it with a registry holding your types too:
+//
+//	func main() {
+//		reg := builtin.Registry()
+//		reg.Register("scale", "multiplies by factor", func() any { return &Scale{} })
+//		worker.Main(reg)
+//	}
+func Main(reg *job.Registry) {
+	app := App(reg)
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, app.Name+":", err)
+		var coder cli.ExitCoder
+		if errors.As(err, &coder) {
+			os.Exit(coder.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+// App is the worker's command line, for Main and for tests.
+func App(reg *job.Registry) *cli.App {
+	return &cli.App{
+		Name:      "marvelo-worker",
+		Usage:     "run the marvelo jobs a broker assigns to this machine",
+		UsageText: "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T] [--tls-ca F]",
+		Description: `Connects to the broker, registers with its name, groups, slots and the Go job types it carries
+(` + strings.Join(reg.Names(), ", ") + `), sends heartbeats with CPU, memory, swap and disk
+metrics, and runs the jobs assigned to it. It reconnects forever when the broker is away.
+Every worker belongs to the group ALL as well as to the groups given.
+
+Example:
+   marvelo-worker --broker nats://head.local:4222 --groups dsp,mic --slots 4`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker"},
+			&cli.StringFlag{Name: "name", Usage: "worker name, unique among live workers (default: the host name)"},
+			&cli.StringFlag{Name: "groups", Usage: "comma-separated groups this worker belongs to, besides ALL"},
+			&cli.IntFlag{Name: "slots", Value: runtime.NumCPU(), Usage: "jobs run at once"},
+			&cli.StringFlag{Name: "workdir", Value: defaultWorkDir(), Usage: "folder for the jobs' working directories"},
+			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker requires"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the broker's TLS certificate"},
+			&cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "interval between heartbeats"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("unexpected arguments: %v", c.Args().Slice()), 2)
+			}
+			return runCLI(c, reg)
+		},
+	}
+}
+
+func defaultWorkDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return d + "/marvelo"
+	}
+	return os.TempDir() + "/marvelo"
+}
+
+func runCLI(c *cli.Context, reg *job.Registry) error {
+	level := slog.LevelInfo
+	if c.Bool("verbose") {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	nc, err := Connect(c.String("broker"), c.String("auth-token"), c.String("tls-ca"), log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := New(nc, Options{
+		Name: c.String("name"), Groups: splitList(c.String("groups")), Slots: c.Int("slots"),
+		WorkDir: c.String("workdir"), Registry: reg, Heartbeat: c.Duration("heartbeat"), Logger: log,
+	})
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("worker stopped")
+	return nil
+}
+
+// Connect opens a NATS connection that retries forever while the broker is away, and logs each
+// disconnect and reconnect.
+func Connect(url, token, tlsCA string, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("marvelo-worker"),
+		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from the broker; reconnecting", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to the broker", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			log.Warn("nats error", "error", err)
+		}),
+	}
+	if token != "" {
+		opts = append(opts, nats.Token(token))
+	}
+	if tlsCA != "" {
+		opts = append(opts, nats.RootCAs(tlsCA))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to broker %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
