@@ -25,6 +25,7 @@ type control struct {
 	opts    Options
 	log     *slog.Logger
 	storage jetstream.StorageType
+	store   *store
 
 	mu        sync.Mutex
 	workers   map[string]*workerState
@@ -39,6 +40,13 @@ type workerState struct {
 	lastSeen time.Time
 	metrics  protocol.Metrics
 	alive    bool
+	// confirmed is false for a worker loaded from the saved state until it speaks again.
+	confirmed bool
+}
+
+// sameInstance reports whether two registrations come from the same worker process.
+func sameInstance(a, b protocol.WorkerInfo) bool {
+	return a.PID == b.PID && a.Host == b.Host && a.Started.Equal(b.Started)
 }
 
 type pipelineState struct {
@@ -77,6 +85,17 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 	}
 	if err := c.createLogStream(ctx); err != nil {
 		return nil, err
+	}
+	st, err := openStore(ctx, js, c.storage)
+	if err != nil {
+		return nil, err
+	}
+	c.store = st
+	if c.pipelines, c.workers, c.epoch, err = st.load(ctx); err != nil {
+		return nil, fmt.Errorf("broker: load saved state: %w", err)
+	}
+	if n := len(c.pipelines); n > 0 {
+		log.Info("recovered saved state", "pipelines", n, "workers", len(c.workers))
 	}
 	handlers := map[string]func(*nats.Msg) any{
 		protocol.SubjRegister:              c.handleRegister,
@@ -151,12 +170,19 @@ func (c *control) handleRegister(m *nats.Msg) any {
 		return protocol.Reply{Error: err.Error()}
 	}
 	c.mu.Lock()
-	if old, ok := c.workers[info.Name]; ok && old.alive && (old.info.PID != info.PID || old.info.Host != info.Host) {
+	old, known := c.workers[info.Name]
+	replaced := known && !sameInstance(old.info, info)
+	if replaced && old.alive && old.confirmed {
 		c.mu.Unlock()
 		return protocol.Reply{Error: fmt.Sprintf("worker name %q is taken by a live worker on %s (pid %d); choose another with --name", info.Name, old.info.Host, old.info.PID)}
 	}
-	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true}
+	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true, confirmed: true}
 	c.mu.Unlock()
+	c.saveWorker(info, true)
+	if replaced {
+		// A new process under a known name: whatever the old one ran is gone.
+		c.workerLost(info.Name, "restarted")
+	}
 	c.log.Info("worker joined", "worker", info.Name, "groups", info.Groups, "slots", info.Slots, "host", info.Host)
 	go c.placePending()
 	return protocol.Reply{OK: true}
@@ -172,6 +198,7 @@ func (c *control) handleDeregister(m *nats.Msg) any {
 		w.alive = false
 	}
 	c.mu.Unlock()
+	c.saveWorker(info, false)
 	c.log.Info("worker left", "worker", info.Name)
 	c.workerLost(info.Name, "left")
 	return protocol.Reply{OK: true}
@@ -189,7 +216,7 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 	if !ok {
 		return nil // not registered (yet): it registers on its own
 	}
-	w.lastSeen, w.metrics = time.Now(), hb.Metrics
+	w.lastSeen, w.metrics, w.confirmed = time.Now(), hb.Metrics, true
 	for _, s := range hb.Stats {
 		if p, ok := c.pipelines[s.Pipeline]; ok {
 			if j, ok := p.jobs[s.Job]; ok && j.worker == hb.Worker && !protocol.Terminal(j.state) {
@@ -201,16 +228,18 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 }
 
 func (c *control) checkLiveness(now time.Time) {
-	var lost []string
+	var lost []protocol.WorkerInfo
 	c.mu.Lock()
-	for name, w := range c.workers {
+	for _, w := range c.workers {
 		if w.alive && now.Sub(w.lastSeen) > c.opts.HeartbeatTimeout {
 			w.alive = false
-			lost = append(lost, name)
+			lost = append(lost, w.info)
 		}
 	}
 	c.mu.Unlock()
-	for _, name := range lost {
+	for _, info := range lost {
+		name := info.Name
+		c.saveWorker(info, false)
 		c.log.Warn("worker missed its heartbeats; declared dead", "worker", name, "timeout", c.opts.HeartbeatTimeout)
 		c.workerLost(name, "missed its heartbeats")
 	}
@@ -572,11 +601,14 @@ func (c *control) applyJobState(s protocol.JobState) {
 	var stopWorkers map[string]bool
 	var pipelineEvent, pipelineMsg string
 	switch {
-	case s.State == protocol.StateFailed && !protocol.Terminal(p.state):
+	case s.State == protocol.StateFailed && !protocol.Terminal(p.state) && p.state != protocol.StateStopping:
 		p.state, p.err = protocol.StateFailed, fmt.Sprintf("%s: %s", j.job.Label(), s.Error)
 		p.ended = time.Now()
 		stopWorkers = c.otherWorkers(p)
 		pipelineEvent, pipelineMsg = "failed", p.err
+	case allTerminal(p) && p.state == protocol.StateStopping:
+		p.state, p.ended = protocol.StateStopped, time.Now()
+		pipelineEvent, pipelineMsg = "stopped", "stopped on request"
 	case allTerminal(p) && !protocol.Terminal(p.state):
 		p.state, p.ended = protocol.StateFinished, time.Now()
 		pipelineEvent, pipelineMsg = "finished", fmt.Sprintf("all %d jobs finished in %s", len(p.jobs), p.ended.Sub(p.submitted).Round(time.Millisecond))
@@ -623,6 +655,9 @@ func allTerminal(p *pipelineState) bool {
 	return true
 }
 
+// drainTimeout bounds a graceful stop: jobs still running then are stopped outright.
+const drainTimeout = 10 * time.Second
+
 func (c *control) handleStop(m *nats.Msg) any {
 	var req protocol.NameRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -634,22 +669,50 @@ func (c *control) handleStop(m *nats.Msg) any {
 		c.mu.Unlock()
 		return protocol.Reply{Error: fmt.Sprintf("no pipeline named %q", req.Pipeline)}
 	}
-	if protocol.Terminal(p.state) {
+	if protocol.Terminal(p.state) || p.state == protocol.StateStopping {
 		state := p.state
 		c.mu.Unlock()
-		return protocol.Reply{Error: fmt.Sprintf("pipeline %s has already %s", req.Pipeline, state)}
+		return protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s", req.Pipeline, state)}
 	}
-	p.state, p.ended = protocol.StateStopped, time.Now()
+	p.state = protocol.StateStopping
 	workers := c.otherWorkers(p)
 	for _, j := range p.jobs {
 		if j.worker == "" && !protocol.Terminal(j.state) {
 			j.state = protocol.StateStopped // pending, never placed
 		}
 	}
+	done := allTerminal(p)
+	if done {
+		p.state, p.ended = protocol.StateStopped, time.Now()
+	}
 	c.mu.Unlock()
-	c.stopOnWorkers(req.Pipeline, workers)
-	c.event(req.Pipeline, 0, "stopped", "stopped on request")
+	if done {
+		c.event(req.Pipeline, 0, "stopped", "stopped on request")
+		return protocol.Reply{OK: true}
+	}
+	c.event(req.Pipeline, 0, "stopping", "draining: sources end, the other jobs finish what is in flight")
+	for w := range workers {
+		ref := protocol.JobRef{Pipeline: req.Pipeline, Drain: true}
+		if err := c.requestWorker(context.Background(), w, protocol.VerbStop, ref); err != nil {
+			c.log.Warn("drain request failed", "pipeline", req.Pipeline, "worker", w, "error", err)
+		}
+	}
+	time.AfterFunc(drainTimeout, func() { c.forceStop(req.Pipeline) })
 	return protocol.Reply{OK: true}
+}
+
+// forceStop stops outright the jobs of a pipeline that did not drain in time.
+func (c *control) forceStop(name string) {
+	c.mu.Lock()
+	p, ok := c.pipelines[name]
+	if !ok || p.state != protocol.StateStopping {
+		c.mu.Unlock()
+		return
+	}
+	workers := c.otherWorkers(p)
+	c.mu.Unlock()
+	c.log.Warn("pipeline did not drain in time; stopping its jobs", "pipeline", name, "timeout", drainTimeout)
+	c.stopOnWorkers(name, workers)
 }
 
 func (c *control) handleStatus(m *nats.Msg) any {
@@ -682,18 +745,37 @@ func (p *pipelineState) status() protocol.PipelineStatus {
 	return st
 }
 
-// event records and publishes one event of a pipeline.
+func (c *control) saveWorker(info protocol.WorkerInfo, alive bool) {
+	if err := c.store.saveWorker(context.Background(), info, alive); err != nil {
+		c.log.Error("worker state not saved", "worker", info.Name, "error", err)
+	}
+}
+
+// event records, saves and publishes one event of a pipeline.
 func (c *control) event(name string, jobID int, kind, msg string) {
 	c.mu.Lock()
 	ev := protocol.Event{Time: time.Now(), Pipeline: name, Job: jobID, Kind: kind, Message: msg}
-	if p, ok := c.pipelines[name]; ok {
+	var saved savedPipeline
+	var snapErr error
+	p, ok := c.pipelines[name]
+	if ok {
 		ev.State = p.state
 		p.events = append(p.events, ev)
 		if len(p.events) > 200 {
 			p.events = p.events[len(p.events)-200:]
 		}
+		saved, snapErr = p.snapshot()
 	}
 	c.mu.Unlock()
+	// Every change of a pipeline's state comes with an event: saving here keeps KV current.
+	if ok {
+		if snapErr == nil {
+			snapErr = c.store.savePipeline(context.Background(), name, saved)
+		}
+		if snapErr != nil {
+			c.log.Error("pipeline state not saved", "pipeline", name, "error", snapErr)
+		}
+	}
 	c.log.Info("event", "pipeline", name, "job", jobID, "kind", kind, "message", msg)
 	data, err := json.Marshal(ev)
 	if err == nil {

@@ -39,14 +39,22 @@ type task struct {
 	stats     stats
 
 	cancel context.CancelFunc
-	done   chan struct{}
-	err    error // set before done is closed
+	// drainCtx ends a source's generation without stopping its outputs: its streams end
+	// cleanly (a graceful stop drains the pipeline from its sources).
+	drainCtx context.Context
+	drain    context.CancelFunc
+	done     chan struct{}
+	err      error // set before done is closed
 }
 
 // run executes the job to its end: setup, the compute loop, flush, close. It returns nil when the
 // job finished or ended, ctx's error when stopped.
 func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
-	t.jctx = job.NewContext(ctx, t.ctxConfig)
+	jobCtx := ctx
+	if t.runner.IsSource() {
+		jobCtx = t.drainCtx
+	}
+	t.jctx = job.NewContext(jobCtx, t.ctxConfig)
 	if err := t.runner.Setup(t.jctx); err != nil {
 		return err
 	}
@@ -142,6 +150,8 @@ func (t *task) runSource(ctx context.Context, outs []*publisher) (outcome, error
 		return o, nil
 	case ctx.Err() != nil:
 		return o, ctx.Err()
+	case t.drainCtx.Err() != nil:
+		return o, nil // drained: the outputs end here
 	}
 	return o, err
 }

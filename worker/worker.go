@@ -48,6 +48,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// reportGrace is how long a stopping worker keeps trying to tell the broker its jobs ended.
+const reportGrace = 5 * time.Second
+
 // Worker runs assigned jobs. Create it with New and run it with Run.
 type Worker struct {
 	nc   *nats.Conn
@@ -56,7 +59,8 @@ type Worker struct {
 	log  *slog.Logger
 	info protocol.WorkerInfo
 
-	ready chan struct{} // closed once registered
+	ready  chan struct{}   // closed once registered
+	runCtx context.Context // ends some time after Run's ctx: the last job reports get through
 
 	mu    sync.Mutex
 	tasks map[taskKey]*task
@@ -141,6 +145,13 @@ func (w *Worker) Name() string { return w.opts.Name }
 // Run registers the worker, serves assignments and heartbeats until ctx ends; then it stops its
 // jobs and deregisters.
 func (w *Worker) Run(ctx context.Context) error {
+	// Job reports outlive ctx a little, so a stopping worker still tells the broker its jobs
+	// ended; they give up once the reports' own deadline passes.
+	rctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w.runCtx = rctx
+	stopReports := context.AfterFunc(ctx, func() { time.AfterFunc(reportGrace, cancel) })
+	defer stopReports()
 	subs, err := w.subscribe()
 	if err != nil {
 		return err
@@ -248,7 +259,18 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	mr := &metricsReader{dir: w.opts.WorkDir}
 	t := time.NewTicker(w.opts.Heartbeat)
 	defer t.Stop()
+	reconnects := w.nc.Stats().Reconnects
 	for {
+		// A reconnect may mean a restarted broker: register again so it knows this worker's
+		// groups, slots and types even if it lost them.
+		if r := w.nc.Stats().Reconnects; r != reconnects {
+			reconnects = r
+			if err := w.register(ctx); err != nil {
+				w.log.Warn("re-registration failed", "error", err)
+			} else {
+				w.log.Info("registered again after reconnecting")
+			}
+		}
 		hb := protocol.Heartbeat{Worker: w.opts.Name, Time: time.Now(), Metrics: mr.sample(), Stats: w.jobStats()}
 		if data, err := json.Marshal(hb); err == nil {
 			if err := w.nc.Publish(protocol.SubjHeartbeatPrefix+w.opts.Name, data); err != nil {
@@ -372,6 +394,7 @@ func (w *Worker) handleStart(data []byte) (any, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
+	t.drainCtx, t.drain = context.WithCancel(ctx)
 	w.wg.Add(1)
 	go w.runTask(ctx, t)
 	return nil, nil
@@ -416,18 +439,25 @@ func (w *Worker) report(t *task, state string, jobErr error) {
 	if jobErr != nil {
 		js.Error = jobErr.Error()
 	}
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	wait := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(w.runCtx, 2*time.Second)
 		err := w.request(ctx, protocol.SubjJobState, js, nil)
 		cancel()
 		if err == nil {
 			return
 		}
 		var refused *refusedError
-		if errors.As(err, &refused) || attempt == 5 {
+		if errors.As(err, &refused) || w.runCtx.Err() != nil {
 			w.log.Warn("job state not reported", "pipeline", js.Pipeline, "job", js.Job, "state", state, "error", err)
 			return
 		}
+		w.log.Warn("job state not reported yet; retrying", "pipeline", js.Pipeline, "job", js.Job, "state", state, "error", err)
+		select {
+		case <-w.runCtx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 
@@ -443,10 +473,13 @@ func (w *Worker) handleStop(data []byte) (any, error) {
 		if k.pipeline != ref.Pipeline || (ref.Job != 0 && k.job != ref.Job) {
 			continue
 		}
-		if t.cancel != nil {
-			t.cancel()
-		} else {
+		switch {
+		case t.cancel == nil:
 			delete(w.tasks, k) // prepared, never started
+		case ref.Drain:
+			t.drain() // sources end their streams; the others finish what is in flight
+		default:
+			t.cancel()
 		}
 	}
 	return nil, nil

@@ -34,6 +34,7 @@ Examples:
 			validateCommand(),
 			graphCommand(),
 			benchCommand(),
+			initCommand(),
 		},
 		ExitErrHandler: cliutil.HandleExitError,
 	}

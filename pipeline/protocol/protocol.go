@@ -137,6 +137,9 @@ type JobRef struct {
 	Pipeline string `json:"pipeline"`
 	Job      int    `json:"job"`
 	Epoch    uint64 `json:"epoch,omitempty"`
+	// Drain, in a stop request, ends sources gracefully (their streams end) and leaves the
+	// other jobs to finish what is in flight.
+	Drain bool `json:"drain,omitempty"`
 }
 
 // Heartbeat is published by every worker every heartbeat interval.
@@ -183,6 +186,7 @@ const (
 	StateFailed   = "failed"
 	StateStopped  = "stopped"
 	StateDegraded = "degraded"
+	StateStopping = "stopping" // sources drained, the rest finishing what is in flight
 )
 
 // Terminal reports whether a state is final.

@@ -1,0 +1,154 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// The control plane's state lives in JetStream KV, so a broker restarted with the same --store
+// picks up its pipelines and workers where it left them.
+const (
+	kvPipelines = "marvelo_pipelines"
+	kvWorkers   = "marvelo_workers"
+)
+
+// savedPipeline is a pipeline as kept in KV.
+type savedPipeline struct {
+	Document  []byte           `json:"document"` // CBOR
+	State     string           `json:"state"`
+	Reason    string           `json:"reason,omitempty"`
+	Error     string           `json:"error,omitempty"`
+	Submitted time.Time        `json:"submitted"`
+	Ended     time.Time        `json:"ended,omitempty"`
+	Cleaned   bool             `json:"cleaned,omitempty"`
+	Jobs      map[int]savedJob `json:"jobs"`
+	Events    []protocol.Event `json:"events,omitempty"`
+}
+
+type savedJob struct {
+	Worker   string            `json:"worker,omitempty"`
+	State    string            `json:"state"`
+	Error    string            `json:"error,omitempty"`
+	Epoch    uint64            `json:"epoch,omitempty"`
+	Stats    protocol.JobStats `json:"stats"`
+	Restarts int               `json:"restarts,omitempty"`
+}
+
+type store struct {
+	pipelines jetstream.KeyValue
+	workers   jetstream.KeyValue
+}
+
+func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.StorageType) (*store, error) {
+	p, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvPipelines, Storage: storage, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("broker: state bucket %s: %w", kvPipelines, err)
+	}
+	w, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvWorkers, Storage: storage, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("broker: state bucket %s: %w", kvWorkers, err)
+	}
+	return &store{pipelines: p, workers: w}, nil
+}
+
+// snapshot copies a pipeline's state for saving. Callers hold mu.
+func (p *pipelineState) snapshot() (savedPipeline, error) {
+	doc, err := pipeline.EncodeCBOR(p.doc)
+	if err != nil {
+		return savedPipeline{}, err
+	}
+	sp := savedPipeline{Document: doc, State: p.state, Reason: p.reason, Error: p.err, Submitted: p.submitted,
+		Ended: p.ended, Cleaned: p.cleaned, Jobs: map[int]savedJob{}, Events: p.events}
+	if len(sp.Events) > 50 {
+		sp.Events = sp.Events[len(sp.Events)-50:]
+	}
+	for id, j := range p.jobs {
+		sp.Jobs[id] = savedJob{Worker: j.worker, State: j.state, Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts}
+	}
+	return sp, nil
+}
+
+func (s *store) savePipeline(ctx context.Context, name string, sp savedPipeline) error {
+	data, err := json.Marshal(sp)
+	if err != nil {
+		return err
+	}
+	_, err = s.pipelines.Put(ctx, name, data)
+	return err
+}
+
+func (s *store) saveWorker(ctx context.Context, info protocol.WorkerInfo, alive bool) error {
+	data, err := json.Marshal(savedWorker{Info: info, Alive: alive})
+	if err != nil {
+		return err
+	}
+	_, err = s.workers.Put(ctx, info.Name, data)
+	return err
+}
+
+type savedWorker struct {
+	Info  protocol.WorkerInfo `json:"info"`
+	Alive bool                `json:"alive"`
+}
+
+// load reads the saved pipelines and workers. Workers that were alive are assumed alive for one
+// heartbeat timeout, so their jobs keep running if they come back in time.
+func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string]*workerState, uint64, error) {
+	pipelines := map[string]*pipelineState{}
+	workers := map[string]*workerState{}
+	var epoch uint64
+	keys, err := s.pipelines.ListKeys(ctx)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	for name := range keys.Keys() {
+		e, err := s.pipelines.Get(ctx, name)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
+		}
+		var sp savedPipeline
+		if err := json.Unmarshal(e.Value(), &sp); err != nil {
+			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
+		}
+		doc, err := pipeline.Parse(sp.Document)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
+		}
+		p := &pipelineState{doc: doc, state: sp.State, reason: sp.Reason, err: sp.Error, submitted: sp.Submitted,
+			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}}
+		for i := range doc.Jobs {
+			j := &doc.Jobs[i]
+			sj := sp.Jobs[j.ID]
+			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: sj.State, err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, restarts: sj.Restarts}
+			epoch = max(epoch, sj.Epoch)
+		}
+		pipelines[name] = p
+	}
+	wkeys, err := s.workers.ListKeys(ctx)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	for name := range wkeys.Keys() {
+		e, err := s.workers.Get(ctx, name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("worker %s: %w", name, err)
+		}
+		var sw savedWorker
+		if err := json.Unmarshal(e.Value(), &sw); err != nil {
+			return nil, nil, 0, fmt.Errorf("worker %s: %w", name, err)
+		}
+		workers[name] = &workerState{info: sw.Info, alive: sw.Alive, lastSeen: time.Now()}
+	}
+	return pipelines, workers, epoch, nil
+}
