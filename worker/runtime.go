@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
@@ -37,6 +39,13 @@ type task struct {
 	headSize  int
 	log       *slog.Logger
 	stats     stats
+	stdin     *stdinReader
+
+	// logPub receives a LoggingJob row per compute block when the job has log: true.
+	logPub   *publisher
+	logRow   builtin.LogRow
+	logSQN   uint64
+	logCodec codec.Codec
 
 	cancel context.CancelFunc
 	// drainCtx ends a source's generation without stopping its outputs: its streams end
@@ -55,6 +64,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		jobCtx = t.drainCtx
 	}
 	t.jctx = job.NewContext(jobCtx, t.ctxConfig)
+	defer t.stdin.Close()
 	if err := t.runner.Setup(t.jctx); err != nil {
 		return err
 	}
@@ -81,6 +91,12 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); pub.run(pctx) }()
 	}
+	if t.assign.Job.Log {
+		t.logPub, outs = outs[len(outs)-1], outs[:len(outs)-1]
+		if t.logCodec, err = codec.New(t.logPub.pipe.Codec, t.logPub.pipe.BlockSize); err != nil {
+			return fmt.Errorf("%s: logging pipe %d: %w", t.label, t.logPub.pipe.ID, err)
+		}
+	}
 	ins := make([]*input, len(t.assign.Inputs))
 	for k, p := range t.assign.Inputs {
 		ins[k] = newInput(k, p)
@@ -96,7 +112,28 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	if err != nil {
 		return err
 	}
-	return t.closeOutputs(ctx, outs, last)
+	if err := t.closeOutputs(ctx, outs, last); err != nil {
+		return err
+	}
+	if t.logPub != nil {
+		// The logging rows never carry the finished bit: their stream ends with a marker.
+		return t.closeOutputs(ctx, []*publisher{t.logPub}, outcome{lastSQN: t.logSQN})
+	}
+	return nil
+}
+
+// writeLogRow sends one LoggingJob row for a compute block that ran from in to out.
+func (t *task) writeLogRow(ctx context.Context, in, out time.Time) error {
+	if t.logPub == nil {
+		return nil
+	}
+	row := t.logRow.Row(t.assign.Job.Label(), t.stats.rounds.Load(), in, out)
+	payload, err := t.logCodec.Append(nil, row)
+	if err != nil {
+		return fmt.Errorf("%s: logging pipe %d: %w", t.label, t.logPub.pipe.ID, err)
+	}
+	t.logSQN++
+	return t.logPub.Write(ctx, codec.Block{SQN: t.logSQN, Payload: payload})
 }
 
 // outcome says how the compute loop ended, for the end-of-stream marker.
@@ -129,7 +166,12 @@ func (t *task) runSource(ctx context.Context, outs []*publisher) (outcome, error
 	var o outcome
 	resetMask := codec.HeadMask(t.headSize, codec.BitReset)
 	finMask := codec.HeadMask(t.headSize, codec.BitFinished)
+	stepIn := time.Now()
 	err := t.runner.Generate(t.jctx, func(payloads [][]byte) error {
+		if err := t.writeLogRow(ctx, stepIn, time.Now()); err != nil {
+			return err
+		}
+		defer func() { stepIn = time.Now() }()
 		o.lastSQN++
 		for k, pub := range outs {
 			head := t.jctx.OutHead(k) &^ resetMask
@@ -183,6 +225,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*publisher) (
 			}
 		}
 		t.jctx.BeginBlock(heads)
+		stepIn := time.Now()
 		outBuf, err = t.runner.Step(t.jctx, payloads, outBuf)
 		if errors.Is(err, job.ErrEnd) {
 			t.ackConsumed(ins, outs)
@@ -192,6 +235,9 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*publisher) (
 			return o, err
 		}
 		t.stats.rounds.Add(1)
+		if err := t.writeLogRow(ctx, stepIn, time.Now()); err != nil {
+			return o, err
+		}
 		for k, pub := range outs {
 			head := mergeHead(t.jctx.OutHead(k), inHead, t.headSize)
 			if err := pub.Write(ctx, codec.Block{SQN: round, Head: head, Payload: outBuf[k]}); err != nil {

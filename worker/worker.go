@@ -332,6 +332,13 @@ func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
+	if a.Job.Log {
+		// log: true — the last output is the logging pipe (the old LoggingJob's logging_output).
+		if len(outs) == 0 {
+			return nil, fmt.Errorf("%s: log: true needs an output for the logging rows (the last output)", label)
+		}
+		outs = outs[:len(outs)-1]
+	}
 	runner, err := job.Bind(j, label, ins, outs)
 	if err != nil {
 		return nil, err
@@ -344,12 +351,13 @@ func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
 	t := &task{
 		assign: *a, label: label, runner: runner, headSize: a.Job.EffectiveHeadSize(),
 		log: slog.New(jl.handler()), done: make(chan struct{}),
+		stdin: newStdinReader(w.nc, protocol.StdinSubject(a.Pipeline, a.Job.ID)),
 	}
 	t.ctxConfig = job.ContextConfig{
 		Pipeline: a.Pipeline, Name: a.Job.DisplayName(), Worker: w.opts.Name, WorkDir: workDir,
 		JobID: a.Job.ID, HeadSize: t.headSize, Inputs: len(ins), Outputs: len(outs),
-		InputPipes: a.Job.Inputs, OutputPipes: a.Job.Outputs,
-		Log: t.log, Out: jl.writer("out"),
+		InputPipes: a.Job.Inputs, OutputPipes: a.Job.Outputs[:len(outs)],
+		Log: t.log, Out: jl.writer("out"), In: t.stdin,
 	}
 	return t, nil
 }

@@ -3,14 +3,18 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -191,4 +195,42 @@ func (f *Follower) final(ctx context.Context, onLine func(protocol.LogLine)) (pr
 		return protocol.PipelineStatus{}, fmt.Errorf("pipeline %s: no status", f.name)
 	}
 	return st[0], nil
+}
+
+// ForwardInput sends each line read from r to the standard input of the given jobs (the
+// interactive job reads it), and ends their input at the end of r. It returns when r ends or
+// fails; a reader that blocks (a terminal) keeps it running until the process exits.
+func (c *Client) ForwardInput(pipelineName string, jobs []int, r io.Reader) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := append(sc.Bytes(), '\n')
+		for _, j := range jobs {
+			if err := c.nc.Publish(protocol.StdinSubject(pipelineName, j), line); err != nil {
+				return fmt.Errorf("input for job %d: %w", j, err)
+			}
+		}
+	}
+	end := &nats.Msg{Header: nats.Header{codec.EndHeader: []string{"input"}}}
+	for _, j := range jobs {
+		end.Subject = protocol.StdinSubject(pipelineName, j)
+		if err := c.nc.PublishMsg(end); err != nil {
+			return fmt.Errorf("end of input for job %d: %w", j, err)
+		}
+	}
+	if err := c.nc.Flush(); err != nil {
+		return err
+	}
+	return sc.Err()
+}
+
+// InteractiveJobs lists the jobs of a pipeline that read typed input.
+func InteractiveJobs(p *pipeline.Pipeline) []int {
+	var ids []int
+	for _, j := range p.Jobs {
+		if j.Type == "interactive" {
+			ids = append(ids, j.ID)
+		}
+	}
+	return ids
 }

@@ -39,7 +39,9 @@ Examples:
 		ExitErrHandler: cliutil.HandleExitError,
 	}
 	if err := app.Run(cliutil.FlagsFirst(app, os.Args)); err != nil {
-		fmt.Fprintln(os.Stderr, "marvelo:", err)
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "marvelo:", msg)
+		}
 		os.Exit(cliutil.ExitCode(err))
 	}
 }

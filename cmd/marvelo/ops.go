@@ -104,6 +104,11 @@ func submitAction(c *cli.Context) error {
 	if f == nil {
 		return nil
 	}
+	if ids := client.InteractiveJobs(p); c.Bool("follow") && len(ids) > 0 {
+		// Lines typed here reach the interactive jobs; the goroutine ends with the input or
+		// with the process.
+		go func() { _ = cl.ForwardInput(p.Name, ids, os.Stdin) }()
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var onLine func(protocol.LogLine)

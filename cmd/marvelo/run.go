@@ -57,7 +57,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))
 	}
-	opts := local.Options{WorkDir: c.String("workdir"), Registry: registry, Output: os.Stdout}
+	opts := local.Options{WorkDir: c.String("workdir"), Registry: registry, Output: os.Stdout, Input: os.Stdin}
 	if c.Bool("events") {
 		opts.Events = os.Stderr
 	}

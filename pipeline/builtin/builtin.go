@@ -1,5 +1,5 @@
 // Package builtin holds the job types every marvelo worker carries: counter, clock, forward, sum,
-// product, collect, csv_sink and discard (DESIGN.md §5).
+// product, collect, csv_sink, logging_sink, interactive and discard (DESIGN.md §5).
 package builtin
 
 import (
@@ -23,5 +23,7 @@ func Register(r *job.Registry) {
 	r.Register("product", "the product of all inputs (a list input multiplies its elements); integers stay integers", func() any { return &Product{} })
 	r.Register("collect", "the values of all inputs as one list", func() any { return &Collect{} })
 	r.Register("csv_sink", "sink: a header pipe_<id> per input, then one row per compute block (args path, echo=false)", func() any { return &CSVSink{} })
+	r.Register("interactive", "source: each non-empty line typed into marvelo run / submit --follow", func() any { return &Interactive{} })
+	r.Register("logging_sink", "sink: the rows of jobs run with log: true, as CSV (args path)", func() any { return &LoggingSink{} })
 	r.Register("discard", "sink: counts compute blocks and logs count, duration and rate at the end", func() any { return &Discard{} })
 }

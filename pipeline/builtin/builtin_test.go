@@ -183,7 +183,7 @@ func wantErrContaining(t *testing.T, err error, subs ...string) {
 }
 
 func TestRegistry(t *testing.T) {
-	want := []string{"clock", "collect", "counter", "csv_sink", "discard", "forward", "product", "sum"}
+	want := []string{"clock", "collect", "counter", "csv_sink", "discard", "forward", "interactive", "logging_sink", "product", "sum"}
 	if got := builtin.Registry().Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names = %v, want %v", got, want)
 	}

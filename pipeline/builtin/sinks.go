@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,18 @@ func (s *CSVSink) Validate() error {
 
 // Setup creates the file (and its folder) and writes the header.
 func (s *CSVSink) Setup(ctx *job.Context) error {
+	if err := s.open(ctx); err != nil {
+		return err
+	}
+	header := make([]string, len(ctx.InputPipes()))
+	for k, id := range ctx.InputPipes() {
+		header[k] = "pipe_" + strconv.Itoa(id)
+	}
+	return s.write(header)
+}
+
+// open creates the file, and its folder, relative to the job's working directory.
+func (s *CSVSink) open(ctx *job.Context) error {
 	s.name = s.Path
 	if !filepath.IsAbs(s.name) {
 		s.name = filepath.Join(ctx.WorkDir, s.name)
@@ -49,11 +62,7 @@ func (s *CSVSink) Setup(ctx *job.Context) error {
 		return fmt.Errorf("csv: %w", err)
 	}
 	s.f, s.w = f, csv.NewWriter(f)
-	header := make([]string, len(ctx.InputPipes()))
-	for k, id := range ctx.InputPipes() {
-		header[k] = "pipe_" + strconv.Itoa(id)
-	}
-	return s.write(header)
+	return nil
 }
 
 // Run writes one row.
@@ -99,6 +108,15 @@ func (s *CSVSink) Close() error {
 	return nil
 }
 
+// formatFloat writes a float in plain decimal where that stays short (timestamps, measurements)
+// and in exponent form for very large or very small magnitudes, as Python's repr does.
+func formatFloat(f float64, bits int) string {
+	if a := math.Abs(f); a == 0 || (a >= 1e-4 && a < 1e16) {
+		return strconv.FormatFloat(f, 'f', -1, bits)
+	}
+	return strconv.FormatFloat(f, 'g', -1, bits)
+}
+
 func csvCell(v any) (string, error) {
 	switch x := v.(type) {
 	case string:
@@ -110,9 +128,9 @@ func csvCell(v any) (string, error) {
 	case uint64:
 		return strconv.FormatUint(x, 10), nil
 	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64), nil
+		return formatFloat(x, 64), nil
 	case float32:
-		return strconv.FormatFloat(float64(x), 'g', -1, 32), nil
+		return formatFloat(float64(x), 32), nil
 	case bool:
 		return strconv.FormatBool(x), nil
 	}

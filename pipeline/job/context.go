@@ -31,6 +31,9 @@ type Context struct {
 	Log *slog.Logger
 	// Out is the job's standard output: each line written reaches the job's log.
 	Out io.Writer
+	// In is the job's standard input: lines typed into `marvelo run` or `marvelo submit
+	// --follow` for this job (the interactive job reads it). It ends when the job stops.
+	In io.Reader
 
 	ctx         context.Context
 	headSize    int
@@ -54,6 +57,7 @@ type ContextConfig struct {
 	InputPipes, OutputPipes []int
 	Log                     *slog.Logger
 	Out                     io.Writer
+	In                      io.Reader
 }
 
 // NewContext is called by the worker (and tests) to make the Context of one job instance.
@@ -67,9 +71,12 @@ func NewContext(ctx context.Context, c ContextConfig) *Context {
 	if c.Out == nil {
 		c.Out = io.Discard
 	}
+	if c.In == nil {
+		c.In = eofReader{}
+	}
 	return &Context{
 		Pipeline: c.Pipeline, JobID: c.JobID, Name: c.Name, Worker: c.Worker, WorkDir: c.WorkDir,
-		Log: c.Log, Out: c.Out, ctx: ctx, headSize: c.HeadSize,
+		Log: c.Log, Out: c.Out, In: c.In, ctx: ctx, headSize: c.HeadSize,
 		inputPipes: c.InputPipes, outputPipes: c.OutputPipes,
 		inHeads:  make([][]pipeline.Head, c.Inputs),
 		head:     pipeline.NewHead(0, c.HeadSize),
@@ -178,3 +185,8 @@ func maskOf(size, bit int) uint32 {
 	h, _ := pipeline.NewHead(0, size).With(bit, true)
 	return h.Value
 }
+
+// eofReader is the input of a job nobody types to.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }

@@ -78,6 +78,12 @@ func LogSubject(pipelineName string, job int) string {
 // LogFilter selects every log line of a pipeline.
 func LogFilter(pipelineName string) string { return "marvelo." + pipelineName + ".log.>" }
 
+// StdinSubject carries the lines typed for one job (the interactive job). A message with the
+// header codec.EndHeader ends the input.
+func StdinSubject(pipelineName string, job int) string {
+	return "marvelo." + pipelineName + ".stdin." + strconv.Itoa(job)
+}
+
 // EventSubject carries the events of a pipeline (job state changes, moves, the end).
 func EventSubject(pipelineName string) string { return "marvelo." + pipelineName + ".event" }
 

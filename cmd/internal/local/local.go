@@ -32,6 +32,8 @@ type Options struct {
 	Events io.Writer
 	// Logger is the log of the embedded broker and worker (default: discard).
 	Logger *slog.Logger
+	// Input, when set, feeds the pipeline's interactive jobs, line by line.
+	Input io.Reader
 }
 
 // ErrInvalid marks a document the broker rejected (exit code 2).
@@ -149,6 +151,13 @@ func (e *Env) RunPipeline(ctx context.Context, name string, doc []byte, opts Opt
 	defer f.Close()
 	if _, err := e.Client.Submit(ctx, doc); err != nil {
 		return protocol.PipelineStatus{}, err
+	}
+	if p, err := pipeline.Parse(doc); err == nil && opts.Input != nil {
+		if ids := client.InteractiveJobs(p); len(ids) > 0 {
+			// Reading a terminal cannot be interrupted: this goroutine lives until the input
+			// ends or the process exits, and publishing after Close only returns an error.
+			go func() { _ = e.Client.ForwardInput(name, ids, opts.Input) }()
+		}
 	}
 	onLine := func(l protocol.LogLine) {
 		if opts.Output != nil {
