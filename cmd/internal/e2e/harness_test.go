@@ -1,0 +1,311 @@
+// Package e2e runs marvelo as its users do: the three binaries built from this tree, a broker
+// and workers as separate OS processes on 127.0.0.1 (random free ports), driven through the
+// marvelo command line.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: skipped in -short mode")
+		return 0
+	}
+	dir, err := os.MkdirTemp("", "marvelo-e2e-bin-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(goTool, "build", "-o", dir+string(os.PathSeparator), "./cmd/marvelo", "./cmd/marvelo-broker", "./cmd/marvelo-worker")
+	cmd.Dir = "../../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building the binaries: %v\n%s", err, out)
+		return 1
+	}
+	binDir = dir
+	return m.Run()
+}
+
+// proc is one marvelo process under test.
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// start runs a binary in the background; it is killed at the end of the test, and its output is
+// shown when the test fails.
+func start(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, out: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, bin), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Dir = t.TempDir()
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("--- output of %s:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits, bounded, for the process to exit.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.t.Errorf("%s did not exit within 15s of SIGTERM", p.name)
+		p.kill()
+	}
+}
+
+func (p *proc) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// freePort returns a TCP port free on 127.0.0.1 right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// cluster is a broker and its workers.
+type cluster struct {
+	t       *testing.T
+	url     string
+	listen  string
+	token   string
+	store   string
+	broker  *proc
+	workers map[string]*proc
+	dir     string
+}
+
+type clusterOpts struct {
+	token string
+	store bool
+}
+
+func newCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
+	port := freePort(t)
+	c := &cluster{t: t, listen: fmt.Sprintf("127.0.0.1:%d", port), url: fmt.Sprintf("nats://127.0.0.1:%d", port),
+		token: o.token, workers: map[string]*proc{}, dir: t.TempDir()}
+	if o.store {
+		c.store = filepath.Join(c.dir, "store")
+	}
+	c.startBroker()
+	return c
+}
+
+func (c *cluster) startBroker() {
+	c.t.Helper()
+	args := []string{"--listen", c.listen, "--workdir", c.dir, "--heartbeat-timeout", "1500ms"}
+	if c.store != "" {
+		args = append(args, "--store", c.store)
+	} else {
+		args = append(args, "--memory")
+	}
+	if c.token != "" {
+		args = append(args, "--auth-token", c.token)
+	}
+	c.broker = start(c.t, "marvelo-broker", "marvelo-broker", args...)
+	c.waitFor("the broker to answer", func() bool {
+		_, _, code := c.marvelo("workers")
+		return code == 0
+	})
+}
+
+// startWorker starts a worker process and waits until the broker lists it.
+func (c *cluster) startWorker(name string, extra ...string) *proc {
+	c.t.Helper()
+	args := append([]string{"--broker", c.url, "--name", name, "--workdir", filepath.Join(c.dir, name), "--heartbeat", "200ms"}, extra...)
+	if c.token != "" {
+		args = append(args, "--auth-token", c.token)
+	}
+	p := start(c.t, "worker "+name, "marvelo-worker", args...)
+	c.workers[name] = p
+	c.waitFor("worker "+name+" to register", func() bool { return c.workerAlive(name) })
+	return p
+}
+
+func (c *cluster) workerAlive(name string) bool {
+	out, _, code := c.marvelo("workers", "--json")
+	if code != 0 {
+		return false
+	}
+	var ws []protocol.WorkerStatus
+	if json.Unmarshal([]byte(out), &ws) != nil {
+		return false
+	}
+	for _, w := range ws {
+		if w.Name == name && w.Alive {
+			return true
+		}
+	}
+	return false
+}
+
+// marvelo runs the marvelo command against the cluster and returns stdout, stderr, exit code.
+func (c *cluster) marvelo(args ...string) (string, string, int) {
+	c.t.Helper()
+	args = append(args, "--broker", c.url)
+	if c.token != "" {
+		args = append(args, "--auth-token", c.token)
+	}
+	return runMarvelo(c.t, c.dir, args...)
+}
+
+func runMarvelo(t *testing.T, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "marvelo"), args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), stderr.String(), 0
+	case errors.As(err, &exit):
+		return stdout.String(), stderr.String(), exit.ExitCode()
+	}
+	t.Fatalf("marvelo %v: %v", args, err)
+	return "", "", -1
+}
+
+// status returns a pipeline's status through `marvelo status --json`.
+func (c *cluster) status(name string) protocol.PipelineStatus {
+	c.t.Helper()
+	out, errOut, code := c.marvelo("status", name, "--json")
+	if code != 0 {
+		c.t.Fatalf("marvelo status %s: exit %d: %s", name, code, errOut)
+	}
+	var sts []protocol.PipelineStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 {
+		c.t.Fatalf("marvelo status %s --json: %v\n%s", name, err, out)
+	}
+	return sts[0]
+}
+
+// waitFor polls cond, bounded, until it holds.
+func (c *cluster) waitFor(what string, cond func() bool) {
+	c.t.Helper()
+	waitFor(c.t, 30*time.Second, what, cond)
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-t.Context().Done():
+			t.Fatalf("test ended waiting for %s", what)
+		}
+	}
+}
+
+// writeDoc writes a pipeline document into the cluster's folder and returns its path.
+func (c *cluster) writeDoc(name, doc string) string {
+	c.t.Helper()
+	path := filepath.Join(c.dir, name)
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+}
+
+func jobWorker(st protocol.PipelineStatus, id int) string {
+	for _, j := range st.Jobs {
+		if j.ID == id {
+			return j.Worker
+		}
+	}
+	return ""
+}
+
+func readLinesIfAny(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+}
