@@ -211,18 +211,45 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 		return nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	w, ok := c.workers[hb.Worker]
 	if !ok {
+		c.mu.Unlock()
 		return nil // not registered (yet): it registers on its own
 	}
-	w.lastSeen, w.metrics, w.confirmed = time.Now(), hb.Metrics, true
+	back := !w.alive
+	w.lastSeen, w.metrics, w.confirmed, w.alive = time.Now(), hb.Metrics, true, true
+	var stale []protocol.JobRef
 	for _, s := range hb.Stats {
-		if p, ok := c.pipelines[s.Pipeline]; ok {
-			if j, ok := p.jobs[s.Job]; ok && j.worker == hb.Worker && !protocol.Terminal(j.state) {
-				j.stats = s.Stats
-			}
+		p, ok := c.pipelines[s.Pipeline]
+		if !ok {
+			continue
 		}
+		j, ok := p.jobs[s.Job]
+		if !ok {
+			continue
+		}
+		if j.worker != hb.Worker || j.epoch != s.Epoch || protocol.Terminal(p.state) && protocol.Terminal(j.state) {
+			// An instance the broker has replaced (its worker was declared dead meanwhile).
+			stale = append(stale, protocol.JobRef{Pipeline: s.Pipeline, Job: s.Job, Epoch: s.Epoch})
+			continue
+		}
+		if !protocol.Terminal(j.state) {
+			j.stats = s.Stats
+		}
+	}
+	info := w.info
+	c.mu.Unlock()
+	if back {
+		c.log.Warn("worker declared dead is heartbeating again", "worker", hb.Worker)
+		c.saveWorker(info, true)
+	}
+	for _, ref := range stale {
+		c.log.Warn("stopping a stale job instance", "worker", hb.Worker, "pipeline", ref.Pipeline, "job", ref.Job, "epoch", ref.Epoch)
+		go func() {
+			if err := c.requestWorker(context.Background(), hb.Worker, protocol.VerbStop, ref); err != nil {
+				c.log.Warn("stale job not stopped", "worker", hb.Worker, "error", err)
+			}
+		}()
 	}
 	return nil
 }
@@ -245,27 +272,127 @@ func (c *control) checkLiveness(now time.Time) {
 	}
 }
 
-// workerLost fails the jobs that ran on a worker that is gone.
-// TODO(failover issue): move them instead.
+// workerLost moves the jobs of a worker that is gone (DESIGN.md §8): each to its node, else the
+// best live worker of its groups in order; LOCAL jobs stay on the head node. A job no worker can
+// take waits as pending and its pipeline shows degraded, until a fitting worker joins.
 func (c *control) workerLost(name, why string) {
-	type failed struct {
-		pipeline string
-		job      int
-	}
-	var jobs []failed
+	detected := time.Now()
+	c.submitMu.Lock()
+	defer c.submitMu.Unlock()
+	var lost []jobRef
 	c.mu.Lock()
 	for pname, p := range c.pipelines {
+		if protocol.Terminal(p.state) {
+			continue
+		}
 		for id, j := range p.jobs {
 			if j.worker == name && !protocol.Terminal(j.state) {
-				jobs = append(jobs, failed{pname, id})
+				lost = append(lost, jobRef{pname, id})
 			}
 		}
 	}
 	c.mu.Unlock()
-	for _, f := range jobs {
-		c.applyJobState(protocol.JobState{Pipeline: f.pipeline, Job: f.job, Worker: name, State: protocol.StateFailed,
-			Error: fmt.Sprintf("worker %s %s", name, why), Time: time.Now()})
+	if len(lost) == 0 {
+		return
 	}
+	sort.Slice(lost, func(i, k int) bool {
+		if lost[i].pipeline != lost[k].pipeline {
+			return lost[i].pipeline < lost[k].pipeline
+		}
+		return lost[i].job < lost[k].job
+	})
+	for _, r := range lost {
+		c.event(r.pipeline, r.job, "worker lost", fmt.Sprintf("job %d: worker %s %s", r.job, name, why))
+		c.relocate(r, detected)
+	}
+}
+
+type jobRef struct {
+	pipeline string
+	job      int
+}
+
+// relocate places one job anew, moves its input consumers to the new epoch and starts it.
+// Callers hold submitMu.
+func (c *control) relocate(r jobRef, since time.Time) {
+	ctx := context.Background()
+	c.mu.Lock()
+	p, ok := c.pipelines[r.pipeline]
+	if !ok || protocol.Terminal(p.state) {
+		c.mu.Unlock()
+		return
+	}
+	j := p.jobs[r.job]
+	from := j.worker
+	used := c.slotsUsed()
+	w, reason := c.chooseWorker(j.job, used)
+	if w == "" {
+		j.worker, j.state = "", protocol.StatePending
+		if p.state != protocol.StateStopping {
+			p.state, p.reason = protocol.StateDegraded, fmt.Sprintf("%s: %s", j.job.Label(), reason)
+		}
+		c.mu.Unlock()
+		c.event(r.pipeline, r.job, "pending", fmt.Sprintf("%s waits for a worker: %s", j.job.Label(), reason))
+		return
+	}
+	oldEpoch := j.epoch
+	c.epoch++
+	newEpoch := c.epoch
+	j.worker, j.state, j.epoch = w, protocol.StateStarting, newEpoch
+	j.restarts++
+	doc := p.doc
+	c.mu.Unlock()
+
+	err := c.rebindInputs(ctx, doc, j.job, oldEpoch, newEpoch)
+	if err == nil {
+		epochs := c.epochs(r.pipeline)
+		for _, a := range c.assignments(doc, map[int]string{r.job: w}, func(id int) uint64 { return epochs[id] }) {
+			if a.a.Job.ID != r.job {
+				continue
+			}
+			if err = c.requestWorker(ctx, w, protocol.VerbPrepare, a.a); err == nil {
+				err = c.requestWorker(ctx, w, protocol.VerbStart, a.a.Ref())
+			}
+		}
+	}
+	if err != nil {
+		c.applyJobState(protocol.JobState{Pipeline: r.pipeline, Job: r.job, Epoch: newEpoch, Worker: w,
+			State: protocol.StateFailed, Error: fmt.Sprintf("move to worker %s: %v", w, err), Time: time.Now()})
+		return
+	}
+	c.mu.Lock()
+	if p.state == protocol.StateDegraded && !hasPending(p) {
+		p.state, p.reason = protocol.StateRunning, ""
+	}
+	c.mu.Unlock()
+	fromText := "worker " + from
+	if from == "" {
+		fromText = "pending"
+	}
+	c.event(r.pipeline, r.job, "moved", fmt.Sprintf("%s moved from %s to worker %s, %s after detection",
+		j.job.Label(), fromText, w, time.Since(since).Round(time.Millisecond)))
+}
+
+// epochs returns the current epoch of every job of a pipeline.
+func (c *control) epochs(name string) map[int]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[int]uint64{}
+	if p, ok := c.pipelines[name]; ok {
+		for id, j := range p.jobs {
+			out[id] = j.epoch
+		}
+	}
+	return out
+}
+
+func hasPending(p *pipelineState) bool {
+	for _, j := range p.jobs {
+		if j.state == protocol.StatePending {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *control) handleWorkers(*nats.Msg) any {
@@ -371,11 +498,11 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	p.state, p.reason = protocol.StateStarting, ""
 	c.mu.Unlock()
 
-	if err := c.createPipes(ctx, p.doc); err != nil {
+	if err := c.createPipes(ctx, p.doc, epoch); err != nil {
 		c.abort(p, err)
 		return "", err
 	}
-	assigns := c.assignments(p.doc, placement, epoch)
+	assigns := c.assignments(p.doc, placement, func(int) uint64 { return epoch })
 	if err := c.prepareAll(ctx, assigns); err != nil {
 		c.abort(p, err)
 		return "", invalidError{err}
@@ -407,14 +534,15 @@ type placedAssignment struct {
 	a      protocol.Assignment
 }
 
-func (c *control) assignments(doc *pipeline.Pipeline, placement map[int]string, epoch uint64) []placedAssignment {
+// assignments builds the assignment of every job of doc; epochOf gives each job's epoch.
+func (c *control) assignments(doc *pipeline.Pipeline, placement map[int]string, epochOf func(job int) uint64) []placedAssignment {
 	ends := doc.Endpoints()
 	binding := func(pipeID int) protocol.PipeBinding {
 		pp := doc.PipeByID(pipeID)
 		src, dst := doc.JobByID(ends[pipeID][0]), doc.JobByID(ends[pipeID][1])
 		b := protocol.PipeBinding{
 			ID: pipeID, Subject: protocol.PipeSubject(doc.Name, pipeID), Stream: protocol.PipeStream(doc.Name, pipeID),
-			Consumer: protocol.PipeConsumer, Codec: pp.EffectiveCodec(), BlockSize: pp.BlockSize,
+			Codec: pp.EffectiveCodec(), BlockSize: pp.BlockSize,
 			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), HeadSize: 1,
 		}
 		if src != nil {
@@ -422,13 +550,14 @@ func (c *control) assignments(doc *pipeline.Pipeline, placement map[int]string, 
 		}
 		if dst != nil {
 			b.MaxQueue = dst.MaxQueue
+			b.Consumer = protocol.PipeConsumer(dst.ID, epochOf(dst.ID))
 		}
 		return b
 	}
 	var out []placedAssignment
 	for i := range doc.Jobs {
 		j := doc.Jobs[i]
-		a := protocol.Assignment{Pipeline: doc.Name, Epoch: epoch, Job: j}
+		a := protocol.Assignment{Pipeline: doc.Name, Epoch: epochOf(j.ID), Job: j}
 		for _, id := range j.Inputs {
 			a.Inputs = append(a.Inputs, binding(id))
 		}
@@ -447,11 +576,15 @@ const (
 	pipeMaxBytes = 64 << 20
 )
 
-func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline) error {
+func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch uint64) error {
+	if err := c.store.forgetCheckpoints(ctx, doc); err != nil {
+		return err
+	}
 	ends := doc.Endpoints()
 	for id, e := range ends {
+		dst := doc.JobByID(e[1])
 		maxQueue := 0
-		if dst := doc.JobByID(e[1]); dst != nil {
+		if dst != nil {
 			maxQueue = dst.MaxQueue
 		}
 		cfg := jetstream.StreamConfig{
@@ -459,10 +592,8 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline) error
 			Retention: jetstream.WorkQueuePolicy, Storage: c.storage, Discard: jetstream.DiscardNew,
 			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes, Duplicates: time.Minute,
 		}
-		maxAck := 64
 		if maxQueue > 0 {
 			cfg.Discard, cfg.MaxMsgs, cfg.MaxBytes = jetstream.DiscardOld, int64(maxQueue), -1
-			maxAck = 1
 		}
 		// A pipeline submitted again under the same name starts from empty pipes.
 		if err := c.js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -472,12 +603,43 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline) error
 		if err != nil {
 			return fmt.Errorf("pipe %d: create stream %s: %w", id, cfg.Name, err)
 		}
-		_, err = st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable: protocol.PipeConsumer, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: maxAck,
-			AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1,
-		})
-		if err != nil {
+		if dst == nil {
+			continue
+		}
+		if _, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(dst, epoch)); err != nil {
 			return fmt.Errorf("pipe %d: create consumer: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// consumerConfig is the durable consumer of a pipe read by job dst at an epoch. In-flight
+// blocks are bounded (MaxAckPending, in messages): a slow job pushes back instead of growing
+// memory; a max_queue pipe keeps its queue in the stream, where the oldest block is dropped.
+func consumerConfig(dst *pipeline.Job, epoch uint64) jetstream.ConsumerConfig {
+	maxAck := 64
+	if dst.MaxQueue > 0 {
+		maxAck = 1
+	}
+	return jetstream.ConsumerConfig{
+		Durable: protocol.PipeConsumer(dst.ID, epoch), AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: maxAck,
+		AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1,
+	}
+}
+
+// rebindInputs replaces the consumers of a job's input pipes by ones of the new epoch. On a
+// work-queue stream the new consumer is delivered every block not yet acknowledged, at once.
+func (c *control) rebindInputs(ctx context.Context, doc *pipeline.Pipeline, j *pipeline.Job, oldEpoch, newEpoch uint64) error {
+	for _, id := range j.Inputs {
+		st, err := c.js.Stream(ctx, protocol.PipeStream(doc.Name, id))
+		if err != nil {
+			return fmt.Errorf("pipe %d: %w", id, err)
+		}
+		if err := st.DeleteConsumer(ctx, protocol.PipeConsumer(j.ID, oldEpoch)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("pipe %d: delete consumer of epoch %d: %w", id, oldEpoch, err)
+		}
+		if _, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(j, newEpoch)); err != nil {
+			return fmt.Errorf("pipe %d: create consumer of epoch %d: %w", id, newEpoch, err)
 		}
 	}
 	return nil
@@ -562,9 +724,17 @@ func (c *control) placePending() {
 	defer c.submitMu.Unlock()
 	c.mu.Lock()
 	var waiting []*pipelineState
-	for _, p := range c.pipelines {
-		if p.state == protocol.StatePending {
+	var stranded []jobRef
+	for name, p := range c.pipelines {
+		switch p.state {
+		case protocol.StatePending:
 			waiting = append(waiting, p)
+		case protocol.StateDegraded:
+			for id, j := range p.jobs {
+				if j.state == protocol.StatePending {
+					stranded = append(stranded, jobRef{name, id})
+				}
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -572,6 +742,10 @@ func (c *control) placePending() {
 		if _, err := c.launch(context.Background(), p); err != nil {
 			c.log.Warn("pending pipeline failed to start", "pipeline", p.doc.Name, "error", err)
 		}
+	}
+	now := time.Now()
+	for _, r := range stranded {
+		c.relocate(r, now)
 	}
 }
 

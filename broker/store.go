@@ -43,8 +43,9 @@ type savedJob struct {
 }
 
 type store struct {
-	pipelines jetstream.KeyValue
-	workers   jetstream.KeyValue
+	pipelines   jetstream.KeyValue
+	workers     jetstream.KeyValue
+	checkpoints jetstream.KeyValue
 }
 
 func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.StorageType) (*store, error) {
@@ -56,7 +57,11 @@ func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.St
 	if err != nil {
 		return nil, fmt.Errorf("broker: state bucket %s: %w", kvWorkers, err)
 	}
-	return &store{pipelines: p, workers: w}, nil
+	cp, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: storage, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("broker: checkpoint bucket: %w", err)
+	}
+	return &store{pipelines: p, workers: w, checkpoints: cp}, nil
 }
 
 // snapshot copies a pipeline's state for saving. Callers hold mu.
@@ -151,4 +156,15 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		workers[name] = &workerState{info: sw.Info, alive: sw.Alive, lastSeen: time.Now()}
 	}
 	return pipelines, workers, epoch, nil
+}
+
+// forgetCheckpoints deletes the checkpoints of a pipeline's jobs: a new submission starts afresh.
+func (s *store) forgetCheckpoints(ctx context.Context, doc *pipeline.Pipeline) error {
+	for _, j := range doc.Jobs {
+		err := s.checkpoints.Purge(ctx, protocol.CheckpointKey(doc.Name, j.ID))
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("job %d: checkpoint: %w", j.ID, err)
+		}
+	}
+	return nil
 }

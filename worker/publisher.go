@@ -52,9 +52,14 @@ type publisher struct {
 	done  chan struct{}
 
 	lastSeq uint64 // stream sequence of the last message stored
-	msgID   string
-	msgN    uint64
-	sent    uint64 // blocks stored
+	// resumeSQN is the last SQN found in the stream when an instance of the job started: a job
+	// that moved re-computes blocks its old instance may have stored already, and those are not
+	// published twice. Zero once a newer block (or a reset) has been written.
+	resumeSQN uint64
+	skipped   uint64
+	msgID     string
+	msgN      uint64
+	sent      uint64 // blocks stored
 }
 
 func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.PipeBinding, log *slog.Logger) (*publisher, error) {
@@ -75,11 +80,49 @@ func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.Pip
 		// max_queue counts blocks, and the stream's limit counts messages: one block a message.
 		p.maxCount = 1
 	}
+	if info.State.Msgs > 0 {
+		if p.resumeSQN, err = lastSQN(ctx, st, pipe); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// lastSQN reads the SQN of the last block in a pipe's stream.
+func lastSQN(ctx context.Context, st jetstream.Stream, pipe protocol.PipeBinding) (uint64, error) {
+	m, err := st.GetLastMsgForSubject(ctx, pipe.Subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil // consumed meanwhile
+	}
+	if err != nil {
+		return 0, fmt.Errorf("output pipe %d: last block: %w", pipe.ID, err)
+	}
+	if v := m.Header.Get(codec.EndHeader); v != "" {
+		return strconv.ParseUint(v, 10, 64)
+	}
+	var last uint64
+	if m.Header.Get(codec.BatchHeader) != "" {
+		err = codec.SplitBatch(m.Data, pipe.HeadSize, func(b codec.Block) error { last = b.SQN; return nil })
+	} else {
+		var b codec.Block
+		b, err = codec.DecodeBlock(m.Data, pipe.HeadSize)
+		last = b.SQN
+	}
+	if err != nil {
+		return 0, fmt.Errorf("output pipe %d: last block: %w", pipe.ID, err)
+	}
+	return last, nil
 }
 
 // Write appends one block, waiting while the pending batch is full (backpressure).
 func (p *publisher) Write(ctx context.Context, b codec.Block) error {
+	if p.resumeSQN > 0 {
+		if _, reset, _ := codec.Flags(b.Head, p.headSize); !reset && b.SQN <= p.resumeSQN {
+			p.skipped++ // stored by this job's previous instance
+			return nil
+		}
+		p.resumeSQN = 0
+	}
 	for {
 		p.mu.Lock()
 		if p.err != nil {

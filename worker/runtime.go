@@ -105,7 +105,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	}
 	var last outcome
 	if t.runner.IsSource() {
-		last, err = t.runSource(pctx, outs)
+		last, err = t.runSource(pctx, js, outs)
 	} else {
 		last, err = t.runRounds(pctx, ins, outs)
 	}
@@ -161,13 +161,26 @@ func (t *task) closeOutputs(ctx context.Context, outs []*publisher, last outcome
 	return nil
 }
 
-// runSource numbers the source's blocks from 1, with the reset bit on the first.
-func (t *task) runSource(ctx context.Context, outs []*publisher) (outcome, error) {
+// runSource numbers the source's blocks from 1, with the reset bit on the first. A source that
+// implements job.Checkpointer and has a checkpoint (it moved from another worker) continues
+// after it, numbering on without a reset; its checkpoint is saved each time the blocks emitted
+// so far are stored.
+func (t *task) runSource(ctx context.Context, js jetstream.JetStream, outs []*publisher) (outcome, error) {
 	var o outcome
+	cp, err := t.openCheckpoints(ctx, js)
+	if err != nil {
+		return o, err
+	}
+	if cp != nil {
+		if o.lastSQN, err = cp.restore(ctx); err != nil {
+			return o, err
+		}
+	}
+	resetNext := o.lastSQN == 0
 	resetMask := codec.HeadMask(t.headSize, codec.BitReset)
 	finMask := codec.HeadMask(t.headSize, codec.BitFinished)
 	stepIn := time.Now()
-	err := t.runner.Generate(t.jctx, func(payloads [][]byte) error {
+	err = t.runner.Generate(t.jctx, func(payloads [][]byte) error {
 		if err := t.writeLogRow(ctx, stepIn, time.Now()); err != nil {
 			return err
 		}
@@ -175,7 +188,7 @@ func (t *task) runSource(ctx context.Context, outs []*publisher) (outcome, error
 		o.lastSQN++
 		for k, pub := range outs {
 			head := t.jctx.OutHead(k) &^ resetMask
-			if o.lastSQN == 1 {
+			if resetNext {
 				head |= resetMask
 			}
 			if err := pub.Write(ctx, codec.Block{SQN: o.lastSQN, Head: head, Payload: payloads[k]}); err != nil {
@@ -183,8 +196,12 @@ func (t *task) runSource(ctx context.Context, outs []*publisher) (outcome, error
 			}
 			o.finished = head&finMask != 0
 		}
+		resetNext = false
 		t.stats.blocksOut.Add(uint64(len(outs)))
 		t.stats.rounds.Add(1)
+		if cp != nil {
+			cp.save(o.lastSQN, outs)
+		}
 		return nil
 	})
 	switch {

@@ -309,7 +309,10 @@ func (w *Worker) handlePrepare(data []byte) (any, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if old, ok := w.tasks[key]; ok && old.cancel != nil {
-		return nil, fmt.Errorf("pipeline %s: %s is already running here", a.Pipeline, t.label)
+		if old.assign.Epoch >= a.Epoch {
+			return nil, fmt.Errorf("pipeline %s: %s is already running here", a.Pipeline, t.label)
+		}
+		old.cancel() // an older instance of the same job: the broker moved it back here
 	}
 	w.tasks[key] = t
 	return nil, nil
@@ -428,10 +431,14 @@ func (w *Worker) runTask(ctx context.Context, t *task) {
 	t.log.Info("job "+state, "blocks_in", st.BlocksIn, "blocks_out", st.BlocksOut, "rounds", st.Rounds,
 		"stale", st.Stale, "queue_drops", st.QueueDrops, "duration", time.Since(started).Round(time.Millisecond))
 	if err != nil {
-		w.log.Error("job failed", "pipeline", t.assign.Pipeline, "job", t.assign.Job.ID, "error", err)
+		w.log.Error("job failed", "pipeline", t.assign.Pipeline, "job", t.assign.Job.ID, "epoch", t.assign.Epoch, "error", err)
+	} else {
+		w.log.Info("job ended", "pipeline", t.assign.Pipeline, "job", t.assign.Job.ID, "epoch", t.assign.Epoch, "state", state)
 	}
 	w.mu.Lock()
-	delete(w.tasks, key)
+	if w.tasks[key] == t { // a newer instance may have taken the key
+		delete(w.tasks, key)
+	}
 	w.mu.Unlock()
 	w.report(t, state, err)
 	close(t.done)
@@ -478,7 +485,7 @@ func (w *Worker) handleStop(data []byte) (any, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for k, t := range w.tasks {
-		if k.pipeline != ref.Pipeline || (ref.Job != 0 && k.job != ref.Job) {
+		if k.pipeline != ref.Pipeline || (ref.Job != 0 && k.job != ref.Job) || (ref.Epoch != 0 && t.assign.Epoch != ref.Epoch) {
 			continue
 		}
 		switch {

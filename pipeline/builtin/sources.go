@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
@@ -17,6 +18,8 @@ type Counter struct {
 	Step     float64      `json:"step"`
 	Count    int64        `json:"count"`
 	Interval job.Duration `json:"interval"`
+
+	next int64 // index of the next value: the checkpoint
 }
 
 // Validate checks the args.
@@ -32,7 +35,8 @@ func (c *Counter) Generate(ctx *job.Context, emit func(any) error) error {
 	whole := isWhole(c.Start) && isWhole(c.Step)
 	tick := newPacer(time.Duration(c.Interval))
 	defer tick.stop()
-	for i := int64(0); c.Count == 0 || i < c.Count; i++ {
+	for ; c.Count == 0 || c.next < c.Count; c.next++ {
+		i := c.next
 		if err := tick.wait(ctx); err != nil {
 			return err
 		}
@@ -48,6 +52,22 @@ func (c *Counter) Generate(ctx *job.Context, emit func(any) error) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// Checkpoint saves the index of the next value: a moved counter continues instead of starting
+// over.
+func (c *Counter) Checkpoint() ([]byte, error) {
+	return binary.AppendVarint(nil, c.next+1), nil
+}
+
+// Restore continues after the checkpointed value.
+func (c *Counter) Restore(state []byte) error {
+	v, n := binary.Varint(state)
+	if n <= 0 || v < 0 {
+		return fmt.Errorf("counter: bad checkpoint %x", state)
+	}
+	c.next = v
 	return nil
 }
 

@@ -25,6 +25,17 @@ type RawJob interface {
 	RunRaw(ctx *Context, in [][][]byte, out [][]byte) ([][]byte, error)
 }
 
+// Checkpointer is implemented by sources that can resume where they were when they move to
+// another worker: the worker saves Checkpoint's bytes, together with the SQN, once the blocks
+// emitted so far are stored, and a moved instance gets them back through Restore before Setup.
+// A source without it restarts from the beginning, numbering from 1 with the reset bit.
+type Checkpointer interface {
+	// Checkpoint returns the state after the last value emitted.
+	Checkpoint() ([]byte, error)
+	// Restore sets the state saved by Checkpoint.
+	Restore(state []byte) error
+}
+
 // Runner drives one bound job: the worker calls Setup, then Step per compute block (or Generate
 // for a source), then Close.
 type Runner struct {
@@ -202,6 +213,12 @@ func blockDecoder(p Port, t reflect.Type) (func([][]byte) (reflect.Value, error)
 		}
 		return s, nil
 	}, nil
+}
+
+// Checkpointer returns the job's checkpoint methods, or nil.
+func (r *Runner) Checkpointer() Checkpointer {
+	c, _ := r.job.(Checkpointer)
+	return c
 }
 
 // IsSource reports whether the job has no inputs.

@@ -66,9 +66,28 @@ func PipeStream(pipelineName string, pipe int) string {
 	return "MARVELO_" + pipelineName + "_" + strconv.Itoa(pipe)
 }
 
-// PipeConsumer is the durable consumer of a pipe's stream: one per pipe, since a pipe has exactly
-// one destination. A job that moves to another worker binds to the same consumer.
-const PipeConsumer = "destination"
+// PipeConsumer names the durable consumer of a pipe's stream: one per pipe, since a pipe has
+// exactly one destination, named for the destination job's assignment epoch. When the job moves,
+// the broker replaces the consumer by one of the new epoch: the new instance is delivered at once
+// every block not yet acknowledged, and a stale instance's late acknowledgements reach a consumer
+// that no longer exists instead of removing blocks the new instance has not processed.
+func PipeConsumer(job int, epoch uint64) string {
+	return "job" + strconv.Itoa(job) + "-e" + strconv.FormatUint(epoch, 10)
+}
+
+// CheckpointBucket is the JetStream KV bucket of source checkpoints; CheckpointKey names one.
+const CheckpointBucket = "marvelo_checkpoints"
+
+// CheckpointKey is the key of a job's checkpoint.
+func CheckpointKey(pipelineName string, job int) string {
+	return pipelineName + "." + strconv.Itoa(job)
+}
+
+// Checkpoint is what a source saves once the blocks up to SQN are stored: it resumes from here.
+type Checkpoint struct {
+	SQN   uint64 `json:"sqn"`
+	State []byte `json:"state"`
+}
 
 // LogSubject carries the log lines of one job.
 func LogSubject(pipelineName string, job int) string {

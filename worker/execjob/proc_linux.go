@@ -1,0 +1,59 @@
+//go:build linux
+
+package execjob
+
+import (
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+const supported = true
+
+type sysSignal = syscall.Signal
+
+const (
+	sigTERM = syscall.SIGTERM
+	sigKILL = syscall.SIGKILL
+)
+
+const oNonblock = syscall.O_NONBLOCK
+
+// sysProcAttr puts the program in a process group of its own, so that it and everything it
+// starts can be signalled at once, and kills it if the worker dies.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+func killGroup(pgid int, sig syscall.Signal) error { return syscall.Kill(-pgid, sig) }
+
+func mkfifo(path string) error { return syscall.Mkfifo(path, 0o600) }
+
+// waitExited blocks until the process pid has exited, without reaping it (waitid with WNOWAIT):
+// its process group id stays reserved until it is reaped.
+func waitExited(pid int) {
+	const (
+		pPID    = 1
+		wEXITED = 4
+		wNOWAIT = 0x1000000
+	)
+	var info [128]byte // siginfo_t
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid),
+			uintptr(unsafe.Pointer(&info[0])), wEXITED|wNOWAIT, 0, 0)
+		if errno != syscall.EINTR {
+			return
+		}
+	}
+}
+
+// signalName is the name of the signal that killed a process, "" if it exited.
+func signalName(ps *os.ProcessState) string {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal().String()
+	}
+	return ""
+}
+
+// errTextBusy is the error of exec on a file still open for writing.
+const errTextBusy = syscall.ETXTBSY
