@@ -105,6 +105,7 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		protocol.SubjStatus:                c.handleStatus,
 		protocol.SubjStop:                  c.handleStop,
 		protocol.SubjWorkers:               c.handleWorkers,
+		protocol.SubjReset:                 c.handleReset,
 		protocol.SubjHeartbeatPrefix + "*": c.handleHeartbeat,
 	}
 	for subj, h := range handlers {
@@ -543,7 +544,7 @@ func (c *control) assignments(doc *pipeline.Pipeline, placement map[int]string, 
 		b := protocol.PipeBinding{
 			ID: pipeID, Subject: protocol.PipeSubject(doc.Name, pipeID), Stream: protocol.PipeStream(doc.Name, pipeID),
 			Codec: pp.EffectiveCodec(), BlockSize: pp.BlockSize,
-			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), HeadSize: 1,
+			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), Optional: pp.Optional, HeadSize: 1,
 		}
 		if src != nil {
 			b.HeadSize = src.EffectiveHeadSize()
@@ -887,6 +888,38 @@ func (c *control) forceStop(name string) {
 	c.mu.Unlock()
 	c.log.Warn("pipeline did not drain in time; stopping its jobs", "pipeline", name, "timeout", drainTimeout)
 	c.stopOnWorkers(name, workers)
+}
+
+// handleReset forwards a reset to the workers running the pipeline's jobs; each worker restarts
+// the numbering of its sources and all-async jobs.
+func (c *control) handleReset(m *nats.Msg) any {
+	var req protocol.ResetRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		return protocol.Reply{Error: "reset: " + err.Error()}
+	}
+	c.mu.Lock()
+	p, ok := c.pipelines[req.Pipeline]
+	if !ok || protocol.Terminal(p.state) {
+		c.mu.Unlock()
+		return protocol.Reply{Error: fmt.Sprintf("no running pipeline named %q", req.Pipeline)}
+	}
+	workers := c.otherWorkers(p)
+	c.mu.Unlock()
+	var errs []error
+	for w := range workers {
+		if err := c.requestWorker(context.Background(), w, protocol.VerbReset, req); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return protocol.Reply{Error: err.Error()}
+	}
+	when := "now"
+	if !req.At.IsZero() {
+		when = "at " + req.At.Format(time.RFC3339Nano)
+	}
+	c.event(req.Pipeline, 0, "reset", "sources restart their numbering "+when)
+	return protocol.Reply{OK: true}
 }
 
 func (c *control) handleStatus(m *nats.Msg) any {

@@ -62,6 +62,15 @@ func (c *checkpoints) restore(ctx context.Context) (uint64, error) {
 	return cp.SQN, nil
 }
 
+func (c *checkpoints) put(sqn uint64, data []byte) {
+	defer c.inFlight.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.kv.Put(ctx, c.key, data); err != nil {
+		c.log("checkpoint not saved", "sqn", sqn, "error", err)
+	}
+}
+
 // save takes the job's state now (after the block sqn) and stores it once the blocks written to
 // outs so far are stored, unless a save is already under way.
 func (c *checkpoints) save(sqn uint64, outs []*publisher) {
@@ -86,12 +95,9 @@ func (c *checkpoints) save(sqn uint64, outs []*publisher) {
 			if pending.Add(-1) != 0 {
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if _, err := c.kv.Put(ctx, c.key, data); err != nil {
-				c.log("checkpoint not saved", "sqn", sqn, "error", err)
-			}
-			c.inFlight.Store(false)
+			// The put runs beside the publisher, which goes on sending meanwhile; inFlight keeps
+			// it to one at a time, and its timeout bounds it.
+			go c.put(sqn, data)
 		})
 	}
 }

@@ -32,11 +32,10 @@ type input struct {
 	cur     inMsg
 	pos     int
 	ended   bool
-	lastSQN uint64
-	done    []jetstream.Msg // messages whose every block is consumed, to acknowledge
-
-	round      uint64 // round being assembled
-	roundBlock []codec.Block
+	done    []jetstream.Msg // messages whose every block is taken, to acknowledge
+	lastMsg jetstream.Msg   // the message of the block taken last
+	endSQN  uint64          // the SQN an end marker named
+	gapSeen bool            // the stream dropped blocks (max_queue) before the block taken last
 }
 
 func newInput(k int, pipe protocol.PipeBinding) *input {
@@ -141,15 +140,18 @@ func (in *input) parse(m jetstream.Msg) inMsg {
 	return im
 }
 
-// next returns the input's next block, waiting for one; ok is false once the input has ended.
+// next returns the input's next block, waiting for one; ok is false once the input has ended,
+// and the block then carries the SQN an end marker named, if any.
 func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error) {
 	for {
 		if in.ended {
-			return codec.Block{}, false, nil
+			return codec.Block{SQN: in.endSQN}, false, nil
 		}
 		if in.cur.msg != nil && in.pos < len(in.cur.blocks) {
 			b := in.cur.blocks[in.pos]
 			in.pos++
+			in.lastMsg = in.cur.msg
+			st.blocksIn.Add(1)
 			if in.pos == len(in.cur.blocks) {
 				in.done = append(in.done, in.cur.msg)
 			}
@@ -170,10 +172,12 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 				return codec.Block{}, false, m.err
 			}
 			st.queueDrops.Add(m.gap)
+			in.gapSeen = in.gapSeen || m.gap > 0
 			in.cur, in.pos = m, 0
 			if m.end {
 				in.done = append(in.done, m.msg)
 				in.ended = true
+				in.endSQN, _ = strconv.ParseUint(m.msg.Headers().Get(codec.EndHeader), 10, 64)
 			} else if len(m.blocks) == 0 {
 				in.done = append(in.done, m.msg)
 			}
@@ -181,54 +185,4 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			return codec.Block{}, false, ctx.Err()
 		}
 	}
-}
-
-// nextRound assembles this input's next complete round at or after minRound: block_count blocks
-// whose SQNs lie in bc·(r−1)+1 … bc·r. Late, duplicate and incomplete blocks are dropped and
-// counted. It returns the round number, or ok false when the input has ended.
-func (in *input) nextRound(ctx context.Context, minRound uint64, st *stats) (uint64, bool, error) {
-	bc := uint64(max(in.pipe.BlockCount, 1))
-	if len(in.roundBlock) == int(bc) && in.round >= minRound {
-		return in.round, true, nil
-	}
-	if len(in.roundBlock) == int(bc) {
-		st.stale.Add(bc) // a complete round the other inputs have passed
-		in.roundBlock = in.roundBlock[:0]
-	}
-	for {
-		b, ok, err := in.next(ctx, st)
-		if err != nil || !ok {
-			return 0, false, err
-		}
-		st.blocksIn.Add(1)
-		_, reset, _ := codec.Flags(b.Head, in.pipe.HeadSize)
-		if reset {
-			in.lastSQN = 0
-		}
-		if b.SQN <= in.lastSQN || b.SQN == 0 {
-			st.stale.Add(1)
-			continue
-		}
-		in.lastSQN = b.SQN
-		r := (b.SQN + bc - 1) / bc
-		if r < minRound {
-			st.stale.Add(1)
-			continue
-		}
-		if r != in.round {
-			st.stale.Add(uint64(len(in.roundBlock)))
-			in.round, in.roundBlock = r, in.roundBlock[:0]
-		}
-		in.roundBlock = append(in.roundBlock, b)
-		if len(in.roundBlock) == int(bc) {
-			return r, true, nil
-		}
-	}
-}
-
-// takeRound hands over the assembled round and clears it.
-func (in *input) takeRound() []codec.Block {
-	blocks := in.roundBlock
-	in.roundBlock = nil
-	return blocks
 }

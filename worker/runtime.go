@@ -12,9 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
+	"github.com/marvelo/marvelo/worker/align"
 )
 
 // stats are a running job's counters, read by heartbeats while the job writes them.
@@ -40,6 +42,8 @@ type task struct {
 	log       *slog.Logger
 	stats     stats
 	stdin     *stdinReader
+	// sequencer numbers a source's blocks (and an all-async job's); `marvelo reset` restarts it.
+	sequencer *align.SourceSequencer
 
 	// logPub receives a LoggingJob row per compute block when the job has log: true.
 	logPub   *publisher
@@ -122,6 +126,15 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	return nil
 }
 
+// logClock reads the clock for LoggingJob rows only: on the hot path of a job without log: true
+// it costs nothing (reading the clock is a system call on some virtual machines).
+func (t *task) logClock() time.Time {
+	if t.logPub == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
 // writeLogRow sends one LoggingJob row for a compute block that ran from in to out.
 func (t *task) writeLogRow(ctx context.Context, in, out time.Time) error {
 	if t.logPub == nil {
@@ -176,33 +189,38 @@ func (t *task) runSource(ctx context.Context, js jetstream.JetStream, outs []*pu
 			return o, err
 		}
 	}
-	resetNext := o.lastSQN == 0
-	resetMask := codec.HeadMask(t.headSize, codec.BitReset)
+	if o.lastSQN > 0 {
+		t.sequencer.Resume(o.lastSQN)
+	}
 	finMask := codec.HeadMask(t.headSize, codec.BitFinished)
-	stepIn := time.Now()
+	// The sequencer is asked for the next block's number before the job produces it, so a reset
+	// that arrives meanwhile applies to the block after (SB-3).
+	step, err := nextSourceStep(t.drainCtx, t.sequencer)
+	if err != nil {
+		return o, nil
+	}
+	stepIn := t.logClock()
 	err = t.runner.Generate(t.jctx, func(payloads [][]byte) error {
-		if err := t.writeLogRow(ctx, stepIn, time.Now()); err != nil {
+		if err := t.writeLogRow(ctx, stepIn, t.logClock()); err != nil {
 			return err
 		}
-		defer func() { stepIn = time.Now() }()
-		o.lastSQN++
 		for k, pub := range outs {
-			head := t.jctx.OutHead(k) &^ resetMask
-			if resetNext {
-				head |= resetMask
-			}
-			if err := pub.Write(ctx, codec.Block{SQN: o.lastSQN, Head: head, Payload: payloads[k]}); err != nil {
+			head := align.OutHead(t.jctx.OutHead(k), step.Head(t.headSize), t.headSize, false, t.assign.Job.Head)
+			if err := pub.Write(ctx, codec.Block{SQN: step.SQN, Head: head, Payload: payloads[k]}); err != nil {
 				return err
 			}
 			o.finished = head&finMask != 0
 		}
-		resetNext = false
+		o.lastSQN = step.SQN
 		t.stats.blocksOut.Add(uint64(len(outs)))
 		t.stats.rounds.Add(1)
 		if cp != nil {
 			cp.save(o.lastSQN, outs)
 		}
-		return nil
+		var err error
+		step, err = nextSourceStep(t.drainCtx, t.sequencer)
+		stepIn = t.logClock()
+		return err
 	})
 	switch {
 	case err == nil, errors.Is(err, job.ErrEnd):
@@ -215,58 +233,104 @@ func (t *task) runSource(ctx context.Context, js jetstream.JetStream, outs []*pu
 	return o, err
 }
 
-// runRounds is the compute loop of a job with inputs: align the inputs into a compute block, run
-// the job, write its outputs with the round's SQN and merged head, acknowledge what was consumed
-// once the outputs are stored. It ends after the block with the finished bit, or when an input
-// ends.
+// runRounds is the compute loop of a job with inputs: the checker aligns the synchronous inputs
+// into a round (dummies for lost blocks, stale ones dropped, resets realigned), async inputs add
+// their next block and optional inputs whatever they hold; the job runs; its outputs carry the
+// round's SQN and the merged head; what was consumed is acknowledged once the outputs are
+// stored. It ends after the round with the finished bit, or when an input ends.
 func (t *task) runRounds(ctx context.Context, ins []*input, outs []*publisher) (outcome, error) {
 	var o outcome
+	chk, err := t.newChecker(ins)
+	if err != nil {
+		return o, err
+	}
+	if chk != nil {
+		defer t.syncCheckerStats(chk)
+	}
+	opts, err := t.startOptionals(ctx, ins)
+	if err != nil {
+		return o, err
+	}
+	var seq *align.SourceSequencer
+	if chk == nil {
+		seq = t.sequencer // every input is async: the job numbers its blocks as a source does
+	}
+	rejoin := false
+	take := func(k int) (codec.Block, bool, error) {
+		b, ok, err := ins[k].next(ctx, &t.stats)
+		if ins[k].gapSeen {
+			ins[k].gapSeen, rejoin = false, true
+		}
+		return b, ok, err
+	}
 	payloads := make([][][]byte, len(ins))
 	heads := make([][]uint32, len(ins))
 	var outBuf [][]byte
 	for {
-		round, ok, err := alignRound(ctx, ins, &t.stats)
-		if err != nil {
+		var sqn uint64
+		var inHead uint32
+		if chk != nil {
+			r, ok, err := chk.Next(take)
+			if err != nil || !ok {
+				return o, err
+			}
+			if rejoin {
+				// max_queue dropped blocks: skip ahead to the newest instead of making dummies.
+				rejoin = false
+				chk.Rejoin()
+				if allDummies(r) {
+					t.ackConsumed(ins, outs, chk)
+					continue
+				}
+			}
+			sqn, inHead = r.SQN, r.Head
+			for k, blocks := range r.Blocks {
+				if blocks != nil {
+					payloads[k], heads[k] = blockParts(blocks, payloads[k], heads[k])
+				}
+			}
+			if r.SQN%64 == 0 || r.Head != 0 {
+				t.syncCheckerStats(chk) // counters for heartbeats; the end of the loop syncs too
+			}
+		} else {
+			step, err := nextSourceStep(ctx, seq)
+			if err != nil {
+				return o, err
+			}
+			sqn, inHead = step.SQN, step.Head(t.headSize)
+		}
+		ended, err := t.takeAsync(ctx, ins, opts, payloads, heads)
+		if err != nil || ended {
 			return o, err
 		}
-		if !ok {
-			return o, nil
-		}
-		var inHead uint32
-		for k, in := range ins {
-			payloads[k], heads[k] = payloads[k][:0], heads[k][:0]
-			for _, b := range in.roundBlock {
-				payloads[k] = append(payloads[k], b.Payload)
-				heads[k] = append(heads[k], b.Head)
-				inHead |= b.Head
-			}
-		}
 		t.jctx.BeginBlock(heads)
-		stepIn := time.Now()
+		stepIn := t.logClock()
 		outBuf, err = t.runner.Step(t.jctx, payloads, outBuf)
 		if errors.Is(err, job.ErrEnd) {
-			t.ackConsumed(ins, outs)
+			t.ackConsumed(ins, outs, chk)
 			return o, nil
+		}
+		if errors.Is(err, job.ErrSkip) {
+			t.stats.rounds.Add(1)
+			t.ackConsumed(ins, outs, chk)
+			continue
 		}
 		if err != nil {
 			return o, err
 		}
 		t.stats.rounds.Add(1)
-		if err := t.writeLogRow(ctx, stepIn, time.Now()); err != nil {
+		if err := t.writeLogRow(ctx, stepIn, t.logClock()); err != nil {
 			return o, err
 		}
 		for k, pub := range outs {
-			head := mergeHead(t.jctx.OutHead(k), inHead, t.headSize)
-			if err := pub.Write(ctx, codec.Block{SQN: round, Head: head, Payload: outBuf[k]}); err != nil {
+			head := align.OutHead(t.jctx.OutHead(k), inHead, t.headSize, chk != nil, t.assign.Job.Head)
+			if err := pub.Write(ctx, codec.Block{SQN: sqn, Head: head, Payload: outBuf[k]}); err != nil {
 				return o, err
 			}
 		}
 		t.stats.blocksOut.Add(uint64(len(outs)))
-		for _, in := range ins {
-			in.roundBlock = in.roundBlock[:0]
-		}
-		t.ackConsumed(ins, outs)
-		o.lastSQN = round
+		t.ackConsumed(ins, outs, chk)
+		o.lastSQN = sqn
 		_, _, inFin := codec.Flags(inHead, t.headSize)
 		if inFin || t.jctx.Finished() {
 			o.finished = len(outs) > 0
@@ -275,47 +339,191 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*publisher) (
 	}
 }
 
-// mergeHead is the head written on an output: the job's head with the reserved bits fixed by the
-// system — corrupted and finished are the or of job and inputs, reset is the inputs' (a job can
-// neither set nor clear it).
-func mergeHead(jobHead, inHead uint32, size int) uint32 {
-	cor := codec.HeadMask(size, codec.BitCorrupted)
-	rst := codec.HeadMask(size, codec.BitReset)
-	fin := codec.HeadMask(size, codec.BitFinished)
-	h := jobHead &^ rst
-	h |= inHead & (cor | rst | fin)
-	return h
+// allDummies reports whether a round holds no real block at all.
+func allDummies(r align.Round) bool {
+	for _, ds := range r.Dummy {
+		for _, d := range ds {
+			if !d {
+				return false
+			}
+		}
+	}
+	return true
 }
 
-// alignRound finds the next round that every input has complete: an input behind the others
-// drops its rounds until it catches up. ok is false once an input has ended.
-func alignRound(ctx context.Context, ins []*input, st *stats) (uint64, bool, error) {
-	var target uint64
-	for {
-		raised := false
-		for _, in := range ins {
-			r, ok, err := in.nextRound(ctx, target, st)
+// blockParts splits blocks into their payloads and heads, reusing the slices.
+func blockParts(blocks []codec.Block, payloads [][]byte, heads []uint32) ([][]byte, []uint32) {
+	payloads, heads = payloads[:0], heads[:0]
+	for _, b := range blocks {
+		payloads = append(payloads, b.Payload)
+		heads = append(heads, b.Head)
+	}
+	return payloads, heads
+}
+
+// newChecker builds the checker of the job's synchronous inputs, or nil when every input is
+// async (the job then numbers its blocks as a source does).
+func (t *task) newChecker(ins []*input) (*align.Checker, error) {
+	inputs := make([]align.Input, len(ins))
+	for k, in := range ins {
+		c, err := codec.New(in.pipe.Codec, in.pipe.BlockSize)
+		if err != nil {
+			return nil, fmt.Errorf("%s: input pipe %d: %w", t.label, in.pipe.ID, err)
+		}
+		inputs[k] = align.Input{
+			Pipe: in.pipe.ID, BlockCount: in.pipe.BlockCount, Async: in.pipe.Async, HeadSize: in.pipe.HeadSize,
+			Dummy: t.assign.Job.EffectiveDummy(), ZeroPayload: c.Zero(),
+			// Every codec has a zero payload (bytes: zero bytes; cbor and json: null, which decodes
+			// into the zero value of any type), so "zero" dummies work on every pipe.
+			FixedSize: true,
+		}
+	}
+	chk, err := align.New(inputs, t.headSize)
+	if errors.Is(err, align.ErrNoSyncInput) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.label, err)
+	}
+	return chk, nil
+}
+
+// syncCheckerStats copies the checker's counters into the job's.
+func (t *task) syncCheckerStats(chk *align.Checker) {
+	var dummies, stale uint64
+	for _, in := range chk.Stats().Inputs {
+		dummies += in.Dummies
+		stale += in.Stale
+	}
+	t.stats.dummies.Store(dummies)
+	t.stats.stale.Store(stale)
+}
+
+// nextSourceStep numbers the next block of a source, waiting when a reset was asked for a
+// future time (sources on several machines restart together).
+func nextSourceStep(ctx context.Context, seq *align.SourceSequencer) (align.Step, error) {
+	step := seq.NextNow()
+	if step.Wait > 0 {
+		timer := time.NewTimer(step.Wait)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return step, ctx.Err()
+		}
+	}
+	return step, nil
+}
+
+// takeAsync adds the async inputs to a round: the next block(s) of a plain async input, as they
+// come, and whatever an optional input holds (it never waits). ended is true when a plain async
+// input has ended.
+func (t *task) takeAsync(ctx context.Context, ins []*input, opts map[int]*align.Optional, payloads [][][]byte, heads [][]uint32) (bool, error) {
+	resetMask := codec.HeadMask(t.headSize, codec.BitReset)
+	for k, in := range ins {
+		if !in.pipe.Async {
+			continue
+		}
+		payloads[k], heads[k] = payloads[k][:0], heads[k][:0]
+		if opt := opts[k]; opt != nil {
+			v, h, _ := opt.Read()
+			payload, _ := v.([]byte)
+			payloads[k], heads[k] = append(payloads[k], payload), append(heads[k], h)
+			continue
+		}
+		for range max(in.pipe.BlockCount, 1) {
+			b, ok, err := in.next(ctx, &t.stats)
 			if err != nil || !ok {
-				return 0, false, err
+				return !ok, err
 			}
-			if r > target {
-				target, raised = r, true
+			payloads[k], heads[k] = append(payloads[k], b.Payload), append(heads[k], b.Head&^resetMask)
+		}
+	}
+	return false, nil
+}
+
+// startOptionals starts, for each optional input, a goroutine that keeps its buffer filled so
+// that the job never waits for it; they stop with ctx.
+func (t *task) startOptionals(ctx context.Context, ins []*input) (map[int]*align.Optional, error) {
+	opts := map[int]*align.Optional{}
+	for k, in := range ins {
+		pp := t.optionalOf(in.pipe.ID)
+		if pp == nil {
+			continue
+		}
+		c, err := codec.New(in.pipe.Codec, in.pipe.BlockSize)
+		if err != nil {
+			return nil, fmt.Errorf("%s: input pipe %d: %w", t.label, in.pipe.ID, err)
+		}
+		cfg := *pp
+		def := c.Zero()
+		if cfg.Default != nil {
+			if def, err = c.Append(nil, cfg.Default); err != nil {
+				return nil, fmt.Errorf("%s: input pipe %d: optional default: %w", t.label, in.pipe.ID, err)
 			}
 		}
-		// When no input raised the target, every input holds exactly the target round.
-		if !raised {
-			return target, true, nil
+		cfg.Default = def
+		opt, err := align.NewOptional(in.pipe.ID, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.label, err)
 		}
+		opts[k] = opt
+		go t.feedOptional(ctx, in, opt)
+	}
+	return opts, nil
+}
+
+func (t *task) optionalOf(pipe int) *pipeline.Optional {
+	for _, b := range t.assign.Inputs {
+		if b.ID == pipe {
+			return b.Optional
+		}
+	}
+	return nil
+}
+
+// feedOptional moves an optional input's blocks into its buffer as they come, acknowledging
+// them at once: the buffer, not the stream, is where they wait (or are dropped, and counted).
+func (t *task) feedOptional(ctx context.Context, in *input, opt *align.Optional) {
+	resetMask := codec.HeadMask(t.headSize, codec.BitReset)
+	for {
+		b, ok, err := in.next(ctx, &t.stats)
+		if err != nil || !ok {
+			return
+		}
+		if opt.Push(b.Payload, b.Head&^resetMask) {
+			t.stats.queueDrops.Add(1)
+		}
+		for _, m := range in.done {
+			if err := m.Ack(); err != nil {
+				t.log.Debug("ack failed", "error", err)
+			}
+		}
+		in.done = in.done[:0]
 	}
 }
 
 // ackConsumed acknowledges every message the job has fully consumed, once the outputs computed
 // from it are stored: a job that dies before that leaves them to be delivered again.
-func (t *task) ackConsumed(ins []*input, outs []*publisher) {
+//
+// A block the checker holds (waiting for its slot, or for the other inputs to reset) is not
+// consumed yet: the message holding it waits for a later round.
+func (t *task) ackConsumed(ins []*input, outs []*publisher, chk *align.Checker) {
 	var msgs []jetstream.Msg
-	for _, in := range ins {
-		if len(in.done) > 0 {
-			msgs = append(msgs, in.done...)
+	for k, in := range ins {
+		if len(in.done) == 0 || in.pipe.Optional != nil {
+			continue
+		}
+		keep := 0
+		if chk != nil && !in.pipe.Async {
+			if _, held := chk.Held(k); held && in.done[len(in.done)-1] == in.lastMsg {
+				keep = 1
+			}
+		}
+		msgs = append(msgs, in.done[:len(in.done)-keep]...)
+		if keep == 1 {
+			in.done = append(in.done[:0], in.lastMsg)
+		} else {
 			in.done = in.done[:0]
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
+	"github.com/marvelo/marvelo/worker/align"
 )
 
 // Options configure a worker.
@@ -182,6 +183,7 @@ func (w *Worker) subscribe() ([]*nats.Subscription, error) {
 		protocol.VerbPrepare: w.handlePrepare,
 		protocol.VerbStart:   w.handleStart,
 		protocol.VerbStop:    w.handleStop,
+		protocol.VerbReset:   w.handleReset,
 	}
 	var subs []*nats.Subscription
 	for verb, h := range handlers {
@@ -354,7 +356,8 @@ func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
 	t := &task{
 		assign: *a, label: label, runner: runner, headSize: a.Job.EffectiveHeadSize(),
 		log: slog.New(jl.handler()), done: make(chan struct{}),
-		stdin: newStdinReader(w.nc, protocol.StdinSubject(a.Pipeline, a.Job.ID)),
+		stdin:     newStdinReader(w.nc, protocol.StdinSubject(a.Pipeline, a.Job.ID)),
+		sequencer: align.NewSourceSequencer(),
 	}
 	t.ctxConfig = job.ContextConfig{
 		Pipeline: a.Pipeline, Name: a.Job.DisplayName(), Worker: w.opts.Name, WorkDir: workDir,
@@ -495,6 +498,23 @@ func (w *Worker) handleStop(data []byte) (any, error) {
 			t.drain() // sources end their streams; the others finish what is in flight
 		default:
 			t.cancel()
+		}
+	}
+	return nil, nil
+}
+
+// handleReset restarts the numbering of this worker's sources (and all-async jobs) of a pipeline.
+func (w *Worker) handleReset(data []byte) (any, error) {
+	var req protocol.ResetRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, fmt.Errorf("reset: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, t := range w.tasks {
+		if k.pipeline == req.Pipeline {
+			// Only sources and all-async jobs consult their sequencer; others ignore it.
+			t.sequencer.Reset(req.At)
 		}
 	}
 	return nil, nil

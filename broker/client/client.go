@@ -83,6 +83,16 @@ func (c *Client) Stop(ctx context.Context, name string) error {
 	return r.Err()
 }
 
+// Reset makes a pipeline's sources restart their numbering with the reset bit, at a given time
+// (the zero time: at once).
+func (c *Client) Reset(ctx context.Context, name string, at time.Time) error {
+	var r protocol.Reply
+	if err := c.call(ctx, protocol.SubjReset, protocol.ResetRequest{Pipeline: name, At: at}, &r); err != nil {
+		return err
+	}
+	return r.Err()
+}
+
 // Workers lists the workers the broker knows.
 func (c *Client) Workers(ctx context.Context) ([]protocol.WorkerStatus, error) {
 	var r protocol.WorkersReply

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +36,7 @@ Example:
 			&cli.IntFlag{Name: "count", Value: 1_000_000, Usage: "blocks the source emits"},
 			&cli.IntFlag{Name: "runs", Value: 3, Usage: "repetitions; the median is reported"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the runs to this file (go tool pprof)"},
 		},
 		Action: benchAction,
 	}
@@ -68,6 +70,17 @@ func benchAction(c *cli.Context) error {
 		return cliutil.Failure(err)
 	}
 	defer env.Close()
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return cliutil.Failure(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return cliutil.Failure(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var secs []float64
 	for i := 0; i < runs; i++ {
 		start := time.Now()

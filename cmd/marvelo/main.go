@@ -27,6 +27,7 @@ Examples:
 			submitCommand(),
 			statusCommand(),
 			stopCommand(),
+			resetCommand(),
 			workersCommand(),
 			logsCommand(),
 			encodeCommand(),

@@ -239,6 +239,44 @@ func stopCommand() *cli.Command {
 	}
 }
 
+func resetCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "reset",
+		Usage:     "restart the numbering of a pipeline's sources with the reset bit",
+		ArgsUsage: "PIPELINE",
+		Description: `Every source (and every job whose inputs are all async) of the pipeline restarts its sequence
+numbers at 1 with the reset bit; downstream jobs realign once every input has reset. With --at,
+the sources restart together at that wall-clock time (RFC 3339), wherever they run.
+
+Example:
+   marvelo reset demo
+   marvelo reset demo --at 2026-11-26T12:00:00Z`,
+		Flags: append(brokerFlags(), &cli.StringFlag{Name: "at", Usage: "RFC 3339 time at which the sources restart"}),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cliutil.UsageError(fmt.Errorf("reset: want exactly one pipeline name"))
+			}
+			var at time.Time
+			if s := c.String("at"); s != "" {
+				var err error
+				if at, err = time.Parse(time.RFC3339Nano, s); err != nil {
+					return cliutil.UsageError(fmt.Errorf("reset: --at %q: want an RFC 3339 time such as 2026-11-26T12:00:00Z", s))
+				}
+			}
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if err := cl.Reset(c.Context, c.Args().First(), at); err != nil {
+				return cliutil.Failure(err)
+			}
+			fmt.Fprintf(os.Stderr, "pipeline %s: sources reset\n", c.Args().First())
+			return nil
+		},
+	}
+}
+
 func workersCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "workers",

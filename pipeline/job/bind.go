@@ -256,7 +256,7 @@ func (r *Runner) Step(ctx *Context, in [][][]byte, out [][]byte) ([][]byte, erro
 			out = make([][]byte, len(r.outputs))
 		}
 		out, err := r.raw.RunRaw(ctx, in, out[:len(r.outputs)])
-		if err != nil && !errors.Is(err, ErrEnd) {
+		if err != nil && !errors.Is(err, ErrEnd) && !errors.Is(err, ErrSkip) {
 			return nil, fmt.Errorf("%s: %w", r.label, err)
 		}
 		return out, err
@@ -271,8 +271,8 @@ func (r *Runner) Step(ctx *Context, in [][][]byte, out [][]byte) ([][]byte, erro
 	}
 	val, err := r.splitResults(r.run.Call(r.args))
 	if err != nil {
-		if errors.Is(err, ErrEnd) {
-			return nil, ErrEnd
+		if errors.Is(err, ErrEnd) || errors.Is(err, ErrSkip) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("%s: %w", r.label, err)
 	}
@@ -369,6 +369,9 @@ func (r *Runner) Generate(ctx *Context, emit func(out [][]byte) error) error {
 			return fmt.Errorf("%s: a source needs Run(ctx) or Generate", r.label)
 		}
 		v, err := r.splitResults(res)
+		if errors.Is(err, ErrSkip) {
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, ErrEnd) {
 				return ErrEnd

@@ -14,6 +14,10 @@ import (
 // "return None"). Downstream jobs are still told that the stream ended after the last block.
 var ErrEnd = errors.New("job ended")
 
+// ErrSkip, returned by Run, writes nothing for this compute block (a filter, a decimator): the
+// job goes on with the next one. Downstream jobs see the block as missing.
+var ErrSkip = errors.New("no output for this compute block")
+
 // Outputs, returned by Run, gives each output its own value, in the order of the job's outputs.
 type Outputs []any
 

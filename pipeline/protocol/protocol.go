@@ -34,6 +34,7 @@ const (
 	SubjStatus  = "marvelo.api.status"
 	SubjStop    = "marvelo.api.stop"
 	SubjWorkers = "marvelo.api.workers"
+	SubjReset   = "marvelo.api.reset"
 
 	// LogStream keeps the logs of all pipelines for `marvelo logs`.
 	LogStream = "MARVELO_LOGS"
@@ -46,6 +47,7 @@ const (
 	VerbPrepare = "prepare" // Assignment → Reply: build the job, check its args; do not start
 	VerbStart   = "start"   // JobRef → Reply: start a prepared job
 	VerbStop    = "stop"    // JobRef → Reply: stop a job (or every job of a pipeline when Job is 0)
+	VerbReset   = "reset"   // ResetRequest → Reply: restart the numbering of a pipeline's sources
 )
 
 // WorkerSubject is the subject on which the broker reaches one worker.
@@ -186,8 +188,10 @@ type PipeBinding struct {
 	BlockSize  int    `json:"block_size,omitempty"`
 	BlockCount int    `json:"block_count"`
 	Async      bool   `json:"async,omitempty"`
-	MaxQueue   int    `json:"max_queue,omitempty"` // of the destination job; 0 = backpressure
-	HeadSize   int    `json:"head_size"`
+	// Optional is the pipe's optional settings (an optional pipe is async and never blocks).
+	Optional *pipeline.Optional `json:"optional,omitempty"`
+	MaxQueue int                `json:"max_queue,omitempty"` // of the destination job; 0 = backpressure
+	HeadSize int                `json:"head_size"`
 }
 
 // Assignment tells a worker to run one job.
@@ -258,6 +262,13 @@ type SubmitReply struct {
 // NameRequest names a pipeline (status, stop); an empty name in a status request means all.
 type NameRequest struct {
 	Pipeline string `json:"pipeline"`
+}
+
+// ResetRequest asks every source (and all-async job) of a pipeline to restart its numbering
+// with the reset bit, at At if it is set (so sources on several machines restart together).
+type ResetRequest struct {
+	Pipeline string    `json:"pipeline"`
+	At       time.Time `json:"at,omitempty"`
 }
 
 // Event is one thing that happened to a pipeline.

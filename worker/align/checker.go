@@ -235,6 +235,16 @@ func (c *Checker) Next(take TakeFunc) (Round, bool, error) {
 	return c.round, true, nil
 }
 
+// Rejoin forgets which round comes next: the next round joins anew at the earliest block the
+// inputs hold or take next, as at the start. The worker calls it after blocks were dropped on
+// purpose upstream (max_queue keeps the newest blocks): the job skips ahead instead of being
+// handed a dummy for every dropped block. A round already handed out is not affected.
+func (c *Checker) Rejoin() {
+	if !c.done && !c.ending {
+		c.cur = 0
+	}
+}
+
 // Stats returns a copy of the checker's counters.
 func (c *Checker) Stats() Stats {
 	s := Stats{Rounds: c.rounds, Inputs: make([]InputStats, len(c.in))}

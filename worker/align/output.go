@@ -48,6 +48,26 @@ func (s *SourceSequencer) Reset(at time.Time) {
 	s.pending, s.at = true, at
 }
 
+// Resume continues a sequence that reached sqn before (a source restored from its checkpoint):
+// the next block is sqn+1, without the reset bit, unless a reset is requested meanwhile.
+func (s *SourceSequencer) Resume(sqn uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sqn, s.pending, s.at = sqn, false, time.Time{}
+}
+
+// NextNow is Next with the current time, read only when a reset is pending: reading the clock
+// for every block would cost more than the rest of the numbering.
+func (s *SourceSequencer) NextNow() Step {
+	s.mu.Lock()
+	pending := s.pending && !s.at.IsZero()
+	s.mu.Unlock()
+	if pending {
+		return s.Next(time.Now())
+	}
+	return s.Next(time.Time{})
+}
+
 // Next begins a block: call it before the job produces the block (with an emit callback, right
 // after the previous block was written, and once before the first), so that a reset requested
 // during the production applies to the following block, as in the original's check of the

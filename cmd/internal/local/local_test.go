@@ -413,3 +413,108 @@ func TestStatusJSONRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: %v %+v", err, back)
 	}
 }
+
+// lossy forwards its input but drops every 7th block.
+type lossy struct{}
+
+func (lossy) Run(ctx *job.Context, v int64) (int64, error) {
+	if v%7 == 0 {
+		return 0, job.ErrSkip
+	}
+	return v, nil
+}
+
+func TestLostBlocksBecomeCorruptedDummiesAtTheJoin(t *testing.T) {
+	rec := &recorder{}
+	reg := registryWith("record", func() any { return rec })
+	reg.Register("lossy", "test", func() any { return &lossy{} })
+	env := startEnv(t, reg)
+	p := &pipeline.Pipeline{Name: "lossy", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 50}, Outputs: []int{1}},
+		{ID: 2, Type: "counter", Args: map[string]any{"count": 50}, Outputs: []int{2}},
+		{ID: 3, Type: "counter", Args: map[string]any{"count": 50}, Outputs: []int{3}},
+		{ID: 4, Type: "lossy", Inputs: []int{2}, Outputs: []int{4}},
+		{ID: 5, Type: "collect", Inputs: []int{1, 4, 3}, Outputs: []int{5}, Head: true},
+		{ID: 6, Type: "record", Inputs: []int{5}, Head: true},
+	}}
+	st, err := runDoc(t, env, encode(t, p), nil)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	got := rec.snapshot()
+	if len(got) != 50 {
+		t.Fatalf("%d rounds at the join, want 50: %v", len(got), got)
+	}
+	for i, v := range got {
+		n := int64(i + 1)
+		row := v.([]any)
+		lost := n%7 == 0
+		if rec.heads[i].Corrupted() != lost {
+			t.Errorf("round %d: corrupted=%v, want %v", n, rec.heads[i].Corrupted(), lost)
+		}
+		want := []any{n, n, n}
+		if lost {
+			want = []any{n, nil, n} // a zero dummy on a cbor pipe: null
+		}
+		if fmt.Sprint(row) != fmt.Sprint(want) {
+			t.Errorf("round %d: %v, want %v", n, row, want)
+		}
+	}
+	for _, j := range st.Jobs {
+		if j.ID == 5 && j.Stats.Dummies != 7 {
+			t.Errorf("join counted %d dummies, want 7", j.Stats.Dummies)
+		}
+	}
+}
+
+func TestResetRestartsTheSourcesNumbering(t *testing.T) {
+	rec := &recorder{}
+	env := startEnv(t, registryWith("record", func() any { return rec }))
+	p := &pipeline.Pipeline{Name: "reset", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 400, "interval": "1ms"}, Outputs: []int{1}},
+		{ID: 2, Type: "record", Inputs: []int{1}, Head: true},
+	}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := runDoc(t, env, encode(t, p), nil)
+		done <- err
+	}()
+	waitFor(t, func() bool { return len(rec.snapshot()) >= 20 })
+	if err := env.Client.Reset(context.Background(), "reset", time.Time{}); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var resets []int
+	for i, h := range rec.heads {
+		if h.Reset() {
+			resets = append(resets, i)
+		}
+	}
+	if len(resets) != 2 || resets[0] != 0 {
+		t.Fatalf("reset heads at %v, want the first block and one more", resets)
+	}
+	// The counter's values go on (its numbering restarted, not its state), and nothing is lost
+	// but the one dummy round a reset costs.
+	if last := rec.values[len(rec.values)-1]; last != int64(400) {
+		t.Errorf("last value %v, want 400", last)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-t.Context().Done():
+			return
+		}
+	}
+}
