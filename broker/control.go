@@ -545,6 +545,7 @@ func (c *control) assignments(doc *pipeline.Pipeline, placement map[int]string, 
 			ID: pipeID, Subject: protocol.PipeSubject(doc.Name, pipeID), Stream: protocol.PipeStream(doc.Name, pipeID),
 			Codec: pp.EffectiveCodec(), BlockSize: pp.BlockSize,
 			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), Optional: pp.Optional, HeadSize: 1,
+			Realtime: pp.IsRealtime(),
 		}
 		if src != nil {
 			b.HeadSize = src.EffectiveHeadSize()
@@ -583,6 +584,9 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 	}
 	ends := doc.Endpoints()
 	for id, e := range ends {
+		if pp := doc.PipeByID(id); pp.IsRealtime() {
+			continue // core NATS: a subject, no stream
+		}
 		dst := doc.JobByID(e[1])
 		maxQueue := 0
 		if dst != nil {
@@ -632,6 +636,9 @@ func consumerConfig(dst *pipeline.Job, epoch uint64) jetstream.ConsumerConfig {
 // work-queue stream the new consumer is delivered every block not yet acknowledged, at once.
 func (c *control) rebindInputs(ctx context.Context, doc *pipeline.Pipeline, j *pipeline.Job, oldEpoch, newEpoch uint64) error {
 	for _, id := range j.Inputs {
+		if pp := doc.PipeByID(id); pp.IsRealtime() {
+			continue
+		}
 		st, err := c.js.Stream(ctx, protocol.PipeStream(doc.Name, id))
 		if err != nil {
 			return fmt.Errorf("pipe %d: %w", id, err)

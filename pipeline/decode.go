@@ -658,6 +658,7 @@ var pipeFields = fields[Pipe]{
 	},
 	"from_types": func(b *builder, p *Pipe, path string, v any) { p.FromTypes = b.strs(path, v) },
 	"to_types":   func(b *builder, p *Pipe, path string, v any) { p.ToTypes = b.strs(path, v) },
+	"qos":        func(b *builder, p *Pipe, path string, v any) { p.QoS = b.enum(path, v, QoSReliable, QoSRealtime) },
 }
 
 var optionalFields = fields[Optional]{

@@ -97,6 +97,9 @@ func (p *Pipe) EffectiveBlockCount() int {
 	return p.BlockCount
 }
 
+// IsRealtime reports whether the pipe travels on core NATS (qos realtime).
+func (p *Pipe) IsRealtime() bool { return p.QoS == QoSRealtime }
+
 // IsAsync reports whether the pipe bypasses sequence alignment (async or optional).
 func (p *Pipe) IsAsync() bool { return p.Async || p.Optional != nil }
 

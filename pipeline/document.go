@@ -50,6 +50,9 @@ type Pipe struct {
 	Optional   *Optional `json:"optional,omitempty" cbor:"optional,omitempty"`
 	FromTypes  []string  `json:"from_types,omitempty" cbor:"from_types,omitempty"`
 	ToTypes    []string  `json:"to_types,omitempty" cbor:"to_types,omitempty"`
+	// QoS is "reliable" (JetStream: bounded, survives failover; the default) or "realtime" (core
+	// NATS: nothing stored, lowest latency; a receiver that falls behind drops the oldest).
+	QoS string `json:"qos,omitempty" cbor:"qos,omitempty"`
 }
 
 // Optional makes a pipe never block its receiver (OptionalMixIn of the original).
@@ -67,6 +70,9 @@ const (
 
 	ModeFIFO = "fifo"
 	ModeFD   = "fd"
+
+	QoSReliable = "reliable"
+	QoSRealtime = "realtime"
 
 	DummyZero = "zero"
 	DummyPrev = "prev"

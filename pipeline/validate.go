@@ -290,6 +290,9 @@ func (v *validator) pipeFields(rank int, path, ref string, pp *Pipe) {
 	if pp.BlockCount < 0 {
 		v.add(aboutPipe, rank, path+".block_count", "%s: block_count must be at least 1, got %d", ref, pp.BlockCount)
 	}
+	if pp.QoS != "" && pp.QoS != QoSReliable && pp.QoS != QoSRealtime {
+		v.add(aboutPipe, rank, path+".qos", "%s: qos %q is not one of %s, %s", ref, pp.QoS, QoSReliable, QoSRealtime)
+	}
 	if o := pp.Optional; o != nil {
 		if o.Drop != "" && o.Drop != "oldest" && o.Drop != "newest" {
 			v.add(aboutPipe, rank, path+".optional.drop", "%s: optional.drop %q is not one of oldest, newest", ref, o.Drop)

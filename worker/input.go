@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
@@ -15,9 +16,10 @@ import (
 // inMsg is one NATS message of an input pipe, split into its blocks.
 type inMsg struct {
 	blocks []codec.Block
-	end    bool // an end-of-stream marker: no blocks follow
-	msg    jetstream.Msg
-	gap    uint64 // messages the stream dropped (max_queue) just before this one
+	end    bool          // an end-of-stream marker: no blocks follow
+	endSQN uint64        // the SQN an end marker names
+	msg    jetstream.Msg // nil on a realtime pipe: nothing to acknowledge
+	gap    uint64        // messages the stream dropped (max_queue) just before this one
 	err    error
 }
 
@@ -36,6 +38,7 @@ type input struct {
 	lastMsg jetstream.Msg   // the message of the block taken last
 	endSQN  uint64          // the SQN an end marker named
 	gapSeen bool            // the stream dropped blocks (max_queue) before the block taken last
+	rt      *realtimeSub    // a realtime pipe's subscription, or nil
 }
 
 func newInput(k int, pipe protocol.PipeBinding) *input {
@@ -78,7 +81,8 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 			in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)})
 			return
 		}
-		im := in.parse(m)
+		im := in.parse(m.Headers(), m.Data())
+		im.msg = m
 		if md, err := m.Metadata(); err == nil {
 			if md.Sequence.Stream > lastStreamSeq+1 {
 				im.gap = md.Sequence.Stream - lastStreamSeq - 1
@@ -111,14 +115,13 @@ func (in *input) deliver(ctx context.Context, m inMsg) bool {
 }
 
 // parse splits a message into blocks: a batch, a lone block, or an end marker.
-func (in *input) parse(m jetstream.Msg) inMsg {
-	im := inMsg{msg: m}
-	h := m.Headers()
+func (in *input) parse(h nats.Header, data []byte) inMsg {
+	var im inMsg
 	if v := h.Get(codec.EndHeader); v != "" {
 		im.end = true
+		im.endSQN, _ = strconv.ParseUint(v, 10, 64)
 		return im
 	}
-	data := m.Data()
 	if v := h.Get(codec.BatchHeader); v != "" {
 		n, _ := strconv.Atoi(v)
 		im.blocks = make([]codec.Block, 0, n)
@@ -140,6 +143,13 @@ func (in *input) parse(m jetstream.Msg) inMsg {
 	return im
 }
 
+// consumed marks a message whose blocks are all taken, for acknowledgement.
+func (in *input) consumed(m jetstream.Msg) {
+	if m != nil {
+		in.done = append(in.done, m)
+	}
+}
+
 // next returns the input's next block, waiting for one; ok is false once the input has ended,
 // and the block then carries the SQN an end marker named, if any.
 func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error) {
@@ -147,13 +157,13 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 		if in.ended {
 			return codec.Block{SQN: in.endSQN}, false, nil
 		}
-		if in.cur.msg != nil && in.pos < len(in.cur.blocks) {
+		if in.pos < len(in.cur.blocks) {
 			b := in.cur.blocks[in.pos]
 			in.pos++
 			in.lastMsg = in.cur.msg
 			st.blocksIn.Add(1)
 			if in.pos == len(in.cur.blocks) {
-				in.done = append(in.done, in.cur.msg)
+				in.consumed(in.cur.msg)
 			}
 			if _, _, fin := codec.Flags(b.Head, in.pipe.HeadSize); fin {
 				in.ended = true
@@ -171,15 +181,17 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			if m.err != nil {
 				return codec.Block{}, false, m.err
 			}
+			if in.rt != nil {
+				m.gap = in.rt.drops.Swap(0) // the subscription dropped the oldest: the job is behind
+			}
 			st.queueDrops.Add(m.gap)
 			in.gapSeen = in.gapSeen || m.gap > 0
 			in.cur, in.pos = m, 0
 			if m.end {
-				in.done = append(in.done, m.msg)
-				in.ended = true
-				in.endSQN, _ = strconv.ParseUint(m.msg.Headers().Get(codec.EndHeader), 10, 64)
+				in.consumed(m.msg)
+				in.ended, in.endSQN = true, m.endSQN
 			} else if len(m.blocks) == 0 {
-				in.done = append(in.done, m.msg)
+				in.consumed(m.msg)
 			}
 		case <-ctx.Done():
 			return codec.Block{}, false, ctx.Err()

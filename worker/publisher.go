@@ -63,6 +63,12 @@ type publisher struct {
 }
 
 func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.PipeBinding, log *slog.Logger) (*publisher, error) {
+	if pipe.Realtime {
+		return &publisher{
+			js: js, pipe: pipe, headSize: pipe.HeadSize, maxCount: maxBatchBlocks, log: log,
+			wake: make(chan struct{}, 1), space: make(chan struct{}, 1), done: make(chan struct{}),
+		}, nil
+	}
 	st, err := js.Stream(ctx, pipe.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("output pipe %d: stream %s: %w", pipe.ID, pipe.Stream, err)
@@ -253,6 +259,13 @@ func (p *publisher) sendEnd(ctx context.Context, lastSQN uint64) error {
 // publish stores one message, retrying while the stream is full (the reader is behind: this is
 // where backpressure reaches the writer) or the server is briefly unreachable.
 func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
+	if p.pipe.Realtime {
+		// Core NATS: no store, no acknowledgement, no retry — a late block is worthless.
+		if err := p.js.Conn().PublishMsg(msg); err != nil {
+			return fmt.Errorf("output pipe %d: publish to %s: %w", p.pipe.ID, p.pipe.Subject, err)
+		}
+		return nil
+	}
 	p.msgN++
 	id := p.msgID + "." + strconv.FormatUint(p.msgN, 10)
 	wait := 500 * time.Microsecond

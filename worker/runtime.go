@@ -42,6 +42,8 @@ type task struct {
 	log       *slog.Logger
 	stats     stats
 	stdin     *stdinReader
+	// rt holds the subscriptions of realtime inputs, by pipe id, made at prepare.
+	rt map[int]*realtimeSub
 	// sequencer numbers a source's blocks (and an all-async job's); `marvelo reset` restarts it.
 	sequencer *align.SourceSequencer
 
@@ -69,6 +71,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	}
 	t.jctx = job.NewContext(jobCtx, t.ctxConfig)
 	defer t.stdin.Close()
+	defer t.closeRealtime()
 	if err := t.runner.Setup(t.jctx); err != nil {
 		return err
 	}
@@ -104,6 +107,10 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	ins := make([]*input, len(t.assign.Inputs))
 	for k, p := range t.assign.Inputs {
 		ins[k] = newInput(k, p)
+		if rs := t.rt[p.ID]; rs != nil {
+			ins[k].ch, ins[k].rt = rs.ch, rs // fed by the subscription made at prepare
+			continue
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); ins[k].read(pctx, js) }()
 	}
@@ -124,6 +131,13 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		return t.closeOutputs(ctx, []*publisher{t.logPub}, outcome{lastSQN: t.logSQN})
 	}
 	return nil
+}
+
+// closeRealtime ends the subscriptions of realtime inputs.
+func (t *task) closeRealtime() {
+	for _, rs := range t.rt {
+		rs.close()
+	}
 }
 
 // logClock reads the clock for LoggingJob rows only: on the hot path of a job without log: true

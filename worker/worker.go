@@ -352,12 +352,17 @@ func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
+	rt, err := realtimeInputs(w.nc, a)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
 	jl := newJobLog(w.nc, a, w.opts.Name, w.log)
 	t := &task{
 		assign: *a, label: label, runner: runner, headSize: a.Job.EffectiveHeadSize(),
 		log: slog.New(jl.handler()), done: make(chan struct{}),
 		stdin:     newStdinReader(w.nc, protocol.StdinSubject(a.Pipeline, a.Job.ID)),
 		sequencer: align.NewSourceSequencer(),
+		rt:        rt,
 	}
 	t.ctxConfig = job.ContextConfig{
 		Pipeline: a.Pipeline, Name: a.Job.DisplayName(), Worker: w.opts.Name, WorkDir: workDir,
@@ -432,7 +437,7 @@ func (w *Worker) runTask(ctx context.Context, t *task) {
 	t.err = err
 	st := t.stats.snapshot()
 	t.log.Info("job "+state, "blocks_in", st.BlocksIn, "blocks_out", st.BlocksOut, "rounds", st.Rounds,
-		"stale", st.Stale, "queue_drops", st.QueueDrops, "duration", time.Since(started).Round(time.Millisecond))
+		"stale", st.Stale, "dummies", st.Dummies, "queue_drops", st.QueueDrops, "duration", time.Since(started).Round(time.Millisecond))
 	if err != nil {
 		w.log.Error("job failed", "pipeline", t.assign.Pipeline, "job", t.assign.Job.ID, "epoch", t.assign.Epoch, "error", err)
 	} else {
@@ -494,6 +499,8 @@ func (w *Worker) handleStop(data []byte) (any, error) {
 		switch {
 		case t.cancel == nil:
 			delete(w.tasks, k) // prepared, never started
+			t.closeRealtime()
+			t.stdin.Close()
 		case ref.Drain:
 			t.drain() // sources end their streams; the others finish what is in flight
 		default:

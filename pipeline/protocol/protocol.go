@@ -191,7 +191,10 @@ type PipeBinding struct {
 	// Optional is the pipe's optional settings (an optional pipe is async and never blocks).
 	Optional *pipeline.Optional `json:"optional,omitempty"`
 	MaxQueue int                `json:"max_queue,omitempty"` // of the destination job; 0 = backpressure
-	HeadSize int                `json:"head_size"`
+	// Realtime pipes travel on core NATS (subject only, no stream): nothing is stored, and a
+	// receiver that falls behind drops the oldest blocks.
+	Realtime bool `json:"realtime,omitempty"`
+	HeadSize int  `json:"head_size"`
 }
 
 // Assignment tells a worker to run one job.
