@@ -170,8 +170,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.heartbeat(ctx)
 	w.stopAll()
 	w.wg.Wait()
-	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
+	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer dcancel()
 	if err := w.request(dctx, protocol.SubjDeregister, w.info, nil); err != nil {
 		w.log.Warn("deregister failed; the broker will notice the missing heartbeats", "error", err)
 	}
