@@ -1,0 +1,241 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// startJetStream runs a real embedded NATS server with JetStream in memory on a random port.
+func startJetStream(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func testPipe(t *testing.T, js jetstream.JetStream, maxMsgs int64) protocol.PipeBinding {
+	t.Helper()
+	pipe := protocol.PipeBinding{ID: 7, Subject: "marvelo.t.pipe.7", Stream: "MARVELO_t_7", Consumer: "job2-e1",
+		Codec: "cbor", BlockCount: 1, HeadSize: 1}
+	cfg := jetstream.StreamConfig{Name: pipe.Stream, Subjects: []string{pipe.Subject}, Storage: jetstream.MemoryStorage,
+		Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew, MaxMsgs: maxMsgs, Duplicates: time.Minute}
+	st, err := js.CreateStream(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateOrUpdateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: pipe.Consumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64}); err != nil {
+		t.Fatal(err)
+	}
+	return pipe
+}
+
+func startPublisher(t *testing.T, js jetstream.JetStream, pipe protocol.PipeBinding) (*publisher, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := newPublisher(ctx, js, pipe, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.run(ctx)
+	t.Cleanup(cancel)
+	return p, cancel
+}
+
+// readAll takes every block of the pipe through an input, as a job does, until the end.
+func readAll(t *testing.T, js jetstream.JetStream, pipe protocol.PipeBinding) ([]codec.Block, uint64, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	in := newInput(0, pipe)
+	go in.read(ctx, js)
+	var st stats
+	var blocks []codec.Block
+	msgs := 0
+	for {
+		b, ok, err := in.next(ctx, &st)
+		if err != nil {
+			t.Fatalf("next: %v", err)
+		}
+		msgs += len(in.done)
+		for _, m := range in.done {
+			_ = m.Ack()
+		}
+		in.done = in.done[:0]
+		if !ok {
+			return blocks, b.SQN, msgs
+		}
+		blocks = append(blocks, codec.Block{SQN: b.SQN, Head: b.Head, Payload: append([]byte(nil), b.Payload...)})
+	}
+}
+
+func TestPublisherBatchesWhatGathersAndEndsTheStream(t *testing.T) {
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 4096)
+	p, _ := startPublisher(t, js, pipe)
+	const n = 5000
+	for i := 1; i <= n; i++ {
+		if err := p.Write(context.Background(), codec.Block{SQN: uint64(i), Payload: []byte(strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := uint64(n)
+	if err := p.Close(context.Background(), &end); err != nil {
+		t.Fatal(err)
+	}
+	blocks, endSQN, msgs := readAll(t, js, pipe)
+	if len(blocks) != n || endSQN != n {
+		t.Fatalf("%d blocks, end at %d; want %d and %d", len(blocks), endSQN, n, n)
+	}
+	for i, b := range blocks {
+		if b.SQN != uint64(i+1) || string(b.Payload) != strconv.Itoa(i+1) {
+			t.Fatalf("block %d: SQN %d payload %q", i, b.SQN, b.Payload)
+		}
+	}
+	// Written faster than one message per round trip: blocks shared messages.
+	if msgs >= n {
+		t.Errorf("%d messages for %d blocks: no batching", msgs, n)
+	}
+	t.Logf("%d blocks in %d messages", n, msgs)
+}
+
+func TestPublisherWaitsWhileTheStreamIsFull(t *testing.T) {
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 3)
+	// One block a message, so the stream fills after three.
+	pipe.MaxQueue = 0
+	p, _ := startPublisher(t, js, pipe)
+	p.maxCount = 1
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; i <= 20; i++ {
+			if err := p.Write(context.Background(), codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		end := uint64(20)
+		done <- p.Close(context.Background(), &end)
+	}()
+	// The reader drains; the writer, held back by the full stream, gets through in order.
+	blocks, _, _ := readAll(t, js, pipe)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(blocks) != 20 {
+		t.Fatalf("%d blocks, want 20", len(blocks))
+	}
+	for i, b := range blocks {
+		if b.SQN != uint64(i+1) {
+			t.Fatalf("block %d has SQN %d: order lost under backpressure", i, b.SQN)
+		}
+	}
+}
+
+func TestAMovedJobDoesNotPublishWhatItsOldInstanceStored(t *testing.T) {
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 4096)
+	old, cancelOld := startPublisher(t, js, pipe)
+	for i := 1; i <= 10; i++ {
+		if err := old.Write(context.Background(), codec.Block{SQN: uint64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Close(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	cancelOld()
+	// The new instance recomputes blocks 8…12: 8, 9, 10 are in the stream already.
+	p, _ := startPublisher(t, js, pipe)
+	if p.resumeSQN != 10 {
+		t.Fatalf("resume SQN %d, want 10", p.resumeSQN)
+	}
+	for i := 8; i <= 12; i++ {
+		if err := p.Write(context.Background(), codec.Block{SQN: uint64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := uint64(12)
+	if err := p.Close(context.Background(), &end); err != nil {
+		t.Fatal(err)
+	}
+	blocks, _, _ := readAll(t, js, pipe)
+	var sqns []uint64
+	for _, b := range blocks {
+		sqns = append(sqns, b.SQN)
+	}
+	if fmt.Sprint(sqns) != "[1 2 3 4 5 6 7 8 9 10 11 12]" {
+		t.Fatalf("SQNs %v", sqns)
+	}
+}
+
+func TestAStaleInstanceIsFencedOff(t *testing.T) {
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 4096)
+	stale, _ := startPublisher(t, js, pipe)
+	fresh, _ := startPublisher(t, js, pipe)
+	if err := fresh.Write(context.Background(), codec.Block{SQN: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Close(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	// The stale instance still expects the stream to be empty: its publish must fail.
+	_ = stale.Write(context.Background(), codec.Block{SQN: 1})
+	if err := stale.Close(context.Background(), nil); err == nil {
+		t.Fatal("a stale instance published after a newer one")
+	}
+}
+
+func TestInputParsesEveryMessageForm(t *testing.T) {
+	in := newInput(0, protocol.PipeBinding{ID: 3, HeadSize: 1})
+	var batch []byte
+	for i := 1; i <= 3; i++ {
+		batch = codec.AppendBatchEntry(batch, codec.Block{SQN: uint64(i), Head: 0x80, Payload: []byte{byte(i)}}, 1)
+	}
+	m := in.parse(nats.Header{codec.BatchHeader: []string{"3"}}, batch)
+	if m.err != nil || len(m.blocks) != 3 || m.blocks[2].SQN != 3 || m.blocks[2].Head != 0x80 {
+		t.Fatalf("batch: %+v", m)
+	}
+	single := codec.AppendBlock(nil, codec.Block{SQN: 9, Payload: []byte("x")}, 1)
+	if m := in.parse(nil, single); m.err != nil || len(m.blocks) != 1 || m.blocks[0].SQN != 9 {
+		t.Fatalf("single: %+v", m)
+	}
+	if m := in.parse(nats.Header{codec.EndHeader: []string{"42"}}, nil); !m.end || m.endSQN != 42 {
+		t.Fatalf("end: %+v", m)
+	}
+	if m := in.parse(nats.Header{codec.BatchHeader: []string{"2"}}, batch[:10]); m.err == nil {
+		t.Fatal("a truncated batch parsed")
+	}
+	if m := in.parse(nil, []byte{1, 2}); m.err == nil {
+		t.Fatal("a short block parsed")
+	}
+}
