@@ -17,6 +17,7 @@ import (
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 	"github.com/marvelo/marvelo/worker/align"
+	"github.com/marvelo/marvelo/worker/execjob"
 )
 
 // stats are a running job's counters, read by heartbeats while the job writes them.
@@ -42,6 +43,8 @@ type task struct {
 	log       *slog.Logger
 	stats     stats
 	stdin     *stdinReader
+	// execSpec describes an executable job (runner is nil then).
+	execSpec *execjob.Spec
 	// rt holds the subscriptions of realtime inputs, by pipe id, made at prepare.
 	rt map[int]*realtimeSub
 	// sequencer numbers a source's blocks (and an all-async job's); `marvelo reset` restarts it.
@@ -66,20 +69,22 @@ type task struct {
 // job finished or ended, ctx's error when stopped.
 func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	jobCtx := ctx
-	if t.runner.IsSource() {
+	if t.isSource() {
 		jobCtx = t.drainCtx
 	}
 	t.jctx = job.NewContext(jobCtx, t.ctxConfig)
 	defer t.stdin.Close()
 	defer t.closeRealtime()
-	if err := t.runner.Setup(t.jctx); err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := t.runner.Close(); cerr != nil && err == nil {
-			err = cerr
+	if t.runner != nil {
+		if err := t.runner.Setup(t.jctx); err != nil {
+			return err
 		}
-	}()
+		defer func() {
+			if cerr := t.runner.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
 	// The publishers and readers outlive the compute loop a little: the loop ends, then the
 	// publishers flush. pctx stops them all when run returns.
 	pctx, stop := context.WithCancel(ctx)
@@ -114,6 +119,10 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); ins[k].read(pctx, js) }()
 	}
+	if t.execSpec != nil {
+		// A source program is stopped by draining as Go sources are; others by their inputs.
+		return t.runExec(t.jctx.Context(), ins, outs)
+	}
 	var last outcome
 	if t.runner.IsSource() {
 		last, err = t.runSource(pctx, js, outs)
@@ -132,6 +141,9 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	}
 	return nil
 }
+
+// isSource reports whether the job has no inputs.
+func (t *task) isSource() bool { return len(t.assign.Inputs) == 0 }
 
 // closeRealtime ends the subscriptions of realtime inputs.
 func (t *task) closeRealtime() {

@@ -22,6 +22,7 @@ import (
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 	"github.com/marvelo/marvelo/worker/align"
+	"github.com/marvelo/marvelo/worker/execjob"
 )
 
 // Options configure a worker.
@@ -323,7 +324,7 @@ func (w *Worker) handlePrepare(data []byte) (any, error) {
 func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
 	label := fmt.Sprintf("job %d (%s)", a.Job.ID, a.Job.DisplayName())
 	if a.Job.Exec != nil {
-		return nil, fmt.Errorf("%s: executable jobs are not supported by this worker yet", label)
+		return w.buildExecTask(a, label)
 	}
 	j, err := w.opts.Registry.New(a.Job.Type, a.Job.Args)
 	if err != nil {
@@ -352,13 +353,23 @@ func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
+	t, err := w.newTask(a, label, workDir, len(ins), len(outs))
+	if err != nil {
+		return nil, err
+	}
+	t.runner = runner
+	return t, nil
+}
+
+// newTask makes the parts every job has: its log, input, realtime subscriptions, sequencer.
+func (w *Worker) newTask(a *protocol.Assignment, label, workDir string, ins, outs int) (*task, error) {
 	rt, err := realtimeInputs(w.nc, a)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
 	jl := newJobLog(w.nc, a, w.opts.Name, w.log)
 	t := &task{
-		assign: *a, label: label, runner: runner, headSize: a.Job.EffectiveHeadSize(),
+		assign: *a, label: label, headSize: a.Job.EffectiveHeadSize(),
 		log: slog.New(jl.handler()), done: make(chan struct{}),
 		stdin:     newStdinReader(w.nc, protocol.StdinSubject(a.Pipeline, a.Job.ID)),
 		sequencer: align.NewSourceSequencer(),
@@ -366,10 +377,32 @@ func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
 	}
 	t.ctxConfig = job.ContextConfig{
 		Pipeline: a.Pipeline, Name: a.Job.DisplayName(), Worker: w.opts.Name, WorkDir: workDir,
-		JobID: a.Job.ID, HeadSize: t.headSize, Inputs: len(ins), Outputs: len(outs),
-		InputPipes: a.Job.Inputs, OutputPipes: a.Job.Outputs[:len(outs)],
+		JobID: a.Job.ID, HeadSize: t.headSize, Inputs: ins, Outputs: outs,
+		InputPipes: a.Job.Inputs, OutputPipes: a.Job.Outputs[:outs],
 		Log: t.log, Out: jl.writer("out"), In: t.stdin,
 	}
+	return t, nil
+}
+
+// buildExecTask prepares an executable job: its working directory with the dependencies, and
+// the adapter's description of its pipes.
+func (w *Worker) buildExecTask(a *protocol.Assignment, label string) (*task, error) {
+	if a.Job.Log {
+		return nil, fmt.Errorf("%s: log: true is for Go jobs; an executable writes its own rows", label)
+	}
+	workDir, err := w.execDir(a)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	spec, err := execjob.SpecFromAssignment(a, w.opts.Name, workDir)
+	if err != nil {
+		return nil, err
+	}
+	t, err := w.newTask(a, label, workDir, len(a.Inputs), len(a.Outputs))
+	if err != nil {
+		return nil, err
+	}
+	t.execSpec = &spec
 	return t, nil
 }
 
@@ -383,6 +416,22 @@ func ports(bs []protocol.PipeBinding) ([]job.Port, error) {
 		out[k] = job.Port{Pipe: b.ID, Codec: c, BlockCount: max(b.BlockCount, 1)}
 	}
 	return out, nil
+}
+
+// execDir is an executable job's own working directory, where its dependencies are unpacked:
+// under WorkDir even on a worker whose Go jobs share WorkDir itself.
+func (w *Worker) execDir(a *protocol.Assignment) (string, error) {
+	dir := filepath.Join(w.opts.WorkDir, a.Pipeline, fmt.Sprint(a.Job.ID))
+	if w.opts.SharedWorkDir {
+		dir = filepath.Join(w.opts.WorkDir, ".marvelo", a.Pipeline, fmt.Sprint(a.Job.ID))
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	return dir, nil
 }
 
 func (w *Worker) jobDir(a *protocol.Assignment) (string, error) {

@@ -1,0 +1,191 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/worker/align"
+	"github.com/marvelo/marvelo/worker/execjob"
+)
+
+// An executable job runs as a process the adapter (package execjob) connects to the job's pipes:
+// rounds assembled by the checker are written to its inputs, and each block it writes to an
+// output is published as it is read. The n-th block of an output carries the SQN and head of the
+// n-th round written (the original's connection queue); a program that writes more blocks than
+// it was given rounds numbers them on; a source numbers its blocks as Go sources do.
+
+// roundTag is what an output block inherits from the round it answers.
+type roundTag struct {
+	sqn  uint64
+	head uint32
+}
+
+// execOutput is one output of a running executable.
+type execOutput struct {
+	k    int
+	pub  *publisher
+	tags chan roundTag // rounds written to the program, oldest first
+	last uint64        // SQN of the last block published
+	fin  bool          // the last block carried the finished bit
+}
+
+// execTagQueue bounds how far a program's outputs may lag behind its inputs before numbering
+// falls back to counting on (a program that drops blocks on purpose).
+const execTagQueue = 1 << 14
+
+// runExec runs the executable to its end: inputs closed when upstream ends, outputs read until
+// the program closes them, the exit status as the job's result.
+func (t *task) runExec(ctx context.Context, ins []*input, outs []*publisher) error {
+	proc, err := execjob.Start(ctx, *t.execSpec, func(stream, line string) {
+		if stream == execjob.Stderr {
+			t.log.Warn(line)
+			return
+		}
+		fmt.Fprintln(t.jctx.Out, line)
+	})
+	if err != nil {
+		return err
+	}
+	defer proc.Stop(execjob.DefaultGrace) // releases everything once it has exited
+	eo := make([]*execOutput, len(outs))
+	for k, pub := range outs {
+		eo[k] = &execOutput{k: k, pub: pub, tags: make(chan roundTag, execTagQueue)}
+	}
+	var wg sync.WaitGroup
+	outErrs := make([]error, len(eo))
+	for k, o := range eo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if outErrs[k] = t.pumpOutput(ctx, proc, o, len(ins) == 0); outErrs[k] != nil {
+				proc.Stop(0) // a malformed frame fails the job: the program has nothing more to say
+			}
+		}()
+	}
+	var inErr error
+	if len(ins) > 0 {
+		inErr = t.feedExec(ctx, proc, ins, eo)
+	}
+	if cerr := proc.CloseInputs(); cerr != nil && inErr == nil {
+		inErr = cerr
+	}
+	wg.Wait()
+	waitErr := proc.Wait()
+	if err := errors.Join(outErrs...); err != nil {
+		return err
+	}
+	if waitErr != nil {
+		return waitErr
+	}
+	if inErr != nil && !errors.Is(inErr, execjob.ErrInputClosed) {
+		return inErr
+	}
+	return t.closeExecOutputs(ctx, eo)
+}
+
+// feedExec writes the job's rounds to the program until an input ends or a round carries the
+// finished bit. A program that stops reading (it exited, or closed an input) ends the feeding.
+func (t *task) feedExec(ctx context.Context, proc *execjob.Process, ins []*input, eo []*execOutput) error {
+	chk, err := t.newChecker(ins)
+	if err != nil {
+		return err
+	}
+	if chk == nil {
+		return fmt.Errorf("%s: an executable job needs at least one synchronous input", t.label)
+	}
+	defer t.syncCheckerStats(chk)
+	take := func(k int) (codec.Block, bool, error) { return ins[k].next(ctx, &t.stats) }
+	payloads := make([][][]byte, len(ins))
+	heads := make([][]uint32, len(ins))
+	for {
+		r, ok, err := chk.Next(take)
+		if err != nil || !ok {
+			return err
+		}
+		for k, blocks := range r.Blocks {
+			if blocks != nil {
+				payloads[k], heads[k] = blockParts(blocks, payloads[k], heads[k])
+			}
+		}
+		if err := proc.WriteRound(ctx, payloads, heads); err != nil {
+			return err
+		}
+		t.stats.rounds.Add(1)
+		for _, o := range eo {
+			select {
+			case o.tags <- roundTag{r.SQN, r.Head}:
+			default: // the program is far behind on this output: it will number on
+			}
+		}
+		// Written to the program: what it does with the data is its own (at-most the blocks in
+		// its pipe buffers are at risk if this worker dies).
+		t.ackConsumed(ins, nil, chk)
+		if _, _, fin := codec.Flags(r.Head, t.headSize); fin {
+			return nil
+		}
+	}
+}
+
+// pumpOutput publishes every block the program writes to one output.
+func (t *task) pumpOutput(ctx context.Context, proc *execjob.Process, o *execOutput, source bool) error {
+	finMask := codec.HeadMask(t.headSize, codec.BitFinished)
+	var buf []byte
+	for {
+		payload, head, err := proc.ReadOutput(o.k, buf[:0])
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, execjob.ErrStopped) && ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		buf = payload
+		var sqn uint64
+		var out uint32
+		switch {
+		case source:
+			step, err := nextSourceStep(ctx, t.sequencer)
+			if err != nil {
+				return err
+			}
+			sqn, out = step.SQN, align.OutHead(head, step.Head(t.headSize), t.headSize, false, t.assign.Job.Head)
+		default:
+			select {
+			case tag := <-o.tags:
+				sqn, out = tag.sqn, align.OutHead(head, tag.head, t.headSize, true, t.assign.Job.Head)
+			default:
+				sqn, out = o.last+1, align.OutHead(head, 0, t.headSize, true, t.assign.Job.Head)
+			}
+		}
+		if err := o.pub.Write(ctx, codec.Block{SQN: sqn, Head: out, Payload: payload}); err != nil {
+			return err
+		}
+		o.last, o.fin = sqn, out&finMask != 0
+		t.stats.blocksOut.Add(1)
+	}
+}
+
+// closeExecOutputs flushes the outputs; one whose last block did not carry the finished bit ends
+// with a marker naming its last SQN.
+func (t *task) closeExecOutputs(ctx context.Context, eo []*execOutput) error {
+	var errs []error
+	for _, o := range eo {
+		var end *uint64
+		if !o.fin {
+			end = &o.last
+		}
+		if err := o.pub.Close(ctx, end); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", t.label, err)
+	}
+	return nil
+}
