@@ -59,6 +59,7 @@ type pipelineState struct {
 	jobs      map[int]*jobState
 	events    []protocol.Event
 	cleaned   bool
+	deps      map[int]string // executable job id → packed dependencies object
 }
 
 type jobState struct {
@@ -347,7 +348,7 @@ func (c *control) relocate(r jobRef, since time.Time) {
 	err := c.rebindInputs(ctx, doc, j.job, oldEpoch, newEpoch)
 	if err == nil {
 		epochs := c.epochs(r.pipeline)
-		for _, a := range c.assignments(doc, map[int]string{r.job: w}, func(id int) uint64 { return epochs[id] }) {
+		for _, a := range c.assignments(p, map[int]string{r.job: w}, func(id int) uint64 { return epochs[id] }) {
 			if a.a.Job.ID != r.job {
 				continue
 			}
@@ -443,7 +444,7 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 		c.mu.Unlock()
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s; stop it first", doc.Name, old.state)}, Pipeline: doc.Name}
 	}
-	p := &pipelineState{doc: doc, state: protocol.StatePending, submitted: time.Now(), jobs: map[int]*jobState{}}
+	p := &pipelineState{doc: doc, state: protocol.StatePending, submitted: time.Now(), jobs: map[int]*jobState{}, deps: req.Dependencies}
 	for i := range doc.Jobs {
 		j := &doc.Jobs[i]
 		p.jobs[j.ID] = &jobState{job: j, state: protocol.StatePending}
@@ -503,7 +504,7 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 		c.abort(p, err)
 		return "", err
 	}
-	assigns := c.assignments(p.doc, placement, func(int) uint64 { return epoch })
+	assigns := c.assignments(p, placement, func(int) uint64 { return epoch })
 	if err := c.prepareAll(ctx, assigns); err != nil {
 		c.abort(p, err)
 		return "", invalidError{err}
@@ -536,7 +537,8 @@ type placedAssignment struct {
 }
 
 // assignments builds the assignment of every job of doc; epochOf gives each job's epoch.
-func (c *control) assignments(doc *pipeline.Pipeline, placement map[int]string, epochOf func(job int) uint64) []placedAssignment {
+func (c *control) assignments(p *pipelineState, placement map[int]string, epochOf func(job int) uint64) []placedAssignment {
+	doc := p.doc
 	ends := doc.Endpoints()
 	binding := func(pipeID int) protocol.PipeBinding {
 		pp := doc.PipeByID(pipeID)
@@ -559,7 +561,7 @@ func (c *control) assignments(doc *pipeline.Pipeline, placement map[int]string, 
 	var out []placedAssignment
 	for i := range doc.Jobs {
 		j := doc.Jobs[i]
-		a := protocol.Assignment{Pipeline: doc.Name, Epoch: epochOf(j.ID), Job: j}
+		a := protocol.Assignment{Pipeline: doc.Name, Epoch: epochOf(j.ID), Job: j, Dependencies: p.deps[j.ID]}
 		for _, id := range j.Inputs {
 			a.Inputs = append(a.Inputs, binding(id))
 		}

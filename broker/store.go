@@ -30,6 +30,7 @@ type savedPipeline struct {
 	Ended     time.Time        `json:"ended,omitempty"`
 	Cleaned   bool             `json:"cleaned,omitempty"`
 	Jobs      map[int]savedJob `json:"jobs"`
+	Deps      map[int]string   `json:"deps,omitempty"`
 	Events    []protocol.Event `json:"events,omitempty"`
 }
 
@@ -61,6 +62,9 @@ func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.St
 	if err != nil {
 		return nil, fmt.Errorf("broker: checkpoint bucket: %w", err)
 	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: protocol.DepsBucket, Storage: storage}); err != nil {
+		return nil, fmt.Errorf("broker: dependencies bucket: %w", err)
+	}
 	return &store{pipelines: p, workers: w, checkpoints: cp}, nil
 }
 
@@ -71,7 +75,7 @@ func (p *pipelineState) snapshot() (savedPipeline, error) {
 		return savedPipeline{}, err
 	}
 	sp := savedPipeline{Document: doc, State: p.state, Reason: p.reason, Error: p.err, Submitted: p.submitted,
-		Ended: p.ended, Cleaned: p.cleaned, Jobs: map[int]savedJob{}, Events: p.events}
+		Ended: p.ended, Cleaned: p.cleaned, Jobs: map[int]savedJob{}, Events: p.events, Deps: p.deps}
 	if len(sp.Events) > 50 {
 		sp.Events = sp.Events[len(sp.Events)-50:]
 	}
@@ -128,7 +132,7 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
 		}
 		p := &pipelineState{doc: doc, state: sp.State, reason: sp.Reason, err: sp.Error, submitted: sp.Submitted,
-			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}}
+			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}, deps: sp.Deps}
 		for i := range doc.Jobs {
 			j := &doc.Jobs[i]
 			sj := sp.Jobs[j.ID]

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/deps"
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 	"github.com/marvelo/marvelo/worker/align"
@@ -394,6 +395,11 @@ func (w *Worker) buildExecTask(a *protocol.Assignment, label string) (*task, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
+	if a.Dependencies != "" {
+		if err := w.unpackDependencies(a.Dependencies, workDir); err != nil {
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+	}
 	spec, err := execjob.SpecFromAssignment(a, w.opts.Name, workDir)
 	if err != nil {
 		return nil, err
@@ -416,6 +422,53 @@ func ports(bs []protocol.PipeBinding) ([]job.Port, error) {
 		out[k] = job.Port{Pipe: b.ID, Codec: c, BlockCount: max(b.BlockCount, 1)}
 	}
 	return out, nil
+}
+
+// unpackDependencies unpacks a packed dependencies folder into dir, fetching it from the broker's
+// object store unless this worker has it already (archives are named by their content).
+func (w *Worker) unpackDependencies(digest, dir string) error {
+	cache := filepath.Join(w.opts.WorkDir, ".marvelo-cache", "deps", digest+".tar.gz")
+	archive, err := os.ReadFile(cache)
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		store, err := w.js.ObjectStore(ctx, protocol.DepsBucket)
+		if err != nil {
+			return fmt.Errorf("dependencies store: %w", err)
+		}
+		if archive, err = store.GetBytes(ctx, digest); err != nil {
+			return fmt.Errorf("fetch dependencies %s: %w", digest, err)
+		}
+		if err := writeFileAtomic(cache, archive); err != nil {
+			w.log.Warn("dependencies not cached", "digest", digest, "error", err)
+		}
+	}
+	if err := deps.Unpack(archive, dir); err != nil {
+		return fmt.Errorf("unpack dependencies %s: %w", digest, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes a file through a temporary one, so a crash never leaves half a file
+// under the final name.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // execDir is an executable job's own working directory, where its dependencies are unpacked:

@@ -9,12 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/deps"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -50,10 +54,19 @@ func (c *Client) call(ctx context.Context, subject string, req, out any) error {
 	return nil
 }
 
-// Submit sends a pipeline document (JSON or CBOR) to the broker.
-func (c *Client) Submit(ctx context.Context, doc []byte) (protocol.SubmitReply, error) {
+// Submit sends a pipeline document (JSON or CBOR) to the broker. The dependencies folders of its
+// executable jobs, relative to baseDir (the document's folder), are packed and uploaded first.
+func (c *Client) Submit(ctx context.Context, doc []byte, baseDir string) (protocol.SubmitReply, error) {
 	var r protocol.SubmitReply
-	if err := c.call(ctx, protocol.SubjSubmit, protocol.SubmitRequest{Document: doc}, &r); err != nil {
+	req := protocol.SubmitRequest{Document: doc}
+	p, err := pipeline.Parse(doc)
+	if err != nil {
+		return r, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if req.Dependencies, err = c.uploadDependencies(ctx, p, baseDir); err != nil {
+		return r, err
+	}
+	if err := c.call(ctx, protocol.SubjSubmit, req, &r); err != nil {
 		return r, err
 	}
 	if !r.OK {
@@ -63,6 +76,50 @@ func (c *Client) Submit(ctx context.Context, doc []byte) (protocol.SubmitReply, 
 		return r, r.Err()
 	}
 	return r, nil
+}
+
+// uploadDependencies packs each executable job's dependencies folder and stores it in the
+// broker's object store, once per content. A folder that is missing is an invalid document.
+func (c *Client) uploadDependencies(ctx context.Context, p *pipeline.Pipeline, baseDir string) (map[int]string, error) {
+	var out map[int]string
+	var store jetstream.ObjectStore
+	for _, j := range p.Jobs {
+		if j.Exec == nil || j.Exec.Dependencies == "" {
+			continue
+		}
+		dir := j.Exec.Dependencies
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(baseDir, dir)
+		}
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%w: %s: dependencies %s can't be found or isn't a directory", ErrInvalid, j.Label(), dir)
+		}
+		archive, digest, err := deps.Pack(dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: dependencies %s: %w", j.Label(), dir, err)
+		}
+		if store == nil {
+			js, err := jetstream.New(c.nc)
+			if err != nil {
+				return nil, err
+			}
+			if store, err = js.ObjectStore(ctx, protocol.DepsBucket); err != nil {
+				return nil, fmt.Errorf("dependencies store: %w", err)
+			}
+		}
+		if _, err := store.GetInfo(ctx, digest); errors.Is(err, jetstream.ErrObjectNotFound) {
+			if _, err := store.PutBytes(ctx, digest, archive); err != nil {
+				return nil, fmt.Errorf("%s: upload dependencies: %w", j.Label(), err)
+			}
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: dependencies store: %w", j.Label(), err)
+		}
+		if out == nil {
+			out = map[int]string{}
+		}
+		out[j.ID] = digest
+	}
+	return out, nil
 }
 
 // Status returns the status of one pipeline, or of all when name is empty.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,7 +94,7 @@ func submitAction(c *cli.Context) error {
 		}
 		defer f.Close()
 	}
-	r, err := cl.Submit(c.Context, doc)
+	r, err := cl.Submit(c.Context, doc, filepath.Dir(path))
 	if errors.Is(err, client.ErrInvalid) {
 		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))
 	}

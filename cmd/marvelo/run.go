@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -57,7 +58,8 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))
 	}
-	opts := local.Options{WorkDir: c.String("workdir"), Registry: registry, Output: os.Stdout, Input: os.Stdin}
+	opts := local.Options{WorkDir: c.String("workdir"), Registry: registry, Output: os.Stdout, Input: os.Stdin,
+		BaseDir: filepath.Dir(path)}
 	if c.Bool("events") {
 		opts.Events = os.Stderr
 	}

@@ -204,6 +204,8 @@ type Assignment struct {
 	Job      pipeline.Job  `json:"job"`
 	Inputs   []PipeBinding `json:"inputs"`
 	Outputs  []PipeBinding `json:"outputs"`
+	// Dependencies names the object in DepsBucket to unpack into the job's working directory.
+	Dependencies string `json:"dependencies,omitempty"`
 }
 
 // Ref returns the assignment's JobRef.
@@ -251,7 +253,14 @@ type JobState struct {
 // SubmitRequest carries a pipeline document (CBOR) to the broker.
 type SubmitRequest struct {
 	Document []byte `json:"document"`
+	// Dependencies maps the id of an executable job to the object (in DepsBucket) holding its
+	// packed dependencies folder.
+	Dependencies map[int]string `json:"dependencies,omitempty"`
 }
+
+// DepsBucket is the JetStream object store bucket of packed dependency folders, named by the
+// sha256 of their archive: an unchanged folder is uploaded and fetched once.
+const DepsBucket = "marvelo_deps"
 
 // SubmitReply answers a submit.
 type SubmitReply struct {

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/marvelo/marvelo/broker"
@@ -34,6 +36,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Input, when set, feeds the pipeline's interactive jobs, line by line.
 	Input io.Reader
+	// BaseDir is the pipeline document's folder: executables' dependencies folders, and the
+	// paths of executables that have none, are relative to it.
+	BaseDir string
 }
 
 // ErrInvalid marks a document the broker rejected (exit code 2).
@@ -149,7 +154,11 @@ func (e *Env) RunPipeline(ctx context.Context, name string, doc []byte, opts Opt
 		return protocol.PipelineStatus{}, err
 	}
 	defer f.Close()
-	if _, err := e.Client.Submit(ctx, doc); err != nil {
+	doc, err = localExecPaths(doc, opts.BaseDir)
+	if err != nil {
+		return protocol.PipelineStatus{}, err
+	}
+	if _, err := e.Client.Submit(ctx, doc, opts.BaseDir); err != nil {
 		return protocol.PipelineStatus{}, err
 	}
 	if p, err := pipeline.Parse(doc); err == nil && opts.Input != nil {
@@ -191,6 +200,36 @@ func (e *Env) stopPipeline(name string, f *client.Follower, onLine func(protocol
 	}
 	st, err := f.Wait(sctx, onLine, onEvent)
 	return st, errors.Join(cause, err)
+}
+
+// localExecPaths makes the relative path of an executable without dependencies absolute, against
+// the document's folder, when the file is there: in a local run the worker shares this machine,
+// so `"path": "./filter.py"` means the script beside the document, as its author expects.
+func localExecPaths(doc []byte, baseDir string) ([]byte, error) {
+	if baseDir == "" {
+		return doc, nil
+	}
+	p, err := pipeline.Parse(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	changed := false
+	for i := range p.Jobs {
+		e := p.Jobs[i].Exec
+		if e == nil || e.Dependencies != "" || filepath.IsAbs(e.Path) {
+			continue
+		}
+		abs := filepath.Join(baseDir, e.Path)
+		if _, err := os.Stat(abs); err == nil {
+			if abs, err = filepath.Abs(abs); err == nil {
+				e.Path, changed = abs, true
+			}
+		}
+	}
+	if !changed {
+		return doc, nil
+	}
+	return pipeline.EncodeCBOR(p)
 }
 
 func describe(st protocol.PipelineStatus) string {
