@@ -15,8 +15,12 @@ import (
 // An executable job runs as a process the adapter (package execjob) connects to the job's pipes:
 // rounds assembled by the checker are written to its inputs, and each block it writes to an
 // output is published as it is read. The n-th block of an output carries the SQN and head of the
-// n-th round written (the original's connection queue); a program that writes more blocks than
-// it was given rounds numbers them on; a source numbers its blocks as Go sources do.
+// n-th round written (the original's connection queue), so a program that answers each round
+// with one block keeps the SQNs — gaps and dummies included — that joins downstream align on. A
+// program that writes more blocks than rounds numbers on (SQNs only ever grow). The finished bit
+// of a round is not copied onto the program's blocks, whose count it does not know: when the
+// program closes an output, the stream ends with a marker, unless the program set the finished
+// bit itself. A source numbers its blocks as Go sources do.
 
 // roundTag is what an output block inherits from the round it answers.
 type roundTag struct {
@@ -156,12 +160,13 @@ func (t *task) pumpOutput(ctx context.Context, proc *execjob.Process, o *execOut
 			}
 			sqn, out = step.SQN, align.OutHead(head, step.Head(t.headSize), t.headSize, false, t.assign.Job.Head)
 		default:
+			var tag roundTag
 			select {
-			case tag := <-o.tags:
-				sqn, out = tag.sqn, align.OutHead(head, tag.head, t.headSize, true, t.assign.Job.Head)
+			case tag = <-o.tags:
 			default:
-				sqn, out = o.last+1, align.OutHead(head, 0, t.headSize, true, t.assign.Job.Head)
 			}
+			sqn = max(tag.sqn, o.last+1)
+			out = align.OutHead(head, tag.head&^finMask, t.headSize, true, t.assign.Job.Head)
 		}
 		if err := o.pub.Write(ctx, codec.Block{SQN: sqn, Head: out, Payload: payload}); err != nil {
 			return err

@@ -124,9 +124,15 @@ func (r *Registry) New(name string, args map[string]any) (any, error) {
 // DecodeArgs decodes args into the struct dst points to, by the fields' json tags. A field tagged
 // `marvelo:"required"` must be present.
 func DecodeArgs(dst any, args map[string]any) error {
+	if dst == nil {
+		return errors.New("job factory returned nil")
+	}
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("job factory returned %T, want a pointer to a struct", dst)
+		if len(args) == 0 {
+			return nil // a job without args may be any type
+		}
+		return fmt.Errorf("job factory returned %T, want a pointer to a struct to take args", dst)
 	}
 	fields := argFields(rv.Elem().Type())
 	var problems []string

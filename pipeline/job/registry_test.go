@@ -242,12 +242,19 @@ func TestRegisterPanics(t *testing.T) {
 	}
 }
 
+// Args go into a pointer to a struct; a job that takes no args may be of any type.
 func TestDecodeArgsNeedsStructPointer(t *testing.T) {
 	var n int
-	for _, dst := range []any{argsJob{}, &n, nil} {
-		if err := job.DecodeArgs(dst, nil); err == nil {
-			t.Errorf("DecodeArgs(%T) succeeded", dst)
+	for _, dst := range []any{argsJob{}, &n} {
+		if err := job.DecodeArgs(dst, map[string]any{"start": 1}); err == nil {
+			t.Errorf("DecodeArgs(%T) with args succeeded", dst)
 		}
+		if err := job.DecodeArgs(dst, nil); err != nil {
+			t.Errorf("DecodeArgs(%T) without args: %v", dst, err)
+		}
+	}
+	if err := job.DecodeArgs(nil, nil); err == nil {
+		t.Error("DecodeArgs(nil) succeeded")
 	}
 }
 
