@@ -33,6 +33,7 @@ Examples:
 			encodeCommand(),
 			decodeCommand(),
 			validateCommand(),
+			importXMLCommand(),
 			graphCommand(),
 			benchCommand(),
 			initCommand(),

@@ -186,13 +186,17 @@ type Process struct {
 	ins  []*inStream
 	outs []*outStream
 
+	watchMu sync.Mutex
+	cw      ctxWatch // the context of the last WriteRound
+
 	logs *logSink
 
 	// sigMu orders signals against the reaping: signals go to the process group only while its
 	// leader is not yet reaped, so the group id cannot belong to someone else.
 	sigMu    sync.Mutex
 	reaped   bool
-	stopping atomic.Bool
+	stopping atomic.Bool // Stop was called
+	signaled atomic.Bool // Stop signalled the program before it exited
 
 	exited    chan struct{} // the program (the group leader) has exited and been reaped
 	done      chan struct{} // exited, logs drained, folders removed: Wait returns
@@ -388,13 +392,20 @@ func (p *Process) Wait() error {
 	return p.waitErr
 }
 
-// Stop ends the program: SIGTERM to its whole process group, SIGKILL after grace if anything is
-// still running, and returns once the program has been reaped. It also releases the streams:
-// pending and later WriteRound and ReadOutput calls return errors wrapping ErrStopped. Calling it
-// after the program has exited only releases the streams.
+// Stop ends the program: SIGTERM to its whole process group, SIGKILL after grace if the program
+// (the group leader) is still running, and returns once it has been reaped. As at any exit of
+// the leader, whatever is left in its group is killed (SIGKILL) before it is reaped: no orphan
+// survives, no zombie of ours remains. Stop also releases the streams: pending and later
+// WriteRound and ReadOutput calls return errors wrapping ErrStopped. Calling it after the program
+// has exited only releases the streams. Cancelling Start's context does the same as
+// Stop(spec.Grace).
 func (p *Process) Stop(grace time.Duration) {
 	p.stopping.Store(true)
-	if p.signalGroup(sigTERM) && grace > 0 {
+	sent := p.signalGroup(sigTERM)
+	if sent {
+		p.signaled.Store(true)
+	}
+	if sent && grace > 0 {
 		t := time.NewTimer(grace)
 		select {
 		case <-p.exited:
@@ -443,6 +454,9 @@ func (p *Process) waiter() {
 	}
 	close(p.exited)
 	p.stopAfter()
+	p.watchMu.Lock()
+	p.unwatch() // nothing left to interrupt: release the context
+	p.watchMu.Unlock()
 	p.logs.wait()
 	if p.fifoDir != "" {
 		os.RemoveAll(p.fifoDir)
@@ -460,7 +474,7 @@ func (p *Process) exitError(werr error) error {
 	if !errors.As(werr, &ee) {
 		return fmt.Errorf("%s: %w", p.label, werr)
 	}
-	e := &ExitError{Job: p.label, Code: ee.ExitCode(), Stopped: p.stopping.Load(), Stderr: p.logs.tail()}
+	e := &ExitError{Job: p.label, Code: ee.ExitCode(), Stopped: p.signaled.Load(), Stderr: p.logs.tail()}
 	e.Signal = signalName(ee.ProcessState)
 	return e
 }
@@ -468,7 +482,6 @@ func (p *Process) exitError(werr error) error {
 // release closes everything Start opened, when it fails before the program runs.
 func (p *Process) release() {
 	for _, in := range p.ins {
-		in.close()
 		in.programGone()
 	}
 	for _, o := range p.outs {

@@ -67,6 +67,10 @@ func script(t *testing.T, dir, name, body string) string {
 var (
 	buildMu  sync.Mutex
 	builtErr = map[string]error{}
+
+	catOnce sync.Once
+	catBin  string
+	catErr  error
 )
 
 // compileC compiles a C file of testdata/exec (once per test binary); skips without a compiler.

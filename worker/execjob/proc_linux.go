@@ -57,3 +57,6 @@ func signalName(ps *os.ProcessState) string {
 
 // errTextBusy is the error of exec on a file still open for writing.
 const errTextBusy = syscall.ETXTBSY
+
+// setBlocking clears O_NONBLOCK of a file opened with it, before it is handed to a child.
+func setBlocking(f *os.File) error { return syscall.SetNonblock(int(f.Fd()), false) }

@@ -34,3 +34,5 @@ func waitExited(int) {}
 func signalName(*os.ProcessState) string { return "" }
 
 const errTextBusy = syscall.ETXTBSY
+
+func setBlocking(*os.File) error { return errUnsupported }

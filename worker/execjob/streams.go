@@ -16,17 +16,25 @@ import (
 	"github.com/marvelo/marvelo/codec"
 )
 
-// Opening the streams never blocks and never deadlocks, whatever order the program opens its
-// files in, or if it never opens some:
+// Opening the streams never blocks the worker and never deadlocks, whatever order the program
+// opens its files in, or if it never opens some:
 //
 //   - fd mode: the adapter makes an OS pipe per stream and passes the program's end as an
 //     inherited descriptor (ExtraFiles: fds 3, 4, ... — inputs first, then outputs).
-//   - fifo mode: the adapter makes the named pipes and opens both its end and, without
-//     blocking, a "keep" end of the opposite direction: a reader on each input, a writer on
-//     each output. The program's opens then find the other side open and return at once, and
-//     a program may close and reopen a named pipe (as shell scripts do with `read < in` or
-//     `>> out`) without losing data. The keep ends are closed when the program exits: writes to
-//     its inputs then fail with EPIPE, and its outputs end once their data has been read.
+//   - fifo mode: the adapter makes the named pipes and opens, without blocking, both its own end
+//     and a "keep" end of the other direction: a reader on each input, a writer on each output.
+//     The program's opens then find the other side open and return at once, in any order, at
+//     any time; data written before the program opens an input waits in the pipe; a program may
+//     close and reopen its output (as shell scripts do with `>> out`) without that being taken
+//     for the end. When the program exits the keep ends are closed: writes to its inputs fail
+//     with EPIPE, and its outputs end once their data has been read.
+//   - fifo mode, CloseInputs: the program must see EOF after the data, even if it opens the
+//     input only later (a slow start after a quick upstream). A named pipe's open for reading
+//     waits for a writer, so the adapter keeps its write end open until the program has the pipe
+//     open: it drops the keep reader and opens the pipe for writing once more, blocking, in a
+//     goroutine; that open returns when a reader — the program — has the pipe open, and both
+//     write ends are then closed. If the program exits first, the adapter opens the pipe itself
+//     (read-write, which never blocks on Linux) to let that open return.
 
 // inStream is one input: the adapter writes the program's blocks to it.
 type inStream struct {
@@ -34,40 +42,74 @@ type inStream struct {
 	c          codec.Codec
 	blockCount int
 	size       int      // block size of a bytes codec, 0 for the others
+	path       string   // fifo mode: the named pipe
 	f          *os.File // the adapter's write end
-	keep       *os.File // fifo mode: a reader held while the program runs
+	keep       *os.File // fifo mode: a reader held until CloseInputs or the program's exit
 	buf        []byte
 
-	closedByUs atomic.Bool // CloseInputs or Stop closed it
-	closeOnce  sync.Once
-	goneOnce   sync.Once
+	mu         sync.Mutex
+	closed     bool          // CloseInputs, Stop or the program's exit ended the input
+	closer     chan struct{} // fifo mode, after CloseInputs: closed when the closer is done
+	closedByUs atomic.Bool   // CloseInputs or Stop ended it
 }
 
-func newInStream(pt Port, f, keep *os.File) *inStream {
-	s := &inStream{pipe: pt.Pipe, c: pt.Codec, blockCount: max(pt.BlockCount, 1), f: f, keep: keep}
+func newInStream(pt Port, path string, f, keep *os.File) *inStream {
+	s := &inStream{pipe: pt.Pipe, c: pt.Codec, blockCount: max(pt.BlockCount, 1), path: path, f: f, keep: keep}
 	if pt.Codec.Name() == codec.Bytes {
 		s.size = len(pt.Codec.Zero())
 	}
 	return s
 }
 
+// close ends the input for the program: EOF after the data written so far.
 func (s *inStream) close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		s.closedByUs.Store(true)
-		err = s.f.Close()
-	})
-	return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closedByUs.Store(true)
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.keep == nil {
+		return s.f.Close()
+	}
+	s.keep.Close()
+	s.closer = make(chan struct{})
+	go func() {
+		defer close(s.closer)
+		// Returns once a reader has the pipe open; until then f keeps the data and the pipe.
+		if w, err := os.OpenFile(s.path, os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		s.f.Close()
+	}()
+	return nil
 }
 
-// programGone closes the keep end and the write end: nothing reads the input any more.
+// programGone ends the input when the program has exited: nothing reads it any more.
 func (s *inStream) programGone() {
-	s.goneOnce.Do(func() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
 		if s.keep != nil {
 			s.keep.Close()
 		}
-		s.closeOnce.Do(func() { s.f.Close() })
-	})
+		s.f.Close()
+		s.mu.Unlock()
+		return
+	}
+	closer := s.closer
+	s.mu.Unlock()
+	if closer == nil || isClosed(closer) {
+		return
+	}
+	// The closer waits for a reader that will never come: be that reader for a moment.
+	if d, err := os.OpenFile(s.path, os.O_RDWR|oNonblock, 0); err == nil {
+		<-closer
+		d.Close()
+		return
+	}
+	<-closer
 }
 
 // outStream is one output: the adapter reads the program's blocks from it.
@@ -97,15 +139,15 @@ func (s *outStream) programGone() {
 }
 
 // openPipes makes the OS pipes of fd mode. child holds the program's ends, in ExtraFiles order.
-func (p *Process) openPipes(s Spec) (in, out []string, child []*os.File, err error) {
+func (p *Process) openPipes(s Spec) (inArgs, out []string, child []*os.File, err error) {
 	for _, pt := range s.Inputs {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, nil, child, fmt.Errorf("input pipe %d: %w", pt.Pipe, err)
 		}
-		p.ins = append(p.ins, newInStream(pt, w, nil))
+		p.ins = append(p.ins, newInStream(pt, "", w, nil))
 		child = append(child, r)
-		in = append(in, strconv.Itoa(2+len(child)))
+		inArgs = append(inArgs, strconv.Itoa(2+len(child)))
 	}
 	for _, pt := range s.Outputs {
 		r, w, err := os.Pipe()
@@ -116,12 +158,12 @@ func (p *Process) openPipes(s Spec) (in, out []string, child []*os.File, err err
 		child = append(child, w)
 		out = append(out, strconv.Itoa(2+len(child)))
 	}
-	return in, out, child, nil
+	return inArgs, out, child, nil
 }
 
 // openFIFOs makes the named pipes of fifo mode in a private folder under the working directory
 // and opens the adapter's ends.
-func (p *Process) openFIFOs(wd string, s Spec) (in, out []string, err error) {
+func (p *Process) openFIFOs(wd string, s Spec) (inArgs, out []string, err error) {
 	dir, err := makeFIFODir(wd, s)
 	if err != nil {
 		return nil, nil, err
@@ -141,8 +183,8 @@ func (p *Process) openFIFOs(wd string, s Spec) (in, out []string, err error) {
 			keep.Close()
 			return nil, nil, fmt.Errorf("input pipe %d: %w", pt.Pipe, err)
 		}
-		p.ins = append(p.ins, newInStream(pt, w, keep))
-		in = append(in, path)
+		p.ins = append(p.ins, newInStream(pt, path, w, keep))
+		inArgs = append(inArgs, path)
 	}
 	for _, pt := range s.Outputs {
 		path := filepath.Join(dir, "out_"+strconv.Itoa(pt.Pipe))
@@ -161,7 +203,7 @@ func (p *Process) openFIFOs(wd string, s Spec) (in, out []string, err error) {
 		p.outs = append(p.outs, newOutStream(pt, r, keep))
 		out = append(out, path)
 	}
-	return in, out, nil
+	return inArgs, out, nil
 }
 
 // makeFIFODir makes WorkDir/.marvelo-fifo/<pipeline>-<job>-<random>, private to the worker's user.
@@ -237,9 +279,16 @@ func (p *Process) WriteRound(ctx context.Context, payloads [][][]byte, heads [][
 			in.buf = in.c.AppendFrame(in.buf, pl)
 		}
 	}
-	switch len(p.ins) {
-	case 0:
+	if len(p.ins) == 0 {
 		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", p.label, err)
+	}
+	p.watchMu.Lock()
+	p.watch(ctx)
+	p.watchMu.Unlock()
+	switch len(p.ins) {
 	case 1:
 		return p.write(ctx, p.ins[0])
 	}
@@ -253,29 +302,58 @@ func (p *Process) WriteRound(ctx context.Context, payloads [][][]byte, heads [][
 	return errors.Join(errs...)
 }
 
-// aLongTimeAgo is a deadline in the past, which interrupts a pending write.
+// aLongTimeAgo is a deadline in the past, which interrupts pending writes.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// write writes in.buf, interrupted by ctx.
+// ctxWatch interrupts the input writes when the context of WriteRound ends. One watch serves
+// every round written with the same context (the worker's job context), so a round costs no
+// registration.
+type ctxWatch struct {
+	ctx   context.Context
+	stop  func() bool
+	fired chan struct{}
+}
+
+// watch makes the end of ctx interrupt the writes. Callers hold p.watchMu.
+func (p *Process) watch(ctx context.Context) {
+	if p.cw.ctx == ctx {
+		return
+	}
+	p.unwatch()
+	if ctx.Done() == nil {
+		return // never cancelled
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		for _, in := range p.ins {
+			in.f.SetWriteDeadline(aLongTimeAgo)
+		}
+		close(fired)
+	})
+	p.cw = ctxWatch{ctx: ctx, stop: stop, fired: fired}
+}
+
+// unwatch ends the current watch; if it fired, the writes are made possible again. Callers hold
+// p.watchMu.
+func (p *Process) unwatch() {
+	if p.cw.ctx == nil {
+		return
+	}
+	if !p.cw.stop() {
+		<-p.cw.fired
+		for _, in := range p.ins {
+			in.f.SetWriteDeadline(time.Time{})
+		}
+	}
+	p.cw = ctxWatch{}
+}
+
+// write writes in.buf; the watch of the round's context interrupts it.
 func (p *Process) write(ctx context.Context, in *inStream) error {
 	if in.closedByUs.Load() {
 		return p.inputErr(ctx, in, os.ErrClosed)
 	}
-	var stop func() bool
-	var fired chan struct{}
-	if ctx.Done() != nil {
-		fired = make(chan struct{})
-		stop = context.AfterFunc(ctx, func() {
-			in.f.SetWriteDeadline(aLongTimeAgo)
-			close(fired)
-		})
-	}
-	_, err := in.f.Write(in.buf)
-	if stop != nil && !stop() {
-		<-fired
-		in.f.SetWriteDeadline(time.Time{})
-	}
-	if err != nil {
+	if _, err := in.f.Write(in.buf); err != nil {
 		return p.inputErr(ctx, in, err)
 	}
 	return nil
