@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/worker/align"
@@ -22,10 +25,25 @@ import (
 // program closes an output, the stream ends with a marker, unless the program set the finished
 // bit itself. A source numbers its blocks as Go sources do.
 
-// roundTag is what an output block inherits from the round it answers.
+// roundTag is what an output block inherits from the round it answers; once every output has
+// stored its block for the round, the round's input messages are acknowledged.
 type roundTag struct {
 	sqn  uint64
 	head uint32
+	acks *pendingAcks
+}
+
+// pendingAcks acknowledges a round's input messages once each output has stored its answer: a
+// worker that dies before leaves them to be delivered to the job's next instance.
+type pendingAcks struct {
+	msgs    []jetstream.Msg
+	pending atomic.Int32
+}
+
+func (t *task) answered(a *pendingAcks) {
+	if a != nil && a.pending.Add(-1) == 0 {
+		t.ack(a.msgs)
+	}
 }
 
 // execOutput is one output of a running executable.
@@ -119,15 +137,22 @@ func (t *task) feedExec(ctx context.Context, proc *execjob.Process, ins []*input
 			return err
 		}
 		t.stats.rounds.Add(1)
+		var acks *pendingAcks
+		if msgs := takeConsumed(ins, chk); len(eo) == 0 {
+			t.ack(msgs) // a sink program: handing it the data is all there is
+		} else if len(msgs) > 0 {
+			acks = &pendingAcks{msgs: msgs}
+			acks.pending.Store(int32(len(eo)))
+		}
 		for _, o := range eo {
 			select {
-			case o.tags <- roundTag{r.SQN, r.Head}:
-			default: // the program is far behind on this output: it will number on
+			case o.tags <- roundTag{r.SQN, r.Head, acks}:
+			default:
+				// The program is far behind on this output (or drops blocks on purpose): its
+				// blocks number on, and this round counts as answered here.
+				t.answered(acks)
 			}
 		}
-		// Written to the program: what it does with the data is its own (at-most the blocks in
-		// its pipe buffers are at risk if this worker dies).
-		t.ackConsumed(ins, nil, chk)
 		if _, _, fin := codec.Flags(r.Head, t.headSize); fin {
 			return nil
 		}
@@ -152,6 +177,7 @@ func (t *task) pumpOutput(ctx context.Context, proc *execjob.Process, o *execOut
 		buf = payload
 		var sqn uint64
 		var out uint32
+		var tag roundTag
 		switch {
 		case source:
 			step, err := nextSourceStep(ctx, t.sequencer)
@@ -160,16 +186,19 @@ func (t *task) pumpOutput(ctx context.Context, proc *execjob.Process, o *execOut
 			}
 			sqn, out = step.SQN, align.OutHead(head, step.Head(t.headSize), t.headSize, false, t.assign.Job.Head)
 		default:
-			var tag roundTag
 			select {
 			case tag = <-o.tags:
 			default:
+				tag = roundTag{}
 			}
 			sqn = max(tag.sqn, o.last+1)
 			out = align.OutHead(head, tag.head&^finMask, t.headSize, true, t.assign.Job.Head)
 		}
 		if err := o.pub.Write(ctx, codec.Block{SQN: sqn, Head: out, Payload: payload}); err != nil {
 			return err
+		}
+		if acks := tag.acks; acks != nil {
+			o.pub.AfterStored(func() { t.answered(acks) })
 		}
 		o.last, o.fin = sqn, out&finMask != 0
 		t.stats.blocksOut.Add(1)
@@ -181,6 +210,10 @@ func (t *task) pumpOutput(ctx context.Context, proc *execjob.Process, o *execOut
 func (t *task) closeExecOutputs(ctx context.Context, eo []*execOutput) error {
 	var errs []error
 	for _, o := range eo {
+		// Rounds the program finished without answering on this output are consumed all the same.
+		for len(o.tags) > 0 {
+			t.answered((<-o.tags).acks)
+		}
 		var end *uint64
 		if !o.fin {
 			end = &o.last

@@ -535,6 +535,28 @@ func (t *task) feedOptional(ctx context.Context, in *input, opt *align.Optional)
 // A block the checker holds (waiting for its slot, or for the other inputs to reset) is not
 // consumed yet: the message holding it waits for a later round.
 func (t *task) ackConsumed(ins []*input, outs []*publisher, chk *align.Checker) {
+	msgs := takeConsumed(ins, chk)
+	if len(msgs) == 0 {
+		return
+	}
+	if len(outs) == 0 {
+		t.ack(msgs)
+		return
+	}
+	var pending atomic.Int32
+	pending.Store(int32(len(outs)))
+	for _, p := range outs {
+		p.AfterStored(func() {
+			if pending.Add(-1) == 0 {
+				t.ack(msgs)
+			}
+		})
+	}
+}
+
+// takeConsumed returns the messages every block of which the job has taken, leaving out the one
+// holding a block the checker holds.
+func takeConsumed(ins []*input, chk *align.Checker) []jetstream.Msg {
 	var msgs []jetstream.Msg
 	for k, in := range ins {
 		if len(in.done) == 0 || in.pipe.Optional != nil {
@@ -553,27 +575,15 @@ func (t *task) ackConsumed(ins []*input, outs []*publisher, chk *align.Checker) 
 			in.done = in.done[:0]
 		}
 	}
-	if len(msgs) == 0 {
-		return
-	}
-	ack := func() {
-		for _, m := range msgs {
-			if err := m.Ack(); err != nil {
-				t.log.Debug("ack failed; the block will be delivered again", "error", err)
-			}
+	return msgs
+}
+
+// ack acknowledges messages; a failed ack only means the block comes again (and is dropped as a
+// duplicate by its SQN).
+func (t *task) ack(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			t.log.Debug("ack failed; the block will be delivered again", "error", err)
 		}
-	}
-	if len(outs) == 0 {
-		ack()
-		return
-	}
-	var pending atomic.Int32
-	pending.Store(int32(len(outs)))
-	for _, p := range outs {
-		p.AfterStored(func() {
-			if pending.Add(-1) == 0 {
-				ack()
-			}
-		})
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -240,4 +241,42 @@ func TestFailureInjection(t *testing.T) {
 		spare++
 	}
 	t.Logf("failure injection, %d rounds of %d blocks, every block exactly once:\n%s", rounds, count, strings.Join(table, "\n"))
+}
+
+// TestExecutableJobAcrossWorkersMovesWithItsDependencies submits a pipeline mixing Go jobs and an
+// executable (shipped as dependencies by `marvelo submit`), kills the worker running the
+// executable, and checks it moves — fetching its dependencies again — losing nothing.
+func TestExecutableJobAcrossWorkersMovesWithItsDependencies(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.startWorker("wa")
+	c.startWorker("wb")
+	c.startWorker("wc")
+	deps := filepath.Join(c.dir, "sum")
+	if err := os.MkdirAll(deps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile("../../../testdata/exec/sum.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(deps, "sum.sh"), script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(c.dir, "mixed.csv")
+	doc := c.writeDoc("mixed.json", fmt.Sprintf(`{"name": "mixed", "jobs": [
+    {"id": 1, "type": "counter", "args": {"count": 3000, "interval": "1ms"}, "outputs": [1], "node": "wb"},
+    {"id": 2, "exec": {"path": "./sum.sh", "params": ["--add", "0"], "dependencies": "sum"}, "inputs": [1], "outputs": [2], "node": "wa"},
+    {"id": 3, "type": "forward", "inputs": [2], "outputs": [3], "node": "wc"},
+    {"id": 4, "type": "csv_sink", "args": {"path": %q}, "inputs": [3], "groups": ["LOCAL"]}],
+  "pipes": [{"id": 1, "codec": "json"}, {"id": 2, "codec": "json"}]}`, out))
+	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
+		t.Fatalf("submit: %d %s", code, errOut)
+	}
+	waitRows(c, out, 1000)
+	c.workers["wa"].kill()
+	st := waitFinished(c, "mixed")
+	checkExactlyOnce(t, out, 3000)
+	if ms := moves(st); len(ms) != 1 || !strings.Contains(ms[0], "job 2") {
+		t.Fatalf("moves: %v", ms)
+	}
 }
