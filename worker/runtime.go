@@ -559,7 +559,7 @@ func (t *task) ackConsumed(ins []*input, outs []*publisher, chk *align.Checker) 
 func takeConsumed(ins []*input, chk *align.Checker) []jetstream.Msg {
 	var msgs []jetstream.Msg
 	for k, in := range ins {
-		if len(in.done) == 0 || in.pipe.Optional != nil {
+		if in.pipe.Optional != nil || len(in.done) == 0 { // an optional input acknowledges its own
 			continue
 		}
 		keep := 0

@@ -539,3 +539,54 @@ func TestRealtimePipesDeliverOverCoreNATS(t *testing.T) {
 		t.Fatalf("state %s", st.State)
 	}
 }
+
+// pair records the values of a synchronous and an optional input.
+type pair struct{ rec *recorder }
+
+func (p pair) Run(ctx *job.Context, a, b any) error { return p.rec.Run(ctx, []any{a, b}) }
+
+func TestOptionalInputNeverBlocksTheJob(t *testing.T) {
+	rec := &recorder{}
+	env := startEnv(t, registryWith("pair", func() any { return pair{rec} }))
+	store := true
+	p := &pipeline.Pipeline{Name: "optional", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 60, "interval": "2ms"}, Outputs: []int{1}},
+		// The optional input's source is slow and ends early: the job must not wait for it.
+		{ID: 2, Type: "counter", Args: map[string]any{"count": 3, "start": 100, "interval": "20ms"}, Outputs: []int{2}},
+		{ID: 3, Type: "pair", Inputs: []int{1, 2}},
+	}, Pipes: []pipeline.Pipe{{ID: 2, Optional: &pipeline.Optional{Default: "none", Store: &store}}}}
+	if _, err := runDoc(t, env, encode(t, p), nil); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	got := rec.snapshot()
+	if len(got) != 60 {
+		t.Fatalf("%d rounds, want one per block of the synchronous input (60)", len(got))
+	}
+	// The optional side shows the default until its first block, then the latest block it holds
+	// (stored), never going back.
+	last := int64(0)
+	sawDefault := false
+	for i, v := range got {
+		row := v.([]any)
+		if row[0] != int64(i+1) {
+			t.Fatalf("round %d: synchronous value %v", i+1, row[0])
+		}
+		switch o := row[1].(type) {
+		case string:
+			if o != "none" || last != 0 {
+				t.Fatalf("round %d: optional %q after %d", i+1, o, last)
+			}
+			sawDefault = true
+		case int64:
+			if o < last || o < 100 || o > 102 {
+				t.Fatalf("round %d: optional %d after %d", i+1, o, last)
+			}
+			last = o
+		default:
+			t.Fatalf("round %d: optional %T %v", i+1, o, o)
+		}
+	}
+	if !sawDefault && last == 0 {
+		t.Fatal("the optional input never showed anything")
+	}
+}
