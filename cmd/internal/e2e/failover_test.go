@@ -280,3 +280,36 @@ func TestExecutableJobAcrossWorkersMovesWithItsDependencies(t *testing.T) {
 		t.Fatalf("moves: %v", ms)
 	}
 }
+
+// TestSourceWithoutCheckpointRestartsWithTheResetBit kills the worker of a source that keeps no
+// checkpoint (clock): as in MARVELO it restarts from the beginning with the reset bit, and the
+// job downstream realigns — one dummy round — and the pipeline still ends.
+func TestSourceWithoutCheckpointRestartsWithTheResetBit(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.startWorker("wa")
+	c.startWorker("wb")
+	out := filepath.Join(c.dir, "clock.csv")
+	doc := c.writeDoc("clock.json", fmt.Sprintf(`{"name": "clock", "jobs": [
+    {"id": 1, "type": "clock", "args": {"count": 1500, "interval": "1ms"}, "outputs": [1], "node": "wa"},
+    {"id": 2, "type": "forward", "inputs": [1], "outputs": [2], "node": "wb"},
+    {"id": 3, "type": "csv_sink", "args": {"path": %q}, "inputs": [2], "groups": ["LOCAL"]}]}`, out))
+	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
+		t.Fatalf("submit: %d %s", code, errOut)
+	}
+	waitRows(c, out, 300)
+	c.workers["wa"].kill()
+	st := waitFinished(c, "clock")
+	var fwd protocol.JobStatus
+	for _, j := range st.Jobs {
+		if j.ID == 2 {
+			fwd = j
+		}
+	}
+	if fwd.Stats.Dummies < 1 {
+		t.Errorf("forward made %d dummies; a reset costs one dummy round", fwd.Stats.Dummies)
+	}
+	// Everything before the kill, then the whole restarted sequence (and its dummy round).
+	if rows := len(readLines(t, out)) - 1; rows < 1500+300 {
+		t.Errorf("%d rows: the restarted source did not run to its end", rows)
+	}
+}
