@@ -31,11 +31,13 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: throughput of source → forward → sink through marvelo run's machinery, plus Go benchmarks
+## bench: the standard figures (throughput, CPU, RSS, latency at fixed rates) of marvelo bench with
+## their same-run ceilings (plain nats.go relays), a block-size sweep, and the Go benchmarks
+## (codecs, checker, batching, the executable adapter against a raw FIFO → cat ceiling)
 bench: build
-	$(BIN)/marvelo bench --stages 1 --count 1000000
-	$(BIN)/marvelo bench --stages 1 --size 1024 --count 300000
-	$(GO) test -run '^$$' -bench . -benchmem ./codec/ ./pipeline/...
+	$(BIN)/marvelo bench --baseline
+	$(BIN)/marvelo bench linear --sizes 8,64,1024,16384 --rate 0 --count 100000 --runs 1 --baseline
+	$(GO) test -run '^$$' -bench . -benchmem ./codec/... ./pipeline/... ./worker/... ./cmd/internal/benchkit/
 
 ## fuzz: a short run of every fuzz target (make test runs their seed corpora)
 fuzz:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -145,17 +146,34 @@ func (t *task) feedExec(ctx context.Context, proc *execjob.Process, ins []*input
 			acks.pending.Store(int32(len(eo)))
 		}
 		for _, o := range eo {
-			select {
-			case o.tags <- roundTag{r.SQN, r.Head, acks}:
-			default:
-				// The program is far behind on this output (or drops blocks on purpose): its
-				// blocks number on, and this round counts as answered here.
-				t.answered(acks)
-			}
+			t.queueTag(ctx, o, roundTag{r.SQN, r.Head, acks})
 		}
 		if _, _, fin := codec.Flags(r.Head, t.headSize); fin {
 			return nil
 		}
+	}
+}
+
+// tagWait is how long the feeding waits for a program's output to catch up when its queue of
+// rounds is full, before it numbers that output on (a program that drops blocks on purpose).
+const tagWait = time.Second
+
+// queueTag queues a round for an output's numbering. A full queue means the program's pipes hold
+// many rounds not yet answered: waiting for it is backpressure, as a Go job gets; only a program
+// that stays silent on this output makes the round count as answered and its blocks number on.
+func (t *task) queueTag(ctx context.Context, o *execOutput, tag roundTag) {
+	select {
+	case o.tags <- tag:
+		return
+	default:
+	}
+	timer := time.NewTimer(tagWait)
+	defer timer.Stop()
+	select {
+	case o.tags <- tag:
+	case <-timer.C:
+		t.answered(tag.acks)
+	case <-ctx.Done():
 	}
 }
 

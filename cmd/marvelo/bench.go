@@ -1,79 +1,263 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
-	"runtime"
+	"os/signal"
 	"runtime/pprof"
-	"text/tabwriter"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
+	"github.com/marvelo/marvelo/cmd/internal/benchkit"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/cmd/internal/local"
-	"github.com/marvelo/marvelo/pipeline"
-	"github.com/marvelo/marvelo/pipeline/builtin"
-	"github.com/marvelo/marvelo/pipeline/job"
 )
 
 func benchCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "bench",
-		Usage: "measure throughput of a source → forwards → sink pipeline on an embedded broker",
-		Description: `Runs the standard throughput scenario through exactly the machinery of marvelo run (embedded
-NATS with JetStream in memory, broker, worker, real NATS connections): a source of --count
-blocks → --stages forward jobs → a discard sink. With --size 0 the blocks are small integers
-(cbor); otherwise they are --size byte blocks on bytes pipes. Prints blocks/s and MB/s.
+		Name:      "bench",
+		Usage:     "measure throughput, latency and cost of standard pipelines, with their ceilings",
+		ArgsUsage: "[linear] [fanin] [exec]",
+		Description: `Runs standard pipelines through exactly the machinery of marvelo run (embedded NATS with
+JetStream in memory, the broker, one worker, real NATS connections; pipes are bytes pipes of
+--size bytes) and prints a table for people, or JSON with --json.
 
-Example:
-   marvelo bench
-   marvelo bench --stages 2 --size 1024 --count 200000`,
+Scenarios (all three when none is named):
+   linear   a source → --stages forward jobs → a sink
+   fanin    3 sources → a join job (one block per round of its 3 inputs) → a sink; figures are rounds
+   exec     a source → a cat-like executable job (a shell script the bench writes, bytes pipes) → a
+            sink; reported as "not available: <why>" where it cannot run (no executable jobs in the
+            worker, no sh or cat) instead of failing the bench
+
+Each scenario runs, for each block size:
+   as fast as possible (--count blocks per source, --runs times, the median run reported):
+      blocks/s, MB/s of payload into the sink, process CPU seconds per million blocks (broker,
+      NATS server, worker and bench together: getrusage at the first block sent and at the last
+      one received), and the peak RSS of the process during the run
+   at each fixed rate of --rate (for --duration): latency p50, p99, p99.9 and max, and CPU per
+      million blocks — the sources stamp every block with its send time (one process clock: every
+      job runs in this process) and the sink records receive − send time per block
+Every run starts with one warm-up block that must reach the sink before the clock starts, so the
+pipeline's start (consumers binding, an executable starting) counts in no figure. Sources are
+paced by a kernel timer (timerfd on Linux); a note says when they fell behind their rate.
+
+--baseline also runs each topology as plain nats.go programs (publisher → relays → subscriber) on an
+embedded NATS server of their own, in the same run, with the same block size, count and rate: over
+core NATS (nothing stored), and over JetStream with one message per block (memory streams, async
+publish, acknowledged once stored; at most --js-count blocks per throughput run, it is much slower).
+Every figure then comes with its ceilings and the ratio marvelo / ceiling.
+
+--broker URL measures a real deployment instead: the bench-only job types (stamping sources, the
+join, the recording sink) are not carried by remote workers, so only builtin jobs run (counter →
+forward → discard, 3 counters → sum → discard, counter → sh/cat → discard, cbor integers), the
+time is the wall time from submit to finished (scheduling included), and there is no latency or CPU
+figure; --baseline then runs the relays against that server (8 B messages, JetStream streams named
+BENCHKIT_*, deleted afterwards).
+
+Flags may stand before or after the scenario names. The default run takes about 25 s on a 2-core
+machine, a minute with --baseline; --quick runs a few thousand blocks per figure (for tests and
+smoke checks). A run that fails shows as "failed: <why>" in its row, the other runs go on, and
+the bench exits 1. Exit codes: 0 done, 1 a run failed, 2 bad usage.
+
+Examples:
+   marvelo bench                                   # all scenarios, 64 B, 1,000 and 10,000 blocks/s
+   marvelo bench --baseline                        # the same, every figure with its ceilings
+   marvelo bench linear --stages 2 --sizes 8,64,1024,16384 --rate 0
+   marvelo bench linear --size 64 --rate 0 --runs 1 --cpuprofile cpu.out && go tool pprof -top cpu.out
+   marvelo bench fanin --rate 1000,2000,5000 --duration 5s --json > fanin.json
+   marvelo bench --quick --json
+   marvelo bench linear fanin --broker nats://head:4222 --auth-token T --count 200000`,
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "stages", Value: 1, Usage: "forward jobs between source and sink"},
-			&cli.IntFlag{Name: "size", Value: 0, Usage: "block size in bytes (0: small cbor integers)"},
-			&cli.IntFlag{Name: "count", Value: 1_000_000, Usage: "blocks the source emits"},
-			&cli.IntFlag{Name: "runs", Value: 3, Usage: "repetitions; the median is reported"},
-			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
-			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the runs to this file (go tool pprof)"},
+			&cli.IntFlag{Name: "stages", Value: 1, Usage: "forward jobs between the source and the sink of linear (0: source → sink)"},
+			&cli.IntFlag{Name: "size", Value: 64, Usage: "block size in bytes (at least 8: the send time travels in the first 8 bytes)"},
+			&cli.StringFlag{Name: "sizes", Usage: "a sweep of block sizes, e.g. 8,64,1024,16384 (instead of --size)"},
+			&cli.IntFlag{Name: "count", Value: 1_000_000, Usage: "blocks per source in each throughput run (0: no throughput runs)"},
+			&cli.IntFlag{Name: "runs", Value: 3, Usage: "repetitions of each throughput run; the median is reported"},
+			&cli.StringFlag{Name: "rate", Value: "1000,10000", Usage: "fixed rates in blocks/s per source for the latency runs, comma-separated (0: no latency runs)"},
+			&cli.DurationFlag{Name: "duration", Value: 2 * time.Second, Usage: "length of each latency run (at least 100 blocks)"},
+			&cli.BoolFlag{Name: "baseline", Usage: "also run each topology as plain nats.go relays (core NATS and JetStream) and print marvelo / ceiling"},
+			&cli.IntFlag{Name: "js-count", Value: 50_000, Usage: "at most this many blocks per source in a JetStream baseline throughput run"},
+			&cli.BoolFlag{Name: "quick", Usage: "a short run: --count 20000 --runs 1 --duration 200ms --js-count 2000 unless given"},
+			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the whole bench to this file (go tool pprof)"},
+			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "longest time one run may take"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log the embedded broker and worker to stderr"},
+			&cli.StringFlag{Name: "broker", Usage: "measure the deployment behind this broker URL instead of an embedded one (builtin jobs only)"},
+			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker of --broker requires"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the TLS certificate of --broker"},
 		},
 		Action: benchAction,
 	}
 }
 
-// benchResult is one bench figure.
-type benchResult struct {
-	Scenario     string  `json:"scenario"`
-	Stages       int     `json:"stages"`
-	Size         int     `json:"size"`
-	Count        int     `json:"count"`
-	Seconds      float64 `json:"seconds"`
-	BlocksPerSec float64 `json:"blocks_per_s"`
-	MBPerSec     float64 `json:"mb_per_s"`
-	CPUs         int     `json:"cpus"`
+// benchOptionsFrom checks and collects the flags and arguments.
+func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
+	o := benchOptions{
+		stages: c.Int("stages"), count: c.Int("count"), runs: c.Int("runs"), duration: c.Duration("duration"),
+		baseline: c.Bool("baseline"), jsCount: c.Int("js-count"), timeout: c.Duration("timeout"),
+		quick: c.Bool("quick"), broker: c.String("broker"), verbose: c.Bool("verbose"),
+	}
+	if o.quick {
+		if !c.IsSet("count") {
+			o.count = 20_000
+		}
+		if !c.IsSet("runs") {
+			o.runs = 1
+		}
+		if !c.IsSet("duration") {
+			o.duration = 200 * time.Millisecond
+		}
+		if !c.IsSet("js-count") {
+			o.jsCount = 2_000
+		}
+	}
+	for _, a := range c.Args().Slice() {
+		for _, name := range strings.Split(a, ",") {
+			switch {
+			case name == "all":
+				o.scenarios = append(o.scenarios, benchScenarios...)
+			case slices.Contains(benchScenarios, name):
+				o.scenarios = append(o.scenarios, name)
+			default:
+				return o, fmt.Errorf("bench: unknown scenario %q (want %s)", name, strings.Join(benchScenarios, ", "))
+			}
+		}
+	}
+	if len(o.scenarios) == 0 {
+		o.scenarios = benchScenarios
+	}
+	o.scenarios = uniq(o.scenarios)
+	if c.IsSet("sizes") && c.IsSet("size") {
+		return o, fmt.Errorf("bench: give --size or --sizes, not both")
+	}
+	o.sizes = []int{c.Int("size")}
+	if c.IsSet("sizes") {
+		var err error
+		if o.sizes, err = parseList(c.String("sizes"), strconv.Atoi); err != nil {
+			return o, fmt.Errorf("bench: --sizes: %w", err)
+		}
+	}
+	for _, s := range o.sizes {
+		if s < benchkit.StampSize || s > 1<<20 {
+			return o, fmt.Errorf("bench: block size %d: want 8 bytes to 1 MiB", s)
+		}
+	}
+	rates, err := parseList(c.String("rate"), func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
+	if err != nil {
+		return o, fmt.Errorf("bench: --rate: %w", err)
+	}
+	for _, r := range rates {
+		switch {
+		case r < 0 || r > 1e6:
+			return o, fmt.Errorf("bench: rate %g: want 0 (none) or up to 1,000,000 blocks/s", r)
+		case r > 0:
+			o.rates = append(o.rates, r)
+		}
+	}
+	switch {
+	case o.stages < 0 || o.stages > 64:
+		return o, fmt.Errorf("bench: --stages %d: want 0 to 64", o.stages)
+	case o.count < 0:
+		return o, fmt.Errorf("bench: --count %d is negative", o.count)
+	case o.runs < 1:
+		return o, fmt.Errorf("bench: --runs %d: want at least 1", o.runs)
+	case o.duration <= 0:
+		return o, fmt.Errorf("bench: --duration must be positive")
+	case o.jsCount < 1:
+		return o, fmt.Errorf("bench: --js-count %d: want at least 1", o.jsCount)
+	case o.timeout <= 0:
+		return o, fmt.Errorf("bench: --timeout must be positive")
+	case o.count == 0 && len(o.rates) == 0:
+		return o, fmt.Errorf("bench: --count 0 and --rate 0 leave nothing to measure")
+	case o.broker != "" && o.count == 0:
+		return o, fmt.Errorf("bench: --broker measures throughput only: --count must be positive")
+	}
+	return o, nil
+}
+
+func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(strings.ReplaceAll(f, "_", ""))
+		if f == "" {
+			continue
+		}
+		v, err := parse(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func uniq(xs []string) []string {
+	var out []string
+	for _, x := range xs {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func benchAction(c *cli.Context) error {
-	stages, size, count, runs := c.Int("stages"), c.Int("size"), c.Int("count"), c.Int("runs")
-	if stages < 0 || size < 0 || count < 1 || runs < 1 {
-		return cliutil.UsageError(fmt.Errorf("bench: --stages and --size must be ≥ 0, --count and --runs ≥ 1"))
-	}
-	doc, err := benchPipeline(stages, size, count)
+	opts, err := benchOptionsFrom(c)
 	if err != nil {
-		return cliutil.Failure(err)
+		return cliutil.UsageError(err)
 	}
-	reg := builtin.Registry()
-	reg.Register("bench_source", "emits count blocks of size bytes", func() any { return &benchSource{} })
-	env, err := local.Start(local.Options{Registry: reg, WorkDir: os.TempDir()})
-	if err != nil {
-		return cliutil.Failure(err)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	progress := c.App.ErrWriter
+	if progress == nil {
+		progress = os.Stderr
 	}
-	defer env.Close()
+	out := c.App.Writer
+	if out == nil {
+		out = os.Stdout
+	}
+	r := &benchRunner{opts: opts, progress: progress, runID: newRunID(), baseCache: map[baseKey]*benchFigures{}}
+	defer r.close()
+	brokerName := "embedded"
+	if opts.broker != "" {
+		nc, cl, err := connect(c)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		r.remote, brokerName = cl, opts.broker
+		r.baseURL = opts.broker
+		if t := c.String("auth-token"); t != "" {
+			r.baseOpts = append(r.baseOpts, nats.Token(t))
+		}
+		if ca := c.String("tls-ca"); ca != "" {
+			r.baseOpts = append(r.baseOpts, nats.RootCAs(ca))
+		}
+	} else {
+		if err := r.startLocal(progress); err != nil {
+			return cliutil.Failure(err)
+		}
+		if opts.baseline {
+			srv, err := benchkit.StartServer()
+			if err != nil {
+				return cliutil.Failure(err)
+			}
+			defer srv.Shutdown()
+			r.baseURL = srv.URL()
+		}
+	}
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
-			return cliutil.Failure(err)
+			return cliutil.UsageError(fmt.Errorf("bench: --cpuprofile: %w", err))
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
@@ -81,90 +265,53 @@ func benchAction(c *cli.Context) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var secs []float64
-	for i := 0; i < runs; i++ {
-		start := time.Now()
-		if _, err := env.RunPipeline(c.Context, "bench", doc, local.Options{}); err != nil {
-			return cliutil.Failure(fmt.Errorf("bench run %d: %w", i+1, err))
-		}
-		secs = append(secs, time.Since(start).Seconds())
-		if !c.Bool("json") {
-			fmt.Fprintf(os.Stderr, "run %d/%d: %.0f blocks/s\n", i+1, runs, float64(count)/secs[i])
-		}
+	rows, err := r.run(ctx)
+	if err != nil {
+		return cliutil.Failure(fmt.Errorf("bench: %w", err))
 	}
-	med := median(secs)
-	res := benchResult{Scenario: "linear", Stages: stages, Size: size, Count: count, Seconds: med,
-		BlocksPerSec: float64(count) / med, CPUs: runtime.NumCPU()}
-	payload := size
-	if payload == 0 {
-		payload = 8
+	rep := benchReport{
+		Machine: machine(), Broker: brokerName, Results: rows,
+		Settings: benchSettings{
+			Count: opts.count, Runs: opts.runs, Stages: opts.stages, Sizes: opts.sizes, Rates: opts.rates,
+			Duration: opts.duration.Seconds(), Baseline: opts.baseline,
+		},
 	}
-	res.MBPerSec = res.BlocksPerSec * float64(payload) / 1e6
+	if rep.Settings.Rates == nil {
+		rep.Settings.Rates = []float64{}
+	}
+	if opts.baseline {
+		rep.Settings.JSCount = opts.jsCount
+	}
 	if c.Bool("json") {
-		return json.NewEncoder(os.Stdout).Encode(res)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tstages\tblock\tblocks\tseconds\tblocks/s\tMB/s\tcpus")
-	block := fmt.Sprintf("%d B", size)
-	if size == 0 {
-		block = "int (cbor)"
-	}
-	fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.3f\t%.0f\t%.1f\t%d\n", res.Scenario, stages, block, count, med, res.BlocksPerSec, res.MBPerSec, res.CPUs)
-	return tw.Flush()
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	for i := range s {
-		for k := i + 1; k < len(s); k++ {
-			if s[k] < s[i] {
-				s[i], s[k] = s[k], s[i]
-			}
-		}
-	}
-	return s[len(s)/2]
-}
-
-// benchPipeline builds source → stages × forward → discard.
-func benchPipeline(stages, size, count int) ([]byte, error) {
-	p := pipeline.Pipeline{Name: "bench"}
-	codecName := "cbor"
-	if size > 0 {
-		codecName = "bytes"
-		p.Jobs = append(p.Jobs, pipeline.Job{ID: 1, Type: "bench_source", Args: map[string]any{"size": size, "count": count}, Outputs: []int{1}})
+		err = writeJSON(out, rep)
 	} else {
-		p.Jobs = append(p.Jobs, pipeline.Job{ID: 1, Type: "counter", Args: map[string]any{"count": count}, Outputs: []int{1}})
+		err = writeTable(out, rep)
 	}
-	for s := 1; s <= stages; s++ {
-		p.Jobs = append(p.Jobs, pipeline.Job{ID: s + 1, Type: "forward", Inputs: []int{s}, Outputs: []int{s + 1}})
+	if err != nil {
+		return cliutil.Failure(err)
 	}
-	p.Jobs = append(p.Jobs, pipeline.Job{ID: stages + 2, Type: "discard", Inputs: []int{stages + 1}})
-	for id := 1; id <= stages+1; id++ {
-		pp := pipeline.Pipe{ID: id, Codec: codecName}
-		if size > 0 {
-			pp.BlockSize = size
-		}
-		p.Pipes = append(p.Pipes, pp)
+	if r.failed > 0 {
+		return cliutil.Failure(fmt.Errorf("bench: %d of %d runs failed (see the table)", r.failed, len(rows)))
 	}
-	return pipeline.EncodeCBOR(&p)
+	return nil
 }
 
-// benchSource emits count blocks of size bytes.
-type benchSource struct {
-	Size  int `json:"size"`
-	Count int `json:"count"`
-}
-
-func (b *benchSource) Generate(ctx *job.Context, emit func(any) error) error {
-	buf := make([]byte, b.Size)
-	for i := 0; i < b.Count; i++ {
-		buf[0] = byte(i)
-		if i == b.Count-1 {
-			ctx.Finish()
-		}
-		if err := emit(buf); err != nil {
-			return err
-		}
+// startLocal starts the embedded broker and worker, with the bench-only job types, and the
+// bench's temporary folder (the jobs' working directory and the exec scenario's script).
+func (r *benchRunner) startLocal(progress io.Writer) error {
+	dir, err := os.MkdirTemp("", "marvelo-bench-*")
+	if err != nil {
+		return err
 	}
+	r.scriptDir = dir
+	logger := slog.New(slog.DiscardHandler)
+	if r.opts.verbose {
+		logger = slog.New(slog.NewTextHandler(progress, nil))
+	}
+	env, err := local.Start(local.Options{Registry: benchRegistry(), WorkDir: dir, Logger: logger})
+	if err != nil {
+		return err
+	}
+	r.env = env
 	return nil
 }
