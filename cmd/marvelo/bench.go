@@ -19,6 +19,7 @@ import (
 	"github.com/marvelo/marvelo/cmd/internal/benchkit"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/cmd/internal/local"
+	"github.com/marvelo/marvelo/pipeline"
 )
 
 func benchCommand() *cli.Command {
@@ -76,6 +77,7 @@ Examples:
    marvelo bench --quick --json
    marvelo bench linear fanin --broker nats://head:4222 --auth-token T --count 200000`,
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "qos", Value: "reliable", Usage: "the pipes' qos: reliable (JetStream, bounded, survives failover) or realtime (core NATS, nothing stored; a receiver that falls behind drops the oldest)"},
 			&cli.IntFlag{Name: "stages", Value: 1, Usage: "forward jobs between the source and the sink of linear (0: source → sink)"},
 			&cli.IntFlag{Name: "size", Value: 64, Usage: "block size in bytes (at least 8: the send time travels in the first 8 bytes)"},
 			&cli.StringFlag{Name: "sizes", Usage: "a sweep of block sizes, e.g. 8,64,1024,16384 (instead of --size)"},
@@ -103,7 +105,10 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 	o := benchOptions{
 		stages: c.Int("stages"), count: c.Int("count"), runs: c.Int("runs"), duration: c.Duration("duration"),
 		baseline: c.Bool("baseline"), jsCount: c.Int("js-count"), timeout: c.Duration("timeout"),
-		quick: c.Bool("quick"), broker: c.String("broker"), verbose: c.Bool("verbose"),
+		quick: c.Bool("quick"), broker: c.String("broker"), verbose: c.Bool("verbose"), qos: c.String("qos"),
+	}
+	if o.qos != pipeline.QoSReliable && o.qos != pipeline.QoSRealtime {
+		return o, cliutil.UsageError(fmt.Errorf("bench: --qos %q is not one of %s, %s", o.qos, pipeline.QoSReliable, pipeline.QoSRealtime))
 	}
 	if o.quick {
 		if !c.IsSet("count") {

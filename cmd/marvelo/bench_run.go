@@ -55,6 +55,7 @@ type benchOptions struct {
 	quick     bool
 	broker    string // a remote broker's URL; empty: the embedded one
 	verbose   bool
+	qos       string // the pipes' qos: reliable (JetStream) or realtime (core NATS)
 }
 
 // benchRunner runs the scenarios and their baselines and collects the rows.
@@ -215,9 +216,9 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 	p.Jobs = append(p.Jobs, sink(len(p.Jobs)+1, last))
 	for id := 1; id <= last; id++ {
 		if builtinOnly {
-			p.Pipes = append(p.Pipes, pipeline.Pipe{ID: id, Codec: "cbor"})
+			p.Pipes = append(p.Pipes, pipeline.Pipe{ID: id, Codec: "cbor", QoS: r.opts.qos})
 		} else {
-			p.Pipes = append(p.Pipes, pipeline.Pipe{ID: id, Codec: "bytes", BlockSize: size})
+			p.Pipes = append(p.Pipes, pipeline.Pipe{ID: id, Codec: "bytes", BlockSize: size, QoS: r.opts.qos})
 		}
 	}
 	return pipeline.EncodeCBOR(&p)
