@@ -597,7 +597,7 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 		cfg := jetstream.StreamConfig{
 			Name: protocol.PipeStream(doc.Name, id), Subjects: []string{protocol.PipeSubject(doc.Name, id)},
 			Retention: jetstream.WorkQueuePolicy, Storage: c.storage, Discard: jetstream.DiscardNew,
-			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes, Duplicates: time.Minute,
+			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes,
 		}
 		if maxQueue > 0 {
 			cfg.Discard, cfg.MaxMsgs, cfg.MaxBytes = jetstream.DiscardOld, int64(maxQueue), -1

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline/protocol"
@@ -80,7 +80,7 @@ func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.Pip
 	p := &publisher{
 		js: js, pipe: pipe, headSize: pipe.HeadSize, maxCount: maxBatchBlocks, log: log,
 		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), done: make(chan struct{}),
-		lastSeq: info.State.LastSeq, msgID: nuid.Next(),
+		lastSeq: info.State.LastSeq,
 	}
 	if pipe.MaxQueue > 0 {
 		// max_queue counts blocks, and the stream's limit counts messages: one block a message.
@@ -266,12 +266,14 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
 		}
 		return nil
 	}
-	p.msgN++
-	id := p.msgID + "." + strconv.FormatUint(p.msgN, 10)
+	// No message ids: JetStream would remember every one for its duplicate window, which at a
+	// million messages a minute is hundreds of megabytes. The expected sequence orders and fences
+	// the publishes instead, and settles the one ambiguous case (an answer that never came).
 	wait := 500 * time.Microsecond
+	unanswered := false
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ack, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectLastSequence(p.lastSeq))
+		ack, err := p.js.PublishMsg(pctx, msg, jetstream.WithExpectLastSequence(p.lastSeq))
 		cancel()
 		if err == nil {
 			p.lastSeq = ack.Sequence
@@ -280,9 +282,17 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if unanswered && wrongLastSequence(err) && p.storedAlready(ctx, msg) {
+			p.lastSeq++ // the unanswered attempt was stored after all
+			return nil
+		}
 		if !retryable(err) {
+			if wrongLastSequence(err) {
+				return fmt.Errorf("output pipe %d: another instance of this job publishes on %s (this one is stale): %w", p.pipe.ID, p.pipe.Subject, err)
+			}
 			return fmt.Errorf("output pipe %d: publish to %s: %w", p.pipe.ID, p.pipe.Subject, err)
 		}
+		unanswered = unanswered || !isStreamFull(err)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -292,8 +302,35 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
 	}
 }
 
+// storedAlready reports whether the message following the expected sequence is msg: an attempt
+// whose answer was lost may have been stored.
+func (p *publisher) storedAlready(ctx context.Context, msg *nats.Msg) bool {
+	st, err := p.js.Stream(ctx, p.pipe.Stream)
+	if err != nil {
+		return false
+	}
+	got, err := st.GetMsg(ctx, p.lastSeq+1)
+	if err != nil {
+		// Consumed meanwhile (a work queue forgets acknowledged messages): it was stored, and
+		// no other instance can have published in between, since it would have been fenced.
+		return errors.Is(err, jetstream.ErrMsgNotFound)
+	}
+	return bytes.Equal(got.Data, msg.Data) && got.Header.Get(codec.BatchHeader) == msg.Header.Get(codec.BatchHeader) &&
+		got.Header.Get(codec.EndHeader) == msg.Header.Get(codec.EndHeader)
+}
+
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+func isStreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077
+}
+
 // retryable reports whether a publish may succeed if tried again: the stream is full, or the
-// answer did not come (a duplicate of a stored message is then acknowledged by its message id).
+// answer did not come.
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
