@@ -1114,3 +1114,21 @@ func TestSetupClose(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// PY-10: an output head set from a Head value (the original crashed on a Head object) is
+// accepted, masked to the head size, and written on that output only.
+func TestPY10OutHeadFromAHead(t *testing.T) {
+	in, out := ports(t, 1, 1, "cbor", "cbor"), ports(t, 10, 2, "cbor", "cbor")
+	jctx := newCtx(t, in, out)
+	jctx.BeginBlock([][]uint32{{0x04}})
+	h, err := jctx.Head().With(7, true) // the last user bit, on the reduced head
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jctx.SetOutHead(0, h); err != nil {
+		t.Fatalf("SetOutHead(Head): %v", err)
+	}
+	if got0, got1 := jctx.OutHead(0), jctx.OutHead(1); got0 != 0x05 || got1 != 0x04 {
+		t.Fatalf("OutHead = %#x, %#x; want 0x05 on output 0 only", got0, got1)
+	}
+}
