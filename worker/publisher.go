@@ -57,8 +57,6 @@ type publisher struct {
 	// published twice. Zero once a newer block (or a reset) has been written.
 	resumeSQN uint64
 	skipped   uint64
-	msgID     string
-	msgN      uint64
 	sent      uint64 // blocks stored
 }
 

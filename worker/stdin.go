@@ -19,7 +19,6 @@ type stdinReader struct {
 	pw  *io.PipeWriter
 	sub *nats.Subscription
 	mu  sync.Mutex
-	err error
 }
 
 func newStdinReader(nc *nats.Conn, subject string) *stdinReader {

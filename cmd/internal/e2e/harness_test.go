@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,7 +41,11 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: no go command to build the binaries:", err)
+		return 1
+	}
 	cmd := exec.Command(goTool, "build", "-o", dir+string(os.PathSeparator), "./cmd/marvelo", "./cmd/marvelo-broker", "./cmd/marvelo-worker")
 	cmd.Dir = "../../.."
 	if out, err := cmd.CombinedOutput(); err != nil {
