@@ -459,6 +459,25 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 	return protocol.SubmitReply{Reply: protocol.Reply{OK: true}, Pipeline: doc.Name, State: state}
 }
 
+// refusal is a worker's answer "no" to a request, as opposed to no answer at all.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+// allRefusals reports whether every error joined in err is a worker's refusal.
+func allRefusals(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !allRefusals(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.As(err, new(refusal))
+}
+
 // invalidError marks a submission that failed because of the document (a job's args, a type
 // the workers cannot build): the user must fix the document, not the system.
 type invalidError struct{ err error }
@@ -507,7 +526,10 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	assigns := c.assignments(p, placement, func(int) uint64 { return epoch })
 	if err := c.prepareAll(ctx, assigns); err != nil {
 		c.abort(p, err)
-		return "", invalidError{err}
+		if allRefusals(err) {
+			return "", invalidError{err} // the workers said no: the document must change
+		}
+		return "", err
 	}
 	for _, a := range assigns {
 		c.event(name, a.a.Job.ID, "placed", fmt.Sprintf("%s on worker %s", a.a.Job.Label(), a.worker))
@@ -698,7 +720,10 @@ func (c *control) requestWorker(ctx context.Context, worker, verb string, req an
 	if err := json.Unmarshal(m.Data, &r); err != nil {
 		return fmt.Errorf("worker %s: %s: bad reply: %w", worker, verb, err)
 	}
-	return r.Err()
+	if err := r.Err(); err != nil {
+		return refusal{err}
+	}
+	return nil
 }
 
 // abort ends a pipeline that could not start: its jobs are stopped and its pipes removed.
