@@ -26,8 +26,11 @@ type Options struct {
 	StoreDir string
 	// Memory keeps every stream in memory (marvelo run, throwaway brokers).
 	Memory bool
-	// AuthToken, when set, is required from every client.
+	// AuthToken, when set, is required from every client: the operator's token.
 	AuthToken string
+	// WorkerToken, when set, is a second token for workers: they may run jobs but not submit,
+	// stop or change pipelines, nor touch the broker's streams and state.
+	WorkerToken string
 	// TLSCert and TLSKey make the client port speak TLS.
 	TLSCert, TLSKey string
 	// AllowInsecure lets the broker listen beyond loopback without a token (not recommended).
@@ -111,7 +114,12 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 	o := &server.Options{
 		ServerName: "marvelo", Host: host, Port: port, JetStream: true,
 		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
-		Authorization: b.opts.AuthToken,
+	}
+	if b.opts.WorkerToken != "" && b.opts.AuthToken == "" {
+		return nil, errors.New("broker: --worker-token needs --auth-token (the operator's)")
+	}
+	if b.opts.AuthToken != "" {
+		o.CustomClientAuthentication = tokenAuth{operator: b.opts.AuthToken, worker: b.opts.WorkerToken}
 	}
 	switch {
 	case b.opts.Memory:

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,10 +27,26 @@ import (
 type Client struct {
 	nc      *nats.Conn
 	Timeout time.Duration
+
+	mu      sync.Mutex
+	current context.CancelCauseFunc // the request under way, cut short by a permission error
 }
 
-// New returns a client on nc.
-func New(nc *nats.Conn) *Client { return &Client{nc: nc, Timeout: 30 * time.Second} }
+// New returns a client on nc. It takes over nc's error handler to learn at once when the broker
+// refuses a request for lack of permission (a worker's token), instead of waiting for a timeout.
+func New(nc *nats.Conn) *Client {
+	c := &Client{nc: nc, Timeout: 30 * time.Second}
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			c.mu.Lock()
+			if c.current != nil {
+				c.current(fmt.Errorf("the broker refused: %w (use the operator's token)", err))
+			}
+			c.mu.Unlock()
+		}
+	})
+	return c
+}
 
 // ErrInvalid marks a submission the broker rejected because the document is wrong.
 var ErrInvalid = errors.New("invalid pipeline")
@@ -41,7 +58,20 @@ func (c *Client) call(ctx context.Context, subject string, req, out any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
+	ctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
+	c.mu.Lock()
+	c.current = refuse
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.current = nil
+		c.mu.Unlock()
+	}()
 	m, err := c.nc.RequestWithContext(ctx, subject, data)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+		return cause
+	}
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("no broker answers on %s: is marvelo-broker running?", c.nc.ConnectedUrlRedacted())

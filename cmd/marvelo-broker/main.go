@@ -37,7 +37,8 @@ Example:
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "host:port for workers and clients"},
 			&cli.StringFlag{Name: "store", Usage: "JetStream directory: pipelines and pipes survive a restart"},
 			&cli.BoolFlag{Name: "memory", Usage: "keep everything in memory (throwaway broker)"},
-			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token every client must present"},
+			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "the operator's token: every client must present a token"},
+			&cli.StringFlag{Name: "worker-token", EnvVars: []string{"MARVELO_WORKER_TOKEN"}, Usage: "a token for workers only: they run jobs but cannot submit, stop or change pipelines"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate for the client port"},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS key for the client port"},
 			&cli.StringFlag{Name: "monitor", Usage: "host:port of the NATS monitoring endpoint (off when empty)"},
@@ -69,7 +70,7 @@ func run(c *cli.Context) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	b, err := broker.Start(broker.Options{
 		Listen: c.String("listen"), StoreDir: c.String("store"), Memory: c.Bool("memory"),
-		AuthToken: c.String("auth-token"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
+		AuthToken: c.String("auth-token"), WorkerToken: c.String("worker-token"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		Monitor: c.String("monitor"), HeartbeatTimeout: c.Duration("heartbeat-timeout"), Logger: log,
 	})
 	if err != nil {

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
@@ -130,5 +132,42 @@ func TestBrokerRestartWithStoreKeepsThePipelineRunning(t *testing.T) {
 		if l != fmt.Sprint(i+1) {
 			t.Fatalf("row %d = %q, want %d", i+1, l, i+1)
 		}
+	}
+}
+
+// TestWorkerTokenCannotRunTheOperatorAPI: workers holding the worker token run jobs — fetching
+// an executable's dependencies included — but the operator API refuses that token at once.
+func TestWorkerTokenCannotRunTheOperatorAPI(t *testing.T) {
+	c := newCluster(t, clusterOpts{token: "operator-secret", workerToken: "worker-secret"})
+	c.startWorker("w1")
+	deps := filepath.Join(c.dir, "sum")
+	if err := os.MkdirAll(deps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile("../../../testdata/exec/sum.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(deps, "sum.sh"), script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	doc := c.writeDoc("tok.json", `{"name": "tok", "jobs": [
+    {"id": 1, "type": "counter", "args": {"count": 10}, "outputs": [1]},
+    {"id": 2, "exec": {"path": "./sum.sh", "params": ["--add", "1"], "dependencies": "sum"}, "inputs": [1], "outputs": [2]},
+    {"id": 3, "type": "csv_sink", "args": {"path": "tok.csv"}, "inputs": [2], "groups": ["LOCAL"]}],
+  "pipes": [{"id": 1, "codec": "json"}, {"id": 2, "codec": "json"}]}`)
+	if _, errOut, code := c.marvelo("submit", doc, "--wait"); code != 0 {
+		t.Fatalf("submit with the operator token: %d %s", code, errOut)
+	}
+	if got := strings.Join(readLines(t, filepath.Join(c.dir, "tok.csv")), " "); got != "pipe_2 2 3 4 5 6 7 8 9 10 11" {
+		t.Fatalf("tok.csv: %s", got)
+	}
+	start := time.Now()
+	_, errOut, code := runMarvelo(t, c.dir, "stop", "tok", "--broker", c.url, "--auth-token", c.workerToken)
+	if code != 1 || !strings.Contains(errOut, "permission") {
+		t.Fatalf("stop with the worker token: exit %d, %q; want 1 and a permissions error", code, errOut)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the refusal took %v: it should not wait for a timeout", d)
 	}
 }

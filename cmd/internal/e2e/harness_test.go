@@ -140,26 +140,28 @@ func freePort(t *testing.T) int {
 
 // cluster is a broker and its workers.
 type cluster struct {
-	t       *testing.T
-	url     string
-	listen  string
-	token   string
-	store   string
-	broker  *proc
-	workers map[string]*proc
-	dir     string
+	t           *testing.T
+	url         string
+	listen      string
+	token       string
+	workerToken string
+	store       string
+	broker      *proc
+	workers     map[string]*proc
+	dir         string
 }
 
 type clusterOpts struct {
-	token string
-	store bool
+	token       string
+	workerToken string
+	store       bool
 }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
 	port := freePort(t)
 	c := &cluster{t: t, listen: fmt.Sprintf("127.0.0.1:%d", port), url: fmt.Sprintf("nats://127.0.0.1:%d", port),
-		token: o.token, workers: map[string]*proc{}, dir: t.TempDir()}
+		token: o.token, workerToken: o.workerToken, workers: map[string]*proc{}, dir: t.TempDir()}
 	if o.store {
 		c.store = filepath.Join(c.dir, "store")
 	}
@@ -178,6 +180,9 @@ func (c *cluster) startBroker() {
 	if c.token != "" {
 		args = append(args, "--auth-token", c.token)
 	}
+	if c.workerToken != "" {
+		args = append(args, "--worker-token", c.workerToken)
+	}
 	c.broker = start(c.t, "marvelo-broker", "marvelo-broker", args...)
 	c.waitFor("the broker to answer", func() bool {
 		_, _, code := c.marvelo("workers")
@@ -189,7 +194,10 @@ func (c *cluster) startBroker() {
 func (c *cluster) startWorker(name string, extra ...string) *proc {
 	c.t.Helper()
 	args := append([]string{"--broker", c.url, "--name", name, "--workdir", filepath.Join(c.dir, name), "--heartbeat", "200ms"}, extra...)
-	if c.token != "" {
+	switch {
+	case c.workerToken != "":
+		args = append(args, "--auth-token", c.workerToken)
+	case c.token != "":
 		args = append(args, "--auth-token", c.token)
 	}
 	p := start(c.t, "worker "+name, "marvelo-worker", args...)

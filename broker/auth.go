@@ -1,0 +1,44 @@
+package broker
+
+import (
+	"crypto/subtle"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// tokenAuth admits clients by token and gives each the permissions of its role. The operator
+// token (--auth-token) may do everything: submit, stop, run the control plane. The worker token
+// (--worker-token) may run jobs but not use the operator API (submit, stop, reset), nor create,
+// change or delete streams, consumers or the broker's state: a compromised worker cannot take
+// over the pipelines. Without a worker token, workers present the operator token.
+type tokenAuth struct {
+	operator, worker string
+}
+
+// workerDenied are the subjects a worker may not publish on. Ephemeral consumers stay allowed:
+// fetching dependencies from the object store makes one.
+var workerDenied = []string{
+	"marvelo.api.>",
+	"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
+	"$JS.API.STREAM.MSG.DELETE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>",
+	"$KV." + kvPipelines + ".>", "$KV." + kvWorkers + ".>",
+	"$O." + protocol.DepsBucket + ".>",
+}
+
+// Check implements server.Authentication.
+func (a tokenAuth) Check(c server.ClientAuthentication) bool {
+	token := []byte(c.GetOpts().Token)
+	switch {
+	case subtle.ConstantTimeCompare(token, []byte(a.operator)) == 1:
+		c.RegisterUser(&server.User{Username: "operator"})
+		return true
+	case a.worker != "" && subtle.ConstantTimeCompare(token, []byte(a.worker)) == 1:
+		c.RegisterUser(&server.User{Username: "worker", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: workerDenied},
+		}})
+		return true
+	}
+	return false
+}
