@@ -61,9 +61,10 @@ type execOutput struct {
 const execTagQueue = 1 << 14
 
 // runExec runs the executable to its end: inputs closed when upstream ends, outputs read until
-// the program closes them, the exit status as the job's result.
-func (t *task) runExec(ctx context.Context, ins []*input, outs []*publisher) error {
-	proc, err := execjob.Start(ctx, *t.execSpec, func(stream, line string) {
+// the program closes them, the exit status as the job's result. procCtx bounds the program (a
+// drained source's ends first); ctx bounds the pipes, which still flush after a drain.
+func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*publisher) error {
+	proc, err := execjob.Start(procCtx, *t.execSpec, func(stream, line string) {
 		if stream == execjob.Stderr {
 			t.log.Warn(line)
 			return
@@ -101,7 +102,8 @@ func (t *task) runExec(ctx context.Context, ins []*input, outs []*publisher) err
 	if err := errors.Join(outErrs...); err != nil {
 		return err
 	}
-	if waitErr != nil {
+	drained := procCtx.Err() != nil && ctx.Err() == nil
+	if waitErr != nil && !drained {
 		return waitErr
 	}
 	if inErr != nil && !errors.Is(inErr, execjob.ErrInputClosed) {
@@ -187,8 +189,8 @@ func (t *task) pumpOutput(ctx context.Context, proc *execjob.Process, o *execOut
 			return nil
 		}
 		if err != nil {
-			if errors.Is(err, execjob.ErrStopped) && ctx.Err() != nil {
-				return nil
+			if errors.Is(err, execjob.ErrStopped) {
+				return nil // stopped by the worker (a stop, a drain, or another output's error)
 			}
 			return err
 		}

@@ -120,8 +120,9 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		go func() { defer wg.Done(); ins[k].read(pctx, js) }()
 	}
 	if t.execSpec != nil {
-		// A source program is stopped by draining as Go sources are; others by their inputs.
-		return t.runExec(t.jctx.Context(), ins, outs)
+		// A source program is stopped by draining, as Go sources are (its outputs then end
+		// cleanly); other programs end when their inputs do.
+		return t.runExec(t.jctx.Context(), pctx, ins, outs)
 	}
 	var last outcome
 	if t.runner.IsSource() {

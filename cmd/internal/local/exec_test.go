@@ -222,3 +222,47 @@ func TestBadOutputFailsOnlyThatJob(t *testing.T) {
 		t.Fatalf("the healthy pipeline: %v", err)
 	}
 }
+
+// TestDrainingAnExecutableSource: an endless source program is stopped by a drain; its stream
+// ends cleanly, the rest of the pipeline finishes what it holds, and nothing is reported failed.
+func TestDrainingAnExecutableSource(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "deps")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in -o) out=$2; shift 2;; *) shift;; esac; done\nexec 4>\"$out\"\ni=0\nwhile :; do i=$((i+1)); echo $i >&4; done\n"
+	if err := os.WriteFile(filepath.Join(dir, "numbers.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := startEnv(t, nil)
+	out := filepath.Join(base, "out.csv")
+	p := &pipeline.Pipeline{Name: "drain", Jobs: []pipeline.Job{
+		{ID: 1, Exec: &pipeline.Exec{Path: "./numbers.sh", Dependencies: "deps"}, Outputs: []int{1}},
+		{ID: 2, Type: "csv_sink", Args: map[string]any{"path": out}, Inputs: []int{1}},
+	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var st protocol.PipelineStatus
+	go func() {
+		var err error
+		st, err = env.RunPipeline(ctx, "drain", encode(t, p), Options{BaseDir: base})
+		done <- err
+	}()
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(out)
+		return bytes.Count(b, []byte("\n")) > 100
+	})
+	cancel() // marvelo run's Ctrl-C: drain, then wait
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+	if st.State != protocol.StateStopped {
+		t.Fatalf("state %s, want stopped", st.State)
+	}
+	for _, j := range st.Jobs {
+		if j.State == protocol.StateFailed {
+			t.Errorf("job %d failed: %s", j.ID, j.Error)
+		}
+	}
+}
