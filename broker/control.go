@@ -652,7 +652,9 @@ func consumerConfig(dst *pipeline.Job, epoch uint64) jetstream.ConsumerConfig {
 	}
 	return jetstream.ConsumerConfig{
 		Durable: protocol.PipeConsumer(dst.ID, epoch), AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: maxAck,
-		AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1,
+		// A delivery lost in transit (a connection cut) comes again after AckWait; the worker
+		// holds later blocks meanwhile (worker/input.go), so keep it short.
+		AckWait: 5 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1,
 	}
 }
 

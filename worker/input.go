@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,15 +56,11 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: consumer %s/%s: %w", in.pipe.ID, in.pipe.Stream, in.pipe.Consumer, err)})
 		return
 	}
-	// Gaps in the stream sequences delivered are blocks the stream dropped (max_queue): acked
-	// messages leave a work-queue stream, so nothing else makes a gap.
-	var lastStreamSeq uint64
 	info, err := cons.Info(ctx)
 	if err != nil {
 		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: consumer info: %w", in.pipe.ID, err)})
 		return
 	}
-	lastStreamSeq = info.AckFloor.Stream
 	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch(in.pipe)))
 	if err != nil {
 		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)})
@@ -72,8 +69,15 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	o := orderer{in: in, expect: info.AckFloor.Stream + 1}
 	for {
-		m, err := it.Next()
+		m, err := o.next(it)
+		if errors.Is(err, nats.ErrTimeout) {
+			if !o.flush(ctx) {
+				return
+			}
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
 				return
@@ -83,18 +87,105 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 		}
 		im := in.parse(m.Headers(), m.Data())
 		im.msg = m
+		var seq uint64
 		if md, err := m.Metadata(); err == nil {
-			if md.Sequence.Stream > lastStreamSeq+1 {
-				im.gap = md.Sequence.Stream - lastStreamSeq - 1
-			}
-			if md.Sequence.Stream > lastStreamSeq {
-				lastStreamSeq = md.Sequence.Stream
-			}
+			seq = md.Sequence.Stream
 		}
-		if !in.deliver(ctx, im) || im.err != nil {
+		if !o.offer(ctx, im, seq) || im.err != nil {
 			return
 		}
 	}
+}
+
+// holdWait bounds how long an input waits for a message the consumer delivered but this worker
+// never received (a connection cut while it was under way): the consumer delivers it again once
+// its ack wait (5 s) passes. Later messages wait meanwhile, so the job sees the blocks in order
+// and nothing becomes a dummy for a block that is merely late.
+const holdWait = 7 * time.Second
+
+// orderer hands an input's messages to the job in stream order. In a work-queue stream the
+// sequences a consumer delivers are consecutive, except where a max_queue pipe's stream dropped
+// its oldest messages (counted, and skipped ahead) or where a delivery was lost in transit (the
+// consumer sends it again: the orderer holds the messages after it until it comes).
+type orderer struct {
+	in     *input
+	expect uint64   // the next stream sequence
+	held   []inMsg  // messages after a missing one, in sequence order
+	seqs   []uint64 // their stream sequences
+	until  time.Time
+}
+
+func (o *orderer) next(it jetstream.MessagesContext) (jetstream.Msg, error) {
+	if len(o.held) == 0 {
+		return it.Next()
+	}
+	wait := time.Until(o.until)
+	if wait <= 0 {
+		return nil, nats.ErrTimeout
+	}
+	return it.Next(jetstream.NextMaxWait(wait))
+}
+
+// offer takes one message: delivered at once when it is the next in order (or an old one
+// delivered again), held when one before it is missing.
+func (o *orderer) offer(ctx context.Context, im inMsg, seq uint64) bool {
+	switch {
+	case seq == 0 || seq < o.expect:
+		return o.in.deliver(ctx, im) // delivered again: the job drops its blocks by SQN
+	case seq > o.expect && o.in.pipe.MaxQueue > 0:
+		im.gap = seq - o.expect // the stream dropped the oldest: max_queue at work
+	case seq > o.expect:
+		o.hold(im, seq)
+		return true
+	}
+	o.expect = seq + 1
+	if !o.in.deliver(ctx, im) {
+		return false
+	}
+	return o.release(ctx)
+}
+
+func (o *orderer) hold(im inMsg, seq uint64) {
+	if len(o.held) == 0 {
+		o.until = time.Now().Add(holdWait)
+	}
+	i := len(o.seqs)
+	for i > 0 && o.seqs[i-1] > seq {
+		i--
+	}
+	if i > 0 && o.seqs[i-1] == seq {
+		return // the same message twice while waiting: keep one
+	}
+	o.held = append(o.held[:i], append([]inMsg{im}, o.held[i:]...)...)
+	o.seqs = append(o.seqs[:i], append([]uint64{seq}, o.seqs[i:]...)...)
+}
+
+// release delivers the held messages that are now in order.
+func (o *orderer) release(ctx context.Context) bool {
+	for len(o.held) > 0 && o.seqs[0] == o.expect {
+		if !o.in.deliver(ctx, o.held[0]) {
+			return false
+		}
+		o.expect++
+		o.held, o.seqs = o.held[1:], o.seqs[1:]
+	}
+	if len(o.held) > 0 {
+		o.until = time.Now().Add(holdWait)
+	}
+	return true
+}
+
+// flush gives up on the missing messages: the held ones go to the job, whose checker makes
+// dummies for the blocks that never came.
+func (o *orderer) flush(ctx context.Context) bool {
+	for len(o.held) > 0 {
+		if !o.in.deliver(ctx, o.held[0]) {
+			return false
+		}
+		o.expect = o.seqs[0] + 1
+		o.held, o.seqs = o.held[1:], o.seqs[1:]
+	}
+	return true
 }
 
 // pullBatch is how many messages the reader asks for at once.
