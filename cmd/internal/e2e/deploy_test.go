@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,17 +131,7 @@ func TestBrokerRestartWithStoreKeepsThePipelineRunning(t *testing.T) {
 func TestWorkerTokenCannotRunTheOperatorAPI(t *testing.T) {
 	c := newCluster(t, clusterOpts{token: "operator-secret", workerToken: "worker-secret"})
 	c.startWorker("w1")
-	deps := filepath.Join(c.dir, "sum")
-	if err := os.MkdirAll(deps, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	script, err := os.ReadFile("../../../testdata/exec/sum.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(deps, "sum.sh"), script, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	c.addDependencies("sum", "sum.sh")
 	doc := c.writeDoc("tok.json", `{"name": "tok", "jobs": [
     {"id": 1, "type": "counter", "args": {"count": 10}, "outputs": [1]},
     {"id": 2, "exec": {"path": "./sum.sh", "params": ["--add", "1"], "dependencies": "sum"}, "inputs": [1], "outputs": [2]},

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -251,17 +250,7 @@ func TestExecutableJobAcrossWorkersMovesWithItsDependencies(t *testing.T) {
 	c.startWorker("wa")
 	c.startWorker("wb")
 	c.startWorker("wc")
-	deps := filepath.Join(c.dir, "sum")
-	if err := os.MkdirAll(deps, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	script, err := os.ReadFile("../../../testdata/exec/sum.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(deps, "sum.sh"), script, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	c.addDependencies("sum", "sum.sh")
 	out := filepath.Join(c.dir, "mixed.csv")
 	doc := c.writeDoc("mixed.json", fmt.Sprintf(`{"name": "mixed", "jobs": [
     {"id": 1, "type": "counter", "args": {"count": 3000, "interval": "1ms"}, "outputs": [1], "node": "wb"},

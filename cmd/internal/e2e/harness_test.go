@@ -323,3 +323,22 @@ func readLinesIfAny(path string) []string {
 	}
 	return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 }
+
+// addDependencies copies example executables of testdata/exec into a dependencies folder of the
+// cluster's folder, where pipeline documents written by writeDoc find it.
+func (c *cluster) addDependencies(folder string, files ...string) {
+	c.t.Helper()
+	dir := filepath.Join(c.dir, folder)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join("../../../testdata/exec", f))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o755); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
