@@ -56,8 +56,6 @@ type publisher struct {
 	// that moved re-computes blocks its old instance may have stored already, and those are not
 	// published twice. Zero once a newer block (or a reset) has been written.
 	resumeSQN uint64
-	skipped   uint64
-	sent      uint64 // blocks stored
 }
 
 func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.PipeBinding, log *slog.Logger) (*publisher, error) {
@@ -122,8 +120,7 @@ func lastSQN(ctx context.Context, st jetstream.Stream, pipe protocol.PipeBinding
 func (p *publisher) Write(ctx context.Context, b codec.Block) error {
 	if p.resumeSQN > 0 {
 		if _, reset, _ := codec.Flags(b.Head, p.headSize); !reset && b.SQN <= p.resumeSQN {
-			p.skipped++ // stored by this job's previous instance
-			return nil
+			return nil // stored by this job's previous instance
 		}
 		p.resumeSQN = 0
 	}
@@ -245,7 +242,6 @@ func (p *publisher) send(ctx context.Context, batch []byte, n int) error {
 	if err := p.publish(ctx, msg); err != nil {
 		return err
 	}
-	p.sent += uint64(n)
 	return nil
 }
 

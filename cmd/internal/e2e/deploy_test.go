@@ -110,9 +110,7 @@ func TestBrokerRestartWithStoreKeepsThePipelineRunning(t *testing.T) {
     {"id": 1, "type": "counter", "args": {"count": 300, "interval": "10ms"}, "outputs": [1]},
     {"id": 2, "type": "forward", "inputs": [1], "outputs": [2]},
     {"id": 3, "type": "csv_sink", "args": {"path": %q}, "inputs": [2]}]}`, out))
-	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
-		t.Fatalf("submit: exit %d: %s", code, errOut)
-	}
+	c.submit(doc)
 	c.waitFor("some rows", func() bool { return len(readLinesIfAny(out)) > 20 })
 	c.broker.stop()
 	c.startBroker()
@@ -137,9 +135,7 @@ func TestWorkerTokenCannotRunTheOperatorAPI(t *testing.T) {
     {"id": 2, "exec": {"path": "./sum.sh", "params": ["--add", "1"], "dependencies": "sum"}, "inputs": [1], "outputs": [2]},
     {"id": 3, "type": "csv_sink", "args": {"path": "tok.csv"}, "inputs": [2], "groups": ["LOCAL"]}],
   "pipes": [{"id": 1, "codec": "json"}, {"id": 2, "codec": "json"}]}`)
-	if _, errOut, code := c.marvelo("submit", doc, "--wait"); code != 0 {
-		t.Fatalf("submit with the operator token: %d %s", code, errOut)
-	}
+	c.submit(doc, "--wait")
 	if got := strings.Join(readLines(t, filepath.Join(c.dir, "tok.csv")), " "); got != "pipe_2 2 3 4 5 6 7 8 9 10 11" {
 		t.Fatalf("tok.csv: %s", got)
 	}

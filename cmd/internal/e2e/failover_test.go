@@ -118,9 +118,7 @@ func TestFailoverKilledConnectorLosesNothing(t *testing.T) {
 	c.startWorker("wb")
 	c.startWorker("wc")
 	doc, out := chainDoc(c, "kill", 5000, [3]string{"wb", "wa", "wc"}, [3]string{})
-	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
-		t.Fatalf("submit: %d %s", code, errOut)
-	}
+	c.submit(doc)
 	waitRows(c, out, 1500)
 	c.workers["wa"].kill()
 	st := waitFinished(c, "kill")
@@ -142,9 +140,7 @@ func TestFailoverKilledSourceResumesFromItsCheckpoint(t *testing.T) {
 	c.startWorker("wb")
 	c.startWorker("wc")
 	doc, out := chainDoc(c, "source", 3000, [3]string{"wa", "wb", "wc"}, [3]string{})
-	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
-		t.Fatalf("submit: %d %s", code, errOut)
-	}
+	c.submit(doc)
 	waitRows(c, out, 1000)
 	c.workers["wa"].kill()
 	st := waitFinished(c, "source")
@@ -160,9 +156,7 @@ func TestFrozenWorkerIsReplacedAndStopsItsStaleJobs(t *testing.T) {
 	c.startWorker("wb")
 	c.startWorker("wc")
 	doc, out := chainDoc(c, "frozen", 3000, [3]string{"wb", "wa", "wc"}, [3]string{})
-	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
-		t.Fatalf("submit: %d %s", code, errOut)
-	}
+	c.submit(doc)
 	waitRows(c, out, 800)
 	wa := c.workers["wa"]
 	if err := wa.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -186,9 +180,7 @@ func TestDegradedUntilAFittingWorkerJoins(t *testing.T) {
 	c.startWorker("wa", "--groups", "special")
 	c.startWorker("wb")
 	doc, out := chainDoc(c, "degraded", 2000, [3]string{"wb", "", "wb"}, [3]string{"", "special", ""})
-	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
-		t.Fatalf("submit: %d %s", code, errOut)
-	}
+	c.submit(doc)
 	waitRows(c, out, 300)
 	c.workers["wa"].kill()
 	c.waitFor("the pipeline to be degraded", func() bool { return c.status("degraded").State == protocol.StateDegraded })
@@ -223,9 +215,7 @@ func TestFailureInjection(t *testing.T) {
 		sort.Strings(alive)
 		nodes := [3]string{alive[rng.IntN(len(alive))], alive[rng.IntN(len(alive))], alive[rng.IntN(len(alive))]}
 		doc, out := chainDoc(c, name, count, nodes, [3]string{})
-		if _, errOut, code := c.marvelo("submit", doc); code != 0 {
-			t.Fatalf("round %d: submit: %d %s", r, code, errOut)
-		}
+		c.submit(doc)
 		victimJob := rng.IntN(3)
 		victim := nodes[victimJob]
 		waitRows(c, out, 100+rng.IntN(count/2))
@@ -258,9 +248,7 @@ func TestExecutableJobAcrossWorkersMovesWithItsDependencies(t *testing.T) {
     {"id": 3, "type": "forward", "inputs": [2], "outputs": [3], "node": "wc"},
     {"id": 4, "type": "csv_sink", "args": {"path": %q}, "inputs": [3], "groups": ["LOCAL"]}],
   "pipes": [{"id": 1, "codec": "json"}, {"id": 2, "codec": "json"}]}`, out))
-	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
-		t.Fatalf("submit: %d %s", code, errOut)
-	}
+	c.submit(doc)
 	waitRows(c, out, 1000)
 	c.workers["wa"].kill()
 	st := waitFinished(c, "mixed")
@@ -282,9 +270,7 @@ func TestSourceWithoutCheckpointRestartsWithTheResetBit(t *testing.T) {
     {"id": 1, "type": "clock", "args": {"count": 1500, "interval": "1ms"}, "outputs": [1], "node": "wa"},
     {"id": 2, "type": "forward", "inputs": [1], "outputs": [2], "node": "wb"},
     {"id": 3, "type": "csv_sink", "args": {"path": %q}, "inputs": [2], "groups": ["LOCAL"]}]}`, out))
-	if _, errOut, code := c.marvelo("submit", doc); code != 0 {
-		t.Fatalf("submit: %d %s", code, errOut)
-	}
+	c.submit(doc)
 	waitRows(c, out, 300)
 	c.workers["wa"].kill()
 	st := waitFinished(c, "clock")

@@ -342,3 +342,13 @@ func (c *cluster) addDependencies(folder string, files ...string) {
 		}
 	}
 }
+
+// submit submits a pipeline document through the marvelo command and fails the test if the
+// command does not succeed.
+func (c *cluster) submit(doc string, extra ...string) {
+	c.t.Helper()
+	args := append([]string{"submit", doc}, extra...)
+	if _, errOut, code := c.marvelo(args...); code != 0 {
+		c.t.Fatalf("marvelo %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+}

@@ -85,9 +85,7 @@ func TestWorkersOnSeparateHosts(t *testing.T) {
     {"id": 1, "type": "counter", "args": {"count": 50}, "outputs": [1], "node": "host1"},
     {"id": 2, "type": "forward", "inputs": [1], "outputs": [2], "node": "host2"},
     {"id": 3, "type": "csv_sink", "args": {"path": "hosts.csv"}, "inputs": [2], "groups": ["LOCAL"]}]}`)
-	if _, errOut, code := c.marvelo("submit", doc, "--wait"); code != 0 {
-		t.Fatalf("submit: %d %s", code, errOut)
-	}
+	c.submit(doc, "--wait")
 	st := c.status("hosts")
 	if jobWorker(st, 1) != "host1" || jobWorker(st, 2) != "host2" {
 		t.Fatalf("placement: job 1 on %s, job 2 on %s", jobWorker(st, 1), jobWorker(st, 2))
