@@ -1,0 +1,130 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// Failover: the jobs of a worker that is gone move to another.
+
+// workerLost moves the jobs of a worker that is gone (DESIGN.md §8): each to its node, else the
+// best live worker of its groups in order; LOCAL jobs stay on the head node. A job no worker can
+// take waits as pending and its pipeline shows degraded, until a fitting worker joins.
+func (c *control) workerLost(name, why string) {
+	detected := time.Now()
+	c.submitMu.Lock()
+	defer c.submitMu.Unlock()
+	var lost []jobRef
+	c.mu.Lock()
+	for pname, p := range c.pipelines {
+		if protocol.Terminal(p.state) {
+			continue
+		}
+		for id, j := range p.jobs {
+			if j.worker == name && !protocol.Terminal(j.state) {
+				lost = append(lost, jobRef{pname, id})
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(lost) == 0 {
+		return
+	}
+	sort.Slice(lost, func(i, k int) bool {
+		if lost[i].pipeline != lost[k].pipeline {
+			return lost[i].pipeline < lost[k].pipeline
+		}
+		return lost[i].job < lost[k].job
+	})
+	for _, r := range lost {
+		c.event(r.pipeline, r.job, "worker lost", fmt.Sprintf("job %d: worker %s %s", r.job, name, why))
+		c.relocate(r, detected)
+	}
+}
+
+// relocate places one job anew, moves its input consumers to the new epoch and starts it.
+// Callers hold submitMu.
+func (c *control) relocate(r jobRef, since time.Time) {
+	ctx := context.Background()
+	c.mu.Lock()
+	p, ok := c.pipelines[r.pipeline]
+	if !ok || protocol.Terminal(p.state) {
+		c.mu.Unlock()
+		return
+	}
+	j := p.jobs[r.job]
+	from := j.worker
+	used := c.slotsUsed()
+	w, reason := c.chooseWorker(j.job, used)
+	if w == "" {
+		j.worker, j.state = "", protocol.StatePending
+		if p.state != protocol.StateStopping {
+			p.state, p.reason = protocol.StateDegraded, fmt.Sprintf("%s: %s", j.job.Label(), reason)
+		}
+		c.mu.Unlock()
+		c.event(r.pipeline, r.job, "pending", fmt.Sprintf("%s waits for a worker: %s", j.job.Label(), reason))
+		return
+	}
+	oldEpoch := j.epoch
+	c.epoch++
+	newEpoch := c.epoch
+	j.worker, j.state, j.epoch = w, protocol.StateStarting, newEpoch
+	j.restarts++
+	doc := p.doc
+	c.mu.Unlock()
+
+	err := c.rebindInputs(ctx, doc, j.job, oldEpoch, newEpoch)
+	if err == nil {
+		epochs := c.epochs(r.pipeline)
+		for _, a := range c.assignments(p, map[int]string{r.job: w}, func(id int) uint64 { return epochs[id] }) {
+			if a.a.Job.ID != r.job {
+				continue
+			}
+			if err = c.requestWorker(ctx, w, protocol.VerbPrepare, a.a); err == nil {
+				err = c.requestWorker(ctx, w, protocol.VerbStart, a.a.Ref())
+			}
+		}
+	}
+	if err != nil {
+		c.applyJobState(protocol.JobState{Pipeline: r.pipeline, Job: r.job, Epoch: newEpoch, Worker: w,
+			State: protocol.StateFailed, Error: fmt.Sprintf("move to worker %s: %v", w, err), Time: time.Now()})
+		return
+	}
+	c.mu.Lock()
+	if p.state == protocol.StateDegraded && !hasPending(p) {
+		p.state, p.reason = protocol.StateRunning, ""
+	}
+	c.mu.Unlock()
+	fromText := "worker " + from
+	if from == "" {
+		fromText = "pending"
+	}
+	c.event(r.pipeline, r.job, "moved", fmt.Sprintf("%s moved from %s to worker %s, %s after detection",
+		j.job.Label(), fromText, w, time.Since(since).Round(time.Millisecond)))
+}
+
+// epochs returns the current epoch of every job of a pipeline.
+func (c *control) epochs(name string) map[int]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[int]uint64{}
+	if p, ok := c.pipelines[name]; ok {
+		for id, j := range p.jobs {
+			out[id] = j.epoch
+		}
+	}
+	return out
+}
+
+func hasPending(p *pipelineState) bool {
+	for _, j := range p.jobs {
+		if j.state == protocol.StatePending {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,158 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// Placement: a pipeline placed, prepared and started; pending pipelines retried.
+
+// launch places a pipeline, makes its streams, prepares every job and starts them. Placement is
+// all or nothing: where a job cannot be placed, the pipeline stays pending with the reason.
+func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) {
+	name := p.doc.Name
+	c.mu.Lock()
+	placement, reason := c.place(p.doc)
+	if reason != "" {
+		p.state, p.reason = protocol.StatePending, reason
+		c.mu.Unlock()
+		c.event(name, 0, "pending", reason)
+		return protocol.StatePending, nil
+	}
+	c.epoch++
+	epoch := c.epoch
+	for id, w := range placement {
+		j := p.jobs[id]
+		j.worker, j.state, j.epoch = w, protocol.StateStarting, epoch
+	}
+	p.state, p.reason = protocol.StateStarting, ""
+	c.mu.Unlock()
+
+	if err := c.createPipes(ctx, p.doc, epoch); err != nil {
+		c.abort(p, err)
+		return "", err
+	}
+	assigns := c.assignments(p, placement, func(int) uint64 { return epoch })
+	if err := c.prepareAll(ctx, assigns); err != nil {
+		c.abort(p, err)
+		if allRefusals(err) {
+			return "", invalidError{err} // the workers said no: the document must change
+		}
+		return "", err
+	}
+	for _, a := range assigns {
+		c.event(name, a.a.Job.ID, "placed", fmt.Sprintf("%s on worker %s", a.a.Job.Label(), a.worker))
+	}
+	c.mu.Lock()
+	if p.state == protocol.StateStarting {
+		p.state = protocol.StateRunning
+	}
+	c.mu.Unlock()
+	var errs []error
+	for _, a := range assigns {
+		if err := c.requestWorker(ctx, a.worker, protocol.VerbStart, a.a.Ref()); err != nil {
+			errs = append(errs, fmt.Errorf("%s on worker %s: start: %w", a.a.Job.Label(), a.worker, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.abort(p, err)
+		return "", err
+	}
+	c.event(name, 0, "started", "all jobs started")
+	return protocol.StateRunning, nil
+}
+
+type placedAssignment struct {
+	worker string
+	a      protocol.Assignment
+}
+
+// assignments builds the assignment of every job of doc; epochOf gives each job's epoch.
+func (c *control) assignments(p *pipelineState, placement map[int]string, epochOf func(job int) uint64) []placedAssignment {
+	doc := p.doc
+	ends := doc.Endpoints()
+	binding := func(pipeID int) protocol.PipeBinding {
+		pp := doc.PipeByID(pipeID)
+		src, dst := doc.JobByID(ends[pipeID][0]), doc.JobByID(ends[pipeID][1])
+		b := protocol.PipeBinding{
+			ID: pipeID, Subject: protocol.PipeSubject(doc.Name, pipeID), Stream: protocol.PipeStream(doc.Name, pipeID),
+			Codec: pp.EffectiveCodec(), BlockSize: pp.BlockSize,
+			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), Optional: pp.Optional, HeadSize: 1,
+			Realtime: pp.IsRealtime(),
+		}
+		if src != nil {
+			b.HeadSize = src.EffectiveHeadSize()
+		}
+		if dst != nil {
+			b.MaxQueue = dst.MaxQueue
+			b.Consumer = protocol.PipeConsumer(dst.ID, epochOf(dst.ID))
+		}
+		return b
+	}
+	var out []placedAssignment
+	for i := range doc.Jobs {
+		j := doc.Jobs[i]
+		a := protocol.Assignment{Pipeline: doc.Name, Epoch: epochOf(j.ID), Job: j, Dependencies: p.deps[j.ID]}
+		for _, id := range j.Inputs {
+			a.Inputs = append(a.Inputs, binding(id))
+		}
+		for _, id := range j.Outputs {
+			a.Outputs = append(a.Outputs, binding(id))
+		}
+		out = append(out, placedAssignment{worker: placement[j.ID], a: a})
+	}
+	return out
+}
+
+// prepareAll asks each worker to build its jobs; it reports every failure at once.
+func (c *control) prepareAll(ctx context.Context, assigns []placedAssignment) error {
+	errs := make([]error, len(assigns))
+	var wg sync.WaitGroup
+	for i, a := range assigns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.requestWorker(ctx, a.worker, protocol.VerbPrepare, a.a); err != nil {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// placePending retries the pipelines waiting for workers.
+func (c *control) placePending() {
+	c.submitMu.Lock()
+	defer c.submitMu.Unlock()
+	c.mu.Lock()
+	var waiting []*pipelineState
+	var stranded []jobRef
+	for name, p := range c.pipelines {
+		switch p.state {
+		case protocol.StatePending:
+			waiting = append(waiting, p)
+		case protocol.StateDegraded:
+			for id, j := range p.jobs {
+				if j.state == protocol.StatePending {
+					stranded = append(stranded, jobRef{name, id})
+				}
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range waiting {
+		if _, err := c.launch(context.Background(), p); err != nil {
+			c.log.Warn("pending pipeline failed to start", "pipeline", p.doc.Name, "error", err)
+		}
+	}
+	now := time.Now()
+	for _, r := range stranded {
+		c.relocate(r, now)
+	}
+}

@@ -1,0 +1,171 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// The worker registry and liveness: workers join, heartbeat, leave or go silent.
+
+type workerState struct {
+	info     protocol.WorkerInfo
+	lastSeen time.Time
+	metrics  protocol.Metrics
+	alive    bool
+	// confirmed is false for a worker loaded from the saved state until it speaks again.
+	confirmed bool
+}
+
+// sameInstance reports whether two registrations come from the same worker process.
+func sameInstance(a, b protocol.WorkerInfo) bool {
+	return a.PID == b.PID && a.Host == b.Host && a.Started.Equal(b.Started)
+}
+
+func (c *control) handleRegister(m *nats.Msg) any {
+	var info protocol.WorkerInfo
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return protocol.Reply{Error: "register: " + err.Error()}
+	}
+	if err := protocol.CheckName("worker", info.Name); err != nil {
+		return protocol.Reply{Error: err.Error()}
+	}
+	c.mu.Lock()
+	old, known := c.workers[info.Name]
+	replaced := known && !sameInstance(old.info, info)
+	if replaced && old.alive && old.confirmed {
+		c.mu.Unlock()
+		return protocol.Reply{Error: fmt.Sprintf("worker name %q is taken by a live worker on %s (pid %d); choose another with --name", info.Name, old.info.Host, old.info.PID)}
+	}
+	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true, confirmed: true}
+	c.mu.Unlock()
+	c.saveWorker(info, true)
+	if replaced {
+		// A new process under a known name: whatever the old one ran is gone.
+		c.workerLost(info.Name, "restarted")
+	}
+	c.log.Info("worker joined", "worker", info.Name, "groups", info.Groups, "slots", info.Slots, "host", info.Host)
+	go c.placePending()
+	return protocol.Reply{OK: true}
+}
+
+func (c *control) handleDeregister(m *nats.Msg) any {
+	var info protocol.WorkerInfo
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return protocol.Reply{Error: "deregister: " + err.Error()}
+	}
+	c.mu.Lock()
+	if w, ok := c.workers[info.Name]; ok {
+		w.alive = false
+	}
+	c.mu.Unlock()
+	c.saveWorker(info, false)
+	c.log.Info("worker left", "worker", info.Name)
+	c.workerLost(info.Name, "left")
+	return protocol.Reply{OK: true}
+}
+
+func (c *control) handleHeartbeat(m *nats.Msg) any {
+	var hb protocol.Heartbeat
+	if err := json.Unmarshal(m.Data, &hb); err != nil {
+		c.log.Warn("bad heartbeat", "subject", m.Subject, "error", err)
+		return nil
+	}
+	c.mu.Lock()
+	w, ok := c.workers[hb.Worker]
+	if !ok {
+		c.mu.Unlock()
+		return nil // not registered (yet): it registers on its own
+	}
+	back := !w.alive
+	w.lastSeen, w.metrics, w.confirmed, w.alive = time.Now(), hb.Metrics, true, true
+	var stale []protocol.JobRef
+	for _, s := range hb.Stats {
+		p, ok := c.pipelines[s.Pipeline]
+		if !ok {
+			continue
+		}
+		j, ok := p.jobs[s.Job]
+		if !ok {
+			continue
+		}
+		if j.worker != hb.Worker || j.epoch != s.Epoch || protocol.Terminal(p.state) && protocol.Terminal(j.state) {
+			// An instance the broker has replaced (its worker was declared dead meanwhile).
+			stale = append(stale, protocol.JobRef{Pipeline: s.Pipeline, Job: s.Job, Epoch: s.Epoch})
+			continue
+		}
+		if !protocol.Terminal(j.state) {
+			j.stats = s.Stats
+		}
+	}
+	info := w.info
+	c.mu.Unlock()
+	if back {
+		c.log.Warn("worker declared dead is heartbeating again", "worker", hb.Worker)
+		c.saveWorker(info, true)
+	}
+	for _, ref := range stale {
+		c.log.Warn("stopping a stale job instance", "worker", hb.Worker, "pipeline", ref.Pipeline, "job", ref.Job, "epoch", ref.Epoch)
+		go func() {
+			if err := c.requestWorker(context.Background(), hb.Worker, protocol.VerbStop, ref); err != nil {
+				c.log.Warn("stale job not stopped", "worker", hb.Worker, "error", err)
+			}
+		}()
+	}
+	return nil
+}
+
+func (c *control) checkLiveness(now time.Time) {
+	var lost []protocol.WorkerInfo
+	c.mu.Lock()
+	for _, w := range c.workers {
+		if w.alive && now.Sub(w.lastSeen) > c.opts.HeartbeatTimeout {
+			w.alive = false
+			lost = append(lost, w.info)
+		}
+	}
+	c.mu.Unlock()
+	for _, info := range lost {
+		name := info.Name
+		c.saveWorker(info, false)
+		c.log.Warn("worker missed its heartbeats; declared dead", "worker", name, "timeout", c.opts.HeartbeatTimeout)
+		c.workerLost(name, "missed its heartbeats")
+	}
+}
+
+// slotsUsed counts the jobs each worker runs. Callers hold mu.
+func (c *control) slotsUsed() map[string]int {
+	used := map[string]int{}
+	for _, p := range c.pipelines {
+		for _, j := range p.jobs {
+			if j.worker != "" && !protocol.Terminal(j.state) {
+				used[j.worker]++
+			}
+		}
+	}
+	return used
+}
+
+func (c *control) knownType(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.workers {
+		for _, t := range w.info.Types {
+			if t == name && w.alive {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *control) saveWorker(info protocol.WorkerInfo, alive bool) {
+	if err := c.store.saveWorker(context.Background(), info, alive); err != nil {
+		c.log.Error("worker state not saved", "worker", info.Name, "error", err)
+	}
+}
