@@ -49,7 +49,7 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 	if err != nil {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Invalid: true}
 	}
-	if err := pipeline.Validate(doc, pipeline.ValidateOptions{KnownType: c.knownType}); err != nil {
+	if err := pipeline.Validate(doc, pipeline.ValidateOptions{Types: c.typeSpec}); err != nil {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Invalid: true, Pipeline: doc.Name}
 	}
 	c.mu.Lock()

@@ -38,9 +38,19 @@ const (
 // Problem is one thing wrong with a document: where it is (a JSON path such as
 // "jobs[3].exec.mode"; empty for the document as a whole) and what is wrong.
 type Problem struct {
-	Path    string
-	Message string
+	Path    string `json:"path"`
+	Message string `json:"message"`
+	// Kind says what found it: "" (or KindDecode) decoding, "graph" Validate's checks of the
+	// document, "args" the check of a job's args against its type.
+	Kind string `json:"kind,omitempty"`
 }
+
+// Problem kinds.
+const (
+	ProblemDecode = "decode"
+	ProblemGraph  = "graph"
+	ProblemArgs   = "args"
+)
 
 // String is "path: message", or the message alone when there is no path.
 func (p Problem) String() string {
@@ -93,16 +103,68 @@ func ParseFile(path string) (*Pipeline, error) {
 // duplicate keys, wrong types and unknown enum values are all errors. The error is a
 // *DocumentError. Parse does not validate the graph; see Validate.
 func Parse(data []byte) (*Pipeline, error) {
-	tree, err := parseTree(data)
+	p, problems, err := parsePartial(data)
 	if err != nil {
 		return nil, err
 	}
-	var b builder
-	p := b.pipeline(tree)
-	if len(b.problems) > 0 {
-		return nil, &DocumentError{Problems: b.problems}
+	if len(problems) > 0 {
+		return nil, &DocumentError{Problems: problems}
 	}
 	return p, nil
+}
+
+// parsePartial decodes a well-formed document as far as it can: the pipeline holds every value
+// that decoded, problems every one that did not. Malformed input is an error.
+func parsePartial(data []byte) (*Pipeline, []Problem, error) {
+	tree, err := parseTree(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	var b builder
+	p := b.pipeline(tree)
+	for i := range b.problems {
+		b.problems[i].Kind = ProblemDecode
+	}
+	return p, b.problems, nil
+}
+
+// Check decodes and validates a document and reports every problem at once: decoding problems
+// (unknown keys, wrong types) together with the graph's and the job args' problems, each with
+// its JSON path. The graph is checked on what decoded; a problem at or below a path that did
+// not decode is left out, as it only repeats that one. The pipeline is nil only for malformed
+// input. The error is a *DocumentError for malformed input, a *ValidationError otherwise.
+func Check(data []byte, opts ValidateOptions) (*Pipeline, error) {
+	p, problems, err := parsePartial(data)
+	if err != nil {
+		return nil, err
+	}
+	if verr := Validate(p, opts); verr != nil {
+		for _, vp := range verr.(*ValidationError).Problems {
+			if !underAny(vp.Path, problems) {
+				problems = append(problems, vp)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return p, &ValidationError{Problems: problems}
+	}
+	return p, nil
+}
+
+// underAny reports whether path is one of the decoding problems' paths or below one.
+func underAny(path string, problems []Problem) bool {
+	if path == "" {
+		return false
+	}
+	for _, d := range problems {
+		if d.Kind != ProblemDecode || d.Path == "" {
+			continue
+		}
+		if path == d.Path || strings.HasPrefix(path, d.Path) && (path[len(d.Path)] == '.' || path[len(d.Path)] == '[') {
+			return true
+		}
+	}
+	return false
 }
 
 func parseTree(data []byte) (any, error) {
@@ -166,7 +228,7 @@ func typeName(v any) string {
 		return "string"
 	case []any:
 		return "array"
-	case object:
+	case object, map[string]any:
 		return "object"
 	case outOfRange:
 		return "number " + v.text

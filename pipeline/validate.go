@@ -15,6 +15,9 @@ type ValidateOptions struct {
 	// KnownType reports whether a Go job type exists. Nil skips the check, for callers that do
 	// not know which types the workers carry.
 	KnownType func(name string) bool
+	// Types, when set, looks up a Go job type's spec: an unknown type is a problem, and the
+	// job's args are checked against the spec (CheckArgs). It takes precedence over KnownType.
+	Types func(name string) (TypeSpec, bool)
 }
 
 // ValidationError lists every problem Validate found, in a stable order: the document first,
@@ -107,7 +110,7 @@ func newValidator(p *Pipeline, opts ValidateOptions) *validator {
 }
 
 func (v *validator) add(about, index int, path, format string, args ...any) {
-	v.problems = append(v.problems, keyedProblem{about, index, Problem{Path: path, Message: fmt.Sprintf(format, args...)}})
+	v.problems = append(v.problems, keyedProblem{about, index, Problem{Path: path, Message: fmt.Sprintf(format, args...), Kind: ProblemGraph}})
 }
 
 func (v *validator) result() error {
@@ -158,6 +161,8 @@ func (v *validator) job(i int) {
 		v.add(aboutJob, i, path, "%s: has both type and exec; give exactly one", v.jobRef(i))
 	case j.Type == "" && j.Exec == nil:
 		v.add(aboutJob, i, path, "%s: has neither type nor exec; give exactly one", v.jobRef(i))
+	case j.Type != "" && v.opts.Types != nil:
+		v.jobArgs(i)
 	case j.Type != "" && v.opts.KnownType != nil && !v.opts.KnownType(j.Type):
 		v.add(aboutJob, i, path+".type", "%s: unknown job type %q", v.jobRef(i), j.Type)
 	}
@@ -178,6 +183,28 @@ func (v *validator) job(i int) {
 			v.add(aboutJob, i, fmt.Sprintf("%s.groups[%d]", path, k), "%s: groups[%d] is empty", v.jobRef(i), k)
 		}
 	}
+}
+
+// jobArgs checks a Go job's type and args against the type's spec.
+func (v *validator) jobArgs(i int) {
+	j := &v.p.Jobs[i]
+	spec, ok := v.opts.Types(j.Type)
+	if !ok {
+		v.add(aboutJob, i, jobPath(i)+".type", "%s: unknown job type %q", v.jobRef(i), j.Type)
+		return
+	}
+	for _, pr := range CheckArgs(spec, j.Args) {
+		v.add(aboutJob, i, jobPath(i)+".args"+dotted(pr.Path), "%s: %s", v.jobRef(i), pr.Message)
+		v.problems[len(v.problems)-1].Kind = ProblemArgs
+	}
+}
+
+// dotted joins a relative path (`count`, `["odd key"]`) to a parent.
+func dotted(rel string) string {
+	if strings.HasPrefix(rel, "[") {
+		return rel
+	}
+	return "." + rel
 }
 
 func (v *validator) jobID(i int) {

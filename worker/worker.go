@@ -114,6 +114,7 @@ func New(nc *nats.Conn, opts Options) (*Worker, error) {
 		tasks: map[taskKey]*task{}, ready: make(chan struct{}),
 		info: protocol.WorkerInfo{
 			Name: opts.Name, Groups: opts.Groups, Slots: opts.Slots, Types: opts.Registry.Names(),
+			Specs: opts.Registry.Specs(),
 			Local: opts.Local, Any: opts.Any, Version: protocol.Version, Host: host, PID: os.Getpid(),
 			Started: time.Now(),
 		},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 // The document commands: encode, decode, validate and graph. Each takes one FILE, JSON or CBOR
@@ -88,34 +90,109 @@ func validateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "validate",
 		Usage:     "check a pipeline document and report every problem",
-		UsageText: "marvelo validate FILE",
+		UsageText: "marvelo validate FILE [--json] [--broker URL]",
 		Description: `Decodes a pipeline document (JSON or CBOR, judged by content; "-" reads standard input)
-strictly and checks the graph: ids, job types, pipe ends, codecs, synchronous cycles and
-more. Prints "FILE: ok (N jobs, M pipes)", or every problem, one per line, prefixed with
-the file name; the exit code is then 2.
+and reports every problem at once, each with its JSON path: decoding problems (unknown keys,
+wrong types), graph problems (ids, pipe ends, codecs, synchronous cycles, ...) and the args of
+every Go job checked against its type (unknown, missing, wrong type, out of range).
+
+Job types are those this marvelo carries (marvelo types); with --broker, those the live
+workers of that broker carry. Prints "FILE: ok (N jobs, M pipes)", or every problem, one per
+line, prefixed with the file name; the exit code is then 2.
 
 Example:
-   marvelo validate pipeline.json`,
+   marvelo validate pipeline.json
+   marvelo validate --json pipeline.json
+   marvelo validate --broker nats://head:4222 pipeline.json`,
+		Flags: append([]cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON: {file, ok, jobs, pipes, problems: [{path, message, kind}]}"},
+		}, brokerFlags()...),
 		Action: func(c *cli.Context) error {
 			name, data, err := readDocument(c)
 			if err != nil {
 				return err
 			}
-			p, err := pipeline.Parse(data)
-			if err == nil {
-				err = pipeline.Validate(p, pipeline.ValidateOptions{KnownType: knownJobType})
+			types := registry.Spec
+			if c.IsSet("broker") {
+				if types, err = brokerTypes(c); err != nil {
+					return err
+				}
 			}
-			if err == nil {
-				fmt.Fprintf(c.App.Writer, "%s: ok (%d jobs, %d pipes)\n", name, len(p.Jobs), countPipes(p))
-				return nil
-			}
-			lines := problemLines(err)
-			for _, l := range lines {
-				fmt.Fprintf(c.App.Writer, "%s: %s\n", name, l)
-			}
-			return cliutil.UsageError(fmt.Errorf("%s: invalid pipeline document (%s)", name, plural(len(lines), "problem")))
+			return reportCheck(c, name, data, types)
 		},
 	}
+}
+
+// brokerTypes looks job types up among the live workers of the broker named by --broker.
+func brokerTypes(c *cli.Context) (func(string) (pipeline.TypeSpec, bool), error) {
+	nc, cl, err := connect(c)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	ws, err := cl.Workers(c.Context)
+	if err != nil {
+		return nil, cliutil.Failure(fmt.Errorf("validate: listing the workers of %s: %w", c.String("broker"), err))
+	}
+	var live []protocol.WorkerInfo
+	for _, w := range ws {
+		if w.Alive {
+			live = append(live, w.WorkerInfo)
+		}
+	}
+	return protocol.SpecLookup(live), nil
+}
+
+// checkResult is validate --json's output.
+type checkResult struct {
+	File     string             `json:"file"`
+	OK       bool               `json:"ok"`
+	Jobs     int                `json:"jobs"`
+	Pipes    int                `json:"pipes"`
+	Problems []pipeline.Problem `json:"problems"`
+}
+
+// reportCheck checks a document (pipeline.Check) and prints the result; every problem is exit
+// code 2. The worker's own validate command uses it too.
+func reportCheck(c *cli.Context, name string, data []byte, types func(string) (pipeline.TypeSpec, bool)) error {
+	p, err := pipeline.Check(data, pipeline.ValidateOptions{Types: types})
+	res := checkResult{File: name, OK: err == nil, Problems: []pipeline.Problem{}}
+	if p != nil {
+		res.Jobs, res.Pipes = len(p.Jobs), countPipes(p)
+	}
+	if err != nil {
+		res.Problems = problemsOf(err)
+	}
+	if c.Bool("json") {
+		out, jerr := json.MarshalIndent(res, "", "  ")
+		if jerr != nil {
+			return cliutil.Failure(jerr)
+		}
+		fmt.Fprintf(c.App.Writer, "%s\n", out)
+	} else if err == nil {
+		fmt.Fprintf(c.App.Writer, "%s: ok (%d jobs, %d pipes)\n", name, res.Jobs, res.Pipes)
+	} else {
+		for _, pr := range res.Problems {
+			fmt.Fprintf(c.App.Writer, "%s: %s\n", name, pr.String())
+		}
+	}
+	if err != nil {
+		return cliutil.UsageError(fmt.Errorf("%s: invalid pipeline document (%s)", name, plural(len(res.Problems), "problem")))
+	}
+	return nil
+}
+
+// problemsOf lists the problems of a Parse, Validate or Check error.
+func problemsOf(err error) []pipeline.Problem {
+	var de *pipeline.DocumentError
+	var ve *pipeline.ValidationError
+	switch {
+	case errors.As(err, &de):
+		return de.Problems
+	case errors.As(err, &ve):
+		return ve.Problems
+	}
+	return []pipeline.Problem{{Message: err.Error()}}
 }
 
 func graphCommand() *cli.Command {
@@ -167,7 +244,7 @@ func readDocument(c *cli.Context) (string, []byte, error) {
 	}
 	data, err := os.ReadFile(name)
 	if err != nil {
-		return name, nil, cliutil.Failure(err)
+		return name, nil, cliutil.UsageError(err) // an unreadable file is bad usage: exit 2
 	}
 	return name, data, nil
 }
@@ -185,22 +262,11 @@ func loadDocument(c *cli.Context) (string, *pipeline.Pipeline, error) {
 	return name, p, nil
 }
 
-// problemLines splits a Parse or Validate error into one line per problem.
+// problemLines splits a Parse, Validate or Check error into one line per problem.
 func problemLines(err error) []string {
-	var de *pipeline.DocumentError
-	var ve *pipeline.ValidationError
 	var lines []string
-	switch {
-	case errors.As(err, &de):
-		for _, p := range de.Problems {
-			lines = append(lines, p.String())
-		}
-	case errors.As(err, &ve):
-		for _, p := range ve.Problems {
-			lines = append(lines, p.Message)
-		}
-	default:
-		lines = strings.Split(err.Error(), "\n")
+	for _, p := range problemsOf(err) {
+		lines = append(lines, strings.Split(p.String(), "\n")...)
 	}
 	return lines
 }
@@ -265,4 +331,18 @@ func renderDOT(dot []byte, format, out string) error {
 		return cliutil.Failure(fmt.Errorf("graph: dot -T%s -o %s: %v: %s", format, out, err, strings.TrimSpace(stderr.String())))
 	}
 	return nil
+}
+
+// warnExecPaths warns about each executable whose path no worker can have: a relative path
+// without a dependencies folder to ship it in. Only a path on the worker's PATH (no slash)
+// or an absolute one exists there without dependencies.
+func warnExecPaths(w io.Writer, name string, p *pipeline.Pipeline) {
+	for i, j := range p.Jobs {
+		e := j.Exec
+		if e == nil || e.Dependencies != "" || filepath.IsAbs(e.Path) || !strings.Contains(e.Path, "/") {
+			continue
+		}
+		fmt.Fprintf(w, "%s: warning: jobs[%d].exec.path: job %d (%s): %q is relative and the job has no dependencies folder, so no worker can have it; "+
+			"add \"dependencies\" with the folder holding it, or give an absolute path\n", name, i, j.ID, j.DisplayName(), e.Path)
+	}
 }

@@ -76,10 +76,11 @@ func TestValidateCommand(t *testing.T) {
 		"pipes": [{"id": 3, "codec": "bytes"}]}`)
 	r := runDocCmd(t, "", "validate", bad)
 	r.want(t, 2,
-		bad+": name is required\n"+
-			bad+": pipe 3: source defined twice: job 1 (counter) and job 2 (counter)\n"+
-			bad+": pipe 3: codec bytes needs block_size of at least 1\n")
-	if !strings.Contains(r.stderr, bad+": invalid pipeline document (3 problems)") {
+		bad+": name: name is required\n"+
+			bad+": jobs[1].outputs[0]: pipe 3: source defined twice: job 1 (counter) and job 2 (counter)\n"+
+			bad+": jobs[2].args.path: job 3 (csv_sink): missing required arg \"path\" (string)\n"+
+			bad+": pipes[0].block_size: pipe 3: codec bytes needs block_size of at least 1\n")
+	if !strings.Contains(r.stderr, bad+": invalid pipeline document (4 problems)") {
 		t.Errorf("stderr: %s", r.stderr)
 	}
 
@@ -89,11 +90,11 @@ func TestValidateCommand(t *testing.T) {
 
 	// The job types are those the workers carry (knownJobType).
 	unknown := writeFile(t, "unknown.json", `{"name": "x", "jobs": [{"id": 1, "type": "frobnicate"}]}`)
-	runDocCmd(t, "", "validate", unknown).want(t, 2, unknown+`: job 1 (frobnicate): unknown job type "frobnicate"`)
+	runDocCmd(t, "", "validate", unknown).want(t, 2, unknown+`: jobs[0].type: job 1 (frobnicate): unknown job type "frobnicate"`)
 
 	runDocCmd(t, "", "validate").want(t, 2)
 	runDocCmd(t, "", "validate", "a.json", "b.json").want(t, 2)
-	if r := runDocCmd(t, "", "validate", filepath.Join(t.TempDir(), "missing.json")); r.code != 1 || !strings.Contains(r.stderr, "missing.json") {
+	if r := runDocCmd(t, "", "validate", filepath.Join(t.TempDir(), "missing.json")); r.code != 2 || !strings.Contains(r.stderr, "missing.json") {
 		t.Errorf("missing file: code %d, stderr %s", r.code, r.stderr)
 	}
 }

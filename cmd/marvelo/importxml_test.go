@@ -95,7 +95,7 @@ func TestImportXMLCommand(t *testing.T) {
 
 	// Usage errors and a missing file.
 	runImportXML(t, "").want(t, 2)
-	if r := runImportXML(t, "", filepath.Join(t.TempDir(), "missing.xml")); r.code != 1 {
+	if r := runImportXML(t, "", filepath.Join(t.TempDir(), "missing.xml")); r.code != 2 {
 		t.Errorf("missing file: code %d", r.code)
 	}
 }

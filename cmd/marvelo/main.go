@@ -37,6 +37,7 @@ Examples:
 			graphCommand(),
 			benchCommand(),
 			initCommand(),
+			typesCommand(registry),
 		},
 		ExitErrHandler: cliutil.HandleExitError,
 	}

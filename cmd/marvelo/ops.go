@@ -78,10 +78,13 @@ func submitAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError(fmt.Errorf("submit: %w", err))
 	}
-	p, err := pipeline.Parse(doc)
+	// Every problem the document has on its own, before it is sent; the broker then checks the
+	// job types and args against its workers' before placing anything.
+	p, err := pipeline.Check(doc, pipeline.ValidateOptions{})
 	if err != nil {
-		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))
+		return cliutil.UsageError(prefixLines(path, err))
 	}
+	warnExecPaths(os.Stderr, path, p)
 	nc, cl, err := connect(c)
 	if err != nil {
 		return err

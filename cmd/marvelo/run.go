@@ -51,12 +51,9 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError(fmt.Errorf("run: %w", err))
 	}
-	p, err := pipeline.Parse(doc)
-	if err == nil {
-		err = pipeline.Validate(p, pipeline.ValidateOptions{KnownType: knownJobType})
-	}
+	p, err := pipeline.Check(doc, pipeline.ValidateOptions{Types: registry.Spec})
 	if err != nil {
-		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))
+		return cliutil.UsageError(prefixLines(path, err))
 	}
 	opts := local.Options{WorkDir: c.String("workdir"), Registry: registry, Output: os.Stdout, Input: os.Stdin,
 		BaseDir: filepath.Dir(path)}

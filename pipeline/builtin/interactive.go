@@ -40,7 +40,7 @@ func (Interactive) Generate(ctx *job.Context, emit func(any) error) error {
 // header job,pid,state,cpu_percent,memory_percent,time in,time out, then one row per input per
 // compute block.
 type LoggingSink struct {
-	Path string `json:"path" marvelo:"required"`
+	Path string `json:"path" marvelo:"required" help:"the CSV file, relative to the job's working directory"`
 
 	csv CSVSink
 }

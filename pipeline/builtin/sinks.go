@@ -18,9 +18,9 @@ import (
 // input, then the inputs' values — numbers in decimal, strings as they are, anything else as
 // compact JSON. Every row is flushed, so the file is complete up to the last block at any time.
 type CSVSink struct {
-	Path string `json:"path" marvelo:"required"`
+	Path string `json:"path" marvelo:"required" help:"the CSV file, relative to the job's working directory"`
 	// Echo also prints each row to the job's output (shown by marvelo run and marvelo logs).
-	Echo bool `json:"echo"`
+	Echo bool `json:"echo" help:"also print each row to the job's output"`
 
 	f    *os.File
 	w    *csv.Writer

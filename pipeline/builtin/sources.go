@@ -14,10 +14,10 @@ const defaultClockInterval = 40 * time.Millisecond
 // Counter emits start, start+step, … — count values (endless when 0), one per interval. With a
 // count, the last block carries the finished bit.
 type Counter struct {
-	Start    float64      `json:"start"`
-	Step     float64      `json:"step"`
-	Count    int64        `json:"count"`
-	Interval job.Duration `json:"interval"`
+	Start    float64      `json:"start" help:"the first value"`
+	Step     float64      `json:"step" help:"added to each value to give the next"`
+	Count    int64        `json:"count" marvelo:"min=0" help:"how many values; 0 is endless"`
+	Interval job.Duration `json:"interval" help:"pause between values"`
 
 	next int64 // index of the next value: the checkpoint
 }
@@ -75,8 +75,8 @@ func isWhole(f float64) bool { return f == math.Trunc(f) && math.Abs(f) < 1<<53 
 
 // Clock emits 1 every interval (ClockJob), count times (endless when 0).
 type Clock struct {
-	Interval job.Duration `json:"interval"`
-	Count    int64        `json:"count"`
+	Interval job.Duration `json:"interval" help:"time between ticks; must be positive"`
+	Count    int64        `json:"count" marvelo:"min=0" help:"how many ticks; 0 is endless"`
 }
 
 // Validate checks the args.

@@ -42,8 +42,11 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/marvelo/marvelo/pipeline"
 )
 
 // Factory returns a new job value with its args at their defaults, ready for args to be decoded
@@ -102,8 +105,127 @@ func (r *Registry) Types() []Type {
 	return out
 }
 
-// New builds a job of the named type from its args: unknown args, mistyped args and missing
-// required args are errors that name the arg; then the job's Validate runs, if it has one.
+// Spec describes the named type: its description and args (see SpecOf).
+func (r *Registry) Spec(name string) (pipeline.TypeSpec, bool) {
+	t, ok := r.types[name]
+	if !ok {
+		return pipeline.TypeSpec{}, false
+	}
+	return t.Spec(), true
+}
+
+// Specs describes every registered type, sorted by name: what `marvelo types` lists and what a
+// worker advertises to the broker.
+func (r *Registry) Specs() []pipeline.TypeSpec {
+	out := make([]pipeline.TypeSpec, 0, len(r.types))
+	for _, t := range r.Types() {
+		out = append(out, t.Spec())
+	}
+	return out
+}
+
+// Spec describes the type: a new job value's fields give its args.
+func (t Type) Spec() pipeline.TypeSpec {
+	s := SpecOf(t.New())
+	s.Name, s.Description = t.Name, t.Description
+	return s
+}
+
+// SpecOf describes the args of a job value (a pointer to a struct, as a Factory returns): one
+// arg per exported field, named by its json tag, of the kind its Go type takes, with the
+// field's value as the default. Struct tags add to it:
+//
+//	Count int64 `json:"count" marvelo:"required,min=0,max=100" help:"how many values; 0 is endless"`
+//	Mode string `json:"mode" marvelo:"enum=fast|exact"`
+//
+// A job value that is not a pointer to a struct takes no args.
+func SpecOf(j any) pipeline.TypeSpec {
+	rv := reflect.ValueOf(j)
+	if j == nil || rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return pipeline.TypeSpec{Args: []pipeline.ArgSpec{}}
+	}
+	st := rv.Elem()
+	args := []pipeline.ArgSpec{}
+	for i := 0; i < st.NumField(); i++ {
+		f := st.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		a := pipeline.ArgSpec{Name: name, Description: f.Tag.Get("help")}
+		a.Kind, a.Elem = argKind(f.Type)
+		for _, opt := range strings.Split(f.Tag.Get("marvelo"), ",") {
+			key, val, _ := strings.Cut(strings.TrimSpace(opt), "=")
+			switch key {
+			case "required":
+				a.Required = true
+			case "min", "max":
+				v, err := strconv.ParseFloat(val, 64)
+				if err != nil {
+					panic(fmt.Sprintf("job: %T field %s: marvelo tag %s=%q is not a number", j, f.Name, key, val))
+				}
+				if key == "min" {
+					a.Min = &v
+				} else {
+					a.Max = &v
+				}
+			case "enum":
+				a.Enum = strings.Split(val, "|")
+			}
+		}
+		if fv := st.Field(i); !a.Required {
+			if raw, err := json.Marshal(fv.Interface()); err == nil {
+				var d any
+				if json.Unmarshal(raw, &d) == nil {
+					a.Default = d
+				}
+			}
+		}
+		args = append(args, a)
+	}
+	return pipeline.TypeSpec{Args: args}
+}
+
+var durationType = reflect.TypeFor[Duration]()
+
+// argKind is the JSON kind a Go field type takes (and its elements' kind for a slice).
+func argKind(t reflect.Type) (kind, elem string) {
+	if t == durationType {
+		return pipeline.KindDuration, ""
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		return pipeline.KindAny, "" // decodes itself: its own errors say what it takes
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return pipeline.KindInteger, ""
+	case reflect.Float32, reflect.Float64:
+		return pipeline.KindNumber, ""
+	case reflect.String:
+		return pipeline.KindString, ""
+	case reflect.Bool:
+		return pipeline.KindBoolean, ""
+	case reflect.Slice, reflect.Array:
+		e, _ := argKind(t.Elem())
+		return pipeline.KindArray, e
+	case reflect.Map, reflect.Struct:
+		return pipeline.KindObject, ""
+	case reflect.Pointer:
+		return argKind(t.Elem())
+	}
+	return pipeline.KindAny, ""
+}
+
+// New builds a job of the named type from its args: they are checked against the type's spec
+// (pipeline.CheckArgs, the same check validate and the broker make), decoded, and then the job's
+// Validate runs, if it has one.
 func (r *Registry) New(name string, args map[string]any) (any, error) {
 	t, ok := r.types[name]
 	if !ok {
@@ -121,8 +243,8 @@ func (r *Registry) New(name string, args map[string]any) (any, error) {
 	return j, nil
 }
 
-// DecodeArgs decodes args into the struct dst points to, by the fields' json tags. A field tagged
-// `marvelo:"required"` must be present.
+// DecodeArgs checks args against the spec of the struct dst points to (SpecOf) and decodes them
+// into it by the fields' json tags. Every problem is reported at once.
 func DecodeArgs(dst any, args map[string]any) error {
 	if dst == nil {
 		return errors.New("job factory returned nil")
@@ -134,23 +256,12 @@ func DecodeArgs(dst any, args map[string]any) error {
 		}
 		return fmt.Errorf("job factory returned %T, want a pointer to a struct to take args", dst)
 	}
-	fields := argFields(rv.Elem().Type())
-	var problems []string
-	for _, f := range fields {
-		if f.required {
-			if _, ok := args[f.name]; !ok {
-				problems = append(problems, fmt.Sprintf("missing required arg %q", f.name))
-			}
+	if problems := pipeline.CheckArgs(SpecOf(dst), args); len(problems) > 0 {
+		msgs := make([]string, len(problems))
+		for i, p := range problems {
+			msgs[i] = p.Message
 		}
-	}
-	for k := range args {
-		if !hasField(fields, k) {
-			problems = append(problems, fmt.Sprintf("unknown arg %q (known: %s)", k, fieldNames(fields)))
-		}
-	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return errors.New("args: " + strings.Join(problems, "; "))
+		return errors.New("args: " + strings.Join(msgs, "; "))
 	}
 	if len(args) == 0 {
 		return nil
@@ -166,7 +277,7 @@ func DecodeArgs(dst any, args map[string]any) error {
 		if errors.As(err, &te) && te.Field != "" {
 			return fmt.Errorf("args: arg %q: expected %s, got %s", te.Field, te.Type, te.Value)
 		}
-		// Errors of an arg type's own UnmarshalJSON (Duration) do not say which arg failed.
+		// Errors of an arg type's own UnmarshalJSON do not say which arg failed.
 		if name := failingArg(rv.Elem().Type(), args); name != "" {
 			return fmt.Errorf("args: arg %q: %w", name, err)
 		}
@@ -195,79 +306,28 @@ func failingArg(t reflect.Type, args map[string]any) string {
 	return ""
 }
 
-type argField struct {
-	name     string
-	required bool
-}
-
-func argFields(t reflect.Type) []argField {
-	var out []argField
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		out = append(out, argField{name: name, required: f.Tag.Get("marvelo") == "required"})
-	}
-	return out
-}
-
-func hasField(fields []argField, name string) bool {
-	for _, f := range fields {
-		if f.name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func fieldNames(fields []argField) string {
-	if len(fields) == 0 {
-		return "none"
-	}
-	names := make([]string, len(fields))
-	for i, f := range fields {
-		names[i] = f.name
-	}
-	return strings.Join(names, ", ")
-}
-
 // Duration is an arg holding a Go duration string such as "10ms" or "1.5s"; a bare number is
 // taken as seconds, as MARVELO's Python jobs took them.
 type Duration time.Duration
 
-// UnmarshalJSON accepts "10ms" or a number of seconds; null leaves the duration as it is.
+// UnmarshalJSON accepts "10ms" or a number of seconds (pipeline.ParseDurationArg); null leaves
+// the duration as it is.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("duration %q: %w", s, err)
-		}
-		if v < 0 {
-			return fmt.Errorf("duration %q is negative", s)
-		}
-		*d = Duration(v)
-		return nil
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
 	}
-	var secs float64
-	if err := json.Unmarshal(b, &secs); err != nil {
-		return fmt.Errorf("duration: want a string such as \"10ms\" or a number of seconds, got %s", b)
+	if f, ok := v.(float64); ok {
+		v = f
 	}
-	if secs < 0 {
-		return fmt.Errorf("duration %v is negative", secs)
+	p, err := pipeline.ParseDurationArg(v)
+	if err != nil {
+		return err
 	}
-	*d = Duration(secs * float64(time.Second))
+	*d = Duration(p)
 	return nil
 }
 

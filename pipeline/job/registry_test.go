@@ -91,12 +91,12 @@ func TestRegistryNewArgs(t *testing.T) {
 		{
 			name:    "mistyped arg",
 			args:    map[string]any{"name": "x", "start": "one"},
-			wantErr: []string{`arg "start": expected float64, got string`},
+			wantErr: []string{`arg "start": expected a number, got string`},
 		},
 		{
 			name:    "fraction into an integer arg",
 			args:    map[string]any{"name": "x", "count": 1.5},
-			wantErr: []string{`arg "count": expected int64`},
+			wantErr: []string{`arg "count": expected an integer, got 1.5`},
 		},
 		{
 			name:    "missing required arg",

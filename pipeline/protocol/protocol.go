@@ -138,16 +138,19 @@ func (r Reply) Err() error {
 
 // WorkerInfo is what a worker says about itself when it registers.
 type WorkerInfo struct {
-	Name    string    `json:"name"`
-	Groups  []string  `json:"groups"`
-	Slots   int       `json:"slots"`
-	Types   []string  `json:"types"`
-	Local   bool      `json:"local,omitempty"` // the head node's worker: runs LOCAL jobs
-	Any     bool      `json:"any,omitempty"`   // accepts every group (marvelo run's single worker)
-	Version string    `json:"version"`
-	Host    string    `json:"host,omitempty"`
-	PID     int       `json:"pid,omitempty"`
-	Started time.Time `json:"started"`
+	Name   string   `json:"name"`
+	Groups []string `json:"groups"`
+	Slots  int      `json:"slots"`
+	Types  []string `json:"types"`
+	// Specs describe the Go job types with their args, for checking a submission's args
+	// before it is placed (SpecLookup).
+	Specs   []pipeline.TypeSpec `json:"specs,omitempty"`
+	Local   bool                `json:"local,omitempty"` // the head node's worker: runs LOCAL jobs
+	Any     bool                `json:"any,omitempty"`   // accepts every group (marvelo run's single worker)
+	Version string              `json:"version"`
+	Host    string              `json:"host,omitempty"`
+	PID     int                 `json:"pid,omitempty"`
+	Started time.Time           `json:"started"`
 }
 
 // Metrics are read from the worker's OS with each heartbeat.
