@@ -19,15 +19,18 @@ import (
 )
 
 // Main is the entry point of a worker binary: the stock marvelo-worker calls it with the builtin
-// job types, and a worker of your own calls it with a registry holding your types too:
+// job types, and a worker of your own calls it with a registry holding your types too. Besides
+// running jobs for a broker, the binary has the commands validate FILE and types for its own
+// types, and the commands given (local.RunCommand adds run FILE: the whole pipeline in one
+// process with an embedded broker; worker cannot import the broker itself):
 //
 //	func main() {
 //		reg := builtin.Registry()
 //		reg.Register("scale", "multiplies by factor", func() any { return &Scale{} })
-//		worker.Main(reg)
+//		worker.Main(reg, local.RunCommand(reg))
 //	}
-func Main(reg *job.Registry) {
-	app := App(reg)
+func Main(reg *job.Registry, commands ...*cli.Command) {
+	app := App(reg, commands...)
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, app.Name+":", err)
 		var coder cli.ExitCoder
@@ -39,8 +42,9 @@ func Main(reg *job.Registry) {
 }
 
 // App is the worker's command line, for Main and for tests.
-func App(reg *job.Registry) *cli.App {
+func App(reg *job.Registry, commands ...*cli.Command) *cli.App {
 	return &cli.App{
+		Commands: append([]*cli.Command{ValidateCommand(reg), TypesCommand(reg)}, commands...),
 		Name:      "marvelo-worker",
 		Usage:     "run the marvelo jobs a broker assigns to this machine",
 		UsageText: "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T] [--tls-ca F]",
@@ -49,8 +53,11 @@ func App(reg *job.Registry) *cli.App {
 metrics, and runs the jobs assigned to it. It reconnects forever when the broker is away.
 Every worker belongs to the group ALL as well as to the groups given.
 
+Without a command it is a worker; the commands check documents against its own job types.
+
 Example:
-   marvelo-worker --broker nats://head.local:4222 --groups dsp,mic --slots 4`,
+   marvelo-worker --broker nats://head.local:4222 --groups dsp,mic --slots 4
+   marvelo-worker types`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker"},
 			&cli.StringFlag{Name: "name", Usage: "worker name, unique among live workers (default: the host name)"},

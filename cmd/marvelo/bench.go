@@ -18,7 +18,7 @@ import (
 
 	"github.com/marvelo/marvelo/cmd/internal/benchkit"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
-	"github.com/marvelo/marvelo/cmd/internal/local"
+	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline"
 )
 

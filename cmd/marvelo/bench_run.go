@@ -17,7 +17,7 @@ import (
 
 	"github.com/marvelo/marvelo/broker/client"
 	"github.com/marvelo/marvelo/cmd/internal/benchkit"
-	"github.com/marvelo/marvelo/cmd/internal/local"
+	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )

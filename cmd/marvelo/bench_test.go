@@ -9,7 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
-	"github.com/marvelo/marvelo/cmd/internal/local"
+	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 )
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/worker"
 )
 
 // runWith runs `marvelo ARGS...` in process with the one command given, as main does.
@@ -62,7 +63,7 @@ func TestValidateJSON(t *testing.T) {
 	if r.code != 2 {
 		t.Fatalf("exit code %d", r.code)
 	}
-	var res checkResult
+	var res worker.CheckResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
 	}
@@ -83,9 +84,9 @@ func TestValidateJSON(t *testing.T) {
 }
 
 func TestTypesCommand(t *testing.T) {
-	r := runWith(t, typesCommand(registry), "types")
+	r := runWith(t, worker.TypesCommand(registry), "types")
 	r.want(t, 0, "counter — source:", "    count     integer >= 0  default: 0", "csv_sink — sink:", "path  string   required")
-	j := runWith(t, typesCommand(registry), "types", "--json", "clock")
+	j := runWith(t, worker.TypesCommand(registry), "types", "--json", "clock")
 	var specs []pipeline.TypeSpec
 	if err := json.Unmarshal([]byte(j.stdout), &specs); err != nil || len(specs) != 1 || specs[0].Name != "clock" {
 		t.Fatalf("types --json clock: %v %s", err, j.stdout)
@@ -93,5 +94,5 @@ func TestTypesCommand(t *testing.T) {
 	if a, ok := specs[0].Arg("interval"); !ok || a.Kind != pipeline.KindDuration || a.Default != "40ms" {
 		t.Errorf("clock interval: %+v", a)
 	}
-	runWith(t, typesCommand(registry), "types", "nosuch").want(t, 2)
+	runWith(t, worker.TypesCommand(registry), "types", "nosuch").want(t, 2)
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +14,7 @@ import (
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
+	"github.com/marvelo/marvelo/worker"
 )
 
 // The document commands: encode, decode, validate and graph. Each takes one FILE, JSON or CBOR
@@ -118,7 +117,7 @@ Example:
 					return err
 				}
 			}
-			return reportCheck(c, name, data, types)
+			return worker.ReportCheck(c, name, data, types)
 		},
 	}
 }
@@ -143,57 +142,6 @@ func brokerTypes(c *cli.Context) (func(string) (pipeline.TypeSpec, bool), error)
 	return protocol.SpecLookup(live), nil
 }
 
-// checkResult is validate --json's output.
-type checkResult struct {
-	File     string             `json:"file"`
-	OK       bool               `json:"ok"`
-	Jobs     int                `json:"jobs"`
-	Pipes    int                `json:"pipes"`
-	Problems []pipeline.Problem `json:"problems"`
-}
-
-// reportCheck checks a document (pipeline.Check) and prints the result; every problem is exit
-// code 2. The worker's own validate command uses it too.
-func reportCheck(c *cli.Context, name string, data []byte, types func(string) (pipeline.TypeSpec, bool)) error {
-	p, err := pipeline.Check(data, pipeline.ValidateOptions{Types: types})
-	res := checkResult{File: name, OK: err == nil, Problems: []pipeline.Problem{}}
-	if p != nil {
-		res.Jobs, res.Pipes = len(p.Jobs), countPipes(p)
-	}
-	if err != nil {
-		res.Problems = problemsOf(err)
-	}
-	if c.Bool("json") {
-		out, jerr := json.MarshalIndent(res, "", "  ")
-		if jerr != nil {
-			return cliutil.Failure(jerr)
-		}
-		fmt.Fprintf(c.App.Writer, "%s\n", out)
-	} else if err == nil {
-		fmt.Fprintf(c.App.Writer, "%s: ok (%d jobs, %d pipes)\n", name, res.Jobs, res.Pipes)
-	} else {
-		for _, pr := range res.Problems {
-			fmt.Fprintf(c.App.Writer, "%s: %s\n", name, pr.String())
-		}
-	}
-	if err != nil {
-		return cliutil.UsageError(fmt.Errorf("%s: invalid pipeline document (%s)", name, plural(len(res.Problems), "problem")))
-	}
-	return nil
-}
-
-// problemsOf lists the problems of a Parse, Validate or Check error.
-func problemsOf(err error) []pipeline.Problem {
-	var de *pipeline.DocumentError
-	var ve *pipeline.ValidationError
-	switch {
-	case errors.As(err, &de):
-		return de.Problems
-	case errors.As(err, &ve):
-		return ve.Problems
-	}
-	return []pipeline.Problem{{Message: err.Error()}}
-}
 
 func graphCommand() *cli.Command {
 	return &cli.Command{
@@ -262,37 +210,8 @@ func loadDocument(c *cli.Context) (string, *pipeline.Pipeline, error) {
 	return name, p, nil
 }
 
-// problemLines splits a Parse, Validate or Check error into one line per problem.
-func problemLines(err error) []string {
-	var lines []string
-	for _, p := range problemsOf(err) {
-		lines = append(lines, strings.Split(p.String(), "\n")...)
-	}
-	return lines
-}
-
 // prefixLines names the file on every line of a multi-problem error.
-func prefixLines(name string, err error) error {
-	lines := problemLines(err)
-	for i, l := range lines {
-		lines[i] = name + ": " + l
-	}
-	return errors.New(strings.Join(lines, "\n"))
-}
-
-// countPipes counts distinct pipes, used by a job or only listed.
-func countPipes(p *pipeline.Pipeline) int {
-	ids := map[int]bool{}
-	for _, j := range p.Jobs {
-		for _, id := range append(append([]int(nil), j.Inputs...), j.Outputs...) {
-			ids[id] = true
-		}
-	}
-	for _, pp := range p.Pipes {
-		ids[pp.ID] = true
-	}
-	return len(ids)
-}
+func prefixLines(name string, err error) error { return worker.PrefixProblems(name, err) }
 
 func plural(n int, word string) string {
 	if n == 1 {

@@ -8,6 +8,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
+	"github.com/marvelo/marvelo/cmd/local"
+	"github.com/marvelo/marvelo/worker"
 )
 
 func main() {
@@ -23,7 +25,7 @@ Examples:
    marvelo encode pipeline.json -o pipeline.cbor
    marvelo submit pipeline.cbor --broker nats://head:4222 --wait`,
 		Commands: []*cli.Command{
-			runCommand(),
+			local.RunCommand(registry),
 			submitCommand(),
 			statusCommand(),
 			stopCommand(),
@@ -37,7 +39,7 @@ Examples:
 			graphCommand(),
 			benchCommand(),
 			initCommand(),
-			typesCommand(registry),
+			worker.TypesCommand(registry),
 		},
 		ExitErrHandler: cliutil.HandleExitError,
 	}

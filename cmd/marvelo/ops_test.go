@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
+	"github.com/marvelo/marvelo/cmd/local"
 )
 
 // runCmd runs `marvelo ARGS...` in process with the given commands and returns the exit code.
@@ -50,7 +51,7 @@ func TestInitMakesAProject(t *testing.T) {
 }
 
 func TestOperationsNeedTheirArguments(t *testing.T) {
-	cmds := []*cli.Command{submitCommand(), statusCommand(), stopCommand(), resetCommand(), logsCommand(), runCommand()}
+	cmds := []*cli.Command{submitCommand(), statusCommand(), stopCommand(), resetCommand(), logsCommand(), local.RunCommand(registry)}
 	for _, args := range [][]string{
 		{"submit"}, {"stop"}, {"reset"}, {"logs"}, {"run"},
 		{"status", "a", "b"},

@@ -1,4 +1,4 @@
-package main
+package local
 
 import (
 	"context"
@@ -13,11 +13,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
-	"github.com/marvelo/marvelo/cmd/internal/local"
 	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/job"
+	"github.com/marvelo/marvelo/worker"
 )
 
-func runCommand() *cli.Command {
+// RunCommand is the run command of marvelo and of every worker of your own (worker.Main(reg,
+// local.RunCommand(reg))): the whole pipeline in this process with the job types of reg.
+func RunCommand(reg *job.Registry) *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a pipeline to its end in this process (embedded broker and worker)",
@@ -32,17 +35,18 @@ invalid, 130 interrupted (the pipeline is stopped cleanly first).
 
 Example:
    marvelo run testdata/pipelines/demo.json
-   marvelo run pipeline.cbor --workdir /tmp/out --events`,
+   marvelo run pipeline.cbor --workdir /tmp/out --events
+   bin/worker run pipeline.json      # a worker of your own, with its own job types`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "workdir", Value: ".", Usage: "working directory of the jobs (where relative paths such as a csv_sink's land)"},
 			&cli.BoolFlag{Name: "events", Usage: "also print pipeline events (placements, job states) to stderr"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log the embedded broker and worker to stderr"},
 		},
-		Action: runAction,
+		Action: func(c *cli.Context) error { return runAction(c, reg) },
 	}
 }
 
-func runAction(c *cli.Context) error {
+func runAction(c *cli.Context, registry *job.Registry) error {
 	if c.NArg() != 1 {
 		return cliutil.UsageError(fmt.Errorf("run: want exactly one pipeline file, got %d arguments", c.NArg()))
 	}
@@ -53,9 +57,9 @@ func runAction(c *cli.Context) error {
 	}
 	p, err := pipeline.Check(doc, pipeline.ValidateOptions{Types: registry.Spec})
 	if err != nil {
-		return cliutil.UsageError(prefixLines(path, err))
+		return cliutil.UsageError(worker.PrefixProblems(path, err))
 	}
-	opts := local.Options{WorkDir: c.String("workdir"), Registry: registry, Output: os.Stdout, Input: os.Stdin,
+	opts := Options{WorkDir: c.String("workdir"), Registry: registry, Output: os.Stdout, Input: os.Stdin,
 		BaseDir: filepath.Dir(path)}
 	if c.Bool("events") {
 		opts.Events = os.Stderr
@@ -65,7 +69,7 @@ func runAction(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := local.Run(ctx, doc, opts)
+	st, err := Run(ctx, doc, opts)
 	switch {
 	case err == nil:
 		fmt.Fprintf(os.Stderr, "pipeline %s finished: %d jobs\n", st.Name, len(st.Jobs))
@@ -73,7 +77,7 @@ func runAction(c *cli.Context) error {
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(os.Stderr, "pipeline %s stopped (interrupted)\n", p.Name)
 		return cli.Exit("", cliutil.ExitSignaled)
-	case errors.Is(err, local.ErrInvalid):
+	case errors.Is(err, ErrInvalid):
 		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))
 	}
 	return cliutil.Failure(err)
