@@ -177,8 +177,8 @@ type Result struct {
 	Err error
 	// Output is what the job printed (ctx.Printf, ctx.Out) and logged.
 	Output string
-
-	headSize int
+	// HeadSize is the size of the heads in Outputs.
+	HeadSize int
 }
 
 // Values returns output k's values, skipped rounds left out.
@@ -197,7 +197,7 @@ func (r *Result) Heads(k int) []pipeline.Head {
 	var out []pipeline.Head
 	for _, b := range r.Outputs[k] {
 		if !b.Missing {
-			out = append(out, pipeline.NewHead(b.Head, r.headSize))
+			out = append(out, pipeline.NewHead(b.Head, r.HeadSize))
 		}
 	}
 	return out
@@ -223,7 +223,7 @@ func (h *Harness) RunErr() *Result {
 	if headSize < 1 {
 		headSize = 1
 	}
-	res := &Result{Outputs: make([][]Block, len(h.outs)), headSize: headSize}
+	res := &Result{Outputs: make([][]Block, len(h.outs)), HeadSize: headSize}
 	inPorts, err := h.jobPorts(h.ins)
 	if err != nil {
 		h.t.Fatalf("jobtest: %v", err)
@@ -333,46 +333,14 @@ func (h *Harness) source(runner *job.Runner, jctx *job.Context, cancel context.C
 }
 
 func (h *Harness) steps(runner *job.Runner, jctx *job.Context, outPorts []job.Port, res *Result) error {
-	pos := make([]int, len(h.ins))
-	prev := make([][]byte, len(h.ins))
-	stored := make([]*Block, len(h.ins))
+	rounds := h.Rounds()
 	var out [][]byte
 	for {
-		in := make([][][]byte, len(h.ins))
-		heads := make([][]uint32, len(h.ins))
-		plain, plainLeft := false, true
-		for k, p := range h.ins {
-			if p.Optional != nil {
-				continue
-			}
-			plain = true
-			if len(h.feeds[k])-pos[k] < p.BlockCount {
-				plainLeft = false
-			}
-		}
-		if !plain { // only optional inputs: run while any has a value left
-			plainLeft = false
-			for k := range h.ins {
-				plainLeft = plainLeft || pos[k] < len(h.feeds[k])
-			}
-		}
-		if !plainLeft {
-			return nil
-		}
-		finished := false
-		for k, p := range h.ins {
-			for range p.BlockCount {
-				payload, head, err := h.take(k, pos, prev, stored)
-				if err != nil {
-					return err
-				}
-				in[k] = append(in[k], payload)
-				heads[k] = append(heads[k], head)
-				finished = finished || pipeline.NewHead(head, jctx.Head().Size).Finished()
-			}
+		in, heads, ok, err := rounds.Next()
+		if err != nil || !ok {
+			return err
 		}
 		jctx.BeginBlock(heads)
-		var err error
 		out, err = runner.Step(jctx, in, out)
 		res.Rounds++
 		switch {
@@ -390,12 +358,77 @@ func (h *Harness) steps(runner *job.Runner, jctx *job.Context, outPorts []job.Po
 				return err
 			}
 		}
-		if jctx.Finished() || finished {
+		if jctx.Finished() || rounds.Finished() {
 			res.Finished = true
 			return nil
 		}
 	}
 }
+
+// Inputs describes the inputs as configured (ids, codecs and block counts filled in).
+func (h *Harness) Inputs() []Pipe { return h.ins }
+
+// Outputs describes the outputs as configured.
+func (h *Harness) Outputs() []Pipe { return h.outs }
+
+// Rounds hands out the fed blocks one compute block at a time, as the runtime's alignment does:
+// BlockCount blocks of every plain input, a dummy for a missing block, an optional input's value
+// or its default. The executable harness (worker/exectest) feeds its program with it too.
+func (h *Harness) Rounds() *Rounds {
+	return &Rounds{h: h, pos: make([]int, len(h.ins)), prev: make([][]byte, len(h.ins)), stored: make([]*Block, len(h.ins))}
+}
+
+// Rounds is an iterator over compute blocks; see Harness.Rounds.
+type Rounds struct {
+	h        *Harness
+	pos      []int
+	prev     [][]byte
+	stored   []*Block
+	finished bool
+}
+
+// Next returns the next compute block: per input, its payloads and heads. ok is false when a
+// plain input has too few blocks left (or, with only optional inputs, none has any).
+func (r *Rounds) Next() (in [][][]byte, heads [][]uint32, ok bool, err error) {
+	h := r.h
+	plain, left := false, true
+	for k, p := range h.ins {
+		if p.Optional != nil {
+			continue
+		}
+		plain = true
+		if len(h.feeds[k])-r.pos[k] < p.BlockCount {
+			left = false
+		}
+	}
+	if !plain {
+		left = false
+		for k := range h.ins {
+			left = left || r.pos[k] < len(h.feeds[k])
+		}
+	}
+	if !left || r.finished {
+		return nil, nil, false, nil
+	}
+	in = make([][][]byte, len(h.ins))
+	heads = make([][]uint32, len(h.ins))
+	size := max(h.cfg.HeadSize, 1)
+	for k, p := range h.ins {
+		for range p.BlockCount {
+			payload, head, err := h.take(k, r.pos, r.prev, r.stored)
+			if err != nil {
+				return nil, nil, false, err
+			}
+			in[k] = append(in[k], payload)
+			heads[k] = append(heads[k], head)
+			r.finished = r.finished || pipeline.NewHead(head, size).Finished()
+		}
+	}
+	return in, heads, true, nil
+}
+
+// Finished reports whether a block handed out carried the finished bit: the job ends after it.
+func (r *Rounds) Finished() bool { return r.finished }
 
 // take hands over input k's next block: its payload and head, a dummy for a missing block, and
 // for an optional input with nothing fed the default (or, with store, the last value).
@@ -411,7 +444,7 @@ func (h *Harness) take(k int, pos []int, prev [][]byte, stored []*Block) ([]byte
 	case p.Optional != nil:
 		b = Block{Value: p.Optional.Default}
 	default:
-		return nil, 0, fmt.Errorf("input %d (pipe %d): no block left", k+1, p.ID) // cannot happen: steps checks first
+		return nil, 0, fmt.Errorf("input %d (pipe %d): no block left", k+1, p.ID) // cannot happen: Next checks first
 	}
 	if b.Missing {
 		corrupted := codec.HeadMask(max(h.cfg.HeadSize, 1), codec.BitCorrupted)

@@ -74,7 +74,9 @@ func TestBlockCountHeadsAndDummies(t *testing.T) {
 
 type pair struct{}
 
-func (pair) Run(ctx *job.Context, a, b int64) (job.Outputs, error) { return job.Outputs{a + b, a * b}, nil }
+func (pair) Run(ctx *job.Context, a, b int64) (job.Outputs, error) {
+	return job.Outputs{a + b, a * b}, nil
+}
 
 func TestOptionalInputsAndOutputsOfTheirOwn(t *testing.T) {
 	cfg := jobtest.Config{
