@@ -44,7 +44,7 @@ func Main(reg *job.Registry, commands ...*cli.Command) {
 // App is the worker's command line, for Main and for tests.
 func App(reg *job.Registry, commands ...*cli.Command) *cli.App {
 	return &cli.App{
-		Commands: append([]*cli.Command{ValidateCommand(reg), TypesCommand(reg)}, commands...),
+		Commands:  append([]*cli.Command{ValidateCommand(reg), TypesCommand(reg)}, commands...),
 		Name:      "marvelo-worker",
 		Usage:     "run the marvelo jobs a broker assigns to this machine",
 		UsageText: "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T] [--tls-ca F]",

@@ -142,7 +142,6 @@ func brokerTypes(c *cli.Context) (func(string) (pipeline.TypeSpec, bool), error)
 	return protocol.SpecLookup(live), nil
 }
 
-
 func graphCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "graph",
