@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -31,6 +32,9 @@ import (
 //	}
 func Main(reg *job.Registry, commands ...*cli.Command) {
 	app := App(reg, commands...)
+	if len(os.Args) > 0 && !strings.HasPrefix(filepath.Base(os.Args[0]), "marvelo-worker") {
+		app.Name = filepath.Base(os.Args[0]) // a worker of your own goes by its own name
+	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, app.Name+":", err)
 		var coder cli.ExitCoder

@@ -31,9 +31,9 @@ func TestInitMakesAProject(t *testing.T) {
 	}
 	for file, want := range map[string]string{
 		"go.mod":        "module myproj",
-		"main.go":       "worker.Main(reg)",
+		"main.go":       "worker.Main(reg, local.RunCommand(reg))",
 		"pipeline.json": `"name": "myproj"`,
-		"Makefile":      "go build -o bin/worker .",
+		"Makefile":      "$(GO) build -o bin/worker .",
 	} {
 		b, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil || !strings.Contains(string(b), want) {
