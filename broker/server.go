@@ -65,6 +65,9 @@ func Start(opts Options) (*Broker, error) {
 		opts.HeartbeatTimeout = 1500 * time.Millisecond
 	}
 	b := &Broker{opts: opts, log: opts.Logger, done: make(chan struct{})}
+	if err := checkListen("--listen", opts.Listen); err != nil {
+		return nil, err
+	}
 	sopts, err := b.serverOptions()
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/pipeline/job"
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 // Main is the entry point of a worker binary: the stock marvelo-worker calls it with the builtin
@@ -47,11 +48,15 @@ func Main(reg *job.Registry, commands ...*cli.Command) {
 
 // App is the worker's command line, for Main and for tests.
 func App(reg *job.Registry, commands ...*cli.Command) *cli.App {
+	// --version alone: -v is --verbose.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version and exit"}
 	return &cli.App{
-		Commands:  append([]*cli.Command{ValidateCommand(reg), TypesCommand(reg)}, commands...),
-		Name:      "marvelo-worker",
-		Usage:     "run the marvelo jobs a broker assigns to this machine",
-		UsageText: "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T] [--tls-ca F]",
+		Version:              protocol.BuildVersion(),
+		EnableBashCompletion: true,
+		Commands:             append([]*cli.Command{ValidateCommand(reg), TypesCommand(reg)}, commands...),
+		Name:                 "marvelo-worker",
+		Usage:                "run the marvelo jobs a broker assigns to this machine",
+		UsageText:            "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T] [--tls-ca F]",
 		Description: `Connects to the broker, registers with its name, groups, slots and the Go job types it carries
 (` + strings.Join(reg.Names(), ", ") + `), sends heartbeats with CPU, memory, swap and disk
 metrics, and runs the jobs assigned to it. It reconnects forever when the broker is away.
@@ -107,9 +112,15 @@ func runCLI(c *cli.Context, reg *job.Registry) error {
 		WorkDir: c.String("workdir"), Registry: reg, Heartbeat: c.Duration("heartbeat"), Logger: log,
 	})
 	if err != nil {
+		if !nc.IsConnected() {
+			return DescribeConnectError(c.String("broker"), errors.Join(nc.LastError(), err))
+		}
 		return cli.Exit(err.Error(), 2)
 	}
 	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if !nc.IsConnected() {
+			return DescribeConnectError(c.String("broker"), errors.Join(nc.LastError(), err))
+		}
 		return err
 	}
 	log.Info("worker stopped")
@@ -142,6 +153,21 @@ func Connect(url, token, tlsCA string, log *slog.Logger) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to broker %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// DescribeConnectError says what went wrong connecting to the broker at url: it names the URL,
+// and says "authorization failed" when the broker refused the credentials. marvelo's commands
+// and workers report connection errors through it.
+func DescribeConnectError(url string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization violation"):
+		return fmt.Errorf("connect to broker %s: authorization failed: the broker refused the token (check --auth-token or MARVELO_AUTH_TOKEN): %w", url, err)
+	case errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed):
+		return fmt.Errorf("connect to broker %s: cannot reach it (is the broker running there? check --broker or MARVELO_BROKER): %w", url, err)
+	}
+	return fmt.Errorf("connect to broker %s: %w", url, err)
 }
 
 func splitList(s string) []string {

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"github.com/marvelo/marvelo/pipeline/protocol"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -20,8 +22,11 @@ import (
 )
 
 func main() {
+	// --version alone: -v is --verbose.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version and exit"}
 	app := &cli.App{
 		Name:      "marvelo-broker",
+		Version:   protocol.BuildVersion(),
 		Usage:     "run the marvelo head node: embedded NATS with JetStream and the control plane",
 		UsageText: "marvelo-broker [--listen 127.0.0.1:4222] [--store DIR | --memory] [--auth-token T] [--tls-cert F --tls-key F] [--monitor 127.0.0.1:8222] [--no-local]",
 		Description: `Starts an embedded NATS server with JetStream and the marvelo control plane: the worker registry,

@@ -92,7 +92,7 @@ Examples:
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the whole bench to this file (go tool pprof)"},
 			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "longest time one run may take"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log the embedded broker and worker to stderr"},
-			&cli.StringFlag{Name: "broker", Usage: "measure the deployment behind this broker URL instead of an embedded one (builtin jobs only)"},
+			&cli.StringFlag{Name: "broker", EnvVars: []string{"MARVELO_BROKER"}, Usage: "measure the deployment behind this broker URL instead of an embedded one (builtin jobs only)"},
 			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker of --broker requires"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the TLS certificate of --broker"},
 		},

@@ -22,6 +22,7 @@ import (
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
+	"github.com/marvelo/marvelo/worker"
 )
 
 // brokerFlags connect a command to a running broker.
@@ -43,7 +44,7 @@ func connect(c *cli.Context) (*nats.Conn, *client.Client, error) {
 	}
 	nc, err := nats.Connect(c.String("broker"), opts...)
 	if err != nil {
-		return nil, nil, cliutil.Failure(fmt.Errorf("connect to broker %s: %w", c.String("broker"), err))
+		return nil, nil, cliutil.Failure(worker.DescribeConnectError(c.String("broker"), err))
 	}
 	return nc, client.New(nc), nil
 }
