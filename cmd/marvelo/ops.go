@@ -85,7 +85,7 @@ func submitAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError(prefixLines(path, err))
 	}
-	warnExecPaths(os.Stderr, path, p)
+	warnExecPaths(c.App.ErrWriter, path, p)
 	nc, cl, err := connect(c)
 	if err != nil {
 		return err
