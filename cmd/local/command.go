@@ -59,23 +59,23 @@ func runAction(c *cli.Context, registry *job.Registry) error {
 	if err != nil {
 		return cliutil.UsageError(worker.PrefixProblems(path, err))
 	}
-	opts := Options{WorkDir: c.String("workdir"), Registry: registry, Output: os.Stdout, Input: os.Stdin,
+	opts := Options{WorkDir: c.String("workdir"), Registry: registry, Output: c.App.Writer, Input: os.Stdin,
 		BaseDir: filepath.Dir(path)}
 	if c.Bool("events") {
-		opts.Events = os.Stderr
+		opts.Events = c.App.ErrWriter
 	}
 	if c.Bool("verbose") {
-		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	st, err := Run(ctx, doc, opts)
 	switch {
 	case err == nil:
-		fmt.Fprintf(os.Stderr, "pipeline %s finished: %d jobs\n", st.Name, len(st.Jobs))
+		fmt.Fprintf(c.App.ErrWriter, "pipeline %s finished: %d jobs\n", st.Name, len(st.Jobs))
 		return nil
 	case errors.Is(err, context.Canceled):
-		fmt.Fprintf(os.Stderr, "pipeline %s stopped (interrupted)\n", p.Name)
+		fmt.Fprintf(c.App.ErrWriter, "pipeline %s stopped (interrupted)\n", p.Name)
 		return cli.Exit("", cliutil.ExitSignaled)
 	case errors.Is(err, ErrInvalid):
 		return cliutil.UsageError(fmt.Errorf("%s: %w", path, err))

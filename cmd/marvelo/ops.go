@@ -299,6 +299,11 @@ func workersCommand() *cli.Command {
 				return cliutil.Failure(err)
 			}
 			if c.Bool("json") {
+				for i := range ws {
+					if ws[i].Groups == nil {
+						ws[i].Groups = []string{} // the head's worker: a list, never null
+					}
+				}
 				return printJSON(ws)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
