@@ -46,6 +46,7 @@ Example:
 			&cli.StringFlag{Name: "worker-token", EnvVars: []string{"MARVELO_WORKER_TOKEN"}, Usage: "a token for workers only: they run jobs but cannot submit, stop or change pipelines"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate for the client port"},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS key for the client port"},
+			&cli.StringFlag{Name: "metrics", Usage: "host:port serving Prometheus metrics on /metrics (off when empty)"},
 			&cli.StringFlag{Name: "monitor", Usage: "host:port of the NATS monitoring endpoint (off when empty)"},
 			&cli.BoolFlag{Name: "no-local", Usage: "do not run a worker for LOCAL jobs in the broker"},
 			&cli.StringFlag{Name: "workdir", Value: ".", Usage: "working directory of LOCAL jobs"},
@@ -82,6 +83,14 @@ func run(c *cli.Context) error {
 		return cliutil.Failure(err)
 	}
 	defer b.Shutdown()
+	if addr := c.String("metrics"); addr != "" {
+		m, err := broker.ServeMetrics(b, addr)
+		if err != nil {
+			return cliutil.Failure(err)
+		}
+		defer m.Close()
+		fmt.Fprintf(os.Stderr, "marvelo-broker metrics on http://%s/metrics\n", m.Addr())
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(os.Stderr, "marvelo-broker listening on %s\n", b.ClientURL())

@@ -59,6 +59,7 @@ Examples:
 			resetCommand(),
 			workersCommand(),
 			logsCommand(),
+			topCommand(),
 			encodeCommand(),
 			decodeCommand(),
 			importXMLCommand(),
