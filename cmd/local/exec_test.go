@@ -22,7 +22,7 @@ import (
 // Executable jobs end to end: the example programs of testdata/exec between Go jobs, through the
 // embedded broker, with every value checked at the sink.
 
-const examples = "../../../testdata/exec"
+const examples = "../../testdata/exec"
 
 // copyExample copies example files into a dependencies folder of a fresh project folder.
 func copyExample(t *testing.T, files ...string) string {

@@ -60,7 +60,7 @@ func runDoc(t *testing.T, env *Env, doc []byte, out *bytes.Buffer) (protocol.Pip
 }
 
 func TestDemoPipelineWritesTheSumsOfFiveCubes(t *testing.T) {
-	doc, err := os.ReadFile("../../../testdata/pipelines/demo.json")
+	doc, err := os.ReadFile("../../testdata/pipelines/demo.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,6 +61,9 @@ func TestDocsRunnableCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds marvelo")
 	}
+	if raceEnabled {
+		t.Skip("runs separate processes: nothing for the race detector")
+	}
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "marvelo"), ".")
 	if out, err := build.CombinedOutput(); err != nil {

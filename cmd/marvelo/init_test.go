@@ -18,6 +18,9 @@ func TestInitProjectWorksOnItsOwn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a project")
 	}
+	if raceEnabled {
+		t.Skip("runs separate processes: nothing for the race detector")
+	}
 	for _, tool := range []string{"make", "python3"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s", tool)
