@@ -15,6 +15,7 @@ import (
 // over the pipelines. Without a worker token, workers present the operator token.
 type tokenAuth struct {
 	operator, worker string
+	ids              *access // enrolled nkey identities (access.go)
 }
 
 // workerDenied are the subjects a worker may not publish on. Ephemeral consumers stay allowed:
@@ -29,13 +30,16 @@ var workerDenied = []string{
 
 // Check implements server.Authentication.
 func (a tokenAuth) Check(c server.ClientAuthentication) bool {
+	if name, secret, ok := protocol.ParseIdentityToken(c.GetOpts().Token); ok {
+		return a.ids != nil && a.ids.checkIdentity(c, name, secret)
+	}
 	token := []byte(c.GetOpts().Token)
 	switch {
 	case subtle.ConstantTimeCompare(token, []byte(a.operator)) == 1:
-		c.RegisterUser(&server.User{Username: "operator"})
+		c.RegisterUser(&server.User{}) // no Username: see access.go
 		return true
 	case a.worker != "" && subtle.ConstantTimeCompare(token, []byte(a.worker)) == 1:
-		c.RegisterUser(&server.User{Username: "worker", Permissions: &server.Permissions{
+		c.RegisterUser(&server.User{Permissions: &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: workerDenied},
 		}})
 		return true

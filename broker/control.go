@@ -24,6 +24,7 @@ type control struct {
 	log     *slog.Logger
 	storage jetstream.StorageType
 	store   *store
+	access  *access // issue 12: the permissions that follow placement (access.go)
 
 	mu        sync.Mutex
 	workers   map[string]*workerState
@@ -41,6 +42,7 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 	c := &control{
 		nc: nc, js: js, opts: opts, log: log, storage: jetstream.FileStorage,
 		workers: map[string]*workerState{}, pipelines: map[string]*pipelineState{},
+		access: opts.access, // issue 12
 	}
 	if opts.Memory {
 		c.storage = jetstream.MemoryStorage
@@ -60,15 +62,15 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		log.Info("recovered saved state", "pipelines", n, "workers", len(c.workers))
 	}
 	handlers := map[string]func(*nats.Msg) any{
-		protocol.SubjRegister:              c.handleRegister,
-		protocol.SubjDeregister:            c.handleDeregister,
-		protocol.SubjJobState:              c.handleJobState,
-		protocol.SubjSubmit:                c.handleSubmit,
-		protocol.SubjStatus:                c.handleStatus,
-		protocol.SubjStop:                  c.handleStop,
-		protocol.SubjWorkers:               c.handleWorkers,
-		protocol.SubjReset:                 c.handleReset,
-		protocol.SubjHeartbeatPrefix + "*": c.handleHeartbeat,
+		protocol.From(protocol.SubjRegister, "*"):   c.handleRegister,   // access (issue 12): per-worker subjects
+		protocol.From(protocol.SubjDeregister, "*"): c.handleDeregister, // access (issue 12)
+		protocol.From(protocol.SubjJobState, "*"):   c.handleJobState,   // access (issue 12)
+		protocol.SubjSubmit:                         c.handleSubmit,
+		protocol.SubjStatus:                         c.handleStatus,
+		protocol.SubjStop:                           c.handleStop,
+		protocol.SubjWorkers:                        c.handleWorkers,
+		protocol.SubjReset:                          c.handleReset,
+		protocol.SubjHeartbeatPrefix + "*":          c.handleHeartbeat,
 	}
 	for subj, h := range handlers {
 		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
@@ -145,7 +147,11 @@ func (e invalidError) Error() string { return e.err.Error() }
 func (e invalidError) Unwrap() error { return e.err }
 
 // requestWorker sends a control request to one worker.
-func (c *control) requestWorker(ctx context.Context, worker, verb string, req any) error {
+func (c *control) requestWorker(ctx context.Context, worker, verb string, req any) (err error) {
+	if err := c.access.beforeRequest(worker, verb, req); err != nil { // access (issue 12)
+		return err
+	}
+	defer func() { c.access.afterRequest(worker, verb, req, err) }() // access (issue 12)
 	data, err := json.Marshal(req)
 	if err != nil {
 		return err

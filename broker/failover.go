@@ -16,6 +16,7 @@ import (
 // take waits as pending and its pipeline shows degraded, until a fitting worker joins.
 func (c *control) workerLost(name, why string) {
 	detected := time.Now()
+	c.access.revoke(name, "", 0) // access (issue 12): before any of its jobs starts elsewhere
 	c.submitMu.Lock()
 	defer c.submitMu.Unlock()
 	var lost []jobRef

@@ -104,6 +104,9 @@ func (c *control) handleJobState(m *nats.Msg) any {
 	if err := json.Unmarshal(m.Data, &s); err != nil {
 		return protocol.Reply{Error: "jobstate: " + err.Error()}
 	}
+	if err := senderIs(m.Subject, s.Worker); err != nil { // access (issue 12)
+		return protocol.Reply{Error: err.Error()}
+	}
 	c.applyJobState(s)
 	return protocol.Reply{OK: true}
 }
@@ -117,7 +120,8 @@ func (c *control) applyJobState(s protocol.JobState) {
 		return
 	}
 	j, ok := p.jobs[s.Job]
-	if !ok || (s.Epoch != 0 && j.epoch != 0 && s.Epoch != j.epoch) || protocol.Terminal(j.state) {
+	if !ok || (s.Epoch != 0 && j.epoch != 0 && s.Epoch != j.epoch) || protocol.Terminal(j.state) ||
+		(j.worker != "" && s.Worker != j.worker) { // access (issue 12): only the job's worker reports it
 		c.mu.Unlock()
 		return // a stale instance, or a job already ended
 	}
@@ -142,6 +146,9 @@ func (c *control) applyJobState(s protocol.JobState) {
 		p.cleaned = true
 	}
 	c.mu.Unlock()
+	if protocol.Terminal(s.State) { // access (issue 12): an ended job's subjects are taken back
+		c.access.revoke(s.Worker, s.Pipeline, s.Job)
+	}
 
 	msg := fmt.Sprintf("%s %s on worker %s", j.job.Label(), s.State, s.Worker)
 	if s.Error != "" {
@@ -152,6 +159,7 @@ func (c *control) applyJobState(s protocol.JobState) {
 		c.stopOnWorkers(s.Pipeline, stopWorkers)
 	}
 	if cleanup {
+		c.access.revokePipeline(s.Pipeline) // access (issue 12)
 		c.deletePipes(p.doc)
 	}
 	if pipelineEvent != "" {

@@ -32,6 +32,9 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	if err := json.Unmarshal(m.Data, &info); err != nil {
 		return protocol.Reply{Error: "register: " + err.Error()}
 	}
+	if err := senderIs(m.Subject, info.Name); err != nil { // access (issue 12)
+		return protocol.Reply{Error: err.Error()}
+	}
 	if err := protocol.CheckName("worker", info.Name); err != nil {
 		return protocol.Reply{Error: err.Error()}
 	}
@@ -59,6 +62,9 @@ func (c *control) handleDeregister(m *nats.Msg) any {
 	if err := json.Unmarshal(m.Data, &info); err != nil {
 		return protocol.Reply{Error: "deregister: " + err.Error()}
 	}
+	if err := senderIs(m.Subject, info.Name); err != nil { // access (issue 12)
+		return protocol.Reply{Error: err.Error()}
+	}
 	c.mu.Lock()
 	if w, ok := c.workers[info.Name]; ok {
 		w.alive = false
@@ -74,6 +80,10 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 	var hb protocol.Heartbeat
 	if err := json.Unmarshal(m.Data, &hb); err != nil {
 		c.log.Warn("bad heartbeat", "subject", m.Subject, "error", err)
+		return nil
+	}
+	if err := senderIs(m.Subject, hb.Worker); err != nil { // access (issue 12)
+		c.log.Warn("heartbeat refused", "error", err)
 		return nil
 	}
 	c.mu.Lock()

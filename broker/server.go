@@ -42,18 +42,24 @@ type Options struct {
 	HeartbeatTimeout time.Duration
 	// Logger is the broker's log.
 	Logger *slog.Logger
+
+	access *access // set by Start: the enrolled identities, for the control plane
 }
 
 // Broker is a running head node. Create it with Start; stop it with Shutdown.
 type Broker struct {
-	opts    Options
-	ns      *server.Server
-	nc      *nats.Conn
-	ctl     *control
-	log     *slog.Logger
-	tempDir string
-	cancel  context.CancelFunc
-	done    chan struct{}
+	opts   Options
+	ns     *server.Server
+	nc     *nats.Conn
+	ctl    *control
+	access *access
+	sopts  *server.Options
+	// accessSubs serve the enrolment API (access.go).
+	accessSubs []*nats.Subscription
+	log        *slog.Logger
+	tempDir    string
+	cancel     context.CancelFunc
+	done       chan struct{}
 }
 
 // Start runs the embedded NATS server and the control plane.
@@ -77,6 +83,10 @@ func Start(opts Options) (*Broker, error) {
 		b.removeTemp()
 		return nil, fmt.Errorf("broker: nats server: %w", err)
 	}
+	if b.access != nil {
+		b.sopts = sopts.Clone()
+		ns.SetLoggerV2(serverLogger{b.access}, false, false, false)
+	}
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
@@ -92,6 +102,15 @@ func Start(opts Options) (*Broker, error) {
 	b.nc = nc
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
+	if b.access != nil {
+		subs, err := b.access.start(ctx, ns, b.sopts, nc, opts.Memory)
+		if err != nil {
+			b.Shutdown()
+			return nil, err
+		}
+		b.accessSubs = subs
+	}
+	opts.access = b.access
 	ctl, err := newControl(ctx, nc, opts, b.log)
 	if err != nil {
 		b.Shutdown()
@@ -122,7 +141,9 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 		return nil, errors.New("broker: --worker-token needs --auth-token (the operator's)")
 	}
 	if b.opts.AuthToken != "" {
-		o.CustomClientAuthentication = tokenAuth{operator: b.opts.AuthToken, worker: b.opts.WorkerToken}
+		// Enrolled identities present tokens of their own (access.go).
+		b.access = newAccess(b.log)
+		o.CustomClientAuthentication = tokenAuth{operator: b.opts.AuthToken, worker: b.opts.WorkerToken, ids: b.access}
 	}
 	switch {
 	case b.opts.Memory:

@@ -56,7 +56,7 @@ func App(reg *job.Registry, commands ...*cli.Command) *cli.App {
 		Commands:             append([]*cli.Command{ValidateCommand(reg), TypesCommand(reg)}, commands...),
 		Name:                 "marvelo-worker",
 		Usage:                "run the marvelo jobs a broker assigns to this machine",
-		UsageText:            "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T] [--tls-ca F]",
+		UsageText:            "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T | --creds FILE] [--tls-ca F]",
 		Description: `Connects to the broker, registers with its name, groups, slots and the Go job types it carries
 (` + strings.Join(reg.Names(), ", ") + `), sends heartbeats with CPU, memory, swap and disk
 metrics, and runs the jobs assigned to it. It reconnects forever when the broker is away.
@@ -66,6 +66,7 @@ Without a command it is a worker; the commands check documents against its own j
 
 Example:
    marvelo-worker --broker nats://head.local:4222 --groups dsp,mic --slots 4
+   marvelo-worker --broker nats://head.local:4222 --creds mic1.creds --groups mic
    marvelo-worker types`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker"},
@@ -74,6 +75,7 @@ Example:
 			&cli.IntFlag{Name: "slots", Value: runtime.NumCPU(), Usage: "jobs run at once"},
 			&cli.StringFlag{Name: "workdir", Value: defaultWorkDir(), Usage: "folder for the jobs' working directories"},
 			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker requires"},
+			&cli.StringFlag{Name: "creds", EnvVars: []string{"MARVELO_CREDS"}, Usage: "this worker's credentials file (marvelo-broker worker add); its name is the worker's"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the broker's TLS certificate"},
 			&cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "interval between heartbeats"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
@@ -102,13 +104,25 @@ func runCLI(c *cli.Context, reg *job.Registry) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nc, err := Connect(c.String("broker"), c.String("auth-token"), c.String("tls-ca"), log)
+	name := c.String("name")
+	var extra []nats.Option
+	if f := c.String("creds"); f != "" {
+		id, opts, err := Creds(f)
+		if err != nil {
+			return cli.Exit(err.Error(), 2)
+		}
+		if name != "" && name != id {
+			return cli.Exit(fmt.Sprintf("--name %s: the credentials %s are worker %s's", name, f, id), 2)
+		}
+		name, extra = id, opts
+	}
+	nc, err := Connect(c.String("broker"), c.String("auth-token"), c.String("tls-ca"), log, extra...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	w, err := New(nc, Options{
-		Name: c.String("name"), Groups: splitList(c.String("groups")), Slots: c.Int("slots"),
+		Name: name, Groups: splitList(c.String("groups")), Slots: c.Int("slots"),
 		WorkDir: c.String("workdir"), Registry: reg, Heartbeat: c.Duration("heartbeat"), Logger: log,
 	})
 	if err != nil {
@@ -129,7 +143,7 @@ func runCLI(c *cli.Context, reg *job.Registry) error {
 
 // Connect opens a NATS connection that retries forever while the broker is away, and logs each
 // disconnect and reconnect.
-func Connect(url, token, tlsCA string, log *slog.Logger) (*nats.Conn, error) {
+func Connect(url, token, tlsCA string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("marvelo-worker"),
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(500 * time.Millisecond),
@@ -148,6 +162,7 @@ func Connect(url, token, tlsCA string, log *slog.Logger) (*nats.Conn, error) {
 	if tlsCA != "" {
 		opts = append(opts, nats.RootCAs(tlsCA))
 	}
+	opts = append(opts, extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to broker %s: %w", url, err)

@@ -175,7 +175,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.wg.Wait()
 	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer dcancel()
-	if err := w.request(dctx, protocol.SubjDeregister, w.info, nil); err != nil {
+	if err := w.request(dctx, protocol.From(protocol.SubjDeregister, w.opts.Name), w.info, nil); err != nil {
 		w.log.Warn("deregister failed; the broker will notice the missing heartbeats", "error", err)
 	}
 	return nil
@@ -213,7 +213,7 @@ func (w *Worker) register(ctx context.Context) error {
 	wait := 100 * time.Millisecond
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := w.request(rctx, protocol.SubjRegister, w.info, nil)
+		err := w.request(rctx, protocol.From(protocol.SubjRegister, w.opts.Name), w.info, nil)
 		cancel()
 		if err == nil {
 			return nil
@@ -568,7 +568,7 @@ func (w *Worker) report(t *task, state string, jobErr error) {
 	wait := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(w.runCtx, 2*time.Second)
-		err := w.request(ctx, protocol.SubjJobState, js, nil)
+		err := w.request(ctx, protocol.From(protocol.SubjJobState, w.opts.Name), js, nil)
 		cancel()
 		if err == nil {
 			return

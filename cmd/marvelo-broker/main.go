@@ -34,10 +34,15 @@ the scheduler, pipeline lifecycle and logs. Workers connect with marvelo-worker 
 nats://THIS-HOST:PORT; pipelines are submitted with marvelo submit. A worker inside the broker
 runs the jobs of the LOCAL group (csv sinks, interactive jobs) unless --no-local is given.
 
-Listening beyond loopback requires --auth-token (or MARVELO_AUTH_TOKEN).
+Listening beyond loopback requires --auth-token (or MARVELO_AUTH_TOKEN). With a token, each worker
+should have an identity of its own (marvelo-broker worker add NAME): it may then use only the
+subjects of the jobs placed on it. The shared tokens stay for single-user setups: the operator
+token may do everything; --worker-token may run any job and read every pipe, but not use the
+operator API nor change streams and the broker's state.
 
 Example:
-   marvelo-broker --listen 0.0.0.0:4222 --store /var/lib/marvelo --auth-token "$TOKEN"`,
+   marvelo-broker --listen 0.0.0.0:4222 --store /var/lib/marvelo --auth-token "$TOKEN"
+   marvelo-broker worker add mic1 --auth-token "$TOKEN" --out mic1.creds`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "host:port for workers and clients"},
 			&cli.StringFlag{Name: "store", Usage: "JetStream directory: pipelines and pipes survive a restart"},
@@ -53,6 +58,7 @@ Example:
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 1500 * time.Millisecond, Usage: "silence after which a worker is declared dead"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 		},
+		Commands:       identityCommands(),
 		Action:         run,
 		ExitErrHandler: cliutil.HandleExitError,
 	}

@@ -94,6 +94,7 @@ Examples:
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log the embedded broker and worker to stderr"},
 			&cli.StringFlag{Name: "broker", EnvVars: []string{"MARVELO_BROKER"}, Usage: "measure the deployment behind this broker URL instead of an embedded one (builtin jobs only)"},
 			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker of --broker requires"},
+			&cli.StringFlag{Name: "creds", EnvVars: []string{"MARVELO_CREDS"}, Usage: "operator credentials for --broker, instead of --auth-token"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the TLS certificate of --broker"},
 		},
 		Action: benchAction,
@@ -240,9 +241,11 @@ func benchAction(c *cli.Context) error {
 		defer nc.Close()
 		r.remote, brokerName = cl, opts.broker
 		r.baseURL = opts.broker
-		if t := c.String("auth-token"); t != "" {
-			r.baseOpts = append(r.baseOpts, nats.Token(t))
+		auth, err := cliutil.AuthOptions(c)
+		if err != nil {
+			return err
 		}
+		r.baseOpts = append(r.baseOpts, auth...)
 		if ca := c.String("tls-ca"); ca != "" {
 			r.baseOpts = append(r.baseOpts, nats.RootCAs(ca))
 		}

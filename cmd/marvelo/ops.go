@@ -27,18 +27,19 @@ import (
 
 // brokerFlags connect a command to a running broker.
 func brokerFlags() []cli.Flag {
-	return []cli.Flag{
+	return append(cliutil.AuthFlags(), // --auth-token, --creds
 		&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker"},
-		&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker requires"},
 		&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the broker's TLS certificate"},
-	}
+	)
 }
 
 func connect(c *cli.Context) (*nats.Conn, *client.Client, error) {
 	opts := []nats.Option{nats.Name("marvelo"), nats.Timeout(5 * time.Second)}
-	if t := c.String("auth-token"); t != "" {
-		opts = append(opts, nats.Token(t))
+	auth, err := cliutil.AuthOptions(c)
+	if err != nil {
+		return nil, nil, err
 	}
+	opts = append(opts, auth...)
 	if ca := c.String("tls-ca"); ca != "" {
 		opts = append(opts, nats.RootCAs(ca))
 	}

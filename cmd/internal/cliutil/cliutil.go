@@ -79,6 +79,15 @@ func FlagsFirst(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	// Descend into subcommands ("marvelo-broker worker add NAME --out F").
+	for i+1 < len(args) {
+		sub := findCommand(cmd.Subcommands, args[i+1])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		i++
+	}
 	out := append([]string{}, args[:i+1]...)
 	var flags, positional []string
 	rest := args[i+1:]

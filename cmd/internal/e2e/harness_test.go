@@ -149,12 +149,16 @@ type cluster struct {
 	broker      *proc
 	workers     map[string]*proc
 	dir         string
+	identities  bool // each worker enrolled with an identity of its own (security_test.go)
 }
 
 type clusterOpts struct {
 	token       string
 	workerToken string
 	store       bool
+	// identities enrols every worker as itself (marvelo-broker worker add) and starts it with
+	// --creds; MARVELO_E2E_IDENTITIES=1 turns it on for every test that sets no worker token.
+	identities bool
 }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
@@ -162,6 +166,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	port := freePort(t)
 	c := &cluster{t: t, listen: fmt.Sprintf("127.0.0.1:%d", port), url: fmt.Sprintf("nats://127.0.0.1:%d", port),
 		token: o.token, workerToken: o.workerToken, workers: map[string]*proc{}, dir: t.TempDir()}
+	c.useIdentities(o)
 	if o.store {
 		c.store = filepath.Join(c.dir, "store")
 	}
@@ -195,6 +200,8 @@ func (c *cluster) startWorker(name string, extra ...string) *proc {
 	c.t.Helper()
 	args := append([]string{"--broker", c.url, "--name", name, "--workdir", filepath.Join(c.dir, name), "--heartbeat", "200ms"}, extra...)
 	switch {
+	case c.identities:
+		args = append(args, "--creds", c.enrol(name))
 	case c.workerToken != "":
 		args = append(args, "--auth-token", c.workerToken)
 	case c.token != "":

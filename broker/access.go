@@ -1,0 +1,498 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// Identities and the permissions that follow placement (DESIGN.md §12).
+//
+// Every enrolled identity is a user of the embedded server with permissions of its own. It proves
+// who it is with a secret of its own (its credentials file); the broker keeps only the secret's
+// SHA-256. The secret travels as the connection's token, because the server keeps the token
+// clients of a custom authenticator across a configuration reload and authenticates them again,
+// while it closes nkey and user/password clients it cannot find in its own tables
+// (clientHasMovedToDifferentAccount); see DESIGN.md §12. A worker identity may publish only to the
+// subjects of the jobs placed on it; the control plane grants an assignment's subjects before it
+// asks the worker to prepare the job and revokes them when the worker is lost or the job ends.
+// A change is applied with the server's own configuration reload, which authenticates every
+// client again and gives it its new permissions: checks on the data path stay the server's
+// cached per-subject ones.
+//
+// Lock order: access.apply before access.mu; access.mu is never held across a reload or a
+// network call (the reload calls back into Check, which takes access.mu).
+
+// Roles of an identity.
+const (
+	RoleWorker   = "worker"
+	RoleOperator = "operator"
+	RoleReader   = "reader"
+)
+
+const kvIdentities = "marvelo_identities"
+
+// Identity is one enrolled user of the broker.
+type Identity struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	Hash string `json:"hash"` // hex SHA-256 of the identity's secret
+}
+
+type grantKey struct {
+	pipeline string
+	job      int
+}
+
+type access struct {
+	log *slog.Logger
+
+	apply sync.Mutex // serialises table changes with the reload that applies them
+	ns    *server.Server
+	base  *server.Options // the options the server started with; reloads differ in Nkeys only
+
+	mu         sync.RWMutex
+	byName     map[string]Identity // name → identity
+	grants     map[string]map[grantKey]protocol.Assignment
+	clients    map[uint64]string // NATS client id → identity name, for violations
+	violations map[string]uint64 // identity name → permission violations
+	kv         jetstream.KeyValue
+}
+
+func newAccess(log *slog.Logger) *access {
+	return &access{log: log, byName: map[string]Identity{}, grants: map[string]map[grantKey]protocol.Assignment{},
+		clients: map[uint64]string{}, violations: map[string]uint64{}}
+}
+
+// checkIdentity authenticates a client presenting an identity's token (protocol.IdentityToken)
+// and registers it with that identity's permissions now.
+func (a *access) checkIdentity(c server.ClientAuthentication, name, secret string) bool {
+	sum := sha256.Sum256([]byte(secret))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	id, ok := a.byName[name]
+	if !ok || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(id.Hash)) != 1 {
+		return false
+	}
+	a.clients[c.GetID()] = id.Name
+	// No Username: the server would then look the client up in its own user table on the next
+	// reload, find it absent (this authenticator decides) and close it.
+	c.RegisterUser(&server.User{Permissions: a.permissionsLocked(id)})
+	return true
+}
+
+// permissionsLocked returns the permissions of an identity now. Callers hold a.mu.
+func (a *access) permissionsLocked(id Identity) *server.Permissions {
+	switch id.Role {
+	case RoleOperator:
+		return nil
+	case RoleReader:
+		return readerPermissions(id.Name)
+	}
+	var grants []protocol.Assignment
+	for _, g := range a.grants[id.Name] {
+		grants = append(grants, g)
+	}
+	return WorkerPermissions(id.Name, grants)
+}
+
+// WorkerPermissions are what a worker identity may do while the given assignments are placed on
+// it: its own control subjects always, the subjects of its jobs' pipes, logs and checkpoints while
+// they run there, and no JetStream API that creates, changes, deletes or purges.
+func WorkerPermissions(name string, grants []protocol.Assignment) *server.Permissions {
+	pub := []string{
+		protocol.From(protocol.SubjRegister, name), protocol.From(protocol.SubjDeregister, name),
+		protocol.From(protocol.SubjJobState, name), protocol.From(protocol.SubjHeartbeatPrefix, name),
+		"$JS.API.INFO",
+		"$JS.API.STREAM.INFO.KV_" + protocol.CheckpointBucket,
+		// Dependencies: the object store's metadata and chunks, read only.
+		"$JS.API.STREAM.INFO.OBJ_" + protocol.DepsBucket,
+		"$JS.API.DIRECT.GET.OBJ_" + protocol.DepsBucket + ".>",
+		"$JS.API.CONSUMER.CREATE.OBJ_" + protocol.DepsBucket + ".*.$O." + protocol.DepsBucket + ".C.*",
+		"$JS.API.CONSUMER.DELETE.OBJ_" + protocol.DepsBucket + ".*",
+		"$JS.FC.OBJ_" + protocol.DepsBucket + ".>",
+	}
+	sub := []string{
+		"marvelo.worker." + name + ".>", "marvelo.group.>", protocol.InboxPrefix(name) + ".>",
+	}
+	for _, g := range grants {
+		pub = append(pub, protocol.LogSubject(g.Pipeline, g.Job.ID))
+		key := protocol.CheckpointKey(g.Pipeline, g.Job.ID)
+		pub = append(pub, "$KV."+protocol.CheckpointBucket+"."+key,
+			"$JS.API.DIRECT.GET.KV_"+protocol.CheckpointBucket+".$KV."+protocol.CheckpointBucket+"."+key)
+		sub = append(sub, protocol.StdinSubject(g.Pipeline, g.Job.ID))
+		for _, o := range g.Outputs {
+			pub = append(pub, o.Subject)
+			if o.Realtime {
+				continue
+			}
+			pub = append(pub, "$JS.API.STREAM.INFO."+o.Stream, "$JS.API.STREAM.MSG.GET."+o.Stream,
+				"$JS.API.DIRECT.GET."+o.Stream, "$JS.API.DIRECT.GET."+o.Stream+".>")
+		}
+		for _, in := range g.Inputs {
+			if in.Realtime {
+				sub = append(sub, in.Subject)
+				continue
+			}
+			pub = append(pub, "$JS.API.STREAM.INFO."+in.Stream,
+				"$JS.API.CONSUMER.INFO."+in.Stream+"."+in.Consumer,
+				"$JS.API.CONSUMER.MSG.NEXT."+in.Stream+"."+in.Consumer,
+				"$JS.ACK."+in.Stream+"."+in.Consumer+".>")
+		}
+	}
+	sort.Strings(pub)
+	sort.Strings(sub)
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: dedup(pub)},
+		Subscribe: &server.SubjectPermission{Allow: dedup(sub)},
+		// Answers to the broker's requests (prepare, start, stop) go to the broker's inbox.
+		Response: &server.ResponsePermission{MaxMsgs: 1, Expires: 10 * time.Minute},
+	}
+}
+
+// readerPermissions: status, workers, logs and top, nothing that changes anything.
+func readerPermissions(name string) *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			protocol.SubjStatus, protocol.SubjWorkers, "$JS.API.INFO",
+			"$JS.API.STREAM.INFO." + protocol.LogStream,
+			"$JS.API.CONSUMER.CREATE." + protocol.LogStream + ".>",
+			"$JS.API.CONSUMER.DELETE." + protocol.LogStream + ".>",
+			"$JS.API.CONSUMER.MSG.NEXT." + protocol.LogStream + ".>",
+			"$JS.FC." + protocol.LogStream + ".>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			protocol.InboxPrefix(name) + ".>", protocol.SubjHeartbeatPrefix + "*", "marvelo.*.event",
+		}},
+	}
+}
+
+func dedup(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// start loads the enrolled identities and serves the enrolment API. Called once the server runs.
+func (a *access) start(ctx context.Context, ns *server.Server, base *server.Options, nc *nats.Conn, memory bool) ([]*nats.Subscription, error) {
+	a.ns, a.base = ns, base
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	storage := jetstream.FileStorage
+	if memory {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvIdentities, Storage: storage, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("broker: identity bucket %s: %w", kvIdentities, err)
+	}
+	a.kv = kv
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("broker: list identities: %w", err)
+	}
+	n := 0
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			return nil, fmt.Errorf("broker: identity %s: %w", k, err)
+		}
+		var id Identity
+		if err := json.Unmarshal(e.Value(), &id); err != nil {
+			return nil, fmt.Errorf("broker: identity %s: %w", k, err)
+		}
+		a.mu.Lock()
+		a.byName[id.Name] = id
+		a.mu.Unlock()
+		n++
+	}
+	if n > 0 {
+		a.log.Info("identities loaded", "count", n)
+	}
+	var subs []*nats.Subscription
+	for subj, h := range map[string]func(*nats.Msg) error{
+		protocol.SubjIdentityAdd:    a.handleAdd,
+		protocol.SubjIdentityRemove: a.handleRemove,
+	} {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			r := protocol.Reply{OK: true}
+			if err := h(m); err != nil {
+				r = protocol.Reply{Error: err.Error()}
+			}
+			data, _ := json.Marshal(r)
+			if err := m.Respond(data); err != nil {
+				a.log.Warn("reply failed", "subject", m.Subject, "error", err)
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("broker: subscribe %s: %w", subj, err)
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}
+
+func (a *access) handleAdd(m *nats.Msg) error {
+	var id Identity
+	if err := json.Unmarshal(m.Data, &id); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := protocol.CheckName("identity", id.Name); err != nil {
+		return err
+	}
+	switch id.Role {
+	case RoleWorker, RoleOperator, RoleReader:
+	default:
+		return fmt.Errorf("identity %s: unknown role %q (worker, operator or reader)", id.Name, id.Role)
+	}
+	if len(id.Hash) != 2*sha256.Size {
+		return fmt.Errorf("identity %s: the secret's hash is not a hex SHA-256", id.Name)
+	}
+	a.apply.Lock()
+	defer a.apply.Unlock()
+	a.mu.RLock()
+	_, exists := a.byName[id.Name]
+	a.mu.RUnlock()
+	if exists {
+		return fmt.Errorf("identity %s exists already; remove it first", id.Name)
+	}
+	data, _ := json.Marshal(id)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.kv.Put(ctx, id.Name, data); err != nil {
+		return fmt.Errorf("identity %s: save: %w", id.Name, err)
+	}
+	a.mu.Lock()
+	a.byName[id.Name] = id
+	a.mu.Unlock()
+	a.log.Info("identity enrolled", "name", id.Name, "role", id.Role)
+	return nil
+}
+
+func (a *access) handleRemove(m *nats.Msg) error {
+	var req Identity
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	a.apply.Lock()
+	defer a.apply.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.kv.Delete(ctx, req.Name); err != nil {
+		return fmt.Errorf("identity %s: remove: %w", req.Name, err)
+	}
+	a.mu.Lock()
+	delete(a.byName, req.Name)
+	delete(a.grants, req.Name)
+	a.mu.Unlock()
+	a.log.Info("identity removed", "name", req.Name)
+	return a.reloadLocked() // disconnects its clients
+}
+
+// enrolled reports whether name is an enrolled worker identity: its permissions follow placement.
+func (a *access) enrolled(name string) bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.byName[name].Role == RoleWorker
+}
+
+// Grant gives worker the subjects of an assignment; it returns once the server applies them.
+// The control plane calls it before it asks the worker to prepare the job.
+func (a *access) Grant(worker string, as protocol.Assignment) error {
+	if a == nil || !a.enrolled(worker) {
+		return nil
+	}
+	a.apply.Lock()
+	defer a.apply.Unlock()
+	a.mu.Lock()
+	g := a.grants[worker]
+	if g == nil {
+		g = map[grantKey]protocol.Assignment{}
+		a.grants[worker] = g
+	}
+	g[grantKey{as.Pipeline, as.Job.ID}] = as
+	a.mu.Unlock()
+	return a.reloadLocked()
+}
+
+// Revoke takes from worker the subjects of one job of a pipeline, or of every job of it when job
+// is 0, and of every pipeline when pipeline is "". It returns once the server applies it: from
+// then on the worker can no longer publish to the job's pipes.
+func (a *access) Revoke(worker, pipeline string, job int) error {
+	if a == nil || !a.enrolled(worker) {
+		return nil
+	}
+	a.apply.Lock()
+	defer a.apply.Unlock()
+	a.mu.Lock()
+	changed := false
+	for k := range a.grants[worker] {
+		if pipeline == "" || (k.pipeline == pipeline && (job == 0 || k.job == job)) {
+			delete(a.grants[worker], k)
+			changed = true
+		}
+	}
+	a.mu.Unlock()
+	if !changed {
+		return nil
+	}
+	return a.reloadLocked()
+}
+
+// reloadLocked makes the server authenticate every client again with the current table. Callers
+// hold a.apply.
+func (a *access) reloadLocked() error {
+	if a.ns == nil {
+		return nil
+	}
+	o := a.base.Clone()
+	a.mu.RLock()
+	// The users with their permissions now, as the server lists them. The custom authenticator
+	// decides who is who; the list changes whenever a permission does, which is what makes the
+	// server authenticate its clients again and give them their new permissions.
+	for _, id := range a.byName {
+		o.Users = append(o.Users, &server.User{Username: id.Name, Password: id.Hash, Permissions: a.permissionsLocked(id)})
+	}
+	a.mu.RUnlock()
+	sort.Slice(o.Users, func(i, k int) bool { return o.Users[i].Username < o.Users[k].Username })
+	if err := a.ns.ReloadOptions(o); err != nil {
+		return fmt.Errorf("broker: apply permissions: %w", err)
+	}
+	return nil
+}
+
+// Violations returns the permission violations counted per identity.
+func (a *access) Violations() map[string]uint64 {
+	out := map[string]uint64{}
+	if a == nil {
+		return out
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for k, v := range a.violations {
+		out[k] = v
+	}
+	return out
+}
+
+// The server reports a refused publish or subscription in its log, as
+// `[cid] - ... Publish Violation - Subject "S"`; serverLogger turns those into the broker's
+// warnings with the identity's name, and counts them.
+var violationRE = regexp.MustCompile(`cid:(\d+).*(Publish|Subscription) Violation - (?:Subject|Reply) "([^"]*)"`)
+
+type serverLogger struct{ a *access }
+
+func (l serverLogger) Noticef(string, ...any) {}
+func (l serverLogger) Debugf(string, ...any)  {}
+func (l serverLogger) Tracef(string, ...any)  {}
+func (l serverLogger) Warnf(format string, v ...any) {
+	l.a.log.Debug("nats server", "warning", fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Fatalf(format string, v ...any) {
+	l.a.log.Error("nats server", "error", fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	m := violationRE.FindStringSubmatch(msg)
+	if m == nil {
+		l.a.log.Debug("nats server", "error", msg)
+		return
+	}
+	cid, _ := strconv.ParseUint(m[1], 10, 64)
+	l.a.mu.Lock()
+	name, ok := l.a.clients[cid]
+	if !ok {
+		name = "token client"
+	}
+	l.a.violations[name]++
+	l.a.mu.Unlock()
+	l.a.log.Warn("permission violation refused", "identity", name, "kind", m[2], "subject", m[3])
+}
+
+// ---- what the control plane calls (each nil-safe: a broker without tokens has no identities) ----
+
+// senderIs checks that a control message published on protocol.From(subject, worker) speaks for
+// the worker whose subject it came on: the server lets each worker identity publish only on its own.
+func senderIs(subject, worker string) error {
+	if from := protocol.Sender(subject); from != worker {
+		return fmt.Errorf("%s: sent by worker %q on behalf of %q: refused", subject, from, worker)
+	}
+	return nil
+}
+
+// beforeRequest grants a worker the subjects of the job it is about to prepare.
+func (a *access) beforeRequest(worker, verb string, req any) error {
+	if a == nil || verb != protocol.VerbPrepare {
+		return nil
+	}
+	as, ok := req.(protocol.Assignment)
+	if !ok {
+		return nil
+	}
+	if err := a.Grant(worker, as); err != nil {
+		return fmt.Errorf("worker %s: %s: %w", worker, verb, err)
+	}
+	return nil
+}
+
+// afterRequest takes the grant back when the worker did not take the job.
+func (a *access) afterRequest(worker, verb string, req any, err error) {
+	if a == nil || err == nil || verb != protocol.VerbPrepare {
+		return
+	}
+	if as, ok := req.(protocol.Assignment); ok {
+		a.revoke(worker, as.Pipeline, as.Job.ID)
+	}
+}
+
+// revoke is Revoke for callers that can only log a failure.
+func (a *access) revoke(worker, pipeline string, job int) {
+	if a == nil {
+		return
+	}
+	if err := a.Revoke(worker, pipeline, job); err != nil {
+		a.log.Error("permissions not revoked", "worker", worker, "pipeline", pipeline, "job", job, "error", err)
+	}
+}
+
+// revokePipeline takes every grant of an ended pipeline back, from every worker.
+func (a *access) revokePipeline(pipeline string) {
+	if a == nil {
+		return
+	}
+	a.mu.RLock()
+	var holders []string
+	for w, g := range a.grants {
+		for k := range g {
+			if k.pipeline == pipeline {
+				holders = append(holders, w)
+				break
+			}
+		}
+	}
+	a.mu.RUnlock()
+	for _, w := range holders {
+		a.revoke(w, pipeline, 0)
+	}
+}
