@@ -6,11 +6,13 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,7 +120,7 @@ func WorkerPermissions(name string, grants []protocol.Assignment) *server.Permis
 	pub := []string{
 		protocol.From(protocol.SubjRegister, name), protocol.From(protocol.SubjDeregister, name),
 		protocol.From(protocol.SubjJobState, name), protocol.From(protocol.SubjHeartbeatPrefix, name),
-		"$JS.API.INFO",
+		"$JS.API.INFO", protocol.BrokerInboxPrefix + ".>",
 		"$JS.API.STREAM.INFO.KV_" + protocol.CheckpointBucket,
 		// Dependencies: the object store's metadata and chunks, read only.
 		"$JS.API.STREAM.INFO.OBJ_" + protocol.DepsBucket,
@@ -160,8 +162,9 @@ func WorkerPermissions(name string, grants []protocol.Assignment) *server.Permis
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: dedup(pub)},
 		Subscribe: &server.SubjectPermission{Allow: dedup(sub)},
-		// Answers to the broker's requests (prepare, start, stop) go to the broker's inbox.
-		Response: &server.ResponsePermission{MaxMsgs: 1, Expires: 10 * time.Minute},
+		// No Response permission for the answers to the broker's requests: the server forgets
+		// the requests it let through whenever it applies new permissions, so an answer in flight
+		// across a grant would be refused. They go to BrokerInboxPrefix instead.
 	}
 }
 
@@ -217,6 +220,19 @@ func (a *access) start(ctx context.Context, ns *server.Server, base *server.Opti
 		e, err := kv.Get(ctx, k)
 		if err != nil {
 			return nil, fmt.Errorf("broker: identity %s: %w", k, err)
+		}
+		if worker, ok := grantWorker(k); ok {
+			var as protocol.Assignment
+			if err := json.Unmarshal(e.Value(), &as); err != nil {
+				return nil, fmt.Errorf("broker: grant %s: %w", k, err)
+			}
+			a.mu.Lock()
+			if a.grants[worker] == nil {
+				a.grants[worker] = map[grantKey]protocol.Assignment{}
+			}
+			a.grants[worker][grantKey{as.Pipeline, as.Job.ID}] = as
+			a.mu.Unlock()
+			continue
 		}
 		var id Identity
 		if err := json.Unmarshal(e.Value(), &id); err != nil {
@@ -333,7 +349,41 @@ func (a *access) Grant(worker string, as protocol.Assignment) error {
 	}
 	g[grantKey{as.Pipeline, as.Job.ID}] = as
 	a.mu.Unlock()
+	if err := a.saveGrant(worker, as); err != nil {
+		return err
+	}
 	return a.reloadLocked()
+}
+
+// Grants are kept beside the identities, so that a broker restarted with its store gives the
+// workers back the subjects of the jobs they still run: "grant.WORKER.PIPELINE.JOB".
+func grantKVKey(worker, pipeline string, job int) string {
+	return "grant." + worker + "." + pipeline + "." + strconv.Itoa(job)
+}
+
+func grantWorker(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "grant.")
+	if !ok {
+		return "", false
+	}
+	w, _, ok := strings.Cut(rest, ".")
+	return w, ok
+}
+
+func (a *access) saveGrant(worker string, as protocol.Assignment) error {
+	if a.kv == nil {
+		return nil
+	}
+	data, err := json.Marshal(as)
+	if err != nil {
+		return fmt.Errorf("broker: grant: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.kv.Put(ctx, grantKVKey(worker, as.Pipeline, as.Job.ID), data); err != nil {
+		return fmt.Errorf("broker: save grant: %w", err)
+	}
+	return nil
 }
 
 // Revoke takes from worker the subjects of one job of a pipeline, or of every job of it when job
@@ -346,18 +396,28 @@ func (a *access) Revoke(worker, pipeline string, job int) error {
 	a.apply.Lock()
 	defer a.apply.Unlock()
 	a.mu.Lock()
-	changed := false
+	var gone []grantKey
 	for k := range a.grants[worker] {
 		if pipeline == "" || (k.pipeline == pipeline && (job == 0 || k.job == job)) {
 			delete(a.grants[worker], k)
-			changed = true
+			gone = append(gone, k)
 		}
 	}
 	a.mu.Unlock()
-	if !changed {
+	if len(gone) == 0 {
 		return nil
 	}
-	return a.reloadLocked()
+	err := a.reloadLocked()
+	if a.kv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, k := range gone {
+			if derr := a.kv.Delete(ctx, grantKVKey(worker, k.pipeline, k.job)); derr != nil {
+				err = errors.Join(err, fmt.Errorf("broker: forget grant: %w", derr))
+			}
+		}
+	}
+	return err
 }
 
 // reloadLocked makes the server authenticate every client again with the current table. Callers

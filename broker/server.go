@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 // Options configure a broker.
@@ -94,7 +96,7 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: nats server did not become ready on %s", opts.Listen)
 	}
 	b.ns = ns
-	nc, err := b.Connect(nats.Name("marvelo-broker"))
+	nc, err := b.Connect(nats.Name("marvelo-broker"), nats.CustomInboxPrefix(protocol.BrokerInboxPrefix))
 	if err != nil {
 		b.Shutdown()
 		return nil, err

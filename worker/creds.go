@@ -21,5 +21,6 @@ func Creds(file string) (string, []nats.Option, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("credentials %s: %w", file, err)
 	}
-	return name, []nats.Option{nats.Token(token), nats.CustomInboxPrefix(protocol.InboxPrefix(name))}, nil
+	// A restarted broker refuses identities until it has loaded them: keep retrying.
+	return name, []nats.Option{nats.Token(token), nats.CustomInboxPrefix(protocol.InboxPrefix(name)), nats.IgnoreAuthErrorAbort()}, nil
 }

@@ -308,7 +308,7 @@ func workersCommand() *cli.Command {
 				return printJSON(ws)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tGROUPS\tSLOTS\tCPU FREE\tMEM FREE\tSWAP USED\tDISK FREE\tLAST HEARTBEAT\tSTATE\tVERSION")
+			fmt.Fprintln(tw, "NAME\tGROUPS\tSLOTS\tCPU FREE\tMEM FREE\tSWAP USED\tDISK FREE\tLAST HEARTBEAT\tSTATE\tREFUSED\tVERSION")
 			for _, w := range ws {
 				groups := strings.Join(w.Groups, ",")
 				switch {
@@ -323,9 +323,9 @@ func workersCommand() *cli.Command {
 				if !w.Alive {
 					state = "dead"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%s ago\t%s\t%s\n", w.Name, groups, w.SlotsUsed, w.Slots,
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%s ago\t%s\t%d\t%s\n", w.Name, groups, w.SlotsUsed, w.Slots,
 					w.Metrics.CPUFree, w.Metrics.MemFree, w.Metrics.SwapUsed, w.Metrics.DiskFree,
-					time.Since(w.LastHeartbeat).Round(time.Millisecond), state, w.Version)
+					time.Since(w.LastHeartbeat).Round(time.Millisecond), state, w.Refused, w.Version)
 			}
 			return tw.Flush()
 		},

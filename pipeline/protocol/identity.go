@@ -71,3 +71,8 @@ func Sender(subject string) string { return subject[strings.LastIndexByte(subjec
 // subscribe to its own inboxes only, so the answers it gets (request replies, pulled pipe blocks)
 // are readable by it alone.
 func InboxPrefix(identity string) string { return "_INBOX." + identity }
+
+// BrokerInboxPrefix is the inbox prefix of the broker's own connection: workers answer the
+// broker's requests there (their permissions allow it; the inboxes are random and no worker can
+// read the requests that carry them).
+const BrokerInboxPrefix = "_INBOX_marvelo_broker"

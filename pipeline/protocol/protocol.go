@@ -332,6 +332,8 @@ type WorkerStatus struct {
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	Metrics       Metrics   `json:"metrics"`
 	SlotsUsed     int       `json:"slots_used"`
+	// Refused counts the publishes and subscriptions the broker refused this worker's identity.
+	Refused uint64 `json:"refused,omitempty"`
 }
 
 // WorkersReply answers a workers request.
