@@ -176,6 +176,7 @@ func readerPermissions(name string) *server.Permissions {
 			"$JS.API.STREAM.INFO." + protocol.LogStream,
 			"$JS.API.CONSUMER.CREATE." + protocol.LogStream + ".>",
 			"$JS.API.CONSUMER.DELETE." + protocol.LogStream + ".>",
+			"$JS.API.CONSUMER.INFO." + protocol.LogStream + ".>",
 			"$JS.API.CONSUMER.MSG.NEXT." + protocol.LogStream + ".>",
 			"$JS.FC." + protocol.LogStream + ".>",
 		}},

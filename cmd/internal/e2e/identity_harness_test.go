@@ -18,14 +18,20 @@ func (c *cluster) useIdentities(o clusterOpts) {
 // enrol makes worker name's identity once and returns its credentials file.
 func (c *cluster) enrol(name string) string {
 	c.t.Helper()
+	return c.enrolAs("worker", name)
+}
+
+// enrolAs makes an identity of a kind (worker, operator) once with marvelo-broker KIND add and
+// returns its credentials file.
+func (c *cluster) enrolAs(kind, name string, extra ...string) string {
+	c.t.Helper()
 	file := filepath.Join(c.dir, name+".creds")
 	if _, err := os.Stat(file); err == nil {
 		return file
 	}
-	cmd := exec.Command(filepath.Join(binDir, "marvelo-broker"), "worker", "add", name,
-		"--broker", c.url, "--auth-token", c.token, "--out", file)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		c.t.Fatalf("enrol worker %s: %v\n%s", name, err, out)
+	args := append([]string{kind, "add", name, "--broker", c.url, "--auth-token", c.token, "--out", file}, extra...)
+	if out, err := exec.Command(filepath.Join(binDir, "marvelo-broker"), args...).CombinedOutput(); err != nil {
+		c.t.Fatalf("enrol %s %s: %v\n%s", kind, name, err, out)
 	}
 	return file
 }

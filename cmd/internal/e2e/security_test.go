@@ -20,6 +20,7 @@ type attacker struct {
 	name string
 	nc   *nats.Conn
 	errs chan error
+	n    uint64 // refusals seen
 }
 
 func (c *cluster) attacker(name string) *attacker {
@@ -54,6 +55,7 @@ func (a *attacker) refused(what, subject string) {
 		select {
 		case err := <-a.errs:
 			if strings.Contains(err.Error(), "Permissions Violation") && strings.Contains(err.Error(), want) {
+				a.n++
 				return
 			}
 		case <-deadline:
@@ -142,10 +144,10 @@ func (c *cluster) refusedCount(name string) uint64 {
 // finishes with every block exactly once.
 func TestWorkerIdentityAttacksAreRefused(t *testing.T) {
 	c := newCluster(t, clusterOpts{identities: true})
-	c.startWorker("wv")
+	c.startWorker("wv", "--groups", "victim", "--slots", "3")
 	c.startWorker("evil")
 	const n = 3000
-	doc, out := chainDoc(c, "victim", n, [3]string{"wv", "wv", "wv"}, [3]string{})
+	doc, out := chainDoc(c, "victim", n, [3]string{}, [3]string{"victim", "victim", "victim"})
 	c.submit(doc)
 	waitRows(c, out, 5)
 	a := c.attacker("evil")
@@ -211,8 +213,8 @@ func TestWorkerIdentityAttacksAreRefused(t *testing.T) {
 			t.Errorf("job %d ran on the attacker", j.ID)
 		}
 	}
-	if got := c.refusedCount("evil"); got < 30 {
-		t.Errorf("marvelo workers counts %d refusals for evil, want at least 30", got)
+	if got := c.refusedCount("evil"); got != a.n {
+		t.Errorf("marvelo workers counts %d refusals for evil, want the %d it tried", got, a.n)
 	}
 	if got := c.refusedCount("wv"); got != 0 {
 		t.Errorf("marvelo workers counts %d refusals for the honest worker wv, want 0", got)
@@ -222,7 +224,8 @@ func TestWorkerIdentityAttacksAreRefused(t *testing.T) {
 	}
 }
 
-// TestMovedJobsOldWorkerCannotPublishToItsPipe: a frozen worker is declared dead and its job moves;
+// TestMovedJobsOldWorkerCannotPublishToItsPipe: a frozen worker is declared dead and its job moves,
+// though another worker's identity replays its heartbeats;
 // from then on the old worker's identity can no longer publish to the job's output pipe, and the
 // pipeline finishes with every block exactly once after the old worker wakes up again.
 func TestMovedJobsOldWorkerCannotPublishToItsPipe(t *testing.T) {
@@ -243,10 +246,33 @@ func TestMovedJobsOldWorkerCannotPublishToItsPipe(t *testing.T) {
 	if err := syscall.Kill(-c.workers[old].cmd.Process.Pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// Meanwhile another worker's identity replays the frozen worker's heartbeat, on the frozen
+	// worker's subject (refused by the server) and on its own (refused by the broker): the frozen
+	// worker is declared dead all the same.
+	replayer := c.attacker("ws")
+	hb, _ := json.Marshal(protocol.Heartbeat{Worker: old, Time: time.Now()})
+	replayer.publishRefused("heartbeat replay", protocol.SubjHeartbeatPrefix+old, hb)
+	stopReplay := make(chan struct{})
+	replayDone := make(chan struct{})
+	go func() {
+		defer close(replayDone)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopReplay:
+				return
+			case <-tick.C:
+				_ = replayer.nc.Publish(protocol.SubjHeartbeatPrefix+"ws", hb)
+			}
+		}
+	}()
 	c.waitFor("job 2 to move off "+old, func() bool {
 		w := jobWorker(c.status("moved"), 2)
 		return w != "" && w != old
 	})
+	close(stopReplay)
+	<-replayDone
 	a.publishRefused("publish to a moved job's pipe", outPipe, []byte(`{"sqn": 1}`))
 	if err := syscall.Kill(-c.workers[old].cmd.Process.Pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -255,5 +281,40 @@ func TestMovedJobsOldWorkerCannotPublishToItsPipe(t *testing.T) {
 	checkExactlyOnce(t, out, n)
 	if got := c.refusedCount(old); got == 0 {
 		t.Errorf("marvelo workers counts no refusal for %s", old)
+	}
+}
+
+// TestOperatorAndReadOnlyIdentities: an operator identity may do everything (submit, stop); a
+// read-only identity runs status, workers and logs, and is refused submit and stop at once.
+func TestOperatorAndReadOnlyIdentities(t *testing.T) {
+	c := newCluster(t, clusterOpts{identities: true})
+	c.startWorker("w1", "--slots", "3")
+	alice := c.enrolAs("operator", "alice")
+	ro := c.enrolAs("operator", "dashboard", "--read-only")
+	as := func(creds string, args ...string) (string, string, int) {
+		return runMarvelo(t, c.dir, append(args, "--broker", c.url, "--creds", creds)...)
+	}
+	doc, out := chainDoc(c, "ops", 20, [3]string{}, [3]string{})
+	if _, errOut, code := as(alice, "submit", doc, "--wait"); code != 0 {
+		t.Fatalf("submit as operator alice: exit %d: %s", code, errOut)
+	}
+	checkExactlyOnce(t, out, 20)
+	for _, args := range [][]string{{"status", "ops"}, {"status"}, {"workers"}, {"logs", "ops"}} {
+		if _, errOut, code := as(ro, args...); code != 0 {
+			t.Errorf("marvelo %s as read-only: exit %d: %s", strings.Join(args, " "), code, errOut)
+		}
+	}
+	for _, args := range [][]string{{"stop", "ops"}, {"submit", doc}, {"reset", "ops"}} {
+		start := time.Now()
+		_, errOut, code := as(ro, args...)
+		if code == 0 || !strings.Contains(errOut, "permission") {
+			t.Errorf("marvelo %s as read-only: exit %d, %q; want a permissions error", strings.Join(args, " "), code, errOut)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("marvelo %s as read-only: the refusal took %v", strings.Join(args, " "), d)
+		}
+	}
+	if _, errOut, code := as(alice, "stop", "ops"); code != 0 && !strings.Contains(errOut, "not running") && !strings.Contains(errOut, "finished") {
+		t.Errorf("stop as operator alice: exit %d: %s", code, errOut)
 	}
 }
