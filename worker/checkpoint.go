@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +27,12 @@ type checkpoints struct {
 	label    string
 	log      func(msg string, args ...any)
 	inFlight atomic.Bool
+	puts     sync.WaitGroup // puts under way; the task waits for them before it reports its end
 }
+
+// wait returns once the puts under way are done: a job reports its end only after its last
+// checkpoint is stored, while its worker still may write the key (issue 12).
+func (c *checkpoints) wait() { c.puts.Wait() }
 
 // openCheckpoints returns nil when the job cannot checkpoint.
 func (t *task) openCheckpoints(ctx context.Context, js jetstream.JetStream) (*checkpoints, error) {
@@ -97,7 +103,8 @@ func (c *checkpoints) save(sqn uint64, outs []*publisher) {
 			}
 			// The put runs beside the publisher, which goes on sending meanwhile; inFlight keeps
 			// it to one at a time, and its timeout bounds it.
-			go c.put(sqn, data)
+			c.puts.Add(1)
+			go func() { defer c.puts.Done(); c.put(sqn, data) }()
 		})
 	}
 }

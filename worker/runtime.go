@@ -34,6 +34,7 @@ func (s *stats) snapshot() protocol.JobStats {
 
 // task is one job instance on this worker: prepared (built, args checked), then started.
 type task struct {
+	chk       *checkpoints // a source's checkpoints, nil without (issue 12)
 	assign    protocol.Assignment
 	label     string
 	runner    *job.Runner
@@ -136,6 +137,9 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	if err := t.closeOutputs(ctx, outs, last); err != nil {
 		return err
 	}
+	if t.chk != nil {
+		t.chk.wait() // issue 12: the last checkpoint is stored before the job reports its end
+	}
 	if t.logPub != nil {
 		// The logging rows never carry the finished bit: their stream ends with a marker.
 		return t.closeOutputs(ctx, []*publisher{t.logPub}, outcome{lastSQN: t.logSQN})
@@ -216,6 +220,7 @@ func (t *task) runSource(ctx context.Context, js jetstream.JetStream, outs []*pu
 			return o, err
 		}
 	}
+	t.chk = cp // issue 12: run waits for its last checkpoint put
 	if o.lastSQN > 0 {
 		t.sequencer.Resume(o.lastSQN)
 	}
