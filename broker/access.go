@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -428,6 +429,13 @@ func (a *access) reloadLocked() error {
 		return nil
 	}
 	o := a.base.Clone()
+	// Ports chosen at random (-1) are the ones the server took, or the reload would refuse.
+	if addr, ok := a.ns.Addr().(*net.TCPAddr); ok {
+		o.Port = addr.Port
+	}
+	if m := a.ns.MonitorAddr(); m != nil {
+		o.HTTPPort = m.Port
+	}
 	a.mu.RLock()
 	// The users with their permissions now, as the server lists them. The custom authenticator
 	// decides who is who; the list changes whenever a permission does, which is what makes the

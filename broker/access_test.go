@@ -1,0 +1,109 @@
+package broker
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// enrolled starts a broker with an operator token and enrols one worker identity.
+func enrolled(t *testing.T, name string) (*Broker, string) {
+	t.Helper()
+	b, err := Start(Options{Listen: "127.0.0.1:-1", Memory: true, AuthToken: "op",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	secret := "s3cret-" + name
+	sum := sha256.Sum256([]byte(secret))
+	data, _ := json.Marshal(Identity{Name: name, Role: RoleWorker, Hash: hex.EncodeToString(sum[:])})
+	m, err := b.nc.Request(protocol.SubjIdentityAdd, data, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r protocol.Reply
+	if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
+		t.Fatalf("enrol %s: %s %v", name, m.Data, err)
+	}
+	return b, protocol.IdentityToken(name, secret)
+}
+
+// publishAllowed publishes on subject and reports whether the server let it through.
+func publishAllowed(t *testing.T, nc *nats.Conn, errs chan error, subject string) bool {
+	t.Helper()
+	if err := nc.Publish(subject, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The server answers a refused publish before the flush's PONG; its handler may run later.
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), subject) {
+			t.Fatalf("unexpected error %v", err)
+		}
+		return false
+	case <-time.After(500 * time.Millisecond):
+		return true
+	}
+}
+
+// TestGrantAndRevokeApplyToAConnectedWorker: a worker identity's connection may publish to a
+// job's output pipe from the Grant on and not after the Revoke, without reconnecting; a wrong
+// secret is refused at the door.
+func TestGrantAndRevokeApplyToAConnectedWorker(t *testing.T) {
+	b, token := enrolled(t, "w1")
+	if _, err := nats.Connect(b.ClientURL(), nats.Token(protocol.IdentityToken("w1", "wrong"))); err == nil {
+		t.Fatal("a wrong secret was let in")
+	}
+	errs := make(chan error, 16)
+	nc, err := nats.Connect(b.ClientURL(), nats.Token(token), nats.CustomInboxPrefix(protocol.InboxPrefix("w1")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	reconnected := make(chan struct{}, 1)
+	nc.SetReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} })
+	pipe := protocol.PipeSubject("p", 1)
+	as := protocol.Assignment{Pipeline: "p", Epoch: 1, Job: pipeline.Job{ID: 1},
+		Outputs: []protocol.PipeBinding{{ID: 1, Subject: pipe, Stream: protocol.PipeStream("p", 1)}}}
+	if publishAllowed(t, nc, errs, pipe) {
+		t.Fatal("published to a pipe of a job not placed on the worker")
+	}
+	if err := b.access.Grant("w1", as); err != nil {
+		t.Fatal(err)
+	}
+	if !publishAllowed(t, nc, errs, pipe) {
+		t.Fatal("refused the output pipe of a job placed on the worker")
+	}
+	if publishAllowed(t, nc, errs, protocol.PipeSubject("p", 2)) {
+		t.Fatal("published to another pipe")
+	}
+	if err := b.access.Revoke("w1", "p", 1); err != nil {
+		t.Fatal(err)
+	}
+	if publishAllowed(t, nc, errs, pipe) {
+		t.Fatal("published to the pipe of a job taken back")
+	}
+	select {
+	case <-reconnected:
+		t.Fatal("the worker was disconnected by the permission change")
+	default:
+	}
+	if got := b.access.Violations()["w1"]; got != 3 {
+		t.Errorf("%d violations counted for w1, want 3", got)
+	}
+}
