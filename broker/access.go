@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -75,6 +76,7 @@ type access struct {
 	clients    map[uint64]string // NATS client id → identity name, for violations
 	violations map[string]uint64 // identity name → permission violations
 	kv         jetstream.KeyValue
+	reloading  atomic.Bool // a reload is under way (auth.go)
 }
 
 func newAccess(log *slog.Logger) *access {
@@ -445,6 +447,8 @@ func (a *access) reloadLocked() error {
 	}
 	a.mu.RUnlock()
 	sort.Slice(o.Users, func(i, k int) bool { return o.Users[i].Username < o.Users[k].Username })
+	a.reloading.Store(true)
+	defer a.reloading.Store(false)
 	if err := a.ns.ReloadOptions(o); err != nil {
 		return fmt.Errorf("broker: apply permissions: %w", err)
 	}

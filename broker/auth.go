@@ -43,6 +43,22 @@ func (a tokenAuth) Check(c server.ClientAuthentication) bool {
 			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: workerDenied},
 		}})
 		return true
+	case a.ids != nil && a.ids.reloading.Load() && noCredentials(c.GetOpts()):
+		// A configuration reload authenticates every client the server holds, those that have
+		// not sent their CONNECT yet too (with no credentials): refusing them would close
+		// connections just being opened. They get no permissions at all; their CONNECT is
+		// authenticated as usual.
+		c.RegisterUser(&server.User{Permissions: denyAll})
+		return true
 	}
 	return false
+}
+
+var denyAll = &server.Permissions{
+	Publish:   &server.SubjectPermission{Deny: []string{">"}},
+	Subscribe: &server.SubjectPermission{Deny: []string{">"}},
+}
+
+func noCredentials(o *server.ClientOpts) bool {
+	return o.Token == "" && o.Username == "" && o.Password == "" && o.Nkey == "" && o.JWT == ""
 }
