@@ -39,8 +39,9 @@ import (
 // client again and gives it its new permissions: checks on the data path stay the server's
 // cached per-subject ones.
 //
-// Lock order: access.apply before access.mu; access.mu is never held across a reload or a
-// network call (the reload calls back into Check, which takes access.mu).
+// Lock order: access.apply before access.mu; access.mu is never held across a reload, a network
+// call or a call into the server (the reload calls back into Check, which takes access.mu, and
+// the server logs violations, which take it too, holding locks of its own).
 
 // Roles of an identity.
 const (
@@ -77,6 +78,7 @@ type access struct {
 	violations map[string]uint64 // identity name → permission violations
 	kv         jetstream.KeyValue
 	reloading  atomic.Bool // a reload is under way (auth.go)
+	gen        uint64      // counts grant and revoke changes (under mu)
 }
 
 func newAccess(log *slog.Logger) *access {
@@ -88,17 +90,28 @@ func newAccess(log *slog.Logger) *access {
 // and registers it with that identity's permissions now.
 func (a *access) checkIdentity(c server.ClientAuthentication, name, secret string) bool {
 	sum := sha256.Sum256([]byte(secret))
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	id, ok := a.byName[name]
-	if !ok || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(id.Hash)) != 1 {
-		return false
+	for {
+		a.mu.Lock()
+		id, ok := a.byName[name]
+		if !ok || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(id.Hash)) != 1 {
+			a.mu.Unlock()
+			return false
+		}
+		a.clients[c.GetID()] = id.Name
+		perms, gen := a.permissionsLocked(id), a.gen
+		// Not held into the server's client lock: the server logs violations (serverLogger)
+		// holding locks of its own.
+		a.mu.Unlock()
+		// No Username: the server would then look the client up in its own user table on the
+		// next reload, find it absent (this authenticator decides) and close it.
+		c.RegisterUser(&server.User{Permissions: perms})
+		a.mu.RLock()
+		current := a.gen == gen
+		a.mu.RUnlock()
+		if current { // else a grant or revoke came in between: register its permissions
+			return true
+		}
 	}
-	a.clients[c.GetID()] = id.Name
-	// No Username: the server would then look the client up in its own user table on the next
-	// reload, find it absent (this authenticator decides) and close it.
-	c.RegisterUser(&server.User{Permissions: a.permissionsLocked(id)})
-	return true
 }
 
 // permissionsLocked returns the permissions of an identity now. Callers hold a.mu.
@@ -325,6 +338,7 @@ func (a *access) handleRemove(m *nats.Msg) error {
 	a.mu.Lock()
 	delete(a.byName, req.Name)
 	delete(a.grants, req.Name)
+	a.gen++
 	a.mu.Unlock()
 	a.log.Info("identity removed", "name", req.Name)
 	return a.reloadLocked() // disconnects its clients
@@ -352,6 +366,7 @@ func (a *access) Grant(worker string, as protocol.Assignment) error {
 		a.grants[worker] = g
 	}
 	g[grantKey{as.Pipeline, as.Job.ID}] = as
+	a.gen++
 	a.mu.Unlock()
 	if err := a.saveGrant(worker, as); err != nil {
 		return err
@@ -407,6 +422,7 @@ func (a *access) Revoke(worker, pipeline string, job int) error {
 			gone = append(gone, k)
 		}
 	}
+	a.gen++
 	a.mu.Unlock()
 	if len(gone) == 0 {
 		return nil
