@@ -285,7 +285,7 @@ func TestMovedJobsOldWorkerCannotPublishToItsPipe(t *testing.T) {
 }
 
 // TestOperatorAndReadOnlyIdentities: an operator identity may do everything (submit, stop); a
-// read-only identity runs status, workers and logs, and is refused submit and stop at once.
+// read-only identity runs status, workers, logs and top, and is refused submit and stop at once.
 func TestOperatorAndReadOnlyIdentities(t *testing.T) {
 	c := newCluster(t, clusterOpts{identities: true})
 	c.startWorker("w1", "--slots", "3")
@@ -299,7 +299,7 @@ func TestOperatorAndReadOnlyIdentities(t *testing.T) {
 		t.Fatalf("submit as operator alice: exit %d: %s", code, errOut)
 	}
 	checkExactlyOnce(t, out, 20)
-	for _, args := range [][]string{{"status", "ops"}, {"status"}, {"workers"}, {"logs", "ops"}} {
+	for _, args := range [][]string{{"status", "ops"}, {"status"}, {"workers"}, {"logs", "ops"}, {"top", "ops", "--once"}} {
 		if _, errOut, code := as(ro, args...); code != 0 {
 			t.Errorf("marvelo %s as read-only: exit %d: %s", strings.Join(args, " "), code, errOut)
 		}
