@@ -48,7 +48,7 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 	if err := c.createLogStream(ctx); err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, js, c.storage)
+	st, err := openStore(ctx, js, c.storage, opts.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +146,9 @@ func (e invalidError) Unwrap() error { return e.err }
 
 // requestWorker sends a control request to one worker.
 func (c *control) requestWorker(ctx context.Context, worker, verb string, req any) error {
+	if err := c.opts.fenced(); err != nil {
+		return err
+	}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return err

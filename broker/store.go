@@ -49,20 +49,20 @@ type store struct {
 	checkpoints jetstream.KeyValue
 }
 
-func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.StorageType) (*store, error) {
-	p, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvPipelines, Storage: storage, History: 1})
+func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.StorageType, replicas int) (*store, error) {
+	p, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvPipelines, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: state bucket %s: %w", kvPipelines, err)
 	}
-	w, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvWorkers, Storage: storage, History: 1})
+	w, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvWorkers, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: state bucket %s: %w", kvWorkers, err)
 	}
-	cp, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: storage, History: 1})
+	cp, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: checkpoint bucket: %w", err)
 	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: protocol.DepsBucket, Storage: storage}); err != nil {
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: protocol.DepsBucket, Storage: storage, Replicas: replicas}); err != nil {
 		return nil, fmt.Errorf("broker: dependencies bucket: %w", err)
 	}
 	return &store{pipelines: p, workers: w, checkpoints: cp}, nil

@@ -16,7 +16,7 @@ import (
 
 func (c *control) createLogStream(ctx context.Context) error {
 	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: protocol.LogStream, Subjects: []string{protocol.LogSubjects}, Storage: c.storage,
+		Name: protocol.LogStream, Subjects: []string{protocol.LogSubjects}, Storage: c.storage, Replicas: c.opts.Replicas,
 		MaxAge: 24 * time.Hour, MaxBytes: 256 << 20, Discard: jetstream.DiscardOld,
 	})
 	if err != nil {
@@ -49,7 +49,7 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 		cfg := jetstream.StreamConfig{
 			Name: protocol.PipeStream(doc.Name, id), Subjects: []string{protocol.PipeSubject(doc.Name, id)},
 			Retention: jetstream.WorkQueuePolicy, Storage: c.storage, Discard: jetstream.DiscardNew,
-			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes,
+			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes, Replicas: c.opts.Replicas,
 		}
 		if maxQueue > 0 {
 			cfg.Discard, cfg.MaxMsgs, cfg.MaxBytes = jetstream.DiscardOld, int64(maxQueue), -1

@@ -1,0 +1,85 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// clusterName is the NATS cluster the embedded servers of marvelo brokers form.
+const clusterName = "marvelo"
+
+// clusterOptions joins the embedded server to the other brokers' servers (--cluster, --routes):
+// one NATS cluster with clustered JetStream. With an operator token the routes authenticate with
+// it too, so a stranger cannot join the cluster.
+func (b *Broker) clusterOptions(o *server.Options) error {
+	if b.opts.Cluster == "" {
+		if len(b.opts.Routes) > 0 {
+			return errors.New("broker: --routes needs --cluster (this broker's own route address)")
+		}
+		return nil
+	}
+	if b.opts.ServerName == "" {
+		return errors.New("broker: --cluster needs --server-name, unique in the cluster")
+	}
+	host, port, err := splitHostPort(b.opts.Cluster)
+	if err != nil {
+		return fmt.Errorf("broker: --cluster %q: %w", b.opts.Cluster, err)
+	}
+	if b.opts.AuthToken == "" && !b.opts.AllowInsecure && !isLoopback(host) {
+		return fmt.Errorf("broker: refusing to accept routes on %s without --auth-token: anyone on the network could join the cluster", b.opts.Cluster)
+	}
+	o.Cluster = server.ClusterOpts{Name: clusterName, Host: host, Port: port}
+	for _, r := range b.opts.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("broker: --routes %q: not a URL like nats-route://HOST:PORT", r)
+		}
+		if b.opts.AuthToken != "" {
+			u.User = url.UserPassword("marvelo", b.opts.AuthToken)
+		}
+		o.Routes = append(o.Routes, u)
+	}
+	if b.opts.AuthToken != "" {
+		o.Cluster.Username, o.Cluster.Password = "marvelo", b.opts.AuthToken
+	}
+	return nil
+}
+
+// serverName is this broker's name among the servers (the NATS server name).
+func (b *Broker) serverName() string {
+	if b.opts.ServerName != "" {
+		return b.opts.ServerName
+	}
+	return "marvelo"
+}
+
+// elects reports whether brokers elect one control plane: in a cluster of brokers, or on a NATS
+// deployment other brokers may share. A broker alone leads from the start, as it always did.
+func (b *Broker) elects() bool { return b.opts.Cluster != "" || b.opts.NATS != "" }
+
+// replicas is the number of copies of every stream and bucket: --replicas, else 3 where the
+// cluster has three or more servers (this one and at least two others named by --routes, or the
+// servers the NATS deployment announces), else 1.
+func (b *Broker) replicas() int {
+	if b.opts.Replicas > 0 {
+		return b.opts.Replicas
+	}
+	servers := 1
+	switch {
+	case b.opts.Cluster != "":
+		for _, r := range b.opts.Routes {
+			if u, err := url.Parse(r); err == nil && u.Host != b.opts.Cluster {
+				servers++ // a route to itself, as in one list shared by every broker, is not another
+			}
+		}
+	case b.opts.NATS != "" && b.nc != nil:
+		servers = len(b.nc.Servers())
+	}
+	if servers >= 3 {
+		return 3
+	}
+	return 1
+}
