@@ -1,11 +1,15 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
+	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // clusterName is the NATS cluster the embedded servers of marvelo brokers form.
@@ -82,4 +86,25 @@ func (b *Broker) replicas() int {
 		return 3
 	}
 	return 1
+}
+
+// bucketKeys lists the keys of a KV bucket from its stream's subjects. Unlike KeyValue.ListKeys
+// it makes no consumer: the stream's leader answers, so a control plane taking over in a cluster
+// does not wait for JetStream to notice the dead server a consumer might be placed on.
+func bucketKeys(ctx context.Context, js jetstream.JetStream, bucket string) ([]string, error) {
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	prefix := "$KV." + bucket + "."
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subj, prefix))
+	}
+	sort.Strings(keys)
+	return keys, nil
 }

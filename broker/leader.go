@@ -1,23 +1,27 @@
 package broker
 
 // Leader election among the brokers of a cluster (DESIGN.md §12). NATS does the election: the
-// key "leader" of a replicated KV bucket whose entries live leaseTTL. A broker leads while it
-// holds the key: it wins it with a create (which succeeds only where the key is absent), keeps
-// it with updates that name the revision it last wrote (compare-and-set), and the key vanishes
-// leaseTTL after its last write when the leader dies. Standbys try the create every
-// campaignPoll. A leader stops acting leaseValid after the last renewal it sent that succeeded,
-// which is before the key can have expired: two control planes never act at once.
+// key "leader" of a replicated KV bucket. A broker leads while it holds the key: it wins it with
+// a create (which succeeds only where the key is absent) or, when the key has not changed for
+// leaseTTL, with an update naming the revision it saw (compare-and-set: of several standbys one
+// wins); it keeps it with updates every leaseRenew naming the revision it last wrote. A leader
+// stops acting leaseValid after the last renewal it sent that succeeded — before any standby,
+// which waits leaseTTL from when it saw that renewal, can take the key: two control planes never
+// act at once. The bucket's entries also expire after leaseTTL, so the brokers' announcements
+// vanish with them.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,9 +32,9 @@ const (
 	leaderBucket = "marvelo_leader"
 	leaderKey    = "leader"
 	memberPrefix = "member."
-	leaseTTL     = 1500 * time.Millisecond // lifetime of every entry of the bucket
-	leaseValid   = 1000 * time.Millisecond // a leader acts this long after a renewal it sent
-	leaseRenew   = 250 * time.Millisecond
+	leaseTTL     = 1200 * time.Millisecond // a key unchanged this long is a dead leader's
+	leaseValid   = 800 * time.Millisecond  // a leader acts this long after a renewal it sent
+	leaseRenew   = 200 * time.Millisecond
 	campaignPoll = 150 * time.Millisecond
 )
 
@@ -123,25 +127,30 @@ func (b *Broker) campaign(ctx context.Context) {
 	defer wg.Wait()
 	t := time.NewTicker(campaignPoll)
 	defer t.Stop()
+	w := watch{}
 	for {
-		sent := time.Now()
-		rec, _ := json.Marshal(leaderRecord{Server: b.serverName(), Since: sent})
-		rev, err := kv.Create(ctx, leaderKey, rec)
-		switch {
-		case err == nil:
-			b.lead(ctx, js, kv, &lease{rev: rev, until: sent.Add(leaseValid)}, rec)
-			if ctx.Err() != nil {
-				return
+		if try := w.look(ctx, kv, b.deferral(), b.log); try != nil {
+			sent := time.Now()
+			rec, _ := json.Marshal(leaderRecord{Server: b.serverName(), Since: sent})
+			rev, err := try(rec)
+			switch {
+			case err == nil:
+				b.log.Info("won the leader election", "server", b.serverName(), "jetstream_meta_leader", b.ns != nil && b.ns.JetStreamIsLeader())
+				b.lead(ctx, js, kv, &lease{rev: rev, until: sent.Add(leaseValid)}, rec)
+				if ctx.Err() != nil {
+					return
+				}
+				// Leave the next term to another broker: campaign again only after a lease.
+				w = watch{}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(leaseTTL):
+				}
+			case errors.Is(err, jetstream.ErrKeyExists) || isWrongRevision(err) || ctx.Err() != nil:
+			default:
+				b.log.Debug("leader election: campaign", "error", err)
 			}
-			// Leave the next term to another broker: wait until this one's key has surely gone.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(leaseTTL):
-			}
-		case errors.Is(err, jetstream.ErrKeyExists) || ctx.Err() != nil:
-		default:
-			b.log.Debug("leader election: campaign", "error", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -149,6 +158,64 @@ func (b *Broker) campaign(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// watch is a standby's view of the leader key: the revision it saw last and since when.
+type watch struct {
+	rev    uint64
+	seen   time.Time // when rev was first seen, on this broker's clock
+	vacant time.Time // since when the key has been absent
+}
+
+// look reads the leader key and returns how to take it, or nil while the leader is alive. A
+// leader is dead when its key has not changed for leaseTTL on this broker's clock, longer than
+// the leaseValid it acts after its last renewal: the key is taken over by compare-and-set on
+// the revision seen, so of several standbys one wins. An absent key is created. A broker that
+// defers waits that much longer (deferral).
+func (w *watch) look(ctx context.Context, kv jetstream.KeyValue, deferral time.Duration, log *slog.Logger) func([]byte) (uint64, error) {
+	gctx, cancel := context.WithTimeout(ctx, leaseTTL)
+	e, err := kv.Get(gctx, leaderKey)
+	cancel()
+	now := time.Now()
+	switch {
+	case err == nil:
+		w.vacant = time.Time{}
+		if e.Revision() != w.rev {
+			w.rev, w.seen = e.Revision(), now
+			return nil
+		}
+		if now.Sub(w.seen) < leaseTTL+deferral {
+			return nil
+		}
+		rev := w.rev
+		return func(rec []byte) (uint64, error) { return kv.Update(ctx, leaderKey, rec, rev) }
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		w.rev = 0
+		if w.vacant.IsZero() {
+			w.vacant = now
+		}
+		if now.Sub(w.vacant) < deferral {
+			return nil
+		}
+		return func(rec []byte) (uint64, error) { return kv.Create(ctx, leaderKey, rec) }
+	}
+	log.Debug("leader election: leader key unreadable", "error", err)
+	return nil // JetStream unavailable for now (an election in the cluster): look again
+}
+
+// deferral is how long this broker waits, once it sees no leader, before it campaigns: the
+// broker that runs the LOCAL worker whoever leads (--local) waits longest, so that the leader's
+// death does not also take the LOCAL jobs; the broker whose server is the JetStream meta leader
+// waits too, so that the leader's death does not also stall JetStream for a meta election.
+// Others campaign at once.
+func (b *Broker) deferral() time.Duration {
+	switch {
+	case b.opts.PinnedLocal:
+		return 3 * time.Second
+	case b.ns != nil && b.ns.JetStreamIsLeader():
+		return 300 * time.Millisecond
+	}
+	return 0
 }
 
 // openLeaderBucket creates (or opens) the election bucket, retrying while the cluster's
@@ -160,7 +227,7 @@ func (b *Broker) openLeaderBucket(ctx context.Context, js jetstream.JetStream) j
 	defer t.Stop()
 	logged := time.Now()
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		kv, err := js.CreateOrUpdateKeyValue(cctx, cfg)
 		cancel()
 		if err == nil {
@@ -229,6 +296,13 @@ func (b *Broker) lead(ctx context.Context, js jetstream.JetStream, kv jetstream.
 	}
 	b.log.Info("leading the control plane", "server", b.serverName())
 	ctl.takeover(b.serverName())
+	if b.ns != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.keepRaftLeadersAway(term)
+		}()
+	}
 	select {
 	case <-b.terms: // a term nobody took up has ended
 	default:
@@ -242,6 +316,50 @@ func (b *Broker) lead(ctx context.Context, js jetstream.JetStream, kv jetstream.
 		return
 	}
 	b.log.Warn("leadership lost: control plane stopped", "server", b.serverName())
+}
+
+// keepRaftLeadersAway asks every stream and consumer whose replication (Raft) this broker's
+// server leads to hand it to another server, every second of the term. The leader's death then
+// costs the data path no Raft election (4–9 s in nats-server): its copies were followers.
+func (b *Broker) keepRaftLeadersAway(term context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-term.Done():
+			return
+		case <-t.C:
+		}
+		jsz, err := b.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+		if err != nil {
+			b.log.Debug("jetstream details", "error", err)
+			continue
+		}
+		var subjects []string
+		for _, acc := range jsz.AccountDetails {
+			for _, st := range acc.Streams {
+				if st.Cluster != nil && st.Cluster.Leader == b.serverName() && len(st.Cluster.Replicas) > 0 {
+					subjects = append(subjects, fmt.Sprintf(server.JSApiStreamLeaderStepDownT, st.Name))
+				}
+				for _, ci := range st.Consumer {
+					if ci != nil && ci.Cluster != nil && ci.Cluster.Leader == b.serverName() && len(ci.Cluster.Replicas) > 0 {
+						subjects = append(subjects, fmt.Sprintf(server.JSApiConsumerLeaderStepDownT, st.Name, ci.Name))
+					}
+				}
+			}
+		}
+		if len(subjects) > 0 {
+			b.log.Debug("moving raft leaders away", "n", len(subjects))
+		}
+		for _, subj := range subjects {
+			if term.Err() != nil {
+				return
+			}
+			if _, err := b.nc.Request(subj, nil, 2*time.Second); err != nil {
+				b.log.Debug("raft leader stepdown", "subject", subj, "error", err)
+			}
+		}
+	}
 }
 
 // release deletes the leader key this broker still holds.
@@ -295,9 +413,20 @@ func isWrongRevision(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-// takeover records, in every pipeline still going, that this broker's control plane now acts.
+// takeoverGrace is how long after a takeover the workers of the saved state keep their jobs
+// without a heartbeat: a worker that lost its server reconnects and registers again first, with
+// retries that back off to 5 s while no control plane answers, before it heartbeats again.
+const takeoverGrace = 5 * time.Second
+
+// takeover records, in every pipeline still going, that this broker's control plane now acts,
+// and gives the workers of the saved state the grace to speak again.
 func (c *control) takeover(server string) {
 	c.mu.Lock()
+	for _, w := range c.workers {
+		if !w.confirmed {
+			w.lastSeen = time.Now().Add(takeoverGrace)
+		}
+	}
 	var names []string
 	for name, p := range c.pipelines {
 		if !protocol.Terminal(p.state) {

@@ -55,6 +55,9 @@ type Options struct {
 	Cluster string
 	// Routes are the nats-route:// URLs of the other brokers' --cluster addresses.
 	Routes []string
+	// PinnedLocal tells the election that this broker runs the LOCAL worker whoever leads
+	// (--local): it leaves the lead to the others while one can take it.
+	PinnedLocal bool
 	// Replicas of the pipe streams, state buckets and object store (default: 3 in a cluster of
 	// three or more servers, else 1).
 	Replicas int

@@ -61,7 +61,9 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: consumer info: %w", in.pipe.ID, err)})
 		return
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch(in.pipe)))
+	// Short pulls with heartbeats: a pull a consumer's leader took with it (a server of a cluster
+	// died, its consumers elected new leaders) is noticed and made again within about 2 s.
+	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch(in.pipe)), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)})
 		return
@@ -77,6 +79,9 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 				return
 			}
 			continue
+		}
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			continue // the consumer's leader moved or died (a cluster): the iterator pulls again
 		}
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {

@@ -113,7 +113,7 @@ func run(c *cli.Context) error {
 		AuthToken: c.String("auth-token"), WorkerToken: c.String("worker-token"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		Monitor: c.String("monitor"), HeartbeatTimeout: c.Duration("heartbeat-timeout"), Logger: log,
 		ServerName: c.String("server-name"), Cluster: c.String("cluster"), Routes: splitList(c.String("routes")),
-		Replicas: c.Int("replicas"), NATS: c.String("nats"), Creds: c.String("creds"),
+		Replicas: c.Int("replicas"), NATS: c.String("nats"), Creds: c.String("creds"), PinnedLocal: c.Bool("local"),
 	})
 	if err != nil {
 		return cliutil.Failure(err)
