@@ -108,3 +108,28 @@ func bucketKeys(ctx context.Context, js jetstream.JetStream, bucket string) ([]s
 	sort.Strings(keys)
 	return keys, nil
 }
+
+// openKeyValue, openObjectStore and openStream open a bucket or stream that exists and create
+// the others. Opening asks the stream's own leader; creating (or updating) asks the JetStream meta
+// leader, which a control plane taking over in a cluster may find dead and being re-elected. The
+// configuration of what exists is kept: change it with the nats tool.
+func openKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
+		return kv, nil
+	}
+	return js.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+func openObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	if os, err := js.ObjectStore(ctx, cfg.Bucket); err == nil {
+		return os, nil
+	}
+	return js.CreateOrUpdateObjectStore(ctx, cfg)
+}
+
+func openStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if st, err := js.Stream(ctx, cfg.Name); err == nil {
+		return st, nil
+	}
+	return js.CreateOrUpdateStream(ctx, cfg)
+}

@@ -51,19 +51,19 @@ type store struct {
 }
 
 func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.StorageType, replicas int) (*store, error) {
-	p, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvPipelines, Storage: storage, History: 1, Replicas: replicas})
+	p, err := openKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: kvPipelines, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: state bucket %s: %w", kvPipelines, err)
 	}
-	w, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvWorkers, Storage: storage, History: 1, Replicas: replicas})
+	w, err := openKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: kvWorkers, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: state bucket %s: %w", kvWorkers, err)
 	}
-	cp, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: storage, History: 1, Replicas: replicas})
+	cp, err := openKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: checkpoint bucket: %w", err)
 	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: protocol.DepsBucket, Storage: storage, Replicas: replicas}); err != nil {
+	if _, err := openObjectStore(ctx, js, jetstream.ObjectStoreConfig{Bucket: protocol.DepsBucket, Storage: storage, Replicas: replicas}); err != nil {
 		return nil, fmt.Errorf("broker: dependencies bucket: %w", err)
 	}
 	return &store{js: js, pipelines: p, workers: w, checkpoints: cp}, nil

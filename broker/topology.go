@@ -15,7 +15,7 @@ import (
 // Stream topology: the log stream, the pipe streams and their consumers.
 
 func (c *control) createLogStream(ctx context.Context) error {
-	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := openStream(ctx, c.js, jetstream.StreamConfig{
 		Name: protocol.LogStream, Subjects: []string{protocol.LogSubjects}, Storage: c.storage, Replicas: c.opts.Replicas,
 		MaxAge: 24 * time.Hour, MaxBytes: 256 << 20, Discard: jetstream.DiscardOld,
 	})
