@@ -32,8 +32,8 @@ const (
 	leaderBucket = "marvelo_leader"
 	leaderKey    = "leader"
 	memberPrefix = "member."
-	leaseTTL     = 1200 * time.Millisecond // a key unchanged this long is a dead leader's
-	leaseValid   = 800 * time.Millisecond  // a leader acts this long after a renewal it sent
+	leaseTTL     = 1600 * time.Millisecond // a key unchanged this long is a dead leader's
+	leaseValid   = 1100 * time.Millisecond // a leader acts this long after a renewal it sent
 	leaseRenew   = 200 * time.Millisecond
 	campaignPoll = 150 * time.Millisecond
 )
