@@ -73,7 +73,7 @@ func (c *checkpoints) put(sqn uint64, data []byte) {
 
 // save takes the job's state now (after the block sqn) and stores it once the blocks written to
 // outs so far are stored, unless a save is already under way.
-func (c *checkpoints) save(sqn uint64, outs []*publisher) {
+func (c *checkpoints) save(sqn uint64, outs []*outPort) {
 	if len(outs) == 0 || !c.inFlight.CompareAndSwap(false, true) {
 		return
 	}
@@ -90,8 +90,8 @@ func (c *checkpoints) save(sqn uint64, outs []*publisher) {
 	}
 	var pending atomic.Int32
 	pending.Store(int32(len(outs)))
-	for _, p := range outs {
-		p.AfterStored(func() {
+	for _, o := range outs {
+		o.pub.AfterStored(func() {
 			if pending.Add(-1) != 0 {
 				return
 			}
