@@ -39,8 +39,8 @@ type round struct {
 	// connector: the round comes from the checker (false for a job whose inputs are all async,
 	// numbered as a source).
 	connector bool
-	payloads [][][]byte
-	heads    [][]uint32
+	payloads  [][][]byte
+	heads     [][]uint32
 }
 
 // roundTag is what an answer inherits from the round it answers: its SQN, its head (the or of

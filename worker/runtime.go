@@ -278,8 +278,10 @@ func (t *task) newChecker(ins []*input) (*align.Checker, error) {
 		inputs[k] = align.Input{
 			Pipe: in.pipe.ID, BlockCount: in.pipe.BlockCount, Async: in.pipe.Async, HeadSize: in.pipe.HeadSize,
 			Dummy: t.assign.Job.EffectiveDummy(), ZeroPayload: c.Zero(),
-			// Every codec has a zero payload (bytes: zero bytes; cbor and json: null, which decodes
-			// into the zero value of any type), so "zero" dummies work on every pipe.
+			// Every codec has a zero payload (bytes: zero bytes; cbor and json: null before any
+			// real block, then the zero value shaped like the last one), so "zero" dummies work on
+			// every pipe.
+			ZeroLike:  zeroLike(c),
 			FixedSize: true,
 		}
 	}
@@ -291,6 +293,15 @@ func (t *task) newChecker(ins []*input) (*align.Checker, error) {
 		return nil, fmt.Errorf("%s: %w", t.label, err)
 	}
 	return chk, nil
+}
+
+// zeroLike shapes the zero dummies of a cbor or json input like its last real block; a bytes
+// input's zero dummy is its block of zeros.
+func zeroLike(c codec.Codec) func([]byte) ([]byte, error) {
+	if c.Name() == codec.Bytes {
+		return nil
+	}
+	return func(prev []byte) ([]byte, error) { return codec.ZeroLike(c, prev) }
 }
 
 // syncCheckerStats copies the checker's counters into the job's.

@@ -43,6 +43,10 @@ type Input struct {
 	// any real block (SPEC says "empty"; a zero-length payload is not a valid frame of any codec,
 	// so the zero payload is used; a nil ZeroPayload gives the empty payload of SPEC).
 	ZeroPayload []byte
+	// ZeroLike, if set, gives a zero-mode dummy's payload once the input has had a real block:
+	// the zero value shaped like that block (codec.ZeroLike). ZeroPayload is used before, and
+	// where ZeroLike fails.
+	ZeroLike func(prev []byte) ([]byte, error)
 	// FixedSize is true for codecs with a fixed block size (bytes). Self-delimiting codecs (cbor,
 	// json) have no "zero bytes of the block size", so their dummies repeat the previous block:
 	// false forces prev mode for this input only (SQN-9, Go).
@@ -151,6 +155,10 @@ type inputState struct {
 	async    bool
 	prevMode bool
 	zero     []byte
+	zeroLike func(prev []byte) ([]byte, error)
+	// shaped is the zero dummy shaped like the last real block (prev), made when first needed.
+	shaped   []byte
+	hasShape bool
 
 	held      codec.Block // a block waiting for its slot (hasHeld)
 	hasHeld   bool
@@ -217,6 +225,7 @@ func newInputState(k int, in Input, jobHeadSize int) (inputState, error) {
 	}
 	st.prevMode = in.Dummy == DummyPrev || !in.FixedSize
 	st.zero = in.ZeroPayload
+	st.zeroLike = in.ZeroLike
 	return st, nil
 }
 
@@ -424,7 +433,7 @@ func (c *Checker) deliver(k int, b codec.Block) {
 	c.round.Blocks[k] = append(c.round.Blocks[k], b)
 	c.round.Dummy[k] = append(c.round.Dummy[k], false)
 	c.round.Head |= convertHead(b.Head, st.size, c.headSize)
-	st.prev, st.hasPrev = b.Payload, true
+	st.prev, st.hasPrev, st.hasShape = b.Payload, true, false
 	st.stats.Blocks++
 }
 
@@ -432,8 +441,17 @@ func (c *Checker) deliver(k int, b codec.Block) {
 func (c *Checker) dummy(k int, sqn uint64) {
 	st := &c.in[k]
 	payload := st.zero
-	if st.prevMode && st.hasPrev {
+	switch {
+	case st.prevMode && st.hasPrev:
 		payload = st.prev
+	case st.hasPrev && st.zeroLike != nil:
+		if !st.hasShape {
+			st.shaped, st.hasShape = st.zero, true
+			if z, err := st.zeroLike(st.prev); err == nil {
+				st.shaped = z
+			}
+		}
+		payload = st.shaped
 	}
 	c.round.Blocks[k] = append(c.round.Blocks[k], Dummy(sqn, st.size, payload))
 	c.round.Dummy[k] = append(c.round.Dummy[k], true)
