@@ -52,7 +52,7 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes, Replicas: c.opts.Replicas,
 		}
 		if maxQueue > 0 {
-			cfg.Discard, cfg.MaxMsgs, cfg.MaxBytes = jetstream.DiscardOld, int64(maxQueue), -1
+			maxQueueStream(&cfg, maxQueue)
 		}
 		// A pipeline submitted again under the same name starts from empty pipes.
 		if err := c.js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -70,6 +70,14 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 		}
 	}
 	return nil
+}
+
+// maxQueueStream makes a pipe's stream keep the newest maxQueue blocks, dropping the oldest; its
+// end marker has a subject of its own, outside that count.
+func maxQueueStream(cfg *jetstream.StreamConfig, maxQueue int) {
+	cfg.Subjects = append(cfg.Subjects, protocol.PipeEndSubject(cfg.Subjects[0]))
+	cfg.Discard, cfg.MaxMsgs, cfg.MaxBytes = jetstream.DiscardOld, -1, -1
+	cfg.MaxMsgsPerSubject = int64(maxQueue)
 }
 
 // consumerConfig is the durable consumer of a pipe read by job dst at an epoch. In-flight

@@ -179,6 +179,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 				rejoin = false
 				chk.Rejoin()
 				if allDummies(cr) {
+					t.skippedDummies += countDummies(cr) // never handed to the job: not counted
 					t.ack(takeConsumed(ins, chk))
 					continue
 				}
@@ -235,6 +236,13 @@ func allDummies(r align.Round) bool {
 		}
 	}
 	return true
+}
+
+func countDummies(r align.Round) (n uint64) {
+	for _, ds := range r.Dummy {
+		n += uint64(len(ds))
+	}
+	return n
 }
 
 // blockParts splits blocks into their payloads and heads, reusing the slices.

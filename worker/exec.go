@@ -56,6 +56,13 @@ func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 		}
 	}
 	e.given.Add(1)
+	if e.t.assign.Job.MaxQueue > 0 {
+		// The queue is the stream's, where the oldest blocks are dropped: the program is handed
+		// a round once it has read the one before, not a pipe full of old ones.
+		if err := e.proc.WaitInputsRead(ctx); err != nil {
+			return false, err
+		}
+	}
 	if err := e.proc.WriteRound(ctx, r.payloads, r.heads); err != nil {
 		if errors.Is(err, execjob.ErrInputClosed) {
 			e.closed = true

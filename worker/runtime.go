@@ -42,7 +42,9 @@ type task struct {
 	headSize  int
 	log       *slog.Logger
 	stats     stats
-	stdin     *stdinReader
+	// skippedDummies are dummies the checker made for rounds skipped after max_queue drops.
+	skippedDummies uint64
+	stdin          *stdinReader
 	// execSpec describes an executable job (runner is nil then).
 	execSpec *execjob.Spec
 	// rt holds the subscriptions of realtime inputs, by pipe id, made at prepare.
@@ -311,7 +313,7 @@ func (t *task) syncCheckerStats(chk *align.Checker) {
 		dummies += in.Dummies
 		stale += in.Stale
 	}
-	t.stats.dummies.Store(dummies)
+	t.stats.dummies.Store(dummies - t.skippedDummies)
 	t.stats.stale.Store(stale)
 }
 

@@ -438,3 +438,40 @@ func (p *Process) outputErr(o *outStream, err error) error {
 
 // OutputOffset is the number of bytes read so far from output k.
 func (p *Process) OutputOffset(k int) int64 { return p.outs[k].fr.Offset() }
+
+// WaitInputsRead waits until the program has read everything written to its inputs, so that the
+// next round written is the newest there is rather than one queued in a pipe: a job with
+// max_queue keeps its queue in the stream, where the oldest blocks are dropped. It returns early
+// when the program exits or ctx ends. The pipes give no event for "read empty", so it polls, from
+// every 100 µs up to every 5 ms while the program is busy.
+func (p *Process) WaitInputsRead(ctx context.Context) error {
+	wait := 100 * time.Microsecond
+	var timer *time.Timer
+	for {
+		busy := false
+		for _, in := range p.ins {
+			n, err := unread(in.f)
+			if err != nil {
+				return nil // closed, or the program is gone: the write reports it
+			}
+			busy = busy || n > 0
+		}
+		if !busy {
+			return nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-p.exited:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", p.label, ctx.Err())
+		}
+		wait = min(2*wait, 5*time.Millisecond)
+	}
+}

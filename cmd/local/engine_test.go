@@ -1,0 +1,324 @@
+package local
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// The round engine end to end through marvelo run: executable jobs hold to the protocol of
+// DESIGN.md §5 as Go jobs do (finished bit, skipped rounds, max_queue, answers counted, malformed
+// output), and dummies are values the builtins compute with.
+
+// protoPy is an executable connector (or sink) written as a user would, on json pipes: each
+// round it reads block_count lines (each after its head with --head) from every input, and
+// answers on output 0 with their sum, on output 1 with their product. Options make it break the
+// rules on purpose.
+const protoPy = `#!/usr/bin/env python3
+import argparse, json, math, os, sys, time
+ap = argparse.ArgumentParser()
+ap.add_argument("--head", action="store_true")   # heads (1 byte) before every block
+ap.add_argument("--bc", type=int, default=1)      # blocks of each input per round
+ap.add_argument("--skip", type=int, default=0)    # answer every n-th round with the corrupted bit
+ap.add_argument("--answer", type=int, default=-1) # answer only this many rounds, then read on
+ap.add_argument("--garbage", type=int, default=-1)# after this many answers write a malformed line
+ap.add_argument("--delay", type=float, default=0) # seconds per round
+ap.add_argument("--record", default="")           # append every round's values (JSON) here
+ap.add_argument("-i", dest="inputs", action="append", default=[])
+ap.add_argument("-o", dest="outputs", action="append", default=[])
+a = ap.parse_args()
+def op(v, m):
+    f = os.fdopen(int(v), m) if v.isdigit() else open(v, m)
+    return f
+ins = [op(v, "rb") for v in a.inputs]
+outs = [op(v, "wb") for v in a.outputs]
+rec = open(a.record, "a") if a.record else None
+n = 0
+while True:
+    vals, heads = [], []
+    for f in ins:
+        for _ in range(a.bc):
+            if a.head:
+                h = f.read(1)
+                if not h:
+                    sys.exit(0)
+                heads.append(h[0])
+            line = f.readline()
+            if not line:
+                sys.exit(0)
+            vals.append(json.loads(line))
+    n += 1
+    if rec:
+        rec.write(json.dumps({"vals": vals, "heads": heads}) + "\n")
+        rec.flush()
+    if a.delay:
+        time.sleep(a.delay)
+    if 0 <= a.answer < n:
+        continue
+    for k, o in enumerate(outs):
+        if 0 <= a.garbage < n:
+            o.write(b"}{ not json\n")
+            o.flush()
+            continue
+        v = sum(vals) if k == 0 else math.prod(vals)
+        if a.head:
+            o.write(bytes([0x80 if a.skip and n % a.skip == 0 else 0]))
+        o.write((json.dumps(v) + "\n").encode())
+        o.flush()
+`
+
+// protoBase makes a project folder whose dependencies hold proto.py.
+func protoBase(t *testing.T) string {
+	t.Helper()
+	base := t.TempDir()
+	dir := filepath.Join(base, "deps")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "proto.py"), []byte(protoPy), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
+
+func proto(params ...string) *pipeline.Exec {
+	return &pipeline.Exec{Path: "./proto.py", Params: params, Dependencies: "deps"}
+}
+
+func jobStats(st protocol.PipelineStatus, id int) protocol.JobStats {
+	for _, j := range st.Jobs {
+		if j.ID == id {
+			return j.Stats
+		}
+	}
+	return protocol.JobStats{}
+}
+
+// TestExecConnectorPassesTheFinishedBit: counter(9) → program → sink; the sink's last block
+// carries the finished bit (only it), the program with a head or without, with block_count 3 on
+// its input too; every job ends finished.
+func TestExecConnectorPassesTheFinishedBit(t *testing.T) {
+	cases := []struct {
+		name string
+		head bool
+		bc   int
+		want string
+	}{
+		{"nohead", false, 1, "[1 2 3 4 5 6 7 8 9]"},
+		{"head", true, 1, "[1 2 3 4 5 6 7 8 9]"},
+		{"head_blockcount3", true, 3, "[6 15 24]"},
+		{"nohead_blockcount3", false, 3, "[6 15 24]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := protoBase(t)
+			rec := &recorder{}
+			env := startEnv(t, registryWith("record", func() any { return rec }))
+			params := []string{"--bc", fmt.Sprint(tc.bc)}
+			if tc.head {
+				params = append(params, "--head")
+			}
+			p := &pipeline.Pipeline{Name: "fin", Jobs: []pipeline.Job{
+				{ID: 1, Type: "counter", Args: map[string]any{"count": 9}, Outputs: []int{1}},
+				{ID: 2, Exec: proto(params...), Inputs: []int{1}, Outputs: []int{2}, Head: tc.head},
+				{ID: 3, Type: "record", Inputs: []int{2}, Head: true},
+			}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json", BlockCount: tc.bc}, {ID: 2, Codec: "json"}}}
+			st, err := runInDir(t, env, p, base)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if got := fmt.Sprint(rec.snapshot()); got != tc.want {
+				t.Fatalf("sink got %s, want %s", got, tc.want)
+			}
+			for i, h := range rec.heads {
+				if last := i == len(rec.heads)-1; h.Finished() != last {
+					t.Errorf("block %d: finished=%v (heads %v)", i+1, h.Finished(), rec.heads)
+				}
+			}
+			for _, j := range st.Jobs {
+				if j.State != protocol.StateFinished {
+					t.Errorf("job %d: %s %s", j.ID, j.State, j.Error)
+				}
+			}
+		})
+	}
+}
+
+// TestExecSkippingRoundsGivesDummiesAtTheJoin: a program that answers every 5th round with the
+// corrupted bit, joined by sum with a counter: 22 rows, dummies exactly at rounds 5, 10, 15, 20,
+// their value the zero (0 + n) or the previous real block ((n−1) + n).
+func TestExecSkippingRoundsGivesDummiesAtTheJoin(t *testing.T) {
+	for _, mode := range []string{pipeline.DummyZero, pipeline.DummyPrev} {
+		t.Run(mode, func(t *testing.T) {
+			base := protoBase(t)
+			rec := &recorder{}
+			env := startEnv(t, registryWith("record", func() any { return rec }))
+			p := &pipeline.Pipeline{Name: "skip", Jobs: []pipeline.Job{
+				{ID: 1, Type: "counter", Args: map[string]any{"count": 22}, Outputs: []int{1}},
+				{ID: 2, Type: "counter", Args: map[string]any{"count": 22}, Outputs: []int{2}},
+				{ID: 3, Exec: proto("--head", "--skip", "5"), Inputs: []int{1}, Outputs: []int{3}, Head: true},
+				{ID: 4, Type: "sum", Inputs: []int{3, 2}, Outputs: []int{4}, Head: true, Dummy: mode},
+				{ID: 5, Type: "record", Inputs: []int{4}, Head: true},
+			}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}, {ID: 3, Codec: "json"}}}
+			st, err := runInDir(t, env, p, base)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			got := rec.snapshot()
+			if len(got) != 22 {
+				t.Fatalf("%d rows, want 22: %v", len(got), got)
+			}
+			for i, v := range got {
+				n := int64(i + 1)
+				skipped := n%5 == 0
+				want := 2 * n
+				if skipped && mode == pipeline.DummyZero {
+					want = n
+				} else if skipped {
+					want = 2*n - 1
+				}
+				if v != want || rec.heads[i].Corrupted() != skipped {
+					t.Errorf("round %d: %v corrupted=%v, want %d corrupted=%v", n, v, rec.heads[i].Corrupted(), want, skipped)
+				}
+			}
+			if d := jobStats(st, 4).Dummies; d != 4 {
+				t.Errorf("the join made %d dummies, want 4", d)
+			}
+		})
+	}
+}
+
+// TestMaxQueueOnASlowExecutable: a slow program behind max_queue 5 is handed only real blocks,
+// skips ahead after the drops (no zero blocks), ends with the newest blocks, and the drops are
+// counted exactly.
+func TestMaxQueueOnASlowExecutable(t *testing.T) {
+	base := protoBase(t)
+	env := startEnv(t, nil)
+	record := filepath.Join(base, "rounds.jsonl")
+	const total = 120
+	p := &pipeline.Pipeline{Name: "maxq", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": total, "interval": "1ms"}, Outputs: []int{1}},
+		{ID: 2, Exec: proto("--delay", "0.05", "--record", record), Inputs: []int{1}, MaxQueue: 5},
+	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}}}
+	st, err := runInDir(t, env, p, base)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	b, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []int64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var r struct{ Vals []int64 }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("round %q: %v", line, err)
+		}
+		seen = append(seen, r.Vals...)
+	}
+	for i, v := range seen {
+		if v <= 0 || (i > 0 && v <= seen[i-1]) {
+			t.Fatalf("the program was handed %v: only real blocks, in order", seen)
+		}
+	}
+	if len(seen) >= total {
+		t.Fatalf("the program got all %d blocks: max_queue should have dropped", total)
+	}
+	if tail := fmt.Sprint(seen[len(seen)-5:]); tail != fmt.Sprint(ints(total)[total-5:]) {
+		t.Errorf("the last 5 blocks %s, want the newest (all: %v)", tail, seen)
+	}
+	js := jobStats(st, 2)
+	if js.QueueDrops != uint64(total-len(seen)) || js.Dummies != 0 {
+		t.Errorf("queue_drops %d dummies %d with %d of %d handed over", js.QueueDrops, js.Dummies, len(seen), total)
+	}
+}
+
+// TestMalformedOutputAfterValidFramesFailsAtOnce: two good answers, then a line that is not JSON
+// while the program reads on: the job fails at once (long before its input would end), naming
+// job, pipe and byte offset.
+func TestMalformedOutputAfterValidFramesFailsAtOnce(t *testing.T) {
+	base := protoBase(t)
+	env := startEnv(t, nil)
+	p := &pipeline.Pipeline{Name: "garbage", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 100000, "interval": "1ms"}, Outputs: []int{1}},
+		{ID: 2, Exec: proto("--garbage", "2"), Inputs: []int{1}, Outputs: []int{2}},
+		{ID: 3, Type: "discard", Inputs: []int{2}},
+	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}, {ID: 2, Codec: "json"}}}
+	start := time.Now()
+	st, err := runInDir(t, env, p, base)
+	if !errors.Is(err, ErrFailed) {
+		t.Fatalf("err %v, want the pipeline failed", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("failed after %s: not at once", d)
+	}
+	for _, w := range []string{"job 2 (proto.py)", "output pipe 2", "at byte 4"} {
+		if !strings.Contains(st.Error, w) {
+			t.Errorf("error %q lacks %q", st.Error, w)
+		}
+	}
+}
+
+// TestExecAnsweringTooFewRoundsFails: a program that answers 7 of its 10 rounds fails its job,
+// naming job, output pipe and both counts, instead of shifting the blocks.
+func TestExecAnsweringTooFewRoundsFails(t *testing.T) {
+	base := protoBase(t)
+	env := startEnv(t, nil)
+	p := &pipeline.Pipeline{Name: "few", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 10}, Outputs: []int{1}},
+		{ID: 2, Exec: proto("--answer", "7"), Inputs: []int{1}, Outputs: []int{2}},
+		{ID: 3, Type: "discard", Inputs: []int{2}},
+	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}, {ID: 2, Codec: "json"}}}
+	st, err := runInDir(t, env, p, base)
+	if !errors.Is(err, ErrFailed) {
+		t.Fatalf("err %v, want the pipeline failed", err)
+	}
+	for _, w := range []string{"job 2 (proto.py)", "output pipe 2", "answered 7 of the 10 rounds"} {
+		if !strings.Contains(st.Error, w) {
+			t.Errorf("error %q lacks %q", st.Error, w)
+		}
+	}
+}
+
+// TestMaxQueueKeepsTheNewestBlocksOfASourceThatEndsByExiting: an executable source that writes
+// 60 numbers and exits ends its stream with a marker; behind max_queue 5 the stalled sink still
+// gets the 5 newest blocks: the marker takes no block's place.
+func TestMaxQueueKeepsTheNewestBlocksOfASourceThatEndsByExiting(t *testing.T) {
+	base := protoBase(t)
+	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in -o) out=$2; shift 2;; *) shift;; esac; done\ni=1\nwhile [ $i -le 60 ]; do echo $i; i=$((i+1)); done > \"$out\"\n"
+	if err := os.WriteFile(filepath.Join(base, "deps", "sixty.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{release: make(chan struct{}), stalled: make(chan struct{})}
+	env := startEnv(t, registryWith("record", func() any { return rec }))
+	p := &pipeline.Pipeline{Name: "maxqend", Jobs: []pipeline.Job{
+		{ID: 1, Exec: &pipeline.Exec{Path: "./sixty.sh", Dependencies: "deps"}, Outputs: []int{1}},
+		{ID: 2, Type: "record", Inputs: []int{1}, MaxQueue: 5},
+	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := runInDir(t, env, p, base)
+		done <- err
+	}()
+	<-rec.stalled
+	waitJobState(t, env, "maxqend", 1, protocol.StateFinished)
+	close(rec.release)
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	got := rec.snapshot()
+	if len(got) < 6 {
+		t.Fatalf("sink got %v", got)
+	}
+	if tail, want := fmt.Sprint(got[len(got)-5:]), fmt.Sprint(ints(60)[55:]); tail != want {
+		t.Fatalf("the last 5 blocks %s, want the newest %s (all: %v)", tail, want, got)
+	}
+}
