@@ -114,6 +114,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	ins := make([]*input, len(t.assign.Inputs))
 	for k, p := range t.assign.Inputs {
 		ins[k] = newInput(k, p)
+		ins[k].log = t.log
 		if rs := t.rt[p.ID]; rs != nil {
 			ins[k].ch, ins[k].rt = rs.ch, rs // fed by the subscription made at prepare
 			continue
