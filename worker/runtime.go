@@ -77,6 +77,20 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	t.jctx = job.NewContext(jobCtx, t.ctxConfig)
 	defer t.stdin.Close()
 	defer t.closeRealtime()
+	// A job that checkpoints gets its saved state back before Setup (a moved source numbers on,
+	// a moved file sink appends to its file).
+	var cp *checkpoints
+	var cpSQN uint64
+	if t.runner != nil {
+		if cp, err = t.openCheckpoints(ctx, js); err != nil {
+			return err
+		}
+		if cp != nil {
+			if cpSQN, err = cp.restore(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	if t.runner != nil {
 		if err := t.runner.Setup(t.jctx); err != nil {
 			return err
@@ -128,9 +142,21 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		// cleanly); other programs end when their inputs do.
 		err = t.runExec(t.jctx.Context(), pctx, ins, ports)
 	} else if t.runner.IsSource() {
-		err = t.runSource(pctx, js, ports)
+		err = t.runSource(pctx, ports, cp, cpSQN)
 	} else {
-		err = t.runRounds(pctx, ins, ports, &goKind{t: t, outs: ports})
+		g := &goKind{t: t, outs: ports}
+		if cp != nil && len(ports) == 0 {
+			g.sink = newSinkCheckpoints(cp, t.log)
+			g.skipUpTo = cpSQN
+			wg.Add(1)
+			go func() { defer wg.Done(); g.sink.run(pctx) }()
+		}
+		err = t.runRounds(pctx, ins, ports, g)
+		if g.sink != nil {
+			if serr := g.sink.close(ctx); serr != nil && err == nil {
+				err = serr
+			}
+		}
 	}
 	if err != nil {
 		return err
@@ -182,17 +208,7 @@ func (t *task) writeLogRow(ctx context.Context, in, out time.Time) error {
 // implements job.Checkpointer and has a checkpoint (it moved from another worker) continues
 // after it, numbering on without a reset; its checkpoint is saved each time the blocks emitted
 // so far are stored.
-func (t *task) runSource(ctx context.Context, js jetstream.JetStream, outs []*outPort) error {
-	cp, err := t.openCheckpoints(ctx, js)
-	if err != nil {
-		return err
-	}
-	var last uint64
-	if cp != nil {
-		if last, err = cp.restore(ctx); err != nil {
-			return err
-		}
-	}
+func (t *task) runSource(ctx context.Context, outs []*outPort, cp *checkpoints, last uint64) error {
 	if last > 0 {
 		t.sequencer.Resume(last)
 	}
@@ -239,10 +255,26 @@ type goKind struct {
 	t      *task
 	outs   []*outPort
 	outBuf [][]byte
+	// sink saves a checkpointing sink's state with every round; the round's messages are
+	// acknowledged once the checkpoint that covers them is stored.
+	sink *sinkCheckpoints
+	// skipUpTo: a restored sink has written the rounds up to this SQN already (the rounds come
+	// again when their acknowledgement was lost); 0 once a later round, or a reset, came.
+	skipUpTo uint64
 }
 
 func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 	t := g.t
+	if g.skipUpTo > 0 {
+		if _, reset, _ := codec.Flags(r.tag.head, t.headSize); reset || r.tag.sqn > g.skipUpTo {
+			g.skipUpTo = 0
+		} else {
+			return false, nil // written before the move: acknowledged, not written twice
+		}
+	}
+	if g.sink != nil {
+		defer func() { g.sink.record(r.tag.sqn, r.tag.acks); r.tag.acks = nil }()
+	}
 	t.jctx.BeginBlock(r.heads)
 	stepIn := t.logClock()
 	var err error
