@@ -18,75 +18,12 @@ import (
 // DESIGN.md §5 as Go jobs do (finished bit, skipped rounds, max_queue, answers counted, malformed
 // output), and dummies are values the builtins compute with.
 
-// protoPy is an executable connector (or sink) written as a user would, on json pipes: each
-// round it reads block_count lines (each after its head with --head) from every input, and
-// answers on output 0 with their sum, on output 1 with their product. Options make it break the
-// rules on purpose.
-const protoPy = `#!/usr/bin/env python3
-import argparse, json, math, os, sys, time
-ap = argparse.ArgumentParser()
-ap.add_argument("--head", action="store_true")   # heads (1 byte) before every block
-ap.add_argument("--bc", type=int, default=1)      # blocks of each input per round
-ap.add_argument("--skip", type=int, default=0)    # answer every n-th round with the corrupted bit
-ap.add_argument("--answer", type=int, default=-1) # answer only this many rounds, then read on
-ap.add_argument("--garbage", type=int, default=-1)# after this many answers write a malformed line
-ap.add_argument("--delay", type=float, default=0) # seconds per round
-ap.add_argument("--record", default="")           # append every round's values (JSON) here
-ap.add_argument("-i", dest="inputs", action="append", default=[])
-ap.add_argument("-o", dest="outputs", action="append", default=[])
-a = ap.parse_args()
-def op(v, m):
-    f = os.fdopen(int(v), m) if v.isdigit() else open(v, m)
-    return f
-ins = [op(v, "rb") for v in a.inputs]
-outs = [op(v, "wb") for v in a.outputs]
-rec = open(a.record, "a") if a.record else None
-n = 0
-while True:
-    vals, heads = [], []
-    for f in ins:
-        for _ in range(a.bc):
-            if a.head:
-                h = f.read(1)
-                if not h:
-                    sys.exit(0)
-                heads.append(h[0])
-            line = f.readline()
-            if not line:
-                sys.exit(0)
-            vals.append(json.loads(line))
-    n += 1
-    if rec:
-        rec.write(json.dumps({"vals": vals, "heads": heads}) + "\n")
-        rec.flush()
-    if a.delay:
-        time.sleep(a.delay)
-    if 0 <= a.answer < n:
-        continue
-    for k, o in enumerate(outs):
-        if 0 <= a.garbage < n:
-            o.write(b"}{ not json\n")
-            o.flush()
-            continue
-        v = sum(vals) if k == 0 else math.prod(vals)
-        if a.head:
-            o.write(bytes([0x80 if a.skip and n % a.skip == 0 else 0]))
-        o.write((json.dumps(v) + "\n").encode())
-        o.flush()
-`
-
-// protoBase makes a project folder whose dependencies hold proto.py.
+// protoBase makes a project folder whose dependencies hold testdata/exec/proto.py: a connector
+// on json pipes that answers each round with the sum (output 0) and product (output 1) of its
+// values, and breaks the protocol on purpose when asked.
 func protoBase(t *testing.T) string {
 	t.Helper()
-	base := t.TempDir()
-	dir := filepath.Join(base, "deps")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "proto.py"), []byte(protoPy), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return base
+	return copyExample(t, "proto.py")
 }
 
 func proto(params ...string) *pipeline.Exec {
