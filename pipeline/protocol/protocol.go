@@ -182,7 +182,6 @@ type Heartbeat struct {
 	Worker  string     `json:"worker"`
 	Time    time.Time  `json:"time"`
 	Metrics Metrics    `json:"metrics"`
-	Jobs    []JobRef   `json:"jobs,omitempty"`
 	Stats   []JobState `json:"stats,omitempty"`
 }
 

@@ -1,8 +1,9 @@
 // Package align holds the synchronisation rules of a job's blocks, with no I/O and no goroutines:
 // the input stage that aligns a job's inputs by sequence number (Checker, SPEC §4.4), the output
-// stage's numbering and head rules (SourceSequencer and OutHead, §4.5), a bounded queue of rounds
-// (RoundQueue, §4.7) and the buffer of an optional pipe (Optional, §1.3). The worker drives them
-// from its own goroutines; everything here is deterministic and unit-tested against SPEC §9.
+// stage's numbering and head rules (SourceSequencer and OutHead, §4.5) and the buffer of an
+// optional pipe (Optional, §1.3). A max_queue pipe (§4.7) keeps its queue in its stream, where the
+// oldest blocks are dropped; Checker.Rejoin skips ahead past them. The worker drives them from
+// its own goroutines; everything here is deterministic and unit-tested against SPEC §9.
 package align
 
 import (
@@ -145,6 +146,8 @@ type Checker struct {
 
 	round  Round
 	rounds uint64
+	// floor, after Rejoin, is the first round the next join may start at (0: any).
+	floor uint64
 }
 
 // inputState is the checker's view of one input.
@@ -248,9 +251,12 @@ func (c *Checker) Next(take TakeFunc) (Round, bool, error) {
 // inputs hold or take next, as at the start. The worker calls it after blocks were dropped on
 // purpose upstream (max_queue keeps the newest blocks): the job skips ahead instead of being
 // handed a dummy for every dropped block. A round already handed out is not affected.
+//
+// The join never goes back: a block of a round already delivered (one delivered again, after its
+// acknowledgement was late) is stale, unless it restarts the sequence (reset bit, or SQN 1).
 func (c *Checker) Rejoin() {
 	if !c.done && !c.ending {
-		c.cur = 0
+		c.floor, c.cur = c.cur, 0
 	}
 }
 
@@ -335,6 +341,7 @@ func (c *Checker) synchronise(take TakeFunc) (bool, error) {
 			c.cur = r
 		}
 	}
+	c.floor = 0
 	return c.cur > 0, nil
 }
 
@@ -348,13 +355,19 @@ func (c *Checker) holdFirst(take TakeFunc, k int) error {
 			return fmt.Errorf("%s: %w", st.name, err)
 		case !ok:
 			st.end(b)
-		case b.SQN == 0:
+		case b.SQN == 0, c.floor > 0 && roundOf(b.SQN, st.bc) < c.floor && !c.restarts(b, st):
 			st.stats.Stale++
 		default:
 			st.hold(b)
 		}
 	}
 	return nil
+}
+
+// restarts reports whether b restarts its input's sequence: the reset bit, or SQN 1.
+func (c *Checker) restarts(b codec.Block, st *inputState) bool {
+	_, reset, _ := codec.Flags(b.Head, st.size)
+	return reset || b.SQN == 1
 }
 
 // fill fills slot j of input k in the current round; false when the checker must stop.
