@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -258,4 +260,96 @@ func TestMaxQueueKeepsTheNewestBlocksOfASourceThatEndsByExiting(t *testing.T) {
 	if tail, want := fmt.Sprint(got[len(got)-5:]), fmt.Sprint(ints(60)[55:]); tail != want {
 		t.Fatalf("the last 5 blocks %s, want the newest %s (all: %v)", tail, want, got)
 	}
+}
+
+// sumProd answers each round of two inputs with a+b on its first output and a·b on its second.
+type sumProd struct{}
+
+func (sumProd) Run(_ *job.Context, a, b int64) (job.Outputs, error) {
+	return job.Outputs{a + b, a * b}, nil
+}
+
+// TestE2E1TwoOutputConnector: two counters 1…5 into a connector with two outputs, a+b and a·b,
+// a Go job and an executable each: one sink gets 2 4 6 8 10, the other 1 4 9 16 25, both ending
+// with the finished bit.
+func TestE2E1TwoOutputConnector(t *testing.T) {
+	for _, kind := range []string{"go", "exec"} {
+		t.Run(kind, func(t *testing.T) {
+			base := protoBase(t)
+			sums, prods := &recorder{}, &recorder{}
+			reg := registryWith("sums", func() any { return sums })
+			reg.Register("prods", "test", func() any { return prods })
+			reg.Register("sumprod", "test", func() any { return sumProd{} })
+			env := startEnv(t, reg)
+			conn := pipeline.Job{ID: 3, Type: "sumprod", Inputs: []int{1, 2}, Outputs: []int{3, 4}}
+			if kind == "exec" {
+				conn.Type, conn.Exec = "", proto()
+			}
+			p := &pipeline.Pipeline{Name: "e2e1", Jobs: []pipeline.Job{
+				{ID: 1, Type: "counter", Args: map[string]any{"count": 5}, Outputs: []int{1}},
+				{ID: 2, Type: "counter", Args: map[string]any{"count": 5}, Outputs: []int{2}},
+				conn,
+				{ID: 4, Type: "sums", Inputs: []int{3}, Head: true},
+				{ID: 5, Type: "prods", Inputs: []int{4}, Head: true},
+			}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}, {ID: 2, Codec: "json"}, {ID: 3, Codec: "json"}, {ID: 4, Codec: "json"}}}
+			if _, err := runInDir(t, env, p, base); err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if got := fmt.Sprint(sums.snapshot()); got != "[2 4 6 8 10]" {
+				t.Errorf("a+b: %s", got)
+			}
+			if got := fmt.Sprint(prods.snapshot()); got != "[1 4 9 16 25]" {
+				t.Errorf("a·b: %s", got)
+			}
+			for _, r := range []*recorder{sums, prods} {
+				if len(r.heads) != 5 || !r.heads[0].Reset() || !r.heads[4].Finished() {
+					t.Errorf("heads %v: want reset on the first, finished on the last", r.heads)
+				}
+			}
+		})
+	}
+}
+
+// TestE2E3NoCPUSpentWhileIdle: a pipeline that waits most of the time — a source ticking every
+// 250 ms through a Go connector and an executable connector (one behind max_queue) to a sink —
+// costs this process (broker, NATS, worker) almost no CPU: nothing spins while it waits.
+func TestE2E3NoCPUSpentWhileIdle(t *testing.T) {
+	base := protoBase(t)
+	env := startEnv(t, nil)
+	p := &pipeline.Pipeline{Name: "idle", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 16, "interval": "250ms"}, Outputs: []int{1}},
+		{ID: 2, Type: "forward", Inputs: []int{1}, Outputs: []int{2}},
+		{ID: 3, Exec: proto(), Inputs: []int{2}, Outputs: []int{3}},
+		{ID: 4, Exec: proto(), Inputs: []int{3}, Outputs: []int{4}, MaxQueue: 3},
+		{ID: 5, Type: "discard", Inputs: []int{4}},
+	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}, {ID: 2, Codec: "json"}, {ID: 3, Codec: "json"}, {ID: 4, Codec: "json"}}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := runInDir(t, env, p, base)
+		done <- err
+	}()
+	waitJobState(t, env, "idle", 4, protocol.StateRunning)
+	before, wall := cpuTime(t), time.Now()
+	select {
+	case err := <-done:
+		t.Fatalf("the pipeline ended early: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	cpu, elapsed := cpuTime(t)-before, time.Since(wall)
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("CPU %s over %s while the pipeline waited", cpu, elapsed.Round(time.Millisecond))
+	if cpu > elapsed/10 {
+		t.Errorf("CPU %s over %s: something spins while the pipeline waits", cpu, elapsed)
+	}
+}
+
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
