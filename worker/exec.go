@@ -25,10 +25,13 @@ import (
 
 // execKind is an executable job in the round engine.
 type execKind struct {
-	t     *task
-	proc  *execjob.Process
-	outs  []*execOutput
-	given atomic.Uint64 // rounds written to the program
+	t    *task
+	proc *execjob.Process
+	ins  []*input
+	outs []*execOutput
+	// written: a sink program's rounds buffered, acknowledged once written to it.
+	written []*roundAcks
+	given   atomic.Uint64 // rounds written to the program
 	// closed: the program stopped reading its inputs before they ended (it exited or closed
 	// one); the rounds it did not answer are then consumed all the same.
 	closed bool
@@ -56,14 +59,58 @@ func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 		}
 	}
 	e.given.Add(1)
-	if e.t.assign.Job.MaxQueue > 0 {
+	maxQueue := e.t.assign.Job.MaxQueue > 0
+	if maxQueue {
 		// The queue is the stream's, where the oldest blocks are dropped: the program is handed
 		// a round once it has read the one before, not a pipe full of old ones.
 		if err := e.proc.WaitInputsRead(ctx); err != nil {
 			return false, err
 		}
 	}
-	if err := e.proc.WriteRound(ctx, r.payloads, r.heads); err != nil {
+	if err := e.proc.BufferRound(r.payloads, r.heads); err != nil {
+		return false, err
+	}
+	if len(e.outs) == 0 && r.tag.acks != nil {
+		// A sink program: the round is done once written to it, not once buffered.
+		e.written = append(e.written, r.tag.acks)
+		r.tag.acks = nil
+	}
+	// Rounds that are ready one after the other go to the program with one write; the rounds
+	// are written before the engine could wait for an input.
+	if !maxQueue && e.proc.Buffered() < execFlushBytes && e.nextReady() {
+		return false, nil
+	}
+	return e.flush(ctx)
+}
+
+// execFlushBytes bounds the rounds buffered for a program before they are written.
+const execFlushBytes = 64 << 10
+
+// nextReady reports whether the next round can be assembled without waiting: every input the
+// round takes from holds enough blocks, or has a message waiting.
+func (e *execKind) nextReady() bool {
+	for _, in := range e.ins {
+		if in.pipe.Optional != nil || in.ended {
+			continue
+		}
+		if len(in.cur.blocks)-in.pos < max(in.pipe.BlockCount, 1) && len(in.ch) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// flush writes the buffered rounds; ended is true when the program no longer reads.
+func (e *execKind) flush(ctx context.Context) (ended bool, err error) {
+	err = e.proc.Flush(ctx)
+	if err == nil || errors.Is(err, execjob.ErrInputClosed) { // a program that stopped reading consumed them
+
+		for _, a := range e.written {
+			a.release()
+		}
+	}
+	e.written = e.written[:0]
+	if err != nil {
 		if errors.Is(err, execjob.ErrInputClosed) {
 			e.closed = true
 			return true, nil
@@ -94,7 +141,7 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 		return err
 	}
 	defer proc.Stop(execjob.DefaultGrace) // releases everything once it has exited
-	e := &execKind{t: t, proc: proc, outs: make([]*execOutput, len(outs))}
+	e := &execKind{t: t, proc: proc, ins: ins, outs: make([]*execOutput, len(outs))}
 	for k, o := range outs {
 		e.outs[k] = &execOutput{port: o, tags: make(chan roundTag, execTagQueue)}
 	}
@@ -115,6 +162,9 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 	var loopErr error
 	if len(ins) > 0 {
 		loopErr = t.runRounds(loopCtx, ins, outs, e)
+		if loopErr == nil && !e.closed {
+			_, loopErr = e.flush(loopCtx) // the last rounds buffered
+		}
 	}
 	if cerr := proc.CloseInputs(); cerr != nil && loopErr == nil {
 		loopErr = cerr
