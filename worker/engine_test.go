@@ -99,7 +99,7 @@ func runGoJob(t *testing.T, js jetstream.JetStream, j any, spec pipeline.Job, in
 	}
 	tk.ctxConfig = job.ContextConfig{Pipeline: "e", Name: "test", JobID: spec.ID, HeadSize: tk.headSize,
 		Inputs: len(ins), Outputs: len(outs), Log: tk.log}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	tk.drainCtx, tk.drain = context.WithCancel(ctx)
 	defer tk.drain()
@@ -200,7 +200,7 @@ func runExecJob(t *testing.T, js jetstream.JetStream, spec pipeline.Job, ins, ou
 	}
 	tk.ctxConfig = job.ContextConfig{Pipeline: "e", Name: "proto.py", JobID: spec.ID, HeadSize: tk.headSize,
 		Inputs: len(ins), Outputs: len(outs), Log: tk.log}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	tk.drainCtx, tk.drain = context.WithCancel(ctx)
 	defer tk.drain()
