@@ -50,7 +50,7 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 	if err := c.createLogStream(ctx); err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, js, c.storage)
+	st, err := openStore(ctx, js, c.storage, opts.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +148,9 @@ func (e invalidError) Unwrap() error { return e.err }
 
 // requestWorker sends a control request to one worker.
 func (c *control) requestWorker(ctx context.Context, worker, verb string, req any) (err error) {
+	if err := c.opts.fenced(); err != nil {
+		return err
+	}
 	if err := c.access.beforeRequest(worker, verb, req); err != nil { // access (issue 12)
 		return err
 	}

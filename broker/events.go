@@ -12,6 +12,9 @@ import (
 
 // event records, saves and publishes one event of a pipeline.
 func (c *control) event(name string, jobID int, kind, msg string) {
+	if c.opts.fenced() != nil {
+		return // another broker's control plane acts now (leader.go)
+	}
 	c.mu.Lock()
 	ev := protocol.Event{Time: time.Now(), Pipeline: name, Job: jobID, Kind: kind, Message: msg}
 	var saved savedPipeline

@@ -175,6 +175,9 @@ func (c *control) knownType(name string) bool {
 }
 
 func (c *control) saveWorker(info protocol.WorkerInfo, alive bool) {
+	if c.opts.fenced() != nil {
+		return // another broker's control plane acts now (leader.go)
+	}
 	if err := c.store.saveWorker(context.Background(), info, alive); err != nil {
 		c.log.Error("worker state not saved", "worker", info.Name, "error", err)
 	}

@@ -45,6 +45,29 @@ type Options struct {
 	// Logger is the broker's log.
 	Logger *slog.Logger
 
+	// NATS, when set, is the URL (or comma-separated URLs) of a NATS deployment marvelo did not
+	// start: the broker embeds no server and runs its control plane against it (DESIGN.md §12).
+	NATS string
+	// Creds is a NATS credentials file for NATS (the external deployment's account).
+	Creds string
+	// ServerName names this broker's server in a cluster (default: marvelo).
+	ServerName string
+	// Cluster is host:port where the embedded server accepts routes from the other brokers of a
+	// cluster; empty keeps the broker alone.
+	Cluster string
+	// Routes are the nats-route:// URLs of the other brokers' --cluster addresses.
+	Routes []string
+	// PinnedLocal tells the election that this broker runs the LOCAL worker whoever leads
+	// (--local): it leaves the lead to the others while one can take it.
+	PinnedLocal bool
+	// Replicas of the pipe streams, state buckets and object store (default: 3 in a cluster of
+	// three or more servers, else 1).
+	Replicas int
+
+	// fence, set by the leader election for one term, reports whether this control plane may
+	// still act (leader.go); nil means always.
+	fence func() error
+
 	access *access // set by Start: the enrolled identities, for the control plane
 }
 
@@ -53,6 +76,7 @@ type Broker struct {
 	opts   Options
 	ns     *server.Server
 	nc     *nats.Conn
+	terms  chan context.Context // each term of leadership, for WhileLeader (leader.go)
 	ctl    *control
 	access *access
 	sopts  *server.Options
@@ -72,48 +96,40 @@ func Start(opts Options) (*Broker, error) {
 	if opts.HeartbeatTimeout <= 0 {
 		opts.HeartbeatTimeout = 1500 * time.Millisecond
 	}
-	b := &Broker{opts: opts, log: opts.Logger, done: make(chan struct{})}
-	if err := checkListen("--listen", opts.Listen); err != nil {
-		return nil, err
+	b := &Broker{opts: opts, log: opts.Logger, done: make(chan struct{}), terms: make(chan context.Context, 1)}
+	if opts.NATS == "" {
+		if err := b.startServer(); err != nil {
+			return nil, err
+		}
 	}
-	sopts, err := b.serverOptions()
-	if err != nil {
-		return nil, err
-	}
-	ns, err := server.NewServer(sopts)
-	if err != nil {
-		b.removeTemp()
-		return nil, fmt.Errorf("broker: nats server: %w", err)
-	}
-	if b.access != nil {
-		b.sopts = sopts.Clone()
-		ns.SetLoggerV2(serverLogger{b.access}, false, false, false)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		b.removeTemp()
-		return nil, fmt.Errorf("broker: nats server did not become ready on %s", opts.Listen)
-	}
-	b.ns = ns
-	nc, err := b.Connect(nats.Name("marvelo-broker"), nats.CustomInboxPrefix(protocol.BrokerInboxPrefix))
+	nc, err := b.Connect(nats.Name("marvelo-broker"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.CustomInboxPrefix(protocol.BrokerInboxPrefix))
 	if err != nil {
 		b.Shutdown()
 		return nil, err
 	}
 	b.nc = nc
+	b.opts.Replicas = b.replicas()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	if b.access != nil {
-		subs, err := b.access.start(ctx, ns, b.sopts, nc, opts.Memory)
+		subs, err := b.access.start(ctx, b.ns, b.sopts, nc, opts.Memory)
 		if err != nil {
 			b.Shutdown()
 			return nil, err
 		}
 		b.accessSubs = subs
 	}
-	opts.access = b.access
-	ctl, err := newControl(ctx, nc, opts, b.log)
+	b.opts.access = b.access
+	if b.elects() {
+		go func() {
+			defer close(b.done)
+			b.campaign(ctx)
+		}()
+		b.log.Info("broker ready; campaigning to lead the control plane", "url", b.ClientURL(), "server", b.serverName(), "replicas", b.opts.Replicas, "store", b.storeDescription())
+		return b, nil
+	}
+	ctl, err := newControl(ctx, nc, b.opts, b.log)
 	if err != nil {
 		b.Shutdown()
 		return nil, err
@@ -127,6 +143,34 @@ func Start(opts Options) (*Broker, error) {
 	return b, nil
 }
 
+// startServer runs the embedded NATS server.
+func (b *Broker) startServer() error {
+	if err := checkListen("--listen", b.opts.Listen); err != nil {
+		return err
+	}
+	sopts, err := b.serverOptions()
+	if err != nil {
+		return err
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		b.removeTemp()
+		return fmt.Errorf("broker: nats server: %w", err)
+	}
+	if b.access != nil {
+		b.sopts = sopts.Clone()
+		ns.SetLoggerV2(serverLogger{b.access}, false, false, false)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		b.removeTemp()
+		return fmt.Errorf("broker: nats server did not become ready on %s", b.opts.Listen)
+	}
+	b.ns = ns
+	return nil
+}
+
 func (b *Broker) serverOptions() (*server.Options, error) {
 	host, port, err := splitHostPort(b.opts.Listen)
 	if err != nil {
@@ -136,7 +180,7 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 		return nil, fmt.Errorf("broker: refusing to listen on %s without --auth-token: anyone on the network could run code on the workers", b.opts.Listen)
 	}
 	o := &server.Options{
-		ServerName: "marvelo", Host: host, Port: port, JetStream: true,
+		ServerName: b.serverName(), Host: host, Port: port, JetStream: true,
 		NoSigs: true, NoLog: true, MaxPayload: 8 << 20,
 	}
 	if b.opts.WorkerToken != "" && b.opts.AuthToken == "" {
@@ -181,6 +225,9 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 		}
 		o.HTTPHost, o.HTTPPort = mh, mp
 	}
+	if err := b.clusterOptions(o); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -211,6 +258,9 @@ func isLoopback(host string) bool {
 }
 
 func (b *Broker) storeDescription() string {
+	if b.opts.NATS != "" {
+		return "the NATS deployment at " + b.opts.NATS
+	}
 	if b.opts.Memory {
 		return "memory"
 	}
@@ -220,13 +270,23 @@ func (b *Broker) storeDescription() string {
 	return b.tempDir + " (temporary)"
 }
 
-// ClientURL is the URL workers and the marvelo command connect to.
-func (b *Broker) ClientURL() string { return b.ns.ClientURL() }
+// ClientURL is the URL workers and the marvelo command connect to: the embedded server's, or
+// the NATS deployment's URLs given with --nats.
+func (b *Broker) ClientURL() string {
+	if b.ns == nil {
+		return b.opts.NATS
+	}
+	return b.ns.ClientURL()
+}
 
-// Connect opens a NATS connection to the embedded server, with the broker's token.
+// Connect opens a NATS connection to the embedded server (or the NATS deployment), with the
+// broker's token or credentials.
 func (b *Broker) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	if b.opts.AuthToken != "" {
 		opts = append(opts, nats.Token(b.opts.AuthToken))
+	}
+	if b.opts.Creds != "" {
+		opts = append(opts, nats.UserCredentials(b.opts.Creds))
 	}
 	opts = append([]nats.Option{nats.ErrorHandler(AsyncErrorLogger(b.log))}, opts...)
 	nc, err := nats.Connect(b.ClientURL(), opts...)

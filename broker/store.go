@@ -44,28 +44,29 @@ type savedJob struct {
 }
 
 type store struct {
+	js          jetstream.JetStream
 	pipelines   jetstream.KeyValue
 	workers     jetstream.KeyValue
 	checkpoints jetstream.KeyValue
 }
 
-func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.StorageType) (*store, error) {
-	p, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvPipelines, Storage: storage, History: 1})
+func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.StorageType, replicas int) (*store, error) {
+	p, err := openKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: kvPipelines, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: state bucket %s: %w", kvPipelines, err)
 	}
-	w, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvWorkers, Storage: storage, History: 1})
+	w, err := openKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: kvWorkers, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: state bucket %s: %w", kvWorkers, err)
 	}
-	cp, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: storage, History: 1})
+	cp, err := openKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: storage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("broker: checkpoint bucket: %w", err)
 	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: protocol.DepsBucket, Storage: storage}); err != nil {
+	if _, err := openObjectStore(ctx, js, jetstream.ObjectStoreConfig{Bucket: protocol.DepsBucket, Storage: storage, Replicas: replicas}); err != nil {
 		return nil, fmt.Errorf("broker: dependencies bucket: %w", err)
 	}
-	return &store{pipelines: p, workers: w, checkpoints: cp}, nil
+	return &store{js: js, pipelines: p, workers: w, checkpoints: cp}, nil
 }
 
 // snapshot copies a pipeline's state for saving. Callers hold mu.
@@ -114,12 +115,15 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 	pipelines := map[string]*pipelineState{}
 	workers := map[string]*workerState{}
 	var epoch uint64
-	keys, err := s.pipelines.ListKeys(ctx)
+	keys, err := bucketKeys(ctx, s.js, kvPipelines)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	for name := range keys.Keys() {
+	for _, name := range keys {
 		e, err := s.pipelines.Get(ctx, name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted
+		}
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
 		}
@@ -141,11 +145,11 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		}
 		pipelines[name] = p
 	}
-	wkeys, err := s.workers.ListKeys(ctx)
+	wkeys, err := bucketKeys(ctx, s.js, kvWorkers)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	for name := range wkeys.Keys() {
+	for _, name := range wkeys {
 		e, err := s.workers.Get(ctx, name)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue

@@ -15,8 +15,8 @@ import (
 // Stream topology: the log stream, the pipe streams and their consumers.
 
 func (c *control) createLogStream(ctx context.Context) error {
-	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: protocol.LogStream, Subjects: []string{protocol.LogSubjects}, Storage: c.storage,
+	_, err := openStream(ctx, c.js, jetstream.StreamConfig{
+		Name: protocol.LogStream, Subjects: []string{protocol.LogSubjects}, Storage: c.storage, Replicas: c.opts.Replicas,
 		MaxAge: 24 * time.Hour, MaxBytes: 256 << 20, Discard: jetstream.DiscardOld,
 	})
 	if err != nil {
@@ -49,10 +49,10 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 		cfg := jetstream.StreamConfig{
 			Name: protocol.PipeStream(doc.Name, id), Subjects: []string{protocol.PipeSubject(doc.Name, id)},
 			Retention: jetstream.WorkQueuePolicy, Storage: c.storage, Discard: jetstream.DiscardNew,
-			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes,
+			MaxMsgs: pipeMaxMsgs, MaxBytes: pipeMaxBytes, Replicas: c.opts.Replicas,
 		}
 		if maxQueue > 0 {
-			cfg.Discard, cfg.MaxMsgs, cfg.MaxBytes = jetstream.DiscardOld, int64(maxQueue), -1
+			maxQueueStream(&cfg, maxQueue)
 		}
 		// A pipeline submitted again under the same name starts from empty pipes.
 		if err := c.js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -70,6 +70,14 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 		}
 	}
 	return nil
+}
+
+// maxQueueStream makes a pipe's stream keep the newest maxQueue blocks, dropping the oldest; its
+// end marker has a subject of its own, outside that count.
+func maxQueueStream(cfg *jetstream.StreamConfig, maxQueue int) {
+	cfg.Subjects = append(cfg.Subjects, protocol.PipeEndSubject(cfg.Subjects[0]))
+	cfg.Discard, cfg.MaxMsgs, cfg.MaxBytes = jetstream.DiscardOld, -1, -1
+	cfg.MaxMsgsPerSubject = int64(maxQueue)
 }
 
 // consumerConfig is the durable consumer of a pipe read by job dst at an epoch. In-flight

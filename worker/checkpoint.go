@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,7 +80,7 @@ func (c *checkpoints) put(sqn uint64, data []byte) {
 
 // save takes the job's state now (after the block sqn) and stores it once the blocks written to
 // outs so far are stored, unless a save is already under way.
-func (c *checkpoints) save(sqn uint64, outs []*publisher) {
+func (c *checkpoints) save(sqn uint64, outs []*outPort) {
 	if len(outs) == 0 || !c.inFlight.CompareAndSwap(false, true) {
 		return
 	}
@@ -96,8 +97,8 @@ func (c *checkpoints) save(sqn uint64, outs []*publisher) {
 	}
 	var pending atomic.Int32
 	pending.Store(int32(len(outs)))
-	for _, p := range outs {
-		p.AfterStored(func() {
+	for _, o := range outs {
+		o.pub.AfterStored(func() {
 			if pending.Add(-1) != 0 {
 				return
 			}
@@ -107,4 +108,104 @@ func (c *checkpoints) save(sqn uint64, outs []*publisher) {
 			go func() { defer c.puts.Done(); c.put(sqn, data) }()
 		})
 	}
+}
+
+// sinkCheckpoints saves a sink's checkpoint (a file sink: the file's length and the SQN of its
+// last row) with every round it writes. The rounds' messages are acknowledged once the
+// checkpoint covering them is stored: a sink that restarts cuts its file back to the checkpoint
+// and gets every later row again, and drops the rounds the checkpoint already covers, so each
+// row is written once. One put is in flight at a time, carrying the newest state and every
+// acknowledgement gathered since the last.
+type sinkCheckpoints struct {
+	c   *checkpoints
+	log *slog.Logger
+
+	mu    sync.Mutex
+	state []byte // the newest state not yet stored, nil when stored
+	sqn   uint64
+	acks  []*roundAcks
+
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newSinkCheckpoints(c *checkpoints, log *slog.Logger) *sinkCheckpoints {
+	return &sinkCheckpoints{c: c, log: log, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// record takes the job's state after round sqn and queues it, with the round's messages.
+func (s *sinkCheckpoints) record(sqn uint64, acks *roundAcks) {
+	state, err := s.c.job.Checkpoint()
+	if err != nil {
+		s.log.Warn("checkpoint not taken", "sqn", sqn, "error", err)
+	}
+	s.mu.Lock()
+	if err == nil {
+		s.state, s.sqn = state, sqn
+	}
+	if acks != nil {
+		s.acks = append(s.acks, acks)
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run stores checkpoints as they come, until close or ctx.
+func (s *sinkCheckpoints) run(ctx context.Context) {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.wake:
+			s.save(ctx)
+		case <-s.stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// save stores the newest state and then acknowledges what it covers; a failed put keeps the
+// acknowledgements for the next.
+func (s *sinkCheckpoints) save(ctx context.Context) error {
+	s.mu.Lock()
+	state, sqn, acks := s.state, s.sqn, s.acks
+	s.state, s.acks = nil, nil
+	s.mu.Unlock()
+	if state == nil && len(acks) == 0 {
+		return nil
+	}
+	if state != nil {
+		data, err := json.Marshal(protocol.Checkpoint{SQN: sqn, State: state})
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = s.c.kv.Put(pctx, s.c.key, data)
+			cancel()
+		}
+		if err != nil {
+			s.mu.Lock()
+			if s.state == nil {
+				s.state, s.sqn = state, sqn
+			}
+			s.acks = append(acks, s.acks...)
+			s.mu.Unlock()
+			s.log.Warn("checkpoint not saved; retried with the next", "sqn", sqn, "error", err)
+			return fmt.Errorf("%s: save checkpoint: %w", s.c.label, err)
+		}
+	}
+	for _, a := range acks {
+		a.release()
+	}
+	return nil
+}
+
+// close stops the goroutine and stores what is left.
+func (s *sinkCheckpoints) close(ctx context.Context) error {
+	close(s.stop)
+	<-s.done
+	return s.save(ctx)
 }

@@ -69,7 +69,7 @@ Example:
    marvelo-worker --broker nats://head.local:4222 --creds mic1.creds --groups mic
    marvelo-worker types`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker"},
+			&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker; comma-separated URLs of several head nodes (a cluster)"},
 			&cli.StringFlag{Name: "name", Usage: "worker name, unique among live workers (default: the host name)"},
 			&cli.StringFlag{Name: "groups", Usage: "comma-separated groups this worker belongs to, besides ALL"},
 			&cli.IntFlag{Name: "slots", Value: runtime.NumCPU(), Usage: "jobs run at once"},

@@ -7,63 +7,129 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
-	"github.com/marvelo/marvelo/worker/align"
 	"github.com/marvelo/marvelo/worker/execjob"
 )
 
-// An executable job runs as a process the adapter (package execjob) connects to the job's pipes:
-// rounds assembled by the checker are written to its inputs, and each block it writes to an
-// output is published as it is read. The n-th block of an output carries the SQN and head of the
-// n-th round written (the original's connection queue), so a program that answers each round
-// with one block keeps the SQNs — gaps and dummies included — that joins downstream align on. A
-// program that writes more blocks than rounds numbers on (SQNs only ever grow). The finished bit
-// of a round is not copied onto the program's blocks, whose count it does not know: when the
-// program closes an output, the stream ends with a marker, unless the program set the finished
-// bit itself. A source numbers its blocks as Go sources do.
+// An executable job runs as a process the adapter (package execjob) connects to the job's pipes.
+// With inputs it is a kind of the round engine (engine.go): each round is written to the
+// program's inputs, and the program answers every round on every output, in order (DESIGN.md §5,
+// "The executable protocol"). The n-th block read from an output is the answer to the n-th
+// round written: it carries that round's SQN and head — the finished bit included, whether or
+// not the program has a head — and releases the round's input messages once stored. A program
+// with a head that answers with the corrupted bit skips the round: nothing is published, and
+// downstream makes a dummy there as for a lost block. A program that answers a round it was not
+// given, or ends an output with rounds unanswered after its inputs ended, fails the job with
+// both counts. A source program's blocks are numbered as a Go source's.
 
-// roundTag is what an output block inherits from the round it answers; once every output has
-// stored its block for the round, the round's input messages are acknowledged.
-type roundTag struct {
-	sqn  uint64
-	head uint32
-	acks *pendingAcks
-}
-
-// pendingAcks acknowledges a round's input messages once each output has stored its answer: a
-// worker that dies before leaves them to be delivered to the job's next instance.
-type pendingAcks struct {
-	msgs    []jetstream.Msg
-	pending atomic.Int32
-}
-
-func (t *task) answered(a *pendingAcks) {
-	if a != nil && a.pending.Add(-1) == 0 {
-		t.ack(a.msgs)
-	}
+// execKind is an executable job in the round engine.
+type execKind struct {
+	t    *task
+	proc *execjob.Process
+	ins  []*input
+	outs []*execOutput
+	// written: a sink program's rounds buffered, acknowledged once written to it.
+	written []*roundAcks
+	given   atomic.Uint64 // rounds written to the program
+	// closed: the program stopped reading its inputs before they ended (it exited or closed
+	// one); the rounds it did not answer are then consumed all the same.
+	closed bool
 }
 
 // execOutput is one output of a running executable.
 type execOutput struct {
-	k    int
-	pub  *publisher
-	tags chan roundTag // rounds written to the program, oldest first
-	last uint64        // SQN of the last block published
-	fin  bool          // the last block carried the finished bit
+	port     *outPort
+	tags     chan roundTag // rounds written to the program and not answered yet, oldest first
+	answered uint64
 }
 
-// execTagQueue bounds how far a program's outputs may lag behind its inputs before numbering
-// falls back to counting on (a program that drops blocks on purpose).
+// execTagQueue bounds the rounds a program may hold unanswered on an output: beyond, writing the
+// next round waits for an answer (backpressure, as a Go job gets).
 const execTagQueue = 1 << 14
 
-// runExec runs the executable to its end: inputs closed when upstream ends, outputs read until
+// step queues the round for each output's answer, then writes it to the program: an answer can
+// never come before its round is queued.
+func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
+	for _, o := range e.outs {
+		select {
+		case o.tags <- r.tag:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	e.given.Add(1)
+	maxQueue := e.t.assign.Job.MaxQueue > 0
+	if maxQueue {
+		// The queue is the stream's, where the oldest blocks are dropped: the program is handed
+		// a round once it has read the one before, not a pipe full of old ones.
+		if err := e.proc.WaitInputsRead(ctx); err != nil {
+			return false, err
+		}
+	}
+	if err := e.proc.BufferRound(r.payloads, r.heads); err != nil {
+		return false, err
+	}
+	if len(e.outs) == 0 && r.tag.acks != nil {
+		// A sink program: the round is done once written to it, not once buffered.
+		e.written = append(e.written, r.tag.acks)
+		r.tag.acks = nil
+	}
+	// Rounds that are ready one after the other go to the program with one write; the rounds
+	// are written before the engine could wait for an input.
+	if !maxQueue && e.proc.Buffered() < execFlushBytes && e.nextReady() {
+		return false, nil
+	}
+	return e.flush(ctx)
+}
+
+// execFlushBytes bounds the rounds buffered for a program before they are written.
+const execFlushBytes = 64 << 10
+
+// nextReady reports whether the next round can be assembled without waiting: every input the
+// round takes from holds enough blocks, or has a message waiting.
+func (e *execKind) nextReady() bool {
+	for _, in := range e.ins {
+		if in.pipe.Optional != nil || in.ended {
+			continue
+		}
+		if len(in.cur.blocks)-in.pos < max(in.pipe.BlockCount, 1) && len(in.ch) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// flush writes the buffered rounds; ended is true when the program no longer reads.
+func (e *execKind) flush(ctx context.Context) (ended bool, err error) {
+	err = e.proc.Flush(ctx)
+	if err == nil || errors.Is(err, execjob.ErrInputClosed) { // a program that stopped reading consumed them
+
+		for _, a := range e.written {
+			a.release()
+		}
+	}
+	e.written = e.written[:0]
+	if err != nil {
+		if errors.Is(err, execjob.ErrInputClosed) {
+			e.closed = true
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
+}
+
+func (e *execKind) finished() bool { return false }
+
+// runExec runs the executable to its end: inputs closed when the rounds end, outputs read until
 // the program closes them, the exit status as the job's result. procCtx bounds the program (a
-// drained source's ends first); ctx bounds the pipes, which still flush after a drain.
-func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*publisher) error {
+// drained source's ends first); ctx bounds the pipes, which still flush after a drain. A failed
+// output (a malformed frame, an answer too many) stops the rounds and the program at once.
+func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPort) error {
+	if len(ins) > 0 && !hasSyncInput(ins) {
+		return fmt.Errorf("%s: an executable job needs at least one synchronous input", t.label)
+	}
 	proc, err := execjob.Start(procCtx, *t.execSpec, func(stream, line string) {
 		if stream == execjob.Stderr {
 			t.log.Warn(line)
@@ -75,27 +141,33 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*publi
 		return err
 	}
 	defer proc.Stop(execjob.DefaultGrace) // releases everything once it has exited
-	eo := make([]*execOutput, len(outs))
-	for k, pub := range outs {
-		eo[k] = &execOutput{k: k, pub: pub, tags: make(chan roundTag, execTagQueue)}
+	e := &execKind{t: t, proc: proc, ins: ins, outs: make([]*execOutput, len(outs))}
+	for k, o := range outs {
+		e.outs[k] = &execOutput{port: o, tags: make(chan roundTag, execTagQueue)}
 	}
+	loopCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
-	outErrs := make([]error, len(eo))
-	for k, o := range eo {
+	outErrs := make([]error, len(e.outs))
+	for k, o := range e.outs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if outErrs[k] = t.pumpOutput(ctx, proc, o, len(ins) == 0); outErrs[k] != nil {
-				proc.Stop(0) // a malformed frame fails the job: the program has nothing more to say
+			if outErrs[k] = e.pump(ctx, o, len(ins) == 0); outErrs[k] != nil {
+				cancel(outErrs[k]) // the rounds stop at once, wherever they wait
+				proc.Stop(0)       // the program has nothing more to say
 			}
 		}()
 	}
-	var inErr error
+	var loopErr error
 	if len(ins) > 0 {
-		inErr = t.feedExec(ctx, proc, ins, eo)
+		loopErr = t.runRounds(loopCtx, ins, outs, e)
+		if loopErr == nil && !e.closed {
+			_, loopErr = e.flush(loopCtx) // the last rounds buffered
+		}
 	}
-	if cerr := proc.CloseInputs(); cerr != nil && inErr == nil {
-		inErr = cerr
+	if cerr := proc.CloseInputs(); cerr != nil && loopErr == nil {
+		loopErr = cerr
 	}
 	wg.Wait()
 	waitErr := proc.Wait()
@@ -106,85 +178,39 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*publi
 	if waitErr != nil && !drained {
 		return waitErr
 	}
-	if inErr != nil && !errors.Is(inErr, execjob.ErrInputClosed) {
-		return inErr
+	if loopErr != nil {
+		return loopErr
 	}
-	return t.closeExecOutputs(ctx, eo)
+	return e.settle()
 }
 
-// feedExec writes the job's rounds to the program until an input ends or a round carries the
-// finished bit. A program that stops reading (it exited, or closed an input) ends the feeding.
-func (t *task) feedExec(ctx context.Context, proc *execjob.Process, ins []*input, eo []*execOutput) error {
-	chk, err := t.newChecker(ins)
-	if err != nil {
-		return err
-	}
-	if chk == nil {
-		return fmt.Errorf("%s: an executable job needs at least one synchronous input", t.label)
-	}
-	defer t.syncCheckerStats(chk)
-	take := func(k int) (codec.Block, bool, error) { return ins[k].next(ctx, &t.stats) }
-	payloads := make([][][]byte, len(ins))
-	heads := make([][]uint32, len(ins))
-	for {
-		r, ok, err := chk.Next(take)
-		if err != nil || !ok {
-			return err
+// settle checks, once the program has closed its outputs, that it answered every round it was
+// given; rounds left unanswered by a program that stopped reading on its own are consumed.
+func (e *execKind) settle() error {
+	given := e.given.Load()
+	for _, o := range e.outs {
+		if len(o.tags) == 0 {
+			continue
 		}
-		for k, blocks := range r.Blocks {
-			if blocks != nil {
-				payloads[k], heads[k] = blockParts(blocks, payloads[k], heads[k])
-			}
+		if !e.closed {
+			return fmt.Errorf("%s: output pipe %d: the program answered %d of the %d rounds it was given (every round needs one answer on every output; a program with head: true skips one by answering with the corrupted bit)",
+				e.t.label, o.port.pub.pipe.ID, o.answered, given)
 		}
-		if err := proc.WriteRound(ctx, payloads, heads); err != nil {
-			return err
-		}
-		t.stats.rounds.Add(1)
-		var acks *pendingAcks
-		if msgs := takeConsumed(ins, chk); len(eo) == 0 {
-			t.ack(msgs) // a sink program: handing it the data is all there is
-		} else if len(msgs) > 0 {
-			acks = &pendingAcks{msgs: msgs}
-			acks.pending.Store(int32(len(eo)))
-		}
-		for _, o := range eo {
-			t.queueTag(ctx, o, roundTag{r.SQN, r.Head, acks})
-		}
-		if _, _, fin := codec.Flags(r.Head, t.headSize); fin {
-			return nil
+		for len(o.tags) > 0 {
+			e.t.skip(o.port, <-o.tags)
 		}
 	}
+	return nil
 }
 
-// tagWait is how long the feeding waits for a program's output to catch up when its queue of
-// rounds is full, before it numbers that output on (a program that drops blocks on purpose).
-const tagWait = time.Second
-
-// queueTag queues a round for an output's numbering. A full queue means the program's pipes hold
-// many rounds not yet answered: waiting for it is backpressure, as a Go job gets; only a program
-// that stays silent on this output makes the round count as answered and its blocks number on.
-func (t *task) queueTag(ctx context.Context, o *execOutput, tag roundTag) {
-	select {
-	case o.tags <- tag:
-		return
-	default:
-	}
-	timer := time.NewTimer(tagWait)
-	defer timer.Stop()
-	select {
-	case o.tags <- tag:
-	case <-timer.C:
-		t.answered(tag.acks)
-	case <-ctx.Done():
-	}
-}
-
-// pumpOutput publishes every block the program writes to one output.
-func (t *task) pumpOutput(ctx context.Context, proc *execjob.Process, o *execOutput, source bool) error {
-	finMask := codec.HeadMask(t.headSize, codec.BitFinished)
+// pump publishes every block the program writes to one output, as the answer to the oldest
+// round it has not answered (a source's: numbered as it comes).
+func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
+	t := e.t
+	corMask := codec.HeadMask(t.headSize, codec.BitCorrupted)
 	var buf []byte
 	for {
-		payload, head, err := proc.ReadOutput(o.k, buf[:0])
+		payload, head, err := e.proc.ReadOutput(o.port.k, buf[:0])
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -195,55 +221,41 @@ func (t *task) pumpOutput(ctx context.Context, proc *execjob.Process, o *execOut
 			return err
 		}
 		buf = payload
-		var sqn uint64
-		var out uint32
-		var tag roundTag
-		switch {
-		case source:
+		if source {
 			step, err := nextSourceStep(ctx, t.sequencer)
 			if err != nil {
 				return err
 			}
-			sqn, out = step.SQN, align.OutHead(head, step.Head(t.headSize), t.headSize, false, t.assign.Job.Head)
-		default:
-			select {
-			case tag = <-o.tags:
-			default:
-				tag = roundTag{}
+			tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
+			if err := t.answer(ctx, o.port, tag, head, payload, false); err != nil {
+				return err
 			}
-			sqn = max(tag.sqn, o.last+1)
-			out = align.OutHead(head, tag.head&^finMask, t.headSize, true, t.assign.Job.Head)
+			continue
 		}
-		if err := o.pub.Write(ctx, codec.Block{SQN: sqn, Head: out, Payload: payload}); err != nil {
+		var tag roundTag
+		select {
+		case tag = <-o.tags:
+		default:
+			return fmt.Errorf("%s: output pipe %d: the program answered %d times, more than the %d rounds it was given (every round needs exactly one answer on every output)",
+				t.label, o.port.pub.pipe.ID, o.answered+1, e.given.Load())
+		}
+		o.answered++
+		if t.assign.Job.Head && head&corMask != 0 {
+			t.skip(o.port, tag) // the program skips this round: downstream makes a dummy
+			continue
+		}
+		if err := t.answer(ctx, o.port, tag, head, payload, true); err != nil {
 			return err
 		}
-		if acks := tag.acks; acks != nil {
-			o.pub.AfterStored(func() { t.answered(acks) })
-		}
-		o.last, o.fin = sqn, out&finMask != 0
-		t.stats.blocksOut.Add(1)
 	}
 }
 
-// closeExecOutputs flushes the outputs; one whose last block did not carry the finished bit ends
-// with a marker naming its last SQN.
-func (t *task) closeExecOutputs(ctx context.Context, eo []*execOutput) error {
-	var errs []error
-	for _, o := range eo {
-		// Rounds the program finished without answering on this output are consumed all the same.
-		for len(o.tags) > 0 {
-			t.answered((<-o.tags).acks)
-		}
-		var end *uint64
-		if !o.fin {
-			end = &o.last
-		}
-		if err := o.pub.Close(ctx, end); err != nil {
-			errs = append(errs, err)
+// hasSyncInput reports whether a job has an input the checker aligns.
+func hasSyncInput(ins []*input) bool {
+	for _, in := range ins {
+		if !in.pipe.Async {
+			return true
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s: %w", t.label, err)
-	}
-	return nil
+	return false
 }

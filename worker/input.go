@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -40,6 +41,7 @@ type input struct {
 	endSQN  uint64          // the SQN an end marker named
 	gapSeen bool            // the stream dropped blocks (max_queue) before the block taken last
 	rt      *realtimeSub    // a realtime pipe's subscription, or nil
+	log     *slog.Logger    // the job's log (transient consumer errors)
 }
 
 func newInput(k int, pipe protocol.PipeBinding) *input {
@@ -51,20 +53,22 @@ func newInput(k int, pipe protocol.PipeBinding) *input {
 // pushes back on the stream instead of growing memory.
 func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 	defer close(in.ch)
-	cons, err := js.Consumer(ctx, in.pipe.Stream, in.pipe.Consumer)
-	if err != nil {
-		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: consumer %s/%s: %w", in.pipe.ID, in.pipe.Stream, in.pipe.Consumer, err)})
-		return
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: consumer info: %w", in.pipe.ID, err)})
-		return
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch(in.pipe)))
-	if err != nil {
-		in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)})
-		return
+	var info *jetstream.ConsumerInfo
+	var it jetstream.MessagesContext
+	for {
+		var err error
+		info, it, err = in.open(ctx, js)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if inputGone(err) {
+			in.deliver(ctx, inMsg{err: err})
+			return
+		}
+		in.transient(ctx, err) // the broker restarts, a leader is elected: try again
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
@@ -79,11 +83,16 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 			continue
 		}
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil, errors.Is(err, jetstream.ErrMsgIteratorClosed):
+				return
+			case inputGone(err):
+				in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)})
 				return
 			}
-			in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)})
-			return
+			// A missed heartbeat, a reconnect, a leader change: the iterator goes on pulling.
+			in.transient(ctx, err)
+			continue
 		}
 		im := in.parse(m.Headers(), m.Data())
 		im.msg = m
@@ -94,6 +103,48 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 		if !o.offer(ctx, im, seq) || im.err != nil {
 			return
 		}
+	}
+}
+
+// open binds the pipe's durable consumer and starts pulling from it.
+func (in *input) open(ctx context.Context, js jetstream.JetStream) (*jetstream.ConsumerInfo, jetstream.MessagesContext, error) {
+	cons, err := js.Consumer(ctx, in.pipe.Stream, in.pipe.Consumer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("input pipe %d: consumer %s/%s: %w", in.pipe.ID, in.pipe.Stream, in.pipe.Consumer, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("input pipe %d: consumer info: %w", in.pipe.ID, err)
+	}
+	// Short pulls with heartbeats: a pull a consumer's leader took with it (a server of a cluster
+	// died, its consumers elected new leaders) is noticed and made again within about 2 s.
+	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch(in.pipe)), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)
+	}
+	return info, it, nil
+}
+
+// inputGone reports whether a consumer error ends the input: its consumer or stream is gone.
+// Every other error (heartbeats missed, a reconnect, a leader change, a timeout) is transient.
+func inputGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBadRequest)
+}
+
+// transientPause spaces the retries after a transient consumer error that repeats at once.
+const transientPause = 100 * time.Millisecond
+
+// transient logs a transient consumer error and waits a little before the next pull.
+func (in *input) transient(ctx context.Context, err error) {
+	if in.log != nil {
+		in.log.Warn("input pipe: transient consumer error; retrying", "pipe", in.pipe.ID, "error", err)
+	}
+	t := time.NewTimer(transientPause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

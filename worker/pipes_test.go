@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,8 +211,23 @@ func TestAStaleInstanceIsFencedOff(t *testing.T) {
 	}
 	// The stale instance still expects the stream to be empty: its publish must fail.
 	_ = stale.Write(context.Background(), codec.Block{SQN: 1})
-	if err := stale.Close(context.Background(), nil); err == nil {
+	err := stale.Close(context.Background(), nil)
+	if err == nil {
 		t.Fatal("a stale instance published after a newer one")
+	}
+	if !strings.Contains(err.Error(), "another instance of this job publishes") || !strings.Contains(err.Error(), "this one is stale") {
+		t.Fatalf("error %q: want the fencing error", err)
+	}
+	st, err := js.Stream(context.Background(), pipe.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("the stream holds %d messages, want the fresh instance's one", info.State.Msgs)
 	}
 }
 

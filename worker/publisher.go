@@ -246,7 +246,11 @@ func (p *publisher) send(ctx context.Context, batch []byte, n int) error {
 }
 
 func (p *publisher) sendEnd(ctx context.Context, lastSQN uint64) error {
-	msg := &nats.Msg{Subject: p.pipe.Subject, Header: nats.Header{codec.EndHeader: []string{strconv.FormatUint(lastSQN, 10)}}}
+	subject := p.pipe.Subject
+	if p.pipe.MaxQueue > 0 && !p.pipe.Realtime {
+		subject = protocol.PipeEndSubject(subject) // outside the queue's count of blocks
+	}
+	msg := &nats.Msg{Subject: subject, Header: nats.Header{codec.EndHeader: []string{strconv.FormatUint(lastSQN, 10)}}}
 	return p.publish(ctx, msg)
 }
 

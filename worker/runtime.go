@@ -43,7 +43,9 @@ type task struct {
 	headSize  int
 	log       *slog.Logger
 	stats     stats
-	stdin     *stdinReader
+	// skippedDummies are dummies the checker made for rounds skipped after max_queue drops.
+	skippedDummies uint64
+	stdin          *stdinReader
 	// execSpec describes an executable job (runner is nil then).
 	execSpec *execjob.Spec
 	// rt holds the subscriptions of realtime inputs, by pipe id, made at prepare.
@@ -76,6 +78,21 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	t.jctx = job.NewContext(jobCtx, t.ctxConfig)
 	defer t.stdin.Close()
 	defer t.closeRealtime()
+	// A job that checkpoints gets its saved state back before Setup (a moved source numbers on,
+	// a moved file sink appends to its file).
+	var cp *checkpoints
+	var cpSQN uint64
+	if t.runner != nil {
+		if cp, err = t.openCheckpoints(ctx, js); err != nil {
+			return err
+		}
+		if cp != nil {
+			if cpSQN, err = cp.restore(ctx); err != nil {
+				return err
+			}
+		}
+		t.chk = cp // issue 12: run waits for its last checkpoint put
+	}
 	if t.runner != nil {
 		if err := t.runner.Setup(t.jctx); err != nil {
 			return err
@@ -113,6 +130,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	ins := make([]*input, len(t.assign.Inputs))
 	for k, p := range t.assign.Inputs {
 		ins[k] = newInput(k, p)
+		ins[k].log = t.log
 		if rs := t.rt[p.ID]; rs != nil {
 			ins[k].ch, ins[k].rt = rs.ch, rs // fed by the subscription made at prepare
 			continue
@@ -120,21 +138,32 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); ins[k].read(pctx, js) }()
 	}
+	ports := newOutPorts(outs)
 	if t.execSpec != nil {
 		// A source program is stopped by draining, as Go sources are (its outputs then end
 		// cleanly); other programs end when their inputs do.
-		return t.runExec(t.jctx.Context(), pctx, ins, outs)
-	}
-	var last outcome
-	if t.runner.IsSource() {
-		last, err = t.runSource(pctx, js, outs)
+		err = t.runExec(t.jctx.Context(), pctx, ins, ports)
+	} else if t.runner.IsSource() {
+		err = t.runSource(pctx, ports, cp, cpSQN)
 	} else {
-		last, err = t.runRounds(pctx, ins, outs)
+		g := &goKind{t: t, outs: ports}
+		if cp != nil && len(ports) == 0 {
+			g.sink = newSinkCheckpoints(cp, t.log)
+			g.skipUpTo = cpSQN
+			wg.Add(1)
+			go func() { defer wg.Done(); g.sink.run(pctx) }()
+		}
+		err = t.runRounds(pctx, ins, ports, g)
+		if g.sink != nil {
+			if serr := g.sink.close(ctx); serr != nil && err == nil {
+				err = serr
+			}
+		}
 	}
 	if err != nil {
 		return err
 	}
-	if err := t.closeOutputs(ctx, outs, last); err != nil {
+	if err := t.closeOutputs(ctx, ports); err != nil {
 		return err
 	}
 	if t.chk != nil {
@@ -142,7 +171,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	}
 	if t.logPub != nil {
 		// The logging rows never carry the finished bit: their stream ends with a marker.
-		return t.closeOutputs(ctx, []*publisher{t.logPub}, outcome{lastSQN: t.logSQN})
+		return t.closeOutputs(ctx, []*outPort{{pub: t.logPub, last: t.logSQN}})
 	}
 	return nil
 }
@@ -180,74 +209,34 @@ func (t *task) writeLogRow(ctx context.Context, in, out time.Time) error {
 	return t.logPub.Write(ctx, codec.Block{SQN: t.logSQN, Payload: payload})
 }
 
-// outcome says how the compute loop ended, for the end-of-stream marker.
-type outcome struct {
-	lastSQN  uint64
-	finished bool // the last block carried the finished bit
-}
-
-// closeOutputs flushes every output; where the last block did not carry the finished bit, an
-// end-of-stream marker tells downstream that nothing follows.
-func (t *task) closeOutputs(ctx context.Context, outs []*publisher, last outcome) error {
-	var end *uint64
-	if !last.finished {
-		end = &last.lastSQN
-	}
-	var errs []error
-	for _, p := range outs {
-		if err := p.Close(ctx, end); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s: %w", t.label, err)
-	}
-	return nil
-}
-
 // runSource numbers the source's blocks from 1, with the reset bit on the first. A source that
 // implements job.Checkpointer and has a checkpoint (it moved from another worker) continues
 // after it, numbering on without a reset; its checkpoint is saved each time the blocks emitted
 // so far are stored.
-func (t *task) runSource(ctx context.Context, js jetstream.JetStream, outs []*publisher) (outcome, error) {
-	var o outcome
-	cp, err := t.openCheckpoints(ctx, js)
-	if err != nil {
-		return o, err
+func (t *task) runSource(ctx context.Context, outs []*outPort, cp *checkpoints, last uint64) error {
+	if last > 0 {
+		t.sequencer.Resume(last)
 	}
-	if cp != nil {
-		if o.lastSQN, err = cp.restore(ctx); err != nil {
-			return o, err
-		}
-	}
-	t.chk = cp // issue 12: run waits for its last checkpoint put
-	if o.lastSQN > 0 {
-		t.sequencer.Resume(o.lastSQN)
-	}
-	finMask := codec.HeadMask(t.headSize, codec.BitFinished)
 	// The sequencer is asked for the next block's number before the job produces it, so a reset
 	// that arrives meanwhile applies to the block after (SB-3).
 	step, err := nextSourceStep(t.drainCtx, t.sequencer)
 	if err != nil {
-		return o, nil
+		return nil
 	}
 	stepIn := t.logClock()
 	err = t.runner.Generate(t.jctx, func(payloads [][]byte) error {
 		if err := t.writeLogRow(ctx, stepIn, t.logClock()); err != nil {
 			return err
 		}
-		for k, pub := range outs {
-			head := align.OutHead(t.jctx.OutHead(k), step.Head(t.headSize), t.headSize, false, t.assign.Job.Head)
-			if err := pub.Write(ctx, codec.Block{SQN: step.SQN, Head: head, Payload: payloads[k]}); err != nil {
+		tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
+		for k, o := range outs {
+			if err := t.answer(ctx, o, tag, t.jctx.OutHead(k), payloads[k], false); err != nil {
 				return err
 			}
-			o.finished = head&finMask != 0
 		}
-		o.lastSQN = step.SQN
-		t.stats.blocksOut.Add(uint64(len(outs)))
 		t.stats.rounds.Add(1)
 		if cp != nil {
-			cp.save(o.lastSQN, outs)
+			cp.save(step.SQN, outs)
 		}
 		var err error
 		step, err = nextSourceStep(t.drainCtx, t.sequencer)
@@ -256,142 +245,66 @@ func (t *task) runSource(ctx context.Context, js jetstream.JetStream, outs []*pu
 	})
 	switch {
 	case err == nil, errors.Is(err, job.ErrEnd):
-		return o, nil
+		return nil
 	case ctx.Err() != nil:
-		return o, ctx.Err()
+		return ctx.Err()
 	case t.drainCtx.Err() != nil:
-		return o, nil // drained: the outputs end here
+		return nil // drained: the outputs end here
 	}
-	return o, err
+	return err
 }
 
-// runRounds is the compute loop of a job with inputs: the checker aligns the synchronous inputs
-// into a round (dummies for lost blocks, stale ones dropped, resets realigned), async inputs add
-// their next block and optional inputs whatever they hold; the job runs; its outputs carry the
-// round's SQN and the merged head; what was consumed is acknowledged once the outputs are
-// stored. It ends after the round with the finished bit, or when an input ends.
-func (t *task) runRounds(ctx context.Context, ins []*input, outs []*publisher) (outcome, error) {
-	var o outcome
-	chk, err := t.newChecker(ins)
-	if err != nil {
-		return o, err
-	}
-	if chk != nil {
-		defer t.syncCheckerStats(chk)
-	}
-	opts, err := t.startOptionals(ctx, ins)
-	if err != nil {
-		return o, err
-	}
-	var seq *align.SourceSequencer
-	if chk == nil {
-		seq = t.sequencer // every input is async: the job numbers its blocks as a source does
-	}
-	rejoin := false
-	take := func(k int) (codec.Block, bool, error) {
-		b, ok, err := ins[k].next(ctx, &t.stats)
-		if ins[k].gapSeen {
-			ins[k].gapSeen, rejoin = false, true
-		}
-		return b, ok, err
-	}
-	payloads := make([][][]byte, len(ins))
-	heads := make([][]uint32, len(ins))
-	var outBuf [][]byte
-	for {
-		var sqn uint64
-		var inHead uint32
-		if chk != nil {
-			r, ok, err := chk.Next(take)
-			if err != nil || !ok {
-				return o, err
-			}
-			if rejoin {
-				// max_queue dropped blocks: skip ahead to the newest instead of making dummies.
-				rejoin = false
-				chk.Rejoin()
-				if allDummies(r) {
-					t.ackConsumed(ins, outs, chk)
-					continue
-				}
-			}
-			sqn, inHead = r.SQN, r.Head
-			for k, blocks := range r.Blocks {
-				if blocks != nil {
-					payloads[k], heads[k] = blockParts(blocks, payloads[k], heads[k])
-				}
-			}
-			if r.SQN%64 == 0 || r.Head != 0 {
-				t.syncCheckerStats(chk) // counters for heartbeats; the end of the loop syncs too
-			}
+// goKind is a Go job in the round engine: it computes each round where it is handed, and answers
+// it on every output at once.
+type goKind struct {
+	t      *task
+	outs   []*outPort
+	outBuf [][]byte
+	// sink saves a checkpointing sink's state with every round; the round's messages are
+	// acknowledged once the checkpoint that covers them is stored.
+	sink *sinkCheckpoints
+	// skipUpTo: a restored sink has written the rounds up to this SQN already (the rounds come
+	// again when their acknowledgement was lost); 0 once a later round, or a reset, came.
+	skipUpTo uint64
+}
+
+func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
+	t := g.t
+	if g.skipUpTo > 0 {
+		if _, reset, _ := codec.Flags(r.tag.head, t.headSize); reset || r.tag.sqn > g.skipUpTo {
+			g.skipUpTo = 0
 		} else {
-			step, err := nextSourceStep(ctx, seq)
-			if err != nil {
-				return o, err
-			}
-			sqn, inHead = step.SQN, step.Head(t.headSize)
-		}
-		ended, err := t.takeAsync(ctx, ins, opts, payloads, heads)
-		if err != nil || ended {
-			return o, err
-		}
-		t.jctx.BeginBlock(heads)
-		stepIn := t.logClock()
-		outBuf, err = t.runner.Step(t.jctx, payloads, outBuf)
-		if errors.Is(err, job.ErrEnd) {
-			t.ackConsumed(ins, outs, chk)
-			return o, nil
-		}
-		if errors.Is(err, job.ErrSkip) {
-			t.stats.rounds.Add(1)
-			t.ackConsumed(ins, outs, chk)
-			continue
-		}
-		if err != nil {
-			return o, err
-		}
-		t.stats.rounds.Add(1)
-		if err := t.writeLogRow(ctx, stepIn, t.logClock()); err != nil {
-			return o, err
-		}
-		for k, pub := range outs {
-			head := align.OutHead(t.jctx.OutHead(k), inHead, t.headSize, chk != nil, t.assign.Job.Head)
-			if err := pub.Write(ctx, codec.Block{SQN: sqn, Head: head, Payload: outBuf[k]}); err != nil {
-				return o, err
-			}
-		}
-		t.stats.blocksOut.Add(uint64(len(outs)))
-		t.ackConsumed(ins, outs, chk)
-		o.lastSQN = sqn
-		_, _, inFin := codec.Flags(inHead, t.headSize)
-		if inFin || t.jctx.Finished() {
-			o.finished = len(outs) > 0
-			return o, nil
+			return false, nil // written before the move: acknowledged, not written twice
 		}
 	}
+	if g.sink != nil {
+		defer func() { g.sink.record(r.tag.sqn, r.tag.acks); r.tag.acks = nil }()
+	}
+	t.jctx.BeginBlock(r.heads)
+	stepIn := t.logClock()
+	var err error
+	g.outBuf, err = t.runner.Step(t.jctx, r.payloads, g.outBuf)
+	switch {
+	case errors.Is(err, job.ErrEnd), errors.Is(err, job.ErrSkip):
+		for _, o := range g.outs {
+			t.skip(o, r.tag)
+		}
+		return errors.Is(err, job.ErrEnd), nil
+	case err != nil:
+		return false, err
+	}
+	if err := t.writeLogRow(ctx, stepIn, t.logClock()); err != nil {
+		return false, err
+	}
+	for k, o := range g.outs {
+		if err := t.answer(ctx, o, r.tag, t.jctx.OutHead(k), g.outBuf[k], r.connector); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
 }
 
-// allDummies reports whether a round holds no real block at all.
-func allDummies(r align.Round) bool {
-	for _, ds := range r.Dummy {
-		for _, d := range ds {
-			if !d {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// blockParts splits blocks into their payloads and heads, reusing the slices.
-func blockParts(blocks []codec.Block, payloads [][]byte, heads []uint32) ([][]byte, []uint32) {
-	payloads, heads = payloads[:0], heads[:0]
-	for _, b := range blocks {
-		payloads = append(payloads, b.Payload)
-		heads = append(heads, b.Head)
-	}
-	return payloads, heads
-}
+func (g *goKind) finished() bool { return g.t.jctx.Finished() }
 
 // newChecker builds the checker of the job's synchronous inputs, or nil when every input is
 // async (the job then numbers its blocks as a source does).
@@ -405,8 +318,10 @@ func (t *task) newChecker(ins []*input) (*align.Checker, error) {
 		inputs[k] = align.Input{
 			Pipe: in.pipe.ID, BlockCount: in.pipe.BlockCount, Async: in.pipe.Async, HeadSize: in.pipe.HeadSize,
 			Dummy: t.assign.Job.EffectiveDummy(), ZeroPayload: c.Zero(),
-			// Every codec has a zero payload (bytes: zero bytes; cbor and json: null, which decodes
-			// into the zero value of any type), so "zero" dummies work on every pipe.
+			// Every codec has a zero payload (bytes: zero bytes; cbor and json: null before any
+			// real block, then the zero value shaped like the last one), so "zero" dummies work on
+			// every pipe.
+			ZeroLike:  zeroLike(c),
 			FixedSize: true,
 		}
 	}
@@ -420,6 +335,15 @@ func (t *task) newChecker(ins []*input) (*align.Checker, error) {
 	return chk, nil
 }
 
+// zeroLike shapes the zero dummies of a cbor or json input like its last real block; a bytes
+// input's zero dummy is its block of zeros.
+func zeroLike(c codec.Codec) func([]byte) ([]byte, error) {
+	if c.Name() == codec.Bytes {
+		return nil
+	}
+	return func(prev []byte) ([]byte, error) { return codec.ZeroLike(c, prev) }
+}
+
 // syncCheckerStats copies the checker's counters into the job's.
 func (t *task) syncCheckerStats(chk *align.Checker) {
 	var dummies, stale uint64
@@ -427,7 +351,7 @@ func (t *task) syncCheckerStats(chk *align.Checker) {
 		dummies += in.Dummies
 		stale += in.Stale
 	}
-	t.stats.dummies.Store(dummies)
+	t.stats.dummies.Store(dummies - t.skippedDummies)
 	t.stats.stale.Store(stale)
 }
 
@@ -532,64 +456,5 @@ func (t *task) feedOptional(ctx context.Context, in *input, opt *align.Optional)
 			}
 		}
 		in.done = in.done[:0]
-	}
-}
-
-// ackConsumed acknowledges every message the job has fully consumed, once the outputs computed
-// from it are stored: a job that dies before that leaves them to be delivered again.
-//
-// A block the checker holds (waiting for its slot, or for the other inputs to reset) is not
-// consumed yet: the message holding it waits for a later round.
-func (t *task) ackConsumed(ins []*input, outs []*publisher, chk *align.Checker) {
-	msgs := takeConsumed(ins, chk)
-	if len(msgs) == 0 {
-		return
-	}
-	if len(outs) == 0 {
-		t.ack(msgs)
-		return
-	}
-	var pending atomic.Int32
-	pending.Store(int32(len(outs)))
-	for _, p := range outs {
-		p.AfterStored(func() {
-			if pending.Add(-1) == 0 {
-				t.ack(msgs)
-			}
-		})
-	}
-}
-
-// takeConsumed returns the messages every block of which the job has taken, leaving out the one
-// holding a block the checker holds.
-func takeConsumed(ins []*input, chk *align.Checker) []jetstream.Msg {
-	var msgs []jetstream.Msg
-	for k, in := range ins {
-		if in.pipe.Optional != nil || len(in.done) == 0 { // an optional input acknowledges its own
-			continue
-		}
-		keep := 0
-		if chk != nil && !in.pipe.Async {
-			if _, held := chk.Held(k); held && in.done[len(in.done)-1] == in.lastMsg {
-				keep = 1
-			}
-		}
-		msgs = append(msgs, in.done[:len(in.done)-keep]...)
-		if keep == 1 {
-			in.done = append(in.done[:0], in.lastMsg)
-		} else {
-			in.done = in.done[:0]
-		}
-	}
-	return msgs
-}
-
-// ack acknowledges messages; a failed ack only means the block comes again (and is dropped as a
-// duplicate by its SQN).
-func (t *task) ack(msgs []jetstream.Msg) {
-	for _, m := range msgs {
-		if err := m.Ack(); err != nil {
-			t.log.Debug("ack failed; the block will be delivered again", "error", err)
-		}
 	}
 }

@@ -121,11 +121,11 @@ func (b *blocks) Generate(ctx *job.Context, emit func(any) error) error {
 	return nil
 }
 
-// toInt turns an 8-byte block into its number, with the head it came with.
-type toInt struct{}
+// pairs turns a round of two 8-byte blocks into "a:b".
+type pairs struct{}
 
-func (toInt) Run(ctx *job.Context, b []byte) (int64, error) {
-	return int64(binary.BigEndian.Uint64(b)), nil
+func (pairs) Run(ctx *job.Context, b [][]byte) (string, error) {
+	return fmt.Sprintf("%d:%d", binary.BigEndian.Uint64(b[0]), binary.BigEndian.Uint64(b[1])), nil
 }
 
 func TestCJobInFDModeWithBytesHeadsAndBlockCount(t *testing.T) {
@@ -143,22 +143,23 @@ func TestCJobInFDModeWithBytesHeadsAndBlockCount(t *testing.T) {
 	}
 	reg := builtin.Registry()
 	reg.Register("blocks", "test", func() any { return &blocks{} })
-	reg.Register("to_int", "test", func() any { return toInt{} })
+	reg.Register("pairs", "test", func() any { return pairs{} })
 	env := startEnv(t, reg)
 	out := filepath.Join(base, "out.csv")
 	p := &pipeline.Pipeline{Name: "cjob", Jobs: []pipeline.Job{
 		{ID: 1, Type: "blocks", Args: map[string]any{"count": 20}, Outputs: []int{1}, Head: true},
 		{ID: 2, Exec: &pipeline.Exec{Path: "./cat_bytes", Params: []string{"--block-size", "8", "--head-size", "1"}, Mode: "fd", Dependencies: "deps"},
 			Inputs: []int{1}, Outputs: []int{2}, Head: true},
-		{ID: 3, Type: "to_int", Inputs: []int{2}, Outputs: []int{3}},
+		{ID: 3, Type: "pairs", Inputs: []int{2}, Outputs: []int{3}},
 		{ID: 4, Type: "csv_sink", Args: map[string]any{"path": out}, Inputs: []int{3}},
-	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "bytes", BlockSize: 8, BlockCount: 2}, {ID: 2, Codec: "bytes", BlockSize: 8}}}
+	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "bytes", BlockSize: 8}, {ID: 2, Codec: "bytes", BlockSize: 8, BlockCount: 2}}}
 	if _, err := runInDir(t, env, p, base); err != nil {
 		t.Fatalf("run: %v", err)
 	}
+	// The program answers each round with one block; pairs takes them two by two.
 	var want []string
-	for i := 1; i <= 20; i++ {
-		want = append(want, fmt.Sprint(i))
+	for i := 1; i <= 20; i += 2 {
+		want = append(want, fmt.Sprintf("%d:%d", i, i+1))
 	}
 	if got := csvLines(t, out); got != "pipe_3 "+strings.Join(want, " ") {
 		t.Fatalf("csv: %s", got)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,10 +26,12 @@ func main() {
 	// --version alone: -v is --verbose.
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version and exit"}
 	app := &cli.App{
-		Name:      "marvelo-broker",
-		Version:   protocol.BuildVersion(),
-		Usage:     "run the marvelo head node: embedded NATS with JetStream and the control plane",
-		UsageText: "marvelo-broker [--listen 127.0.0.1:4222] [--store DIR | --memory] [--auth-token T] [--tls-cert F --tls-key F] [--monitor 127.0.0.1:8222] [--no-local]",
+		Name:    "marvelo-broker",
+		Version: protocol.BuildVersion(),
+		Usage:   "run the marvelo head node: embedded NATS with JetStream and the control plane",
+		UsageText: "marvelo-broker [--listen 127.0.0.1:4222] [--store DIR | --memory] [--auth-token T] [--tls-cert F --tls-key F] [--monitor 127.0.0.1:8222] [--no-local | --local]\n" +
+			"   marvelo-broker --cluster HOST:PORT --routes URL,URL --server-name NAME [--replicas N] [--store DIR] ...\n" +
+			"   marvelo-broker --nats URL[,URL] [--creds FILE] ...",
 		Description: `Starts an embedded NATS server with JetStream and the marvelo control plane: the worker registry,
 the scheduler, pipeline lifecycle and logs. Workers connect with marvelo-worker --broker
 nats://THIS-HOST:PORT; pipelines are submitted with marvelo submit. A worker inside the broker
@@ -40,8 +43,20 @@ subjects of the jobs placed on it. The shared tokens stay for single-user setups
 token may do everything; --worker-token may run any job and read every pipe, but not use the
 operator API nor change streams and the broker's state.
 
-Example:
+Several head nodes: brokers started with --cluster (this broker's route address), --routes (the
+others' route addresses) and --server-name form one NATS cluster with clustered JetStream; pipes,
+state and dependencies are replicated (--replicas, default 3 with three or more servers). One
+broker's control plane acts; the others take over within about 2 s of its death. LOCAL jobs run
+on the leader's worker, or always on the broker started with --local (give the others --no-local).
+
+On an existing NATS deployment (with JetStream), --nats URL[,URL] runs the control plane and the
+LOCAL worker against it and embeds no server; --creds names the account's credentials file.
+
+Examples:
    marvelo-broker --listen 0.0.0.0:4222 --store /var/lib/marvelo --auth-token "$TOKEN"
+   marvelo-broker --server-name h1 --listen 0.0.0.0:4222 --cluster 0.0.0.0:6222 \
+       --routes nats-route://h2:6222,nats-route://h3:6222 --store /var/lib/marvelo --auth-token "$TOKEN"
+   marvelo-broker --nats nats://nats1:4222,nats://nats2:4222 --creds marvelo.creds
    marvelo-broker worker add mic1 --auth-token "$TOKEN" --out mic1.creds`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "host:port for workers and clients"},
@@ -54,6 +69,13 @@ Example:
 			&cli.StringFlag{Name: "metrics", Usage: "host:port serving Prometheus metrics on /metrics (off when empty)"},
 			&cli.StringFlag{Name: "monitor", Usage: "host:port of the NATS monitoring endpoint (off when empty)"},
 			&cli.BoolFlag{Name: "no-local", Usage: "do not run a worker for LOCAL jobs in the broker"},
+			&cli.BoolFlag{Name: "local", Usage: "in a cluster, run the worker for LOCAL jobs here whichever broker leads (default: on the leader)"},
+			&cli.StringFlag{Name: "server-name", Usage: "this broker's name in a cluster, unique among the brokers"},
+			&cli.StringFlag{Name: "cluster", Usage: "host:port where this broker accepts routes from the other brokers of a cluster"},
+			&cli.StringFlag{Name: "routes", Usage: "comma-separated route URLs of the other brokers (nats-route://HOST:PORT)"},
+			&cli.IntFlag{Name: "replicas", Usage: "copies of every pipe, state bucket and dependency (default 3 with three or more servers, else 1)"},
+			&cli.StringFlag{Name: "nats", Usage: "comma-separated URLs of an existing NATS deployment with JetStream: embed no server"},
+			&cli.StringFlag{Name: "creds", Usage: "NATS credentials file for --nats"},
 			&cli.StringFlag{Name: "workdir", Value: ".", Usage: "working directory of LOCAL jobs"},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 1500 * time.Millisecond, Usage: "silence after which a worker is declared dead"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
@@ -75,6 +97,18 @@ func run(c *cli.Context) error {
 	if c.String("store") != "" && c.Bool("memory") {
 		return cliutil.UsageError(fmt.Errorf("--store and --memory exclude each other"))
 	}
+	if c.Bool("local") && c.Bool("no-local") {
+		return cliutil.UsageError(fmt.Errorf("--local and --no-local exclude each other"))
+	}
+	if c.String("nats") != "" {
+		for _, f := range []string{"listen", "store", "cluster", "routes", "server-name", "tls-cert", "tls-key", "monitor", "worker-token"} {
+			if c.IsSet(f) {
+				return cliutil.UsageError(fmt.Errorf("--nats runs on a NATS deployment marvelo did not start: --%s belongs to the embedded server", f))
+			}
+		}
+	} else if c.String("creds") != "" {
+		return cliutil.UsageError(fmt.Errorf("--creds goes with --nats"))
+	}
 	level := slog.LevelInfo
 	if c.Bool("verbose") {
 		level = slog.LevelDebug
@@ -84,6 +118,8 @@ func run(c *cli.Context) error {
 		Listen: c.String("listen"), StoreDir: c.String("store"), Memory: c.Bool("memory"),
 		AuthToken: c.String("auth-token"), WorkerToken: c.String("worker-token"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		Monitor: c.String("monitor"), HeartbeatTimeout: c.Duration("heartbeat-timeout"), Logger: log,
+		ServerName: c.String("server-name"), Cluster: c.String("cluster"), Routes: splitList(c.String("routes")),
+		Replicas: c.Int("replicas"), NATS: c.String("nats"), Creds: c.String("creds"), PinnedLocal: c.Bool("local"),
 	})
 	if err != nil {
 		return cliutil.Failure(err)
@@ -105,7 +141,21 @@ func run(c *cli.Context) error {
 		log.Info("shutting down")
 		return nil
 	}
-	return runLocalWorker(ctx, b, c.String("workdir"), log)
+	if c.Bool("local") {
+		return runLocalWorker(ctx, b, c.String("workdir"), log)
+	}
+	// LOCAL jobs follow the control plane: a broker alone always leads.
+	return b.WhileLeader(ctx, func(ctx context.Context) error { return runLocalWorker(ctx, b, c.String("workdir"), log) })
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // runLocalWorker runs the worker of the LOCAL group inside the broker until ctx ends.

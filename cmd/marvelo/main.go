@@ -58,6 +58,7 @@ Examples:
 			stopCommand(),
 			resetCommand(),
 			workersCommand(),
+			clusterCommand(),
 			logsCommand(),
 			topCommand(),
 			encodeCommand(),

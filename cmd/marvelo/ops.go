@@ -28,7 +28,7 @@ import (
 // brokerFlags connect a command to a running broker.
 func brokerFlags() []cli.Flag {
 	return append(cliutil.AuthFlags(), // --auth-token, --creds
-		&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker"},
+		&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker; comma-separated URLs of several head nodes (a cluster)"},
 		&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the broker's TLS certificate"},
 	)
 }

@@ -48,14 +48,22 @@ type LoggingSink struct {
 // LoggingHeader is the header of a logging sink's file.
 var LoggingHeader = []string{"job", "pid", "state", "cpu_percent", "memory_percent", "time in", "time out"}
 
-// Setup creates the file and writes the header.
+// Setup creates the file and writes the header, or reopens the file of a previous instance at
+// its checkpoint (as csv_sink does).
 func (l *LoggingSink) Setup(ctx *job.Context) error {
 	l.csv.Path = l.Path
-	if err := l.csv.open(ctx); err != nil {
+	resumed, err := l.csv.open(ctx)
+	if err != nil || resumed {
 		return err
 	}
 	return l.csv.write(LoggingHeader)
 }
+
+// Checkpoint is the file's length after the rows written so far.
+func (l *LoggingSink) Checkpoint() ([]byte, error) { return l.csv.Checkpoint() }
+
+// Restore keeps a previous instance's checkpoint for Setup.
+func (l *LoggingSink) Restore(state []byte) error { return l.csv.Restore(state) }
 
 // Run writes one row per input; each input value is one logging row (a list).
 func (l *LoggingSink) Run(_ *job.Context, in ...any) error {

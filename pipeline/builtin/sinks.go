@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,15 +18,30 @@ import (
 // CSVSink writes one row per compute block (CSVSinkJob): a header with a column pipe_<id> per
 // input, then the inputs' values — numbers in decimal, strings as they are, anything else as
 // compact JSON. Every row is flushed, so the file is complete up to the last block at any time.
+//
+// It checkpoints the file's length with every row (the worker stores it with the row's SQN): a
+// sink that restarts — moved to another worker, or with the broker — and finds its file cuts it
+// back to that length and appends, so every row is in the file once. Where the file is not there
+// (another machine), it starts the file again and says so in its log.
 type CSVSink struct {
 	Path string `json:"path" marvelo:"required" help:"the CSV file, relative to the job's working directory"`
 	// Echo also prints each row to the job's output (shown by marvelo run and marvelo logs).
 	Echo bool `json:"echo" help:"also print each row to the job's output"`
 
-	f    *os.File
-	w    *csv.Writer
-	row  []string
-	name string
+	f        *os.File
+	w        *csv.Writer
+	row      []string
+	name     string
+	worker   string
+	off      int64     // bytes in the file so far
+	restored *csvState // the checkpoint of a previous instance, if any
+}
+
+// csvState is a file sink's checkpoint.
+type csvState struct {
+	Path   string `json:"path"`
+	Offset int64  `json:"offset"`
+	Worker string `json:"worker"`
 }
 
 // Validate checks the args.
@@ -36,9 +52,11 @@ func (s *CSVSink) Validate() error {
 	return nil
 }
 
-// Setup creates the file (and its folder) and writes the header.
+// Setup creates the file (and its folder) and writes the header, or reopens the file of a
+// previous instance at its checkpoint.
 func (s *CSVSink) Setup(ctx *job.Context) error {
-	if err := s.open(ctx); err != nil {
+	resumed, err := s.open(ctx)
+	if err != nil || resumed {
 		return err
 	}
 	header := make([]string, len(ctx.InputPipes()))
@@ -48,21 +66,80 @@ func (s *CSVSink) Setup(ctx *job.Context) error {
 	return s.write(header)
 }
 
-// open creates the file, and its folder, relative to the job's working directory.
-func (s *CSVSink) open(ctx *job.Context) error {
+// Checkpoint is the file's length after the rows written so far.
+func (s *CSVSink) Checkpoint() ([]byte, error) {
+	return json.Marshal(csvState{Path: s.name, Offset: s.off, Worker: s.worker})
+}
+
+// Restore keeps a previous instance's checkpoint for Setup.
+func (s *CSVSink) Restore(state []byte) error {
+	var st csvState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return fmt.Errorf("csv checkpoint: %w", err)
+	}
+	s.restored = &st
+	return nil
+}
+
+// open creates the file, and its folder, relative to the job's working directory; resumed is
+// true when it reopened a previous instance's file at its checkpoint instead.
+func (s *CSVSink) open(ctx *job.Context) (resumed bool, err error) {
 	s.name = s.Path
 	if !filepath.IsAbs(s.name) {
 		s.name = filepath.Join(ctx.WorkDir, s.name)
 	}
+	s.worker = ctx.Worker
 	if err := os.MkdirAll(filepath.Dir(s.name), 0o755); err != nil {
-		return fmt.Errorf("csv %s: %w", s.name, err)
+		return false, fmt.Errorf("csv %s: %w", s.name, err)
+	}
+	if st := s.restored; st != nil {
+		if ok, err := s.resume(st); ok || err != nil {
+			return ok, err
+		}
+		ctx.Log.Warn(fmt.Sprintf("csv %s: the file worker %s wrote (%d bytes) is not here on worker %s; starting it again", s.name, st.Worker, st.Offset, ctx.Worker),
+			"previous_worker", st.Worker, "worker", ctx.Worker)
 	}
 	f, err := os.Create(s.name)
 	if err != nil {
-		return fmt.Errorf("csv: %w", err)
+		return false, fmt.Errorf("csv: %w", err)
 	}
-	s.f, s.w = f, csv.NewWriter(f)
-	return nil
+	s.f, s.w, s.off = f, csv.NewWriter(&countingWriter{f, &s.off}), 0
+	return false, nil
+}
+
+// resume reopens the file at its checkpoint: false when the file is not there or shorter.
+func (s *CSVSink) resume(st *csvState) (bool, error) {
+	f, err := os.OpenFile(s.name, os.O_RDWR, 0)
+	if err != nil {
+		return false, nil
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < st.Offset {
+		f.Close()
+		return false, nil
+	}
+	if err := f.Truncate(st.Offset); err != nil {
+		f.Close()
+		return false, fmt.Errorf("csv %s: cut back to the checkpoint: %w", s.name, err)
+	}
+	if _, err := f.Seek(st.Offset, io.SeekStart); err != nil {
+		f.Close()
+		return false, fmt.Errorf("csv %s: %w", s.name, err)
+	}
+	s.f, s.w, s.off = f, csv.NewWriter(&countingWriter{f, &s.off}), st.Offset
+	return true, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n *int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	*c.n += int64(n)
+	return n, err
 }
 
 // Run writes one row.

@@ -42,13 +42,15 @@ func (Forward) Run(_ *job.Context, in ...any) (any, error) {
 	return job.Outputs(in), nil
 }
 
-// Sum adds all its inputs; an input that is a list (block_count > 1) adds its elements.
+// Sum adds all its inputs; an input that is a list (block_count > 1) adds its elements. A null
+// (a dummy before any real block of its input) adds nothing.
 type Sum struct{}
 
 // Run computes one sum.
 func (Sum) Run(_ *job.Context, in ...any) (any, error) { return fold(in, 0, addNum) }
 
-// Product multiplies all its inputs; an input that is a list multiplies its elements.
+// Product multiplies all its inputs; an input that is a list multiplies its elements. A null
+// multiplies by one.
 type Product struct{}
 
 // Run computes one product.
@@ -72,6 +74,8 @@ func fold(in []any, unit int64, op func(a, b num) num) (any, error) {
 	var walk func(v any) error
 	walk = func(v any) error {
 		switch x := v.(type) {
+		case nil:
+			return nil // a dummy before any real block: the identity of the fold
 		case []any:
 			for _, e := range x {
 				if err := walk(e); err != nil {

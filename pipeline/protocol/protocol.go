@@ -61,6 +61,11 @@ func PipeSubject(pipelineName string, pipe int) string {
 	return "marvelo." + pipelineName + ".pipe." + strconv.Itoa(pipe)
 }
 
+// PipeEndSubject carries the end-of-stream marker of a max_queue pipe, beside its blocks' subject
+// in the same stream: the queue's limit counts the blocks' subject only, so the marker never
+// takes a block's place.
+func PipeEndSubject(pipeSubject string) string { return pipeSubject + ".end" }
+
 // PipeStream is the JetStream stream holding one pipe. A stream per pipe, rather than one per
 // pipeline, lets every pipe have its own limit and discard policy: a max_queue pipe drops its
 // oldest block, every other pipe pushes back on its writer.
@@ -177,7 +182,6 @@ type Heartbeat struct {
 	Worker  string     `json:"worker"`
 	Time    time.Time  `json:"time"`
 	Metrics Metrics    `json:"metrics"`
-	Jobs    []JobRef   `json:"jobs,omitempty"`
 	Stats   []JobState `json:"stats,omitempty"`
 }
 

@@ -1,8 +1,9 @@
 // Package align holds the synchronisation rules of a job's blocks, with no I/O and no goroutines:
 // the input stage that aligns a job's inputs by sequence number (Checker, SPEC §4.4), the output
-// stage's numbering and head rules (SourceSequencer and OutHead, §4.5), a bounded queue of rounds
-// (RoundQueue, §4.7) and the buffer of an optional pipe (Optional, §1.3). The worker drives them
-// from its own goroutines; everything here is deterministic and unit-tested against SPEC §9.
+// stage's numbering and head rules (SourceSequencer and OutHead, §4.5) and the buffer of an
+// optional pipe (Optional, §1.3). A max_queue pipe (§4.7) keeps its queue in its stream, where the
+// oldest blocks are dropped; Checker.Rejoin skips ahead past them. The worker drives them from
+// its own goroutines; everything here is deterministic and unit-tested against SPEC §9.
 package align
 
 import (
@@ -43,6 +44,10 @@ type Input struct {
 	// any real block (SPEC says "empty"; a zero-length payload is not a valid frame of any codec,
 	// so the zero payload is used; a nil ZeroPayload gives the empty payload of SPEC).
 	ZeroPayload []byte
+	// ZeroLike, if set, gives a zero-mode dummy's payload once the input has had a real block:
+	// the zero value shaped like that block (codec.ZeroLike). ZeroPayload is used before, and
+	// where ZeroLike fails.
+	ZeroLike func(prev []byte) ([]byte, error)
 	// FixedSize is true for codecs with a fixed block size (bytes). Self-delimiting codecs (cbor,
 	// json) have no "zero bytes of the block size", so their dummies repeat the previous block:
 	// false forces prev mode for this input only (SQN-9, Go).
@@ -141,6 +146,8 @@ type Checker struct {
 
 	round  Round
 	rounds uint64
+	// floor, after Rejoin, is the first round the next join may start at (0: any).
+	floor uint64
 }
 
 // inputState is the checker's view of one input.
@@ -151,6 +158,10 @@ type inputState struct {
 	async    bool
 	prevMode bool
 	zero     []byte
+	zeroLike func(prev []byte) ([]byte, error)
+	// shaped is the zero dummy shaped like the last real block (prev), made when first needed.
+	shaped   []byte
+	hasShape bool
 
 	held      codec.Block // a block waiting for its slot (hasHeld)
 	hasHeld   bool
@@ -217,6 +228,7 @@ func newInputState(k int, in Input, jobHeadSize int) (inputState, error) {
 	}
 	st.prevMode = in.Dummy == DummyPrev || !in.FixedSize
 	st.zero = in.ZeroPayload
+	st.zeroLike = in.ZeroLike
 	return st, nil
 }
 
@@ -239,9 +251,12 @@ func (c *Checker) Next(take TakeFunc) (Round, bool, error) {
 // inputs hold or take next, as at the start. The worker calls it after blocks were dropped on
 // purpose upstream (max_queue keeps the newest blocks): the job skips ahead instead of being
 // handed a dummy for every dropped block. A round already handed out is not affected.
+//
+// The join never goes back: a block of a round already delivered (one delivered again, after its
+// acknowledgement was late) is stale, unless it restarts the sequence (reset bit, or SQN 1).
 func (c *Checker) Rejoin() {
 	if !c.done && !c.ending {
-		c.cur = 0
+		c.floor, c.cur = c.cur, 0
 	}
 }
 
@@ -326,6 +341,7 @@ func (c *Checker) synchronise(take TakeFunc) (bool, error) {
 			c.cur = r
 		}
 	}
+	c.floor = 0
 	return c.cur > 0, nil
 }
 
@@ -339,13 +355,19 @@ func (c *Checker) holdFirst(take TakeFunc, k int) error {
 			return fmt.Errorf("%s: %w", st.name, err)
 		case !ok:
 			st.end(b)
-		case b.SQN == 0:
+		case b.SQN == 0, c.floor > 0 && roundOf(b.SQN, st.bc) < c.floor && !c.restarts(b, st):
 			st.stats.Stale++
 		default:
 			st.hold(b)
 		}
 	}
 	return nil
+}
+
+// restarts reports whether b restarts its input's sequence: the reset bit, or SQN 1.
+func (c *Checker) restarts(b codec.Block, st *inputState) bool {
+	_, reset, _ := codec.Flags(b.Head, st.size)
+	return reset || b.SQN == 1
 }
 
 // fill fills slot j of input k in the current round; false when the checker must stop.
@@ -424,7 +446,7 @@ func (c *Checker) deliver(k int, b codec.Block) {
 	c.round.Blocks[k] = append(c.round.Blocks[k], b)
 	c.round.Dummy[k] = append(c.round.Dummy[k], false)
 	c.round.Head |= convertHead(b.Head, st.size, c.headSize)
-	st.prev, st.hasPrev = b.Payload, true
+	st.prev, st.hasPrev, st.hasShape = b.Payload, true, false
 	st.stats.Blocks++
 }
 
@@ -432,8 +454,17 @@ func (c *Checker) deliver(k int, b codec.Block) {
 func (c *Checker) dummy(k int, sqn uint64) {
 	st := &c.in[k]
 	payload := st.zero
-	if st.prevMode && st.hasPrev {
+	switch {
+	case st.prevMode && st.hasPrev:
 		payload = st.prev
+	case st.hasPrev && st.zeroLike != nil:
+		if !st.hasShape {
+			st.shaped, st.hasShape = st.zero, true
+			if z, err := st.zeroLike(st.prev); err == nil {
+				st.shaped = z
+			}
+		}
+		payload = st.shaped
 	}
 	c.round.Blocks[k] = append(c.round.Blocks[k], Dummy(sqn, st.size, payload))
 	c.round.Dummy[k] = append(c.round.Dummy[k], true)

@@ -346,51 +346,6 @@ func TestSQN10(t *testing.T) {
 	}
 }
 
-// SQN-11: a connection queue of capacity 10 with 14 rounds queued and never consumed holds rounds
-// 5…14; rounds 1…4 are dropped whole, on every input at once.
-func TestSQN11(t *testing.T) {
-	var ins [][]codec.Block
-	for k := range 3 {
-		ins = append(ins, blocks(bases[k], span(1, 14), nil))
-	}
-	c := mustNew(t, fixed(3), 1)
-	f := newFeed(t, ins...)
-	q := NewRoundQueue(10)
-	for {
-		r, ok, err := c.Next(f.take)
-		if err != nil || !ok {
-			break
-		}
-		q.Push(r.Clone())
-	}
-	if q.Len() != 10 || q.Dropped() != 4 {
-		t.Fatalf("queue holds %d rounds, dropped %d; want 10 and 4", q.Len(), q.Dropped())
-	}
-	for want := uint64(5); want <= 14; want++ {
-		r, _ := q.Pop()
-		for k := range 3 {
-			if r.SQN != want || !sameBlock(r.Blocks[k][0], ins[k][want-1]) {
-				t.Fatalf("round %d input %d: %+v", r.SQN, k, r.Blocks[k])
-			}
-		}
-	}
-	if _, ok := q.Pop(); ok {
-		t.Error("queue not empty")
-	}
-}
-
-func TestRoundQueueUnbounded(t *testing.T) {
-	q := NewRoundQueue(0)
-	for i := range 100 {
-		if q.Push(Round{SQN: uint64(i)}) {
-			t.Fatal("unbounded queue dropped a round")
-		}
-	}
-	if r, ok := q.Pop(); !ok || r.SQN != 0 || q.Len() != 99 {
-		t.Errorf("Pop = %v, %v; Len %d", r, ok, q.Len())
-	}
-}
-
 // SQN-12: a finished bit (0x20) in a block. The original's sink checker set the finish event, its
 // connector checker only passed the bit in the connection head. Here the checker never decides:
 // the bit is in the head of the round that carries it, and the worker ends sinks and connectors
@@ -774,5 +729,39 @@ func TestHeld(t *testing.T) {
 	}
 	if _, held := c.Held(5); held {
 		t.Error("Held(5) of a 2-input job")
+	}
+}
+
+// After Rejoin (max_queue dropped blocks) the join never goes back: a block of a round already
+// delivered, delivered again because its acknowledgement was late, is stale — 5, 5, 6, 7 gives
+// rounds 5, 6, 7 — while a reset still restarts the sequence.
+func TestRejoinNeverGoesBack(t *testing.T) {
+	f := newFeed(t, blocks(bases[0], []uint64{5, 5, 6, 7}, nil))
+	c := mustNew(t, fixed(1), 1)
+	var sqns []uint64
+	for {
+		r, ok, err := c.Next(f.take)
+		if err != nil || !ok {
+			break
+		}
+		sqns = append(sqns, r.SQN)
+		c.Rejoin()
+	}
+	if got := str(sqns); got != "5 6 7" {
+		t.Fatalf("rounds %s, want 5 6 7", got)
+	}
+	f = newFeed(t, blocks(bases[0], []uint64{5, 1, 2}, map[int]uint32{1: hRst}))
+	c = mustNew(t, fixed(1), 1)
+	sqns = nil
+	for {
+		r, ok, err := c.Next(f.take)
+		if err != nil || !ok {
+			break
+		}
+		sqns = append(sqns, r.SQN)
+		c.Rejoin()
+	}
+	if got := str(sqns); got != "5 1 2" {
+		t.Fatalf("rounds %s, want 5 1 2 (the reset restarts)", got)
 	}
 }

@@ -60,3 +60,23 @@ const errTextBusy = syscall.ETXTBSY
 
 // setBlocking clears O_NONBLOCK of a file opened with it, before it is handed to a child.
 func setBlocking(f *os.File) error { return syscall.SetNonblock(int(f.Fd()), false) }
+
+// unread is the number of bytes written to a pipe and not yet read from it (FIONREAD works on
+// either end of a Linux pipe).
+func unread(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int32
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); e != 0 {
+			ierr = e
+		}
+	})
+	if err == nil {
+		err = ierr
+	}
+	return int(n), err
+}

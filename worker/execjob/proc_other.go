@@ -36,3 +36,5 @@ func signalName(*os.ProcessState) string { return "" }
 const errTextBusy = syscall.ETXTBSY
 
 func setBlocking(*os.File) error { return errUnsupported }
+
+func unread(*os.File) (int, error) { return 0, errUnsupported }

@@ -246,12 +246,23 @@ func sanitize(s string) string {
 // head of payloads[k][i]; heads may be nil (zero heads) and is ignored for jobs without heads.
 // Each input's blocks are buffered and written with one write; several inputs are written
 // concurrently, so a program that reads its inputs in any order does not deadlock the adapter.
+// It is BufferRound followed by Flush.
 //
 // WriteRound blocks while the program does not read (backpressure) and returns when ctx is
 // cancelled (ctx's error), when the program exits or closes an input (an error wrapping
 // ErrInputClosed), or when the job is stopped (ErrStopped). It must not be called concurrently
-// with itself or CloseInputs.
+// with itself, BufferRound, Flush or CloseInputs.
 func (p *Process) WriteRound(ctx context.Context, payloads [][][]byte, heads [][]uint32) error {
+	if err := p.BufferRound(payloads, heads); err != nil {
+		return err
+	}
+	return p.Flush(ctx)
+}
+
+// BufferRound appends one compute block to the inputs' buffers without writing it: a caller
+// that has more rounds ready writes many with one Flush (one system call per input instead of
+// one per round, and the program reads them in one go too).
+func (p *Process) BufferRound(payloads [][][]byte, heads [][]uint32) error {
 	if len(payloads) != len(p.ins) {
 		return fmt.Errorf("%s: WriteRound got %d inputs, the job has %d", p.label, len(payloads), len(p.ins))
 	}
@@ -263,9 +274,10 @@ func (p *Process) WriteRound(ctx context.Context, payloads [][][]byte, heads [][
 			return fmt.Errorf("%s: input pipe %d: WriteRound got %d blocks, block_count is %d",
 				p.label, in.pipe, len(payloads[k]), in.blockCount)
 		}
-		in.buf = in.buf[:0]
+		mark := len(in.buf)
 		for i, pl := range payloads[k] {
 			if in.size > 0 && len(pl) != in.size {
+				in.buf = in.buf[:mark]
 				return fmt.Errorf("%s: input pipe %d: block of %d bytes, the block size is %d",
 					p.label, in.pipe, len(pl), in.size)
 			}
@@ -279,7 +291,21 @@ func (p *Process) WriteRound(ctx context.Context, payloads [][][]byte, heads [][
 			in.buf = in.c.AppendFrame(in.buf, pl)
 		}
 	}
-	if len(p.ins) == 0 {
+	return nil
+}
+
+// Buffered is the number of bytes buffered for the inputs and not yet written.
+func (p *Process) Buffered() int {
+	n := 0
+	for _, in := range p.ins {
+		n += len(in.buf)
+	}
+	return n
+}
+
+// Flush writes what BufferRound buffered, with the errors and blocking of WriteRound.
+func (p *Process) Flush(ctx context.Context) error {
+	if p.Buffered() == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -288,18 +314,24 @@ func (p *Process) WriteRound(ctx context.Context, payloads [][][]byte, heads [][
 	p.watchMu.Lock()
 	p.watch(ctx)
 	p.watchMu.Unlock()
+	var err error
 	switch len(p.ins) {
 	case 1:
-		return p.write(ctx, p.ins[0])
+		err = p.write(ctx, p.ins[0])
+	default:
+		errs := make([]error, len(p.ins))
+		var wg sync.WaitGroup
+		for k := 1; k < len(p.ins); k++ {
+			wg.Go(func() { errs[k] = p.write(ctx, p.ins[k]) })
+		}
+		errs[0] = p.write(ctx, p.ins[0])
+		wg.Wait()
+		err = errors.Join(errs...)
 	}
-	errs := make([]error, len(p.ins))
-	var wg sync.WaitGroup
-	for k := 1; k < len(p.ins); k++ {
-		wg.Go(func() { errs[k] = p.write(ctx, p.ins[k]) })
+	for _, in := range p.ins {
+		in.buf = in.buf[:0]
 	}
-	errs[0] = p.write(ctx, p.ins[0])
-	wg.Wait()
-	return errors.Join(errs...)
+	return err
 }
 
 // aLongTimeAgo is a deadline in the past, which interrupts pending writes.
@@ -350,6 +382,9 @@ func (p *Process) unwatch() {
 
 // write writes in.buf; the watch of the round's context interrupts it.
 func (p *Process) write(ctx context.Context, in *inStream) error {
+	if len(in.buf) == 0 {
+		return nil
+	}
 	if in.closedByUs.Load() {
 		return p.inputErr(ctx, in, os.ErrClosed)
 	}
@@ -438,3 +473,40 @@ func (p *Process) outputErr(o *outStream, err error) error {
 
 // OutputOffset is the number of bytes read so far from output k.
 func (p *Process) OutputOffset(k int) int64 { return p.outs[k].fr.Offset() }
+
+// WaitInputsRead waits until the program has read everything written to its inputs, so that the
+// next round written is the newest there is rather than one queued in a pipe: a job with
+// max_queue keeps its queue in the stream, where the oldest blocks are dropped. It returns early
+// when the program exits or ctx ends. The pipes give no event for "read empty", so it polls, from
+// every 100 µs up to every 5 ms while the program is busy.
+func (p *Process) WaitInputsRead(ctx context.Context) error {
+	wait := 100 * time.Microsecond
+	var timer *time.Timer
+	for {
+		busy := false
+		for _, in := range p.ins {
+			n, err := unread(in.f)
+			if err != nil {
+				return nil // closed, or the program is gone: the write reports it
+			}
+			busy = busy || n > 0
+		}
+		if !busy {
+			return nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-p.exited:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", p.label, ctx.Err())
+		}
+		wait = min(2*wait, 5*time.Millisecond)
+	}
+}

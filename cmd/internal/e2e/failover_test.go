@@ -168,11 +168,10 @@ func TestFrozenWorkerIsReplacedAndStopsItsStaleJobs(t *testing.T) {
 	}
 	waitFinished(c, "frozen")
 	checkExactlyOnce(t, out, 3000)
-	// The thawed worker's instance is told to stop (or is fenced off when it publishes).
-	c.waitFor("the thawed worker to end its stale instance", func() bool {
-		o := wa.out.String()
-		return strings.Contains(o, "state=stopped") || strings.Contains(o, "job failed")
-	})
+	// The thawed worker's instance of job 2 (epoch 1) is told to stop, or is fenced off when it
+	// publishes: either way that instance, and no other, ends on wa.
+	stale := regexp.MustCompile(`msg="job ended" worker=wa pipeline=frozen job=2 epoch=1 state=stopped|msg="job failed" worker=wa pipeline=frozen job=2 epoch=1 error=.*another instance of this job publishes`)
+	c.waitFor("the thawed worker to end its stale instance of job 2", func() bool { return stale.MatchString(wa.out.String()) })
 }
 
 func TestDegradedUntilAFittingWorkerJoins(t *testing.T) {
@@ -259,19 +258,23 @@ func TestExecutableJobAcrossWorkersMovesWithItsDependencies(t *testing.T) {
 }
 
 // TestSourceWithoutCheckpointRestartsWithTheResetBit kills the worker of a source that keeps no
-// checkpoint (clock): as in MARVELO it restarts from the beginning with the reset bit, and the
-// job downstream realigns — one dummy round — and the pipeline still ends.
+// checkpoint (clock): as in MARVELO it restarts from the beginning with the reset bit, which the
+// sink downstream sees (a program recording its heads), the job between realigns — one dummy
+// round — and the pipeline still ends.
 func TestSourceWithoutCheckpointRestartsWithTheResetBit(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	c.startWorker("wa")
 	c.startWorker("wb")
-	out := filepath.Join(c.dir, "clock.csv")
+	c.addDependencies("proto", "proto.py")
+	rec := filepath.Join(c.dir, "clock.jsonl")
 	doc := c.writeDoc("clock.json", fmt.Sprintf(`{"name": "clock", "jobs": [
-    {"id": 1, "type": "clock", "args": {"count": 1500, "interval": "1ms"}, "outputs": [1], "node": "wa"},
+    {"id": 1, "type": "clock", "args": {"count": 3000, "interval": "2ms"}, "outputs": [1], "node": "wa"},
     {"id": 2, "type": "forward", "inputs": [1], "outputs": [2], "node": "wb"},
-    {"id": 3, "type": "csv_sink", "args": {"path": %q}, "inputs": [2], "groups": ["LOCAL"]}]}`, out))
+    {"id": 3, "exec": {"path": "./proto.py", "params": ["--head", "--record", %q], "dependencies": "proto"},
+     "inputs": [2], "head": true, "groups": ["LOCAL"]}],
+  "pipes": [{"id": 1, "codec": "json"}, {"id": 2, "codec": "json"}]}`, rec))
 	c.submit(doc)
-	waitRows(c, out, 300)
+	waitRows(c, rec, 300)
 	c.workers["wa"].kill()
 	st := waitFinished(c, "clock")
 	var fwd protocol.JobStatus
@@ -283,8 +286,19 @@ func TestSourceWithoutCheckpointRestartsWithTheResetBit(t *testing.T) {
 	if fwd.Stats.Dummies < 1 {
 		t.Errorf("forward made %d dummies; a reset costs one dummy round", fwd.Stats.Dummies)
 	}
+	// The sink saw the reset bit (0x40) on the first block and again where the source restarted.
+	_, heads := protoRounds(t, rec)
+	var resets []int
+	for i, h := range heads {
+		if h[0]&0x40 != 0 {
+			resets = append(resets, i)
+		}
+	}
+	if len(resets) != 2 || resets[0] != 0 {
+		t.Errorf("reset bits at rounds %v of %d, want the first and the restart", resets, len(heads))
+	}
 	// Everything before the kill, then the whole restarted sequence (and its dummy round).
-	if rows := len(readLines(t, out)) - 1; rows < 1500+300 {
-		t.Errorf("%d rows: the restarted source did not run to its end", rows)
+	if len(heads) < 3000+300 {
+		t.Errorf("%d rows: the restarted source did not run to its end", len(heads))
 	}
 }

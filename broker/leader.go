@@ -1,0 +1,523 @@
+package broker
+
+// Leader election among the brokers of a cluster (DESIGN.md §12). NATS does the election: the
+// key "leader" of a replicated KV bucket. A broker leads while it holds the key: it wins it with
+// a create (which succeeds only where the key is absent) or, when the key has not changed for
+// leaseTTL, with an update naming the revision it saw (compare-and-set: of several standbys one
+// wins); it keeps it with updates every leaseRenew naming the revision it last wrote. A leader
+// stops acting leaseValid after the last renewal it sent that succeeded — before any standby,
+// which waits leaseTTL from when it saw that renewal, can take the key: two control planes never
+// act at once. The bucket's entries also expire after leaseTTL, so the brokers' announcements
+// vanish with them.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+const (
+	leaderBucket = "marvelo_leader"
+	leaderKey    = "leader"
+	memberPrefix = "member."
+	leaseTTL     = 1600 * time.Millisecond // a key unchanged this long is a dead leader's
+	leaseValid   = 1100 * time.Millisecond // a leader acts this long after a renewal it sent
+	leaseRenew   = 200 * time.Millisecond
+	campaignPoll = 150 * time.Millisecond
+)
+
+// errNotLeader is what a fenced control plane's writes and orders fail with.
+var errNotLeader = errors.New("broker: this broker no longer leads the control plane")
+
+// ClusterMember is one broker of a cluster as it announces itself.
+type ClusterMember struct {
+	Server  string    `json:"server"`
+	URL     string    `json:"url"`
+	Started time.Time `json:"started"`
+}
+
+// ClusterPeer is one NATS server holding a copy of the control plane's state.
+type ClusterPeer struct {
+	Server  string `json:"server"`
+	Leader  bool   `json:"leader"` // leads the state stream's replication (Raft)
+	Current bool   `json:"current"`
+}
+
+// ClusterView is what `marvelo cluster` shows.
+type ClusterView struct {
+	Leader      string          `json:"leader"` // the broker whose control plane acts
+	LeaderSince time.Time       `json:"leader_since"`
+	Brokers     []ClusterMember `json:"brokers"`
+	Replicas    int             `json:"replicas"`
+	Peers       []ClusterPeer   `json:"peers"`
+}
+
+type leaderRecord struct {
+	Server string    `json:"server"`
+	Since  time.Time `json:"since"`
+}
+
+// lease is one term of leadership: the revision last written and until when it may act.
+type lease struct {
+	mu    sync.Mutex
+	rev   uint64
+	until time.Time
+}
+
+func (l *lease) check() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Now().After(l.until) {
+		return errNotLeader
+	}
+	return nil
+}
+
+func (l *lease) get() (uint64, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rev, l.until
+}
+
+func (l *lease) extend(rev uint64, until time.Time) {
+	l.mu.Lock()
+	l.rev, l.until = rev, until
+	l.mu.Unlock()
+}
+
+// fenced reports whether a control plane may still act: nil for a broker alone, or while its
+// term of leadership lasts.
+func (o *Options) fenced() error {
+	if o.fence == nil {
+		return nil
+	}
+	return o.fence()
+}
+
+// campaign runs until ctx ends: it announces this broker, tries to win the leader key, and runs
+// the control plane during each term it wins.
+func (b *Broker) campaign(ctx context.Context) {
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		b.log.Error("leader election", "error", err)
+		return
+	}
+	kv := b.openLeaderBucket(ctx, js)
+	if kv == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.announce(ctx, kv)
+	}()
+	defer wg.Wait()
+	t := time.NewTicker(campaignPoll)
+	defer t.Stop()
+	w := watch{}
+	for {
+		if try := w.look(ctx, kv, b.deferral(), b.log); try != nil {
+			sent := time.Now()
+			rec, _ := json.Marshal(leaderRecord{Server: b.serverName(), Since: sent})
+			rev, err := try(rec)
+			switch {
+			case err == nil:
+				b.log.Info("won the leader election", "server", b.serverName(), "jetstream_meta_leader", b.ns != nil && b.ns.JetStreamIsLeader())
+				b.lead(ctx, js, kv, &lease{rev: rev, until: sent.Add(leaseValid)}, rec)
+				if ctx.Err() != nil {
+					return
+				}
+				// Leave the next term to another broker: campaign again only after a lease.
+				w = watch{}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(leaseTTL):
+				}
+			case errors.Is(err, jetstream.ErrKeyExists) || isWrongRevision(err) || ctx.Err() != nil:
+			default:
+				b.log.Debug("leader election: campaign", "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// watch is a standby's view of the leader key: the revision it saw last and since when.
+type watch struct {
+	rev    uint64
+	seen   time.Time // when rev was first seen, on this broker's clock
+	vacant time.Time // since when the key has been absent
+}
+
+// look reads the leader key and returns how to take it, or nil while the leader is alive. A
+// leader is dead when its key has not changed for leaseTTL on this broker's clock, longer than
+// the leaseValid it acts after its last renewal: the key is taken over by compare-and-set on
+// the revision seen, so of several standbys one wins. An absent key is created. A broker that
+// defers waits that much longer (deferral).
+func (w *watch) look(ctx context.Context, kv jetstream.KeyValue, deferral time.Duration, log *slog.Logger) func([]byte) (uint64, error) {
+	gctx, cancel := context.WithTimeout(ctx, leaseTTL)
+	e, err := kv.Get(gctx, leaderKey)
+	cancel()
+	now := time.Now()
+	switch {
+	case err == nil:
+		w.vacant = time.Time{}
+		if e.Revision() != w.rev {
+			w.rev, w.seen = e.Revision(), now
+			return nil
+		}
+		if now.Sub(w.seen) < leaseTTL+deferral {
+			return nil
+		}
+		rev := w.rev
+		return func(rec []byte) (uint64, error) { return kv.Update(ctx, leaderKey, rec, rev) }
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		w.rev = 0
+		if w.vacant.IsZero() {
+			w.vacant = now
+		}
+		if now.Sub(w.vacant) < deferral {
+			return nil
+		}
+		return func(rec []byte) (uint64, error) { return kv.Create(ctx, leaderKey, rec) }
+	}
+	log.Debug("leader election: leader key unreadable", "error", err)
+	return nil // JetStream unavailable for now (an election in the cluster): look again
+}
+
+// deferral is how long this broker waits, once it sees no leader, before it campaigns: the
+// broker that runs the LOCAL worker whoever leads (--local) waits longest, so that the leader's
+// death does not also take the LOCAL jobs; the broker whose server is the JetStream meta leader
+// waits too, so that the leader's death does not also stall JetStream for a meta election.
+// Others campaign at once.
+func (b *Broker) deferral() time.Duration {
+	switch {
+	case b.opts.PinnedLocal:
+		return 3 * time.Second
+	case b.ns != nil && b.ns.JetStreamIsLeader():
+		return 300 * time.Millisecond
+	}
+	return 0
+}
+
+// openLeaderBucket creates (or opens) the election bucket, retrying while the cluster's
+// JetStream is not ready yet (no meta leader, too few servers for the replicas).
+func (b *Broker) openLeaderBucket(ctx context.Context, js jetstream.JetStream) jetstream.KeyValue {
+	cfg := jetstream.KeyValueConfig{Bucket: leaderBucket, TTL: leaseTTL, History: 1,
+		Storage: jetstream.MemoryStorage, Replicas: b.opts.Replicas}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	logged := time.Now()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		kv, err := js.CreateOrUpdateKeyValue(cctx, cfg)
+		cancel()
+		if err == nil {
+			return kv
+		}
+		if time.Since(logged) > 5*time.Second {
+			b.log.Warn("waiting for the cluster's JetStream", "replicas", b.opts.Replicas, "error", err)
+			logged = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// announce keeps this broker's member key fresh, so `marvelo cluster` lists the live brokers.
+func (b *Broker) announce(ctx context.Context, kv jetstream.KeyValue) {
+	rec, _ := json.Marshal(ClusterMember{Server: b.serverName(), URL: b.ClientURL(), Started: time.Now()})
+	t := time.NewTicker(leaseRenew)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, leaseTTL)
+		_, err := kv.Put(pctx, memberPrefix+b.serverName(), rec)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			b.log.Debug("leader election: announce", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = kv.Delete(context.Background(), memberPrefix+b.serverName())
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lead is one term: it runs the control plane until the lease is lost or ctx ends, and on a
+// shutdown gives the key up so a standby takes over at once.
+func (b *Broker) lead(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, l *lease, rec []byte) {
+	term, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		b.renew(term, kv, l, rec)
+	}()
+	defer wg.Wait()
+	opts := b.opts
+	opts.fence = func() error {
+		if term.Err() != nil {
+			return errNotLeader
+		}
+		return l.check()
+	}
+	ctl, err := newControl(term, b.nc, opts, b.log)
+	if err != nil {
+		b.log.Error("control plane did not start; giving up the lead", "error", err)
+		cancel()
+		wg.Wait()
+		b.release(kv, l)
+		return
+	}
+	b.log.Info("leading the control plane", "server", b.serverName())
+	ctl.takeover(b.serverName())
+	if b.ns != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.keepRaftLeadersAway(term)
+		}()
+	}
+	select {
+	case <-b.terms: // a term nobody took up has ended
+	default:
+	}
+	b.terms <- term
+	ctl.run(term)
+	if ctx.Err() != nil {
+		b.log.Info("control plane stopped; giving up the lead", "server", b.serverName())
+		wg.Wait()
+		b.release(kv, l)
+		return
+	}
+	b.log.Warn("leadership lost: control plane stopped", "server", b.serverName())
+}
+
+// keepRaftLeadersAway asks every stream and consumer whose replication (Raft) this broker's
+// server leads to hand it to another server, every second of the term. The leader's death then
+// costs the data path no Raft election (4–9 s in nats-server): its copies were followers.
+func (b *Broker) keepRaftLeadersAway(term context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-term.Done():
+			return
+		case <-t.C:
+		}
+		jsz, err := b.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+		if err != nil {
+			b.log.Debug("jetstream details", "error", err)
+			continue
+		}
+		var subjects []string
+		for _, acc := range jsz.AccountDetails {
+			for _, st := range acc.Streams {
+				if st.Cluster != nil && st.Cluster.Leader == b.serverName() && len(st.Cluster.Replicas) > 0 {
+					subjects = append(subjects, fmt.Sprintf(server.JSApiStreamLeaderStepDownT, st.Name))
+				}
+				for _, ci := range st.Consumer {
+					if ci != nil && ci.Cluster != nil && ci.Cluster.Leader == b.serverName() && len(ci.Cluster.Replicas) > 0 {
+						subjects = append(subjects, fmt.Sprintf(server.JSApiConsumerLeaderStepDownT, st.Name, ci.Name))
+					}
+				}
+			}
+		}
+		if len(subjects) > 0 {
+			b.log.Debug("moving raft leaders away", "n", len(subjects))
+		}
+		for _, subj := range subjects {
+			if term.Err() != nil {
+				return
+			}
+			if _, err := b.nc.Request(subj, nil, 2*time.Second); err != nil {
+				b.log.Debug("raft leader stepdown", "subject", subj, "error", err)
+			}
+		}
+	}
+}
+
+// release deletes the leader key this broker still holds.
+func (b *Broker) release(kv jetstream.KeyValue, l *lease) {
+	rev, until := l.get()
+	if time.Now().After(until) {
+		return
+	}
+	dctx, cancel := context.WithDeadline(context.Background(), until)
+	defer cancel()
+	if err := kv.Delete(dctx, leaderKey, jetstream.LastRevision(rev)); err != nil {
+		b.log.Warn("leader key not released; a standby takes over when it expires", "error", err)
+	}
+}
+
+// renew keeps the lease while term lasts; it returns when the key is lost (another broker holds
+// it) or a renewal did not succeed before the lease ran out.
+func (b *Broker) renew(term context.Context, kv jetstream.KeyValue, l *lease, rec []byte) {
+	t := time.NewTicker(leaseRenew)
+	defer t.Stop()
+	for {
+		rev, until := l.get()
+		select {
+		case <-term.Done():
+			return
+		case <-time.After(time.Until(until)):
+			b.log.Warn("leadership lease ran out before it was renewed", "server", b.serverName())
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		rctx, cancel := context.WithDeadline(term, until)
+		next, err := kv.Update(rctx, leaderKey, rec, rev)
+		cancel()
+		switch {
+		case err == nil:
+			l.extend(next, sent.Add(leaseValid))
+		case term.Err() != nil:
+			return
+		case isWrongRevision(err):
+			b.log.Warn("another broker holds the lead", "server", b.serverName())
+			return
+		default:
+			b.log.Debug("leadership renewal failed; retrying", "error", err)
+		}
+	}
+}
+
+func isWrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// takeoverGrace is how long after a takeover the workers of the saved state keep their jobs
+// without a heartbeat: a worker that lost its server reconnects and registers again first, with
+// retries that back off to 5 s while no control plane answers, before it heartbeats again.
+const takeoverGrace = 5 * time.Second
+
+// takeover records, in every pipeline still going, that this broker's control plane now acts,
+// and gives the workers of the saved state the grace to speak again.
+func (c *control) takeover(server string) {
+	c.mu.Lock()
+	for _, w := range c.workers {
+		if !w.confirmed {
+			w.lastSeen = time.Now().Add(takeoverGrace)
+		}
+	}
+	var names []string
+	for name, p := range c.pipelines {
+		if !protocol.Terminal(p.state) {
+			names = append(names, name)
+		}
+	}
+	c.mu.Unlock()
+	sort.Strings(names)
+	for _, name := range names {
+		c.event(name, 0, "takeover", fmt.Sprintf("broker %s took over the control plane", server))
+	}
+}
+
+// WhileLeader runs fn during each term in which this broker leads the control plane, with a
+// context that ends with the term, until ctx ends. A broker alone leads as long as it runs.
+func (b *Broker) WhileLeader(ctx context.Context, fn func(context.Context) error) error {
+	if !b.elects() {
+		return fn(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case term := <-b.terms:
+			tctx, cancel := context.WithCancel(term)
+			stop := context.AfterFunc(ctx, cancel)
+			err := fn(tctx)
+			stop()
+			cancel()
+			if err != nil && tctx.Err() == nil {
+				return err
+			}
+		}
+	}
+}
+
+// ReadCluster returns the brokers of the cluster behind nc, the one leading, and the NATS
+// servers holding the replicated state.
+func ReadCluster(ctx context.Context, nc *nats.Conn) (ClusterView, error) {
+	var v ClusterView
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return v, err
+	}
+	kv, err := js.KeyValue(ctx, leaderBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return v, errors.New("this broker runs alone: no cluster")
+	}
+	if err != nil {
+		return v, fmt.Errorf("cluster: %w", err)
+	}
+	if e, err := kv.Get(ctx, leaderKey); err == nil {
+		var rec leaderRecord
+		if err := json.Unmarshal(e.Value(), &rec); err == nil {
+			v.Leader, v.LeaderSince = rec.Server, rec.Since
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return v, fmt.Errorf("cluster: leader: %w", err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return v, fmt.Errorf("cluster: brokers: %w", err)
+	}
+	for k := range keys.Keys() {
+		if !strings.HasPrefix(k, memberPrefix) {
+			continue
+		}
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue // expired between the listing and now: gone
+		}
+		var m ClusterMember
+		if json.Unmarshal(e.Value(), &m) == nil {
+			v.Brokers = append(v.Brokers, m)
+		}
+	}
+	sort.Slice(v.Brokers, func(i, k int) bool { return v.Brokers[i].Server < v.Brokers[k].Server })
+	st, err := js.Stream(ctx, "KV_"+kvPipelines)
+	if err != nil {
+		return v, fmt.Errorf("cluster: state stream: %w", err)
+	}
+	info := st.CachedInfo()
+	v.Replicas = info.Config.Replicas
+	if ci := info.Cluster; ci != nil {
+		if ci.Leader != "" {
+			v.Peers = append(v.Peers, ClusterPeer{Server: ci.Leader, Leader: true, Current: true})
+		}
+		for _, r := range ci.Replicas {
+			v.Peers = append(v.Peers, ClusterPeer{Server: r.Name, Current: r.Current && !r.Offline})
+		}
+	}
+	sort.Slice(v.Peers, func(i, k int) bool { return v.Peers[i].Server < v.Peers[k].Server })
+	return v, nil
+}

@@ -1,0 +1,291 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/worker/align"
+)
+
+// The round engine runs every job that has inputs, whatever its kind: it aligns the inputs into
+// rounds (the checker: dummies, stale blocks, resets; async and optional inputs beside it), skips
+// ahead where a max_queue pipe dropped blocks, hands each round to the job's kind, and ends after
+// the round that carries the finished bit or when an input ends. A round carries the input
+// messages it consumed; they are acknowledged once every output has stored its answer to the
+// round, so a job that dies in between leaves them to its next instance.
+//
+// The kind is what computes: a Go job answers a round at once, where it is handed (goKind); an
+// executable is written the round and answers later, in order, on each of its outputs (execKind).
+// Everything else — numbering, heads, the finished bit, acknowledgements, stats — is here, once.
+
+// jobKind is the part of a job the engine hands rounds to.
+type jobKind interface {
+	// step runs one round. The kind answers it on every output with answer or skip, now or later
+	// (but in round order). ended reports that the job ends with this round (a Go job's ErrEnd).
+	step(ctx context.Context, r *round) (ended bool, err error)
+	// finished reports that the job asked to finish with the round just stepped.
+	finished() bool
+}
+
+// round is one compute block as the engine hands it to a kind. The slices are reused from round
+// to round; a kind that keeps a round past step keeps only its tag.
+type round struct {
+	tag roundTag
+	// connector: the round comes from the checker (false for a job whose inputs are all async,
+	// numbered as a source).
+	connector bool
+	payloads  [][][]byte
+	heads     [][]uint32
+}
+
+// roundTag is what an answer inherits from the round it answers: its SQN, its head (the or of
+// its inputs' heads, with the finished bit) and the messages to acknowledge once answered.
+type roundTag struct {
+	sqn  uint64
+	head uint32
+	acks *roundAcks
+}
+
+// roundAcks are the input messages a round consumed. Each output releases them once its answer
+// (or the decision not to answer) is stored; the last release acknowledges them.
+type roundAcks struct {
+	t       *task
+	msgs    []jetstream.Msg
+	pending atomic.Int32
+}
+
+// newRoundAcks returns the acknowledgements of msgs, released by outputs releases; nil when
+// there is nothing to acknowledge.
+func (t *task) newRoundAcks(msgs []jetstream.Msg, outputs int) *roundAcks {
+	if len(msgs) == 0 {
+		return nil
+	}
+	a := &roundAcks{t: t, msgs: msgs}
+	a.pending.Store(int32(max(outputs, 1)))
+	return a
+}
+
+// release is one output's release; nil-safe.
+func (a *roundAcks) release() {
+	if a != nil && a.pending.Add(-1) == 0 {
+		a.t.ack(a.msgs)
+	}
+}
+
+// outPort is one output of a running job: its publisher and what its stream ends with.
+type outPort struct {
+	k    int
+	pub  *publisher
+	last uint64 // SQN of the last block written
+	fin  bool   // the last block carried the finished bit
+}
+
+func newOutPorts(pubs []*publisher) []*outPort {
+	ports := make([]*outPort, len(pubs))
+	for k, p := range pubs {
+		ports[k] = &outPort{k: k, pub: p}
+	}
+	return ports
+}
+
+// answer writes a job's answer to a round on output o: the round's SQN, the head of OutHead (the
+// finished bit of the round passes, whether or not the job sees heads), and the round's messages
+// released once the block is stored.
+func (t *task) answer(ctx context.Context, o *outPort, tag roundTag, jobHead uint32, payload []byte, connector bool) error {
+	head := align.OutHead(jobHead, tag.head, t.headSize, connector, t.assign.Job.Head)
+	if err := o.pub.Write(ctx, codec.Block{SQN: tag.sqn, Head: head, Payload: payload}); err != nil {
+		return err
+	}
+	if tag.acks != nil {
+		o.pub.AfterStored(tag.acks.release)
+	}
+	o.last, o.fin = tag.sqn, head&codec.HeadMask(t.headSize, codec.BitFinished) != 0
+	t.stats.blocksOut.Add(1)
+	return nil
+}
+
+// skip releases a round on output o without an answer: downstream makes a dummy for its SQN
+// (the stream's end marker names it, should it be the last). The release still waits for the
+// blocks written before to be stored.
+func (t *task) skip(o *outPort, tag roundTag) {
+	if tag.acks != nil {
+		o.pub.AfterStored(tag.acks.release)
+	}
+	o.last, o.fin = tag.sqn, false
+}
+
+// closeOutputs flushes every output; one whose last block did not carry the finished bit ends
+// with a marker naming its last SQN.
+func (t *task) closeOutputs(ctx context.Context, outs []*outPort) error {
+	var errs []error
+	for _, o := range outs {
+		var end *uint64
+		if !o.fin {
+			end = &o.last
+		}
+		if err := o.pub.Close(ctx, end); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", t.label, err)
+	}
+	return nil
+}
+
+// runRounds is the engine's loop (see above). It returns nil when the rounds ended (an input
+// ended, the finished bit, the job's end), else the error that stopped them.
+func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kind jobKind) error {
+	chk, err := t.newChecker(ins)
+	if err != nil {
+		return err
+	}
+	if chk != nil {
+		defer t.syncCheckerStats(chk)
+	}
+	opts, err := t.startOptionals(ctx, ins)
+	if err != nil {
+		return err
+	}
+	var seq *align.SourceSequencer
+	if chk == nil {
+		seq = t.sequencer // every input is async: the job numbers its blocks as a source does
+	}
+	rejoin := false
+	take := func(k int) (codec.Block, bool, error) {
+		b, ok, err := ins[k].next(ctx, &t.stats)
+		if ins[k].gapSeen {
+			ins[k].gapSeen, rejoin = false, true
+		}
+		return b, ok, err
+	}
+	r := &round{payloads: make([][][]byte, len(ins)), heads: make([][]uint32, len(ins))}
+	for {
+		if chk != nil {
+			cr, ok, err := chk.Next(take)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return nil
+			}
+			if rejoin {
+				// max_queue dropped blocks: skip ahead to the newest instead of making dummies.
+				rejoin = false
+				chk.Rejoin()
+				if allDummies(cr) {
+					t.skippedDummies += countDummies(cr) // never handed to the job: not counted
+					t.ack(takeConsumed(ins, chk))
+					continue
+				}
+			}
+			r.tag.sqn, r.tag.head, r.connector = cr.SQN, cr.Head, true
+			for k, blocks := range cr.Blocks {
+				if blocks != nil {
+					r.payloads[k], r.heads[k] = blockParts(blocks, r.payloads[k], r.heads[k])
+				}
+			}
+			if cr.SQN%64 == 0 || cr.Head != 0 {
+				t.syncCheckerStats(chk) // counters for heartbeats; the end of the loop syncs too
+			}
+		} else {
+			step, err := nextSourceStep(ctx, seq)
+			if err != nil {
+				return err
+			}
+			r.tag.sqn, r.tag.head = step.SQN, step.Head(t.headSize)
+		}
+		inputEnded, err := t.takeAsync(ctx, ins, opts, r.payloads, r.heads)
+		if err != nil {
+			return err
+		}
+		if inputEnded {
+			return nil
+		}
+		r.tag.acks = t.newRoundAcks(takeConsumed(ins, chk), len(outs))
+		jobEnded, err := kind.step(ctx, r)
+		if err != nil {
+			return err
+		}
+		if len(outs) == 0 {
+			r.tag.acks.release() // a sink: the round is done once the job has it
+		}
+		if jobEnded {
+			return nil
+		}
+		t.stats.rounds.Add(1)
+		_, _, inFin := codec.Flags(r.tag.head, t.headSize)
+		if inFin || kind.finished() {
+			return nil
+		}
+	}
+}
+
+// allDummies reports whether a round holds no real block at all.
+func allDummies(r align.Round) bool {
+	for _, ds := range r.Dummy {
+		for _, d := range ds {
+			if !d {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func countDummies(r align.Round) (n uint64) {
+	for _, ds := range r.Dummy {
+		n += uint64(len(ds))
+	}
+	return n
+}
+
+// blockParts splits blocks into their payloads and heads, reusing the slices.
+func blockParts(blocks []codec.Block, payloads [][]byte, heads []uint32) ([][]byte, []uint32) {
+	payloads, heads = payloads[:0], heads[:0]
+	for _, b := range blocks {
+		payloads = append(payloads, b.Payload)
+		heads = append(heads, b.Head)
+	}
+	return payloads, heads
+}
+
+// takeConsumed returns the messages every block of which the job has taken, leaving out the one
+// holding a block the checker holds (waiting for its slot, or for the other inputs to reset):
+// it is consumed only by a later round.
+func takeConsumed(ins []*input, chk *align.Checker) []jetstream.Msg {
+	var msgs []jetstream.Msg
+	for k, in := range ins {
+		if in.pipe.Optional != nil || len(in.done) == 0 { // an optional input acknowledges its own
+			continue
+		}
+		keep := 0
+		if chk != nil && !in.pipe.Async {
+			if _, held := chk.Held(k); held && in.done[len(in.done)-1] == in.lastMsg {
+				keep = 1
+			}
+		}
+		msgs = append(msgs, in.done[:len(in.done)-keep]...)
+		if keep == 1 {
+			in.done = append(in.done[:0], in.lastMsg)
+		} else {
+			in.done = in.done[:0]
+		}
+	}
+	return msgs
+}
+
+// ack acknowledges messages; a failed ack only means the block comes again (and is dropped as a
+// duplicate by its SQN).
+func (t *task) ack(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			t.log.Debug("ack failed; the block will be delivered again", "error", err)
+		}
+	}
+}

@@ -1,0 +1,322 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/builtin"
+	"github.com/marvelo/marvelo/pipeline/job"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+	"github.com/marvelo/marvelo/worker/align"
+	"github.com/marvelo/marvelo/worker/execjob"
+)
+
+// The round engine driven directly, on a real JetStream: input streams filled with chosen
+// blocks (SQNs, heads), one job run to its end, its output streams read back block by block.
+
+// enginePipe makes the stream and consumer of one pipe; maxQueue > 0 makes it a max_queue pipe.
+func enginePipe(t *testing.T, js jetstream.JetStream, id, maxQueue int) protocol.PipeBinding {
+	t.Helper()
+	p := protocol.PipeBinding{ID: id, Subject: "marvelo.e.pipe." + strconv.Itoa(id), Stream: "MARVELO_e_" + strconv.Itoa(id),
+		Consumer: "c" + strconv.Itoa(id), Codec: "cbor", BlockCount: 1, HeadSize: 1, MaxQueue: maxQueue}
+	cfg := jetstream.StreamConfig{Name: p.Stream, Subjects: []string{p.Subject}, Storage: jetstream.MemoryStorage,
+		Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew, MaxMsgs: 4096}
+	maxAck := 64
+	if maxQueue > 0 {
+		cfg.Subjects = append(cfg.Subjects, protocol.PipeEndSubject(p.Subject))
+		cfg.Discard, cfg.MaxMsgs, cfg.MaxMsgsPerSubject = jetstream.DiscardOld, -1, int64(maxQueue)
+		maxAck = 1
+	}
+	st, err := js.CreateStream(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateOrUpdateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: p.Consumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: maxAck, AckWait: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// fill publishes blocks (cbor integers: the SQN itself unless a payload is given) to a pipe,
+// then an end marker naming end if end > 0.
+func fill(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding, blocks []codec.Block, end uint64) {
+	t.Helper()
+	c, _ := codec.New(p.Codec, 0)
+	for _, b := range blocks {
+		if b.Payload == nil {
+			b.Payload, _ = c.Append(nil, int64(b.SQN))
+		}
+		if _, err := js.Publish(context.Background(), p.Subject, codec.AppendBlock(nil, b, p.HeadSize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if end > 0 {
+		subject := p.Subject
+		if p.MaxQueue > 0 {
+			subject = protocol.PipeEndSubject(subject)
+		}
+		msg := &nats.Msg{Subject: subject, Header: nats.Header{codec.EndHeader: []string{strconv.FormatUint(end, 10)}}}
+		if _, err := js.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runGoJob runs a Go job (a value of a job type) on the given pipes to its end.
+func runGoJob(t *testing.T, js jetstream.JetStream, j any, spec pipeline.Job, ins, outs []protocol.PipeBinding) *task {
+	t.Helper()
+	inPorts, err := ports(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outPorts, err := ports(outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := fmt.Sprintf("job %d (test)", spec.ID)
+	runner, err := job.Bind(j, label, inPorts, outPorts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := &task{
+		assign: protocol.Assignment{Pipeline: "e", Epoch: 1, Job: spec, Inputs: ins, Outputs: outs},
+		label:  label, headSize: spec.EffectiveHeadSize(), log: slog.New(slog.DiscardHandler),
+		done: make(chan struct{}), stdin: newStdinReader(js.Conn(), "marvelo.e.stdin"),
+		sequencer: align.NewSourceSequencer(), runner: runner,
+	}
+	tk.ctxConfig = job.ContextConfig{Pipeline: "e", Name: "test", JobID: spec.ID, HeadSize: tk.headSize,
+		Inputs: len(ins), Outputs: len(outs), Log: tk.log}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	tk.drainCtx, tk.drain = context.WithCancel(ctx)
+	defer tk.drain()
+	if err := tk.run(ctx, js); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return tk
+}
+
+// sqnHeads renders blocks as "sqn/head" for comparisons.
+func sqnHeads(bs []codec.Block) string {
+	s := ""
+	for i, b := range bs {
+		if i > 0 {
+			s += " "
+		}
+		s += fmt.Sprintf("%d/%02x", b.SQN, b.Head)
+	}
+	return s
+}
+
+// sb6 writes, on each of its outputs, head 11000000 — as far as a Go job can: SetOutHead refuses
+// the reset bit, which belongs to the system — optionally finishing.
+type sb6 struct{ finish bool }
+
+func (j *sb6) Run(ctx *job.Context, v any) (job.Outputs, error) {
+	out := make(job.Outputs, 10)
+	for k := range out {
+		out[k] = v
+		if err := ctx.SetOutHead(k, pipeline.NewHead(0b11000000, 1)); err == nil {
+			return nil, fmt.Errorf("SetOutHead let the job set the reset bit")
+		}
+		if err := ctx.SetOutHead(k, pipeline.NewHead(0b10000000, 1)); err != nil {
+			return nil, err
+		}
+	}
+	if j.finish {
+		ctx.Finish()
+	}
+	return out, nil
+}
+
+// TestSB6: entries with varying SQNs (3, 4, 7, 8, 9, 15) and head 10000000 through a job with
+// 10 outputs that writes 11000000 on each: every output carries the round's SQN unchanged, with
+// head 10000000 (the job cannot set reset), and dummies (corrupted) where SQNs are missing. With
+// Finish, the first round ends the job: one block per output, with the finished bit.
+func TestSB6(t *testing.T) {
+	sqns := []uint64{3, 4, 7, 8, 9, 15}
+	for _, finish := range []bool{false, true} {
+		t.Run(fmt.Sprintf("finish=%v", finish), func(t *testing.T) {
+			_, js := startJetStream(t)
+			in := enginePipe(t, js, 1, 0)
+			var blocks []codec.Block
+			for _, s := range sqns {
+				blocks = append(blocks, codec.Block{SQN: s, Head: 0b10000000})
+			}
+			fill(t, js, in, blocks, 15)
+			var outs []protocol.PipeBinding
+			for k := range 10 {
+				outs = append(outs, enginePipe(t, js, 10+k, 0))
+			}
+			spec := pipeline.Job{ID: 2, Type: "sb6", Inputs: []int{1}, Outputs: []int{10, 11, 12, 13, 14, 15, 16, 17, 18, 19}, Head: true}
+			runGoJob(t, js, &sb6{finish: finish}, spec, []protocol.PipeBinding{in}, outs)
+			want := "3/80 4/80 5/80 6/80 7/80 8/80 9/80 10/80 11/80 12/80 13/80 14/80 15/80"
+			if finish {
+				want = "3/a0"
+			}
+			for k, o := range outs {
+				got, _, _ := readAll(t, js, o)
+				if s := sqnHeads(got); s != want {
+					t.Errorf("output %d: %s, want %s", k, s, want)
+				}
+			}
+		})
+	}
+}
+
+// runExecJob runs testdata/exec/proto.py with params on the given (json) pipes to its end.
+func runExecJob(t *testing.T, js jetstream.JetStream, spec pipeline.Job, ins, outs []protocol.PipeBinding) *task {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile("../testdata/exec/proto.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "proto.py"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := protocol.Assignment{Pipeline: "e", Epoch: 1, Job: spec, Inputs: ins, Outputs: outs}
+	es, err := execjob.SpecFromAssignment(&a, "w", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := &task{
+		assign: a, label: fmt.Sprintf("job %d (proto.py)", spec.ID), headSize: spec.EffectiveHeadSize(),
+		log: slog.New(slog.DiscardHandler), done: make(chan struct{}), stdin: newStdinReader(js.Conn(), "marvelo.e.stdin"),
+		sequencer: align.NewSourceSequencer(), execSpec: &es,
+	}
+	tk.ctxConfig = job.ContextConfig{Pipeline: "e", Name: "proto.py", JobID: spec.ID, HeadSize: tk.headSize,
+		Inputs: len(ins), Outputs: len(outs), Log: tk.log}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	tk.drainCtx, tk.drain = context.WithCancel(ctx)
+	defer tk.drain()
+	if err := tk.run(ctx, js); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return tk
+}
+
+// startKind runs a job of one kind that adds its inputs (one output; none for a sink): the
+// builtin sum or discard ("go"), testdata/exec/proto.py ("exec"). Pipes are json.
+func startKind(t *testing.T, js jetstream.JetStream, kind string, spec pipeline.Job, ins, outs []protocol.PipeBinding) *task {
+	t.Helper()
+	if kind == "exec" {
+		spec.Exec = &pipeline.Exec{Path: "./proto.py"}
+		return runExecJob(t, js, spec, ins, outs)
+	}
+	if len(outs) == 0 {
+		spec.Type = "discard"
+		return runGoJob(t, js, &builtin.Discard{}, spec, ins, outs)
+	}
+	spec.Type = "sum"
+	return runGoJob(t, js, builtin.Sum{}, spec, ins, outs)
+}
+
+func jsonPipe(t *testing.T, js jetstream.JetStream, id, maxQueue int) protocol.PipeBinding {
+	p := enginePipe(t, js, id, maxQueue)
+	p.Codec = "json"
+	return p
+}
+
+// values decodes json blocks as integers.
+func values(t *testing.T, bs []codec.Block) string {
+	t.Helper()
+	c, _ := codec.New("json", 0)
+	s := ""
+	for i, b := range bs {
+		v, err := c.DecodeAny(b.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			s += " "
+		}
+		s += fmt.Sprint(v)
+	}
+	return s
+}
+
+func span(from, to uint64, head map[uint64]uint32) []codec.Block {
+	var bs []codec.Block
+	for s := from; s <= to; s++ {
+		bs = append(bs, codec.Block{SQN: s, Head: head[s]})
+	}
+	return bs
+}
+
+// TestSQN11MaxQueueDropsWholeRoundsOnEveryInputAtOnce: three max_queue 10 inputs that were each
+// sent blocks 1…14 while the job was away hold 5…14; the job, Go or executable, runs rounds 5…14
+// — rounds 1…4 dropped whole on every input at once, no dummies — and counts 12 drops.
+func TestSQN11MaxQueueDropsWholeRoundsOnEveryInputAtOnce(t *testing.T) {
+	for _, kind := range []string{"go", "exec"} {
+		t.Run(kind, func(t *testing.T) {
+			_, js := startJetStream(t)
+			var ins []protocol.PipeBinding
+			for k := range 3 {
+				in := jsonPipe(t, js, 1+k, 10)
+				fill(t, js, in, span(1, 14, nil), 14)
+				ins = append(ins, in)
+			}
+			out := jsonPipe(t, js, 9, 0)
+			tk := startKind(t, js, kind, pipeline.Job{ID: 2, Inputs: []int{1, 2, 3}, Outputs: []int{9}}, ins, []protocol.PipeBinding{out})
+			got, _, _ := readAll(t, js, out)
+			var sqns, vals []string
+			for s := 5; s <= 14; s++ {
+				sqns, vals = append(sqns, fmt.Sprintf("%d/00", s)), append(vals, fmt.Sprint(3*s))
+			}
+			if sqnHeads(got) != strings.Join(sqns, " ") || values(t, got) != strings.Join(vals, " ") {
+				t.Fatalf("out %s = %s, want %s = %s", sqnHeads(got), values(t, got), strings.Join(sqns, " "), strings.Join(vals, " "))
+			}
+			st := tk.stats.snapshot()
+			if st.QueueDrops != 12 || st.Dummies != 0 || st.Rounds != 10 {
+				t.Errorf("queue_drops %d dummies %d rounds %d, want 12, 0, 10", st.QueueDrops, st.Dummies, st.Rounds)
+			}
+		})
+	}
+}
+
+// TestSQN12SinksAndConnectorsEndOnTheFinishedBit: blocks 1…10 with the finished bit on 5 and no
+// end marker: a connector (Go or executable) answers rounds 1…5, the last with the finished bit
+// (SB-4: finished = job OR input), and ends without waiting for more; a sink ends after round 5.
+func TestSQN12SinksAndConnectorsEndOnTheFinishedBit(t *testing.T) {
+	fin := map[uint64]uint32{5: 0x20}
+	for _, kind := range []string{"go", "exec"} {
+		t.Run(kind+"_connector", func(t *testing.T) {
+			_, js := startJetStream(t)
+			in := jsonPipe(t, js, 1, 0)
+			fill(t, js, in, span(1, 10, fin), 0)
+			out := jsonPipe(t, js, 9, 0)
+			tk := startKind(t, js, kind, pipeline.Job{ID: 2, Inputs: []int{1}, Outputs: []int{9}}, []protocol.PipeBinding{in}, []protocol.PipeBinding{out})
+			got, _, _ := readAll(t, js, out)
+			if s := sqnHeads(got); s != "1/00 2/00 3/00 4/00 5/20" {
+				t.Fatalf("out %s, want 1…5, the finished bit on 5", s)
+			}
+			if r := tk.stats.snapshot().Rounds; r != 5 {
+				t.Errorf("%d rounds, want 5", r)
+			}
+		})
+		t.Run(kind+"_sink", func(t *testing.T) {
+			_, js := startJetStream(t)
+			in := jsonPipe(t, js, 1, 0)
+			fill(t, js, in, span(1, 10, fin), 0)
+			tk := startKind(t, js, kind, pipeline.Job{ID: 2, Inputs: []int{1}}, []protocol.PipeBinding{in}, nil)
+			if r := tk.stats.snapshot().Rounds; r != 5 {
+				t.Errorf("%d rounds, want 5", r)
+			}
+		})
+	}
+}
