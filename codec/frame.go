@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -86,25 +87,42 @@ func (f *FrameReader) ReadHead(size int) (uint32, error) {
 	if size < 1 || size > MaxHeadSize {
 		return 0, fmt.Errorf("head size %d out of range 1..%d", size, MaxHeadSize)
 	}
-	var h uint32
+	h, err := f.readBE(size, "head")
+	return uint32(h), err
+}
+
+// SQNSize is the size of the SQN that precedes each block on a stream with SQNs.
+const SQNSize = 8
+
+// ReadSQN reads the 8-byte big-endian SQN of the next block on a stream that carries SQNs
+// (before the head, if any). It returns io.EOF at a clean end of the stream.
+func (f *FrameReader) ReadSQN() (uint64, error) { return f.readBE(SQNSize, "SQN") }
+
+// readBE reads a big-endian number of size bytes that precedes a frame; what names it in errors.
+func (f *FrameReader) readBE(size int, what string) (uint64, error) {
+	var h uint64
 	for i := range size {
 		c, err := f.r.ReadByte()
 		if err != nil {
-			if err == io.EOF && i == 0 {
+			if err == io.EOF && i == 0 && !f.headRead {
 				return 0, io.EOF
 			}
 			if err == io.EOF {
-				err = fmt.Errorf("%w: head has %d of %d bytes", io.ErrUnexpectedEOF, i, size)
+				err = fmt.Errorf("%w: %s has %d of %d bytes", io.ErrUnexpectedEOF, what, i, size)
 			}
 			start := f.off - int64(i)
 			return 0, &FrameError{Codec: f.c.Name(), Offset: start, Err: err}
 		}
 		f.off++
-		h = h<<8 | uint32(c)
+		h = h<<8 | uint64(c)
 	}
 	f.headRead = true
 	return h, nil
 }
+
+// AppendSQN appends a block's SQN (8 bytes, big-endian), as it precedes a frame on a stream
+// with SQNs.
+func AppendSQN(dst []byte, sqn uint64) []byte { return binary.BigEndian.AppendUint64(dst, sqn) }
 
 // AppendHead appends a block head of size bytes (big-endian), as it precedes a frame on a stream.
 func AppendHead(dst []byte, head uint32, size int) []byte {

@@ -702,6 +702,7 @@ var execFields = fields[Exec]{
 	"input_flag":   func(b *builder, e *Exec, path string, v any) { e.InputFlag = b.str(path, v) },
 	"output_flag":  func(b *builder, e *Exec, path string, v any) { e.OutputFlag = b.str(path, v) },
 	"dependencies": func(b *builder, e *Exec, path string, v any) { e.Dependencies = b.str(path, v) },
+	"sqn":          func(b *builder, e *Exec, path string, v any) { e.SQN = b.bool(path, v) },
 }
 
 // block_size and block_count must be at least 1 when given: the struct cannot tell an explicit

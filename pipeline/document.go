@@ -38,6 +38,9 @@ type Exec struct {
 	InputFlag    string   `json:"input_flag,omitempty" cbor:"input_flag,omitempty"`
 	OutputFlag   string   `json:"output_flag,omitempty" cbor:"output_flag,omitempty"`
 	Dependencies string   `json:"dependencies,omitempty" cbor:"dependencies,omitempty"`
+	// SQN: each block on every stream of the program, both ways, is preceded by its 8-byte
+	// big-endian SQN; the program answers only the rounds it means to (DESIGN.md §5).
+	SQN bool `json:"sqn,omitempty" cbor:"sqn,omitempty"`
 }
 
 // Pipe is one edge: a numbered, typed stream of blocks from one job to another.

@@ -35,6 +35,12 @@ type execKind struct {
 	// closed: the program stopped reading its inputs before they ended (it exited or closed
 	// one); the rounds it did not answer are then consumed all the same.
 	closed bool
+	// sqn: "exec": {"sqn": true}; the program answers only the rounds it means to, each answer
+	// naming its round by SQN (see give and takeAnswer).
+	sqn bool
+	// window: the input messages an output may hold given and unanswered before the oldest of
+	// them are released unanswered (half the input consumer's MaxAckPending).
+	window int
 }
 
 // execOutput is one output of a running executable.
@@ -42,6 +48,92 @@ type execOutput struct {
 	port     *outPort
 	tags     chan roundTag // rounds written to the program and not answered yet, oldest first
 	answered uint64
+
+	// With sqn: the rounds given and not answered, oldest first, guarded by mu (step gives,
+	// pump takes). The first released of them are released already (the window); unreleased
+	// counts the input messages of the others.
+	mu         sync.Mutex
+	pending    []roundTag
+	released   int
+	unreleased int
+	lastGiven  uint64
+	lastAnswer uint64
+	anyAnswer  bool
+}
+
+// sqnAckWindow is half the MaxAckPending of an input's consumer (64, broker consumerConfig): a
+// program that stays silent for long never stalls its inputs (a max_queue input has 1, and a
+// window of 0).
+const sqnAckWindow = 32
+
+// give records round tag as given to the program on output o, and releases the oldest rounds
+// given while more than window input messages wait unanswered: they are acknowledged before
+// they are answered (DESIGN.md §5). Beyond execTagQueue rounds the oldest is forgotten (a later
+// answer to it fails as an SQN never given).
+func (o *execOutput) give(tag roundTag, window int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending = append(o.pending, tag)
+	o.lastGiven = tag.sqn
+	if tag.acks != nil {
+		o.unreleased += len(tag.acks.msgs)
+	}
+	for o.unreleased > window && o.released < len(o.pending) {
+		if a := o.pending[o.released].acks; a != nil {
+			o.unreleased -= len(a.msgs)
+			a.release()
+			o.pending[o.released].acks = nil
+		}
+		o.released++
+	}
+	if len(o.pending) > execTagQueue {
+		o.pending = o.pending[1:]
+		o.released = max(o.released-1, 0)
+	}
+}
+
+// takeAnswer matches an answer carrying sqn with the round it answers: it returns the rounds
+// given before it, skipped, and its tag; an SQN not increasing or never given is an error.
+func (e *execKind) takeAnswer(o *execOutput, sqn uint64) (skipped []roundTag, tag roundTag, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	pipe := o.port.pub.pipe.ID
+	if o.anyAnswer && sqn <= o.lastAnswer {
+		return nil, tag, fmt.Errorf("%s: output pipe %d: the program answered SQN %d after SQN %d (answers must carry increasing SQNs)",
+			e.t.label, pipe, sqn, o.lastAnswer)
+	}
+	i := 0
+	for i < len(o.pending) && o.pending[i].sqn < sqn {
+		i++
+	}
+	if i == len(o.pending) || o.pending[i].sqn != sqn {
+		last := "none"
+		if o.anyAnswer {
+			last = fmt.Sprint(o.lastAnswer)
+		}
+		return nil, tag, fmt.Errorf("%s: output pipe %d: the program answered SQN %d, which it was never given (last SQN given %d, last answered %s)",
+			e.t.label, pipe, sqn, o.lastGiven, last)
+	}
+	skipped = append(skipped, o.pending[:i]...)
+	tag = o.pending[i]
+	o.pending = o.pending[i+1:]
+	for _, tg := range append(skipped, tag) {
+		if tg.acks != nil {
+			o.unreleased -= len(tg.acks.msgs)
+		}
+	}
+	o.released = max(o.released-(i+1), 0)
+	o.lastAnswer, o.anyAnswer = sqn, true
+	return skipped, tag, nil
+}
+
+// takeRest returns the rounds given on o and never answered.
+func (o *execOutput) takeRest() []roundTag {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	rest := o.pending
+	o.pending, o.released, o.unreleased = nil, 0, 0
+	return rest
 }
 
 // execTagQueue bounds the rounds a program may hold unanswered on an output: beyond, writing the
@@ -52,6 +144,10 @@ const execTagQueue = 1 << 14
 // never come before its round is queued.
 func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 	for _, o := range e.outs {
+		if e.sqn {
+			o.give(r.tag, e.window)
+			continue
+		}
 		select {
 		case o.tags <- r.tag:
 		case <-ctx.Done():
@@ -67,7 +163,7 @@ func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 			return false, err
 		}
 	}
-	if err := e.proc.BufferRound(r.payloads, r.heads); err != nil {
+	if err := e.proc.BufferRoundSQN(r.tag.sqn, r.payloads, r.heads); err != nil {
 		return false, err
 	}
 	if len(e.outs) == 0 && r.tag.acks != nil {
@@ -141,7 +237,10 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 		return err
 	}
 	defer proc.Stop(execjob.DefaultGrace) // releases everything once it has exited
-	e := &execKind{t: t, proc: proc, ins: ins, outs: make([]*execOutput, len(outs))}
+	e := &execKind{t: t, proc: proc, ins: ins, outs: make([]*execOutput, len(outs)), sqn: t.execSpec.Exec.SQN, window: sqnAckWindow}
+	if t.assign.Job.MaxQueue > 0 {
+		e.window = 0 // the input's consumer lets one message out at a time
+	}
 	for k, o := range outs {
 		e.outs[k] = &execOutput{port: o, tags: make(chan roundTag, execTagQueue)}
 	}
@@ -189,6 +288,14 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 func (e *execKind) settle() error {
 	given := e.given.Load()
 	for _, o := range e.outs {
+		if e.sqn {
+			// The program exited 0 after its input: the rounds it did not answer are skipped
+			// (the stream's end marker names the last, should it be the last).
+			for _, tag := range o.takeRest() {
+				e.t.skip(o.port, tag)
+			}
+			continue
+		}
 		if len(o.tags) == 0 {
 			continue
 		}
@@ -210,7 +317,7 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 	corMask := codec.HeadMask(t.headSize, codec.BitCorrupted)
 	var buf []byte
 	for {
-		payload, head, err := e.proc.ReadOutput(o.port.k, buf[:0])
+		payload, head, sqn, err := e.proc.ReadOutputSQN(o.port.k, buf[:0])
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -233,6 +340,25 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 			continue
 		}
 		var tag roundTag
+		if e.sqn {
+			skipped, tg, err := e.takeAnswer(o, sqn)
+			if err != nil {
+				return err
+			}
+			for _, s := range skipped {
+				t.skip(o.port, s) // not answered before a later round: downstream makes a dummy
+			}
+			o.answered++
+			tag = tg
+			if t.assign.Job.Head && head&corMask != 0 {
+				t.skip(o.port, tag)
+				continue
+			}
+			if err := t.answer(ctx, o.port, tag, head, payload, true); err != nil {
+				return err
+			}
+			continue
+		}
 		select {
 		case tag = <-o.tags:
 		default:

@@ -177,6 +177,7 @@ type Process struct {
 	label    string
 	head     bool
 	headSize int
+	sqn      bool // each block is preceded by its SQN ("exec": {"sqn": true})
 	grace    time.Duration
 	args     []string
 	cmd      *exec.Cmd
@@ -251,7 +252,7 @@ func Start(ctx context.Context, s Spec, log func(stream, line string)) (*Process
 	}
 
 	p := &Process{
-		label: label, head: s.Head, headSize: s.HeadSize, grace: s.Grace,
+		label: label, head: s.Head, headSize: s.HeadSize, sqn: s.Exec.SQN, grace: s.Grace,
 		exited: make(chan struct{}), done: make(chan struct{}),
 	}
 	var child []*os.File // the program's ends, closed here once it has started

@@ -263,6 +263,12 @@ func (p *Process) WriteRound(ctx context.Context, payloads [][][]byte, heads [][
 // that has more rounds ready writes many with one Flush (one system call per input instead of
 // one per round, and the program reads them in one go too).
 func (p *Process) BufferRound(payloads [][][]byte, heads [][]uint32) error {
+	return p.BufferRoundSQN(0, payloads, heads)
+}
+
+// BufferRoundSQN is BufferRound for the round numbered sqn: on a job with "exec": {"sqn": true}
+// each block is preceded by sqn (8 bytes, big-endian), before its head; otherwise sqn is unused.
+func (p *Process) BufferRoundSQN(sqn uint64, payloads [][][]byte, heads [][]uint32) error {
 	if len(payloads) != len(p.ins) {
 		return fmt.Errorf("%s: WriteRound got %d inputs, the job has %d", p.label, len(payloads), len(p.ins))
 	}
@@ -280,6 +286,9 @@ func (p *Process) BufferRound(payloads [][][]byte, heads [][]uint32) error {
 				in.buf = in.buf[:mark]
 				return fmt.Errorf("%s: input pipe %d: block of %d bytes, the block size is %d",
 					p.label, in.pipe, len(pl), in.size)
+			}
+			if p.sqn {
+				in.buf = codec.AppendSQN(in.buf, sqn)
 			}
 			if p.head {
 				var h uint32
@@ -441,11 +450,21 @@ func (p *Process) CloseInputs() error {
 // Each output must be read (by one goroutine at a time) while inputs are written: a program
 // blocked on a full output stops reading its inputs. The output is closed at its first error.
 func (p *Process) ReadOutput(k int, dst []byte) (payload []byte, head uint32, err error) {
+	payload, head, _, err = p.ReadOutputSQN(k, dst)
+	return payload, head, err
+}
+
+// ReadOutputSQN is ReadOutput that also returns the block's SQN, read before its head on a job
+// with "exec": {"sqn": true} (0 otherwise).
+func (p *Process) ReadOutputSQN(k int, dst []byte) (payload []byte, head uint32, sqn uint64, err error) {
 	o := p.outs[k]
 	if o.err != nil {
-		return dst, 0, o.err
+		return dst, 0, 0, o.err
 	}
-	if p.head {
+	if p.sqn {
+		sqn, err = o.fr.ReadSQN()
+	}
+	if err == nil && p.head {
 		head, err = o.fr.ReadHead(p.headSize)
 	}
 	if err == nil {
@@ -454,9 +473,9 @@ func (p *Process) ReadOutput(k int, dst []byte) (payload []byte, head uint32, er
 	if err != nil {
 		o.err = p.outputErr(o, err)
 		o.close()
-		return dst, 0, o.err
+		return dst, 0, 0, o.err
 	}
-	return payload, head, nil
+	return payload, head, sqn, nil
 }
 
 func (p *Process) outputErr(o *outStream, err error) error {
