@@ -160,6 +160,16 @@ func (r *Reader) Next(dst []byte) (payload []byte, head uint32, err error) {
 	return payload, head, nil
 }
 
+// NextSQN reads one block of a stream with SQNs ("exec": {"sqn": true}): its 8-byte SQN, then
+// as Next.
+func (r *Reader) NextSQN(dst []byte) (payload []byte, head uint32, sqn uint64, err error) {
+	if sqn, err = r.fr.ReadSQN(); err != nil {
+		return dst, 0, 0, r.wrap(err)
+	}
+	payload, head, err = r.Next(dst)
+	return payload, head, sqn, err
+}
+
 // Decode reads one block and decodes it into ptr with the stream's codec.
 func (r *Reader) Decode(ptr any) (head uint32, err error) {
 	payload, head, err := r.Next(nil)
@@ -193,6 +203,7 @@ type Writer struct {
 	size     int // block size of a bytes codec
 	w        *bufio.Writer
 	buf      []byte
+	sqn      []byte
 }
 
 // NewWriter writes blocks of codec c to w; headSize as for NewReader.
@@ -207,10 +218,20 @@ func NewWriter(w io.Writer, c codec.Codec, headSize int, name string) *Writer {
 // Write writes one block: its head (when the stream has heads) and the framed payload, which is
 // the codec's bytes of one value (for bytes: exactly block_size bytes).
 func (w *Writer) Write(payload []byte, head uint32) error {
+	return w.write(nil, payload, head)
+}
+
+// WriteSQN writes one block of a stream with SQNs ("exec": {"sqn": true}): sqn (8 bytes,
+// big-endian), then as Write. The SQN names the round the block answers.
+func (w *Writer) WriteSQN(sqn uint64, payload []byte, head uint32) error {
+	return w.write(codec.AppendSQN(w.sqn[:0], sqn), payload, head)
+}
+
+func (w *Writer) write(prefix, payload []byte, head uint32) error {
 	if w.size > 0 && len(payload) != w.size {
 		return fmt.Errorf("%s: block of %d bytes, the block size is %d", w.name, len(payload), w.size)
 	}
-	w.buf = w.buf[:0]
+	w.buf = append(w.buf[:0], prefix...)
 	if w.headSize > 0 {
 		w.buf = codec.AppendHead(w.buf, head, w.headSize)
 	}
