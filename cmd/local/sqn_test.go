@@ -15,9 +15,13 @@ func decimate(params ...string) *pipeline.Exec {
 }
 
 func decimatePipeline(mode string, params ...string) *pipeline.Pipeline {
+	return decimateN(22, mode, params...)
+}
+
+func decimateN(count int, mode string, params ...string) *pipeline.Pipeline {
 	return &pipeline.Pipeline{Name: "sqn", Jobs: []pipeline.Job{
-		{ID: 1, Type: "counter", Args: map[string]any{"count": 22}, Outputs: []int{1}},
-		{ID: 2, Type: "counter", Args: map[string]any{"count": 22}, Outputs: []int{2}},
+		{ID: 1, Type: "counter", Args: map[string]any{"count": count}, Outputs: []int{1}},
+		{ID: 2, Type: "counter", Args: map[string]any{"count": count}, Outputs: []int{2}},
 		{ID: 3, Exec: decimate(params...), Inputs: []int{1}, Outputs: []int{3}},
 		{ID: 4, Type: "sum", Inputs: []int{3, 2}, Outputs: []int{4}, Head: true, Dummy: mode},
 		{ID: 5, Type: "record", Inputs: []int{4}, Head: true},
@@ -93,5 +97,35 @@ func TestExecSQNOutOfOrderFails(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+}
+
+// TestExecSQNSparseAnswersEndWithTheFinishedBit: a filter that answers only every 100th of 300
+// rounds (silent longer than its input consumer's MaxAckPending of 64): the run ends with 300
+// rows, real (2n) only at 100, 200, 300, the others dummies, the last with the finished bit.
+func TestExecSQNSparseAnswersEndWithTheFinishedBit(t *testing.T) {
+	base := copyExample(t, "decimate.py")
+	rec := &recorder{}
+	env := startEnv(t, registryWith("record", func() any { return rec }))
+	if _, err := runInDir(t, env, decimateN(300, pipeline.DummyZero, "--every", "100"), base); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	got := rec.snapshot()
+	if len(got) != 300 {
+		t.Fatalf("%d rows, want 300", len(got))
+	}
+	for i, v := range got {
+		n := int64(i + 1)
+		real := n%100 == 0
+		want := n
+		if real {
+			want = 2 * n
+		}
+		if v != want || rec.heads[i].Corrupted() == real {
+			t.Errorf("round %d: %v corrupted=%v, want %d corrupted=%v", n, v, rec.heads[i].Corrupted(), want, !real)
+		}
+	}
+	if !rec.heads[299].Finished() {
+		t.Errorf("the last row's head %v lacks the finished bit", rec.heads[299])
 	}
 }
