@@ -62,12 +62,15 @@ func (c *control) relocate(r jobRef, since time.Time) {
 	used := c.slotsUsed()
 	w, reason := c.chooseWorker(j.job, used)
 	if w == "" {
+		again := j.state == protocol.StatePending // a retry that found no worker either
 		j.worker, j.state = "", protocol.StatePending
 		if p.state != protocol.StateStopping {
 			p.state, p.reason = protocol.StateDegraded, fmt.Sprintf("%s: %s", j.job.Label(), reason)
 		}
 		c.mu.Unlock()
-		c.event(r.pipeline, r.job, "pending", fmt.Sprintf("%s waits for a worker: %s", j.job.Label(), reason))
+		if !again {
+			c.event(r.pipeline, r.job, "pending", fmt.Sprintf("%s waits for a worker: %s", j.job.Label(), reason))
+		}
 		return
 	}
 	oldEpoch := j.epoch

@@ -19,9 +19,12 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	c.mu.Lock()
 	placement, reason := c.place(p.doc)
 	if reason != "" {
+		again := p.state == protocol.StatePending && p.reason == reason // a retry, nothing new
 		p.state, p.reason = protocol.StatePending, reason
 		c.mu.Unlock()
-		c.event(name, 0, "pending", reason)
+		if !again {
+			c.event(name, 0, "pending", reason)
+		}
 		return protocol.StatePending, nil
 	}
 	c.epoch++

@@ -20,6 +20,11 @@ type workerState struct {
 	alive    bool
 	// confirmed is false for a worker loaded from the saved state until it speaks again.
 	confirmed bool
+	// cordoned: drained or leaving; it takes no new job (marvelo uncordon clears it).
+	cordoned bool
+	// staleTold holds the stale instances this worker was told to stop, so each is told (and
+	// recorded as an event) once, not at every heartbeat.
+	staleTold map[protocol.JobRef]bool
 }
 
 // sameInstance reports whether two registrations come from the same worker process.
@@ -45,7 +50,9 @@ func (c *control) handleRegister(m *nats.Msg) any {
 		c.mu.Unlock()
 		return protocol.Reply{Error: fmt.Sprintf("worker name %q is taken by a live worker on %s (pid %d); choose another with --name", info.Name, old.info.Host, old.info.PID)}
 	}
-	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true, confirmed: true}
+	// The same process registering again (after a reconnect) stays cordoned if it was.
+	cordoned := known && !replaced && old.cordoned
+	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true, confirmed: true, cordoned: cordoned}
 	c.mu.Unlock()
 	c.saveWorker(info, true)
 	if replaced {
@@ -53,7 +60,7 @@ func (c *control) handleRegister(m *nats.Msg) any {
 		c.workerLost(info.Name, "restarted")
 	}
 	c.log.Info("worker joined", "worker", info.Name, "groups", info.Groups, "slots", info.Slots, "host", info.Host)
-	go c.placePending()
+	c.kickPlacement()
 	return protocol.Reply{OK: true}
 }
 
@@ -106,7 +113,14 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 		}
 		if j.worker != hb.Worker || j.epoch != s.Epoch || protocol.Terminal(p.state) && protocol.Terminal(j.state) {
 			// An instance the broker has replaced (its worker was declared dead meanwhile).
-			stale = append(stale, protocol.JobRef{Pipeline: s.Pipeline, Job: s.Job, Epoch: s.Epoch})
+			ref := protocol.JobRef{Pipeline: s.Pipeline, Job: s.Job, Epoch: s.Epoch}
+			if !w.staleTold[ref] {
+				if w.staleTold == nil {
+					w.staleTold = map[protocol.JobRef]bool{}
+				}
+				w.staleTold[ref] = true
+				stale = append(stale, ref)
+			}
 			continue
 		}
 		if !protocol.Terminal(j.state) {
@@ -118,9 +132,11 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 	if back {
 		c.log.Warn("worker declared dead is heartbeating again", "worker", hb.Worker)
 		c.saveWorker(info, true)
+		c.kickPlacement()
 	}
 	for _, ref := range stale {
 		c.log.Warn("stopping a stale job instance", "worker", hb.Worker, "pipeline", ref.Pipeline, "job", ref.Job, "epoch", ref.Epoch)
+		c.event(ref.Pipeline, ref.Job, "stale instance", fmt.Sprintf("job %d: worker %s still runs epoch %d, replaced meanwhile; told to stop it", ref.Job, hb.Worker, ref.Epoch))
 		go func() {
 			if err := c.requestWorker(context.Background(), hb.Worker, protocol.VerbStop, ref); err != nil {
 				c.log.Warn("stale job not stopped", "worker", hb.Worker, "error", err)

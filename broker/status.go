@@ -23,7 +23,7 @@ func (c *control) handleWorkers(*nats.Msg) any {
 	refused := c.access.Violations() // access (issue 12)
 	for _, w := range c.workers {
 		out.Workers = append(out.Workers, protocol.WorkerStatus{WorkerInfo: w.info, Alive: w.alive,
-			LastHeartbeat: w.lastSeen, Metrics: w.metrics, SlotsUsed: used[w.info.Name], Refused: refused[w.info.Name]})
+			LastHeartbeat: w.lastSeen, Metrics: w.metrics, SlotsUsed: used[w.info.Name], Refused: refused[w.info.Name], Cordoned: w.cordoned})
 	}
 	sort.Slice(out.Workers, func(i, k int) bool { return out.Workers[i].Name < out.Workers[k].Name })
 	return out

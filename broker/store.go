@@ -95,6 +95,18 @@ func (s *store) savePipeline(ctx context.Context, name string, sp savedPipeline)
 	return err
 }
 
+// deletePipeline forgets a pipeline, or puts back the run it replaced (prev not nil).
+func (s *store) deletePipeline(ctx context.Context, name string, prev *savedPipeline) error {
+	if prev != nil {
+		return s.savePipeline(ctx, name, *prev)
+	}
+	err := s.pipelines.Delete(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
 func (s *store) saveWorker(ctx context.Context, info protocol.WorkerInfo, alive bool) error {
 	data, err := json.Marshal(savedWorker{Info: info, Alive: alive})
 	if err != nil {
@@ -136,7 +148,11 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
 		}
 		p := &pipelineState{doc: doc, state: sp.State, reason: sp.Reason, err: sp.Error, submitted: sp.Submitted,
-			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}, deps: sp.Deps}
+			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}, deps: sp.Deps,
+			endCh: make(chan struct{})}
+		if protocol.Terminal(p.state) {
+			close(p.endCh)
+		}
 		for i := range doc.Jobs {
 			j := &doc.Jobs[i]
 			sj := sp.Jobs[j.ID]

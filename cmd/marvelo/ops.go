@@ -222,24 +222,46 @@ func orDash(s string) string {
 
 func stopCommand() *cli.Command {
 	return &cli.Command{
-		Name:        "stop",
-		Usage:       "stop a running pipeline",
-		ArgsUsage:   "PIPELINE",
-		Description: "Stops every job of the pipeline; it is reported as stopped, never as failed.\n\nExample:\n   marvelo stop demo",
-		Flags:       brokerFlags(),
+		Name:      "stop",
+		Usage:     "stop a running pipeline and wait for its end",
+		ArgsUsage: "PIPELINE",
+		Description: `Drains the pipeline: its sources end and the other jobs finish what is in flight, for at
+most --grace; what still runs then is stopped outright and named in the output. --force stops
+every job outright at once. The command returns once the pipeline has ended and exits 0 only
+when it ended stopped.
+
+Example:
+   marvelo stop demo
+   marvelo stop demo --grace 30s
+   marvelo stop demo --force`,
+		Flags: append(brokerFlags(),
+			&cli.DurationFlag{Name: "grace", Value: protocol.DefaultStopGrace, Usage: "how long the jobs may drain before they are stopped outright"},
+			&cli.BoolFlag{Name: "force", Usage: "stop every job outright, without draining"},
+		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return cliutil.UsageError(fmt.Errorf("stop: want exactly one pipeline name"))
+			}
+			if c.Duration("grace") <= 0 && !c.Bool("force") {
+				return cliutil.UsageError(fmt.Errorf("stop: --grace %s: want a positive duration (or --force)", c.Duration("grace")))
 			}
 			nc, cl, err := connect(c)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			if err := cl.Stop(c.Context, c.Args().First()); err != nil {
+			name := c.Args().First()
+			r, err := cl.StopWith(c.Context, protocol.StopRequest{Pipeline: name, Grace: c.Duration("grace"), Force: c.Bool("force")})
+			if err != nil {
 				return cliutil.Failure(err)
 			}
-			fmt.Fprintf(os.Stderr, "pipeline %s stopped\n", c.Args().First())
+			for _, j := range r.Forced {
+				fmt.Fprintf(os.Stderr, "stopped outright (did not drain in time): %s\n", j)
+			}
+			if r.State != protocol.StateStopped {
+				return cliutil.Failure(fmt.Errorf("pipeline %s ended %s, not stopped", name, r.State))
+			}
+			fmt.Fprintf(os.Stderr, "pipeline %s stopped\n", name)
 			return nil
 		},
 	}
@@ -322,12 +344,75 @@ func workersCommand() *cli.Command {
 				state := "alive"
 				if !w.Alive {
 					state = "dead"
+				} else if w.Cordoned {
+					state = "cordoned"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%s ago\t%s\t%d\t%s\n", w.Name, groups, w.SlotsUsed, w.Slots,
 					w.Metrics.CPUFree, w.Metrics.MemFree, w.Metrics.SwapUsed, w.Metrics.DiskFree,
 					time.Since(w.LastHeartbeat).Round(time.Millisecond), state, w.Refused, w.Version)
 			}
 			return tw.Flush()
+		},
+	}
+}
+
+func drainCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "drain",
+		Usage:     "move every job off a worker and keep it from taking new ones",
+		ArgsUsage: "WORKER",
+		Description: `Cordons the worker (it takes no new job) and moves its jobs to other workers exactly as a dead
+worker's jobs are moved: each ends on the worker, then resumes elsewhere from what it had not
+acknowledged. A job no other worker fits waits pending. The worker keeps running; marvelo
+uncordon lets it take jobs again. SIGTERM on marvelo-worker drains it the same way before it exits.
+
+Example:
+   marvelo drain node3
+   marvelo uncordon node3`,
+		Flags: brokerFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cliutil.UsageError(fmt.Errorf("drain: want exactly one worker name"))
+			}
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			moved, err := cl.Drain(c.Context, c.Args().First())
+			if err != nil {
+				return cliutil.Failure(err)
+			}
+			for _, j := range moved {
+				fmt.Fprintf(os.Stderr, "moved %s\n", j)
+			}
+			fmt.Fprintf(os.Stderr, "worker %s drained (%d jobs moved); marvelo uncordon %s lets it take jobs again\n", c.Args().First(), len(moved), c.Args().First())
+			return nil
+		},
+	}
+}
+
+func uncordonCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "uncordon",
+		Usage:       "let a drained worker take jobs again",
+		ArgsUsage:   "WORKER",
+		Description: "The worker takes jobs again; pending jobs it fits are placed on it.\n\nExample:\n   marvelo uncordon node3",
+		Flags:       brokerFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cliutil.UsageError(fmt.Errorf("uncordon: want exactly one worker name"))
+			}
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if err := cl.Uncordon(c.Context, c.Args().First()); err != nil {
+				return cliutil.Failure(err)
+			}
+			fmt.Fprintf(os.Stderr, "worker %s takes jobs again\n", c.Args().First())
+			return nil
 		},
 	}
 }
