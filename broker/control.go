@@ -30,7 +30,6 @@ type control struct {
 	workers   map[string]*workerState
 	pipelines map[string]*pipelineState
 	epoch     uint64
-	submitMu  sync.Mutex // one submission at a time: placement sees the slots it used
 	subs      []*nats.Subscription
 	kick      chan struct{} // a worker or a slot became free: place what is pending (run owns it)
 }

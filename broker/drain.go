@@ -72,11 +72,11 @@ func (c *control) drainWorker(name, why string) protocol.DrainReply {
 	alive := w.alive
 	var moving []string
 	for _, p := range c.pipelines {
-		if protocol.Terminal(p.state) {
+		if p.state.terminal() {
 			continue
 		}
 		for _, jd := range p.doc.Jobs {
-			if j := p.jobs[jd.ID]; j.worker == name && !protocol.Terminal(j.state) {
+			if j := p.jobs[jd.ID]; j.worker == name && !j.state.terminal() {
 				moving = append(moving, fmt.Sprintf("%s: %s", p.doc.Name, jd.Label()))
 			}
 		}

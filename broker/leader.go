@@ -25,7 +25,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 const (
@@ -429,7 +428,7 @@ func (c *control) takeover(server string) {
 	}
 	var names []string
 	for name, p := range c.pipelines {
-		if !protocol.Terminal(p.state) {
+		if !p.state.terminal() {
 			names = append(names, name)
 		}
 	}

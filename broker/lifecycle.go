@@ -18,7 +18,7 @@ import (
 
 type pipelineState struct {
 	doc       *pipeline.Pipeline
-	state     string
+	state     pipeState
 	reason    string
 	err       string
 	submitted time.Time
@@ -28,12 +28,13 @@ type pipelineState struct {
 	cleaned   bool
 	deps      map[int]string // executable job id → packed dependencies object
 	endCh     chan struct{}  // closed when the pipeline reaches a final state
+	launching bool           // launch is under way: failover leaves its jobs to launch
 }
 
 type jobState struct {
 	job      *pipeline.Job
 	worker   string
-	state    string
+	state    jobPhase
 	err      string
 	stats    protocol.JobStats
 	epoch    uint64
@@ -45,8 +46,6 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: "submit: " + err.Error()}}
 	}
-	c.submitMu.Lock()
-	defer c.submitMu.Unlock()
 	doc, err := pipeline.Parse(req.Document)
 	if err != nil {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Invalid: true}
@@ -56,7 +55,7 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 	}
 	c.mu.Lock()
 	old, hadOld := c.pipelines[doc.Name]
-	if hadOld && !protocol.Terminal(old.state) {
+	if hadOld && !old.state.terminal() {
 		c.mu.Unlock()
 		why := "stop it first (marvelo stop " + doc.Name + ")"
 		if old.state == protocol.StateStopping {
@@ -113,14 +112,14 @@ func (c *control) forgetRefused(p *pipelineState, prev *pipelineState) {
 func (c *control) abort(p *pipelineState, err error) {
 	c.mu.Lock()
 	p.err = err.Error()
-	c.endPipeline(p, protocol.StateFailed)
+	c.endPipeline(p, pevAborted)
 	workers := map[string]bool{}
 	for _, j := range p.jobs {
 		if j.worker != "" {
 			workers[j.worker] = true
 		}
-		if !protocol.Terminal(j.state) {
-			j.state = protocol.StateStopped
+		if !j.state.terminal() {
+			c.jobTo(j, jevStopped)
 		}
 	}
 	c.mu.Unlock()
@@ -158,28 +157,39 @@ func (c *control) applyJobState(s protocol.JobState) {
 		return
 	}
 	j, ok := p.jobs[s.Job]
-	if !ok || (s.Epoch != 0 && j.epoch != 0 && s.Epoch != j.epoch) || protocol.Terminal(j.state) ||
+	if !ok || (s.Epoch != 0 && j.epoch != 0 && s.Epoch != j.epoch) || j.state.terminal() ||
 		s.Worker != j.worker { // only the job's worker reports it (access, issue 12); a pending job has none
 		c.mu.Unlock()
 		return // a stale instance (its job moved, or waits pending), or a job already ended
 	}
-	j.state, j.err, j.stats = s.State, s.Error, s.Stats
+	ev, ok := reportEvent(s.State)
+	if !ok {
+		c.mu.Unlock()
+		c.log.Warn("job state report with an unknown state", "pipeline", s.Pipeline, "job", s.Job, "state", s.State)
+		return
+	}
+	if err := j.to(ev); err != nil {
+		c.mu.Unlock()
+		c.log.Warn("job state report refused", "worker", s.Worker, "error", err)
+		return
+	}
+	j.err, j.stats = s.Error, s.Stats
 	var stopWorkers map[string]bool
 	var pipelineEvent, pipelineMsg string
 	switch {
-	case s.State == protocol.StateFailed && !protocol.Terminal(p.state) && p.state != protocol.StateStopping:
+	case ev == jevFailed && !p.state.terminal() && p.state != protocol.StateStopping:
 		p.err = fmt.Sprintf("%s: %s", j.job.Label(), s.Error)
-		c.endPipeline(p, protocol.StateFailed)
+		c.endPipeline(p, pevJobFailed)
 		stopWorkers = c.otherWorkers(p)
 		pipelineEvent, pipelineMsg = "failed", p.err
 	case allTerminal(p) && p.state == protocol.StateStopping:
-		c.endPipeline(p, protocol.StateStopped)
+		c.endPipeline(p, pevAllEnded)
 		pipelineEvent, pipelineMsg = "stopped", "stopped on request"
-	case allTerminal(p) && !protocol.Terminal(p.state):
-		c.endPipeline(p, protocol.StateFinished)
+	case allTerminal(p) && !p.state.terminal():
+		c.endPipeline(p, pevAllEnded)
 		pipelineEvent, pipelineMsg = "finished", fmt.Sprintf("all %d jobs finished in %s", len(p.jobs), p.ended.Sub(p.submitted).Round(time.Millisecond))
 	}
-	cleanup := allTerminal(p) && protocol.Terminal(p.state) && !p.cleaned
+	cleanup := allTerminal(p) && p.state.terminal() && !p.cleaned
 	if cleanup {
 		p.cleaned = true
 	}
@@ -210,7 +220,7 @@ func (c *control) applyJobState(s protocol.JobState) {
 func (c *control) otherWorkers(p *pipelineState) map[string]bool {
 	ws := map[string]bool{}
 	for _, j := range p.jobs {
-		if j.worker != "" && !protocol.Terminal(j.state) {
+		if j.worker != "" && !j.state.terminal() {
 			ws[j.worker] = true
 		}
 	}
@@ -219,7 +229,7 @@ func (c *control) otherWorkers(p *pipelineState) map[string]bool {
 
 func allTerminal(p *pipelineState) bool {
 	for _, j := range p.jobs {
-		if !protocol.Terminal(j.state) {
+		if !j.state.terminal() {
 			return false
 		}
 	}
@@ -255,22 +265,22 @@ func (c *control) stopPipeline(req protocol.StopRequest) protocol.StopReply {
 		c.mu.Unlock()
 		return protocol.StopReply{Reply: protocol.Reply{Error: fmt.Sprintf("no pipeline named %q", req.Pipeline)}}
 	}
-	if protocol.Terminal(p.state) {
+	if p.state.terminal() {
 		state := p.state
 		c.mu.Unlock()
 		return protocol.StopReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s", req.Pipeline, state)}}
 	}
 	first := p.state != protocol.StateStopping
-	p.state = protocol.StateStopping
+	c.pipeTo(p, pevStop)
 	for _, j := range p.jobs {
-		if j.worker == "" && !protocol.Terminal(j.state) {
-			j.state = protocol.StateStopped // pending, never placed
+		if j.worker == "" && !j.state.terminal() {
+			c.jobTo(j, jevStopped) // pending, never placed
 		}
 	}
 	workers := c.otherWorkers(p)
 	done := allTerminal(p)
 	if done {
-		c.endPipeline(p, protocol.StateStopped)
+		c.endPipeline(p, pevAllEnded)
 	}
 	ended := p.endCh
 	c.mu.Unlock()
@@ -325,7 +335,7 @@ func (c *control) stopReply(name string, forced []string) protocol.StopReply {
 	defer c.mu.Unlock()
 	r := protocol.StopReply{Reply: protocol.Reply{OK: true}, Forced: forced}
 	if p, ok := c.pipelines[name]; ok {
-		r.State = p.state
+		r.State = string(p.state)
 	}
 	return r
 }
@@ -341,7 +351,7 @@ func (c *control) forceStop(name string, grace time.Duration) []string {
 	workers := c.otherWorkers(p)
 	var forced []string
 	for _, jd := range p.doc.Jobs {
-		if j := p.jobs[jd.ID]; !protocol.Terminal(j.state) {
+		if j := p.jobs[jd.ID]; !j.state.terminal() {
 			forced = append(forced, fmt.Sprintf("%s on worker %s", jd.Label(), j.worker))
 		}
 	}
@@ -365,12 +375,13 @@ func (c *control) recordStopped(name string) {
 	}
 	var jobs []string
 	for _, jd := range p.doc.Jobs {
-		if j := p.jobs[jd.ID]; !protocol.Terminal(j.state) {
-			j.state, j.err = protocol.StateStopped, fmt.Sprintf("worker %s did not report the stop", j.worker)
+		if j := p.jobs[jd.ID]; !j.state.terminal() {
+			c.jobTo(j, jevStopped)
+			j.err = fmt.Sprintf("worker %s did not report the stop", j.worker)
 			jobs = append(jobs, jd.Label())
 		}
 	}
-	c.endPipeline(p, protocol.StateStopped)
+	c.endPipeline(p, pevAllEnded)
 	cleanup := !p.cleaned
 	p.cleaned = true
 	c.mu.Unlock()
@@ -380,14 +391,31 @@ func (c *control) recordStopped(name string) {
 	}
 }
 
-// endPipeline puts a pipeline in its final state. Callers hold mu.
-func (c *control) endPipeline(p *pipelineState, state string) {
-	p.state, p.ended = state, time.Now()
-	if p.endCh != nil {
-		select {
-		case <-p.endCh:
-		default:
-			close(p.endCh)
-		}
+// endPipeline applies an event that ends a pipeline and stamps its end. Callers hold mu.
+func (c *control) endPipeline(p *pipelineState, ev pipeEvent) {
+	if err := p.to(ev); err != nil {
+		c.log.Warn("pipeline transition refused", "error", err)
+		return
 	}
+	if p.state.terminal() {
+		p.ended = time.Now()
+	}
+}
+
+// jobTo applies an event to a job, logging a transition the table refuses. Callers hold mu.
+func (c *control) jobTo(j *jobState, ev jobEvent) bool {
+	if err := j.to(ev); err != nil {
+		c.log.Warn("job transition refused", "error", err)
+		return false
+	}
+	return true
+}
+
+// pipeTo applies an event to a pipeline that does not end it, logging a refusal. Callers hold mu.
+func (c *control) pipeTo(p *pipelineState, ev pipeEvent) bool {
+	if err := p.to(ev); err != nil {
+		c.log.Warn("pipeline transition refused", "error", err)
+		return false
+	}
+	return true
 }

@@ -111,7 +111,7 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 		if !ok {
 			continue
 		}
-		if j.worker != hb.Worker || j.epoch != s.Epoch || protocol.Terminal(p.state) && protocol.Terminal(j.state) {
+		if j.worker != hb.Worker || j.epoch != s.Epoch || p.state.terminal() && j.state.terminal() {
 			// An instance the broker has replaced (its worker was declared dead meanwhile).
 			ref := protocol.JobRef{Pipeline: s.Pipeline, Job: s.Job, Epoch: s.Epoch}
 			if !w.staleTold[ref] {
@@ -123,7 +123,7 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 			}
 			continue
 		}
-		if !protocol.Terminal(j.state) {
+		if !j.state.terminal() {
 			j.stats = s.Stats
 		}
 	}
@@ -169,7 +169,7 @@ func (c *control) slotsUsed() map[string]int {
 	used := map[string]int{}
 	for _, p := range c.pipelines {
 		for _, j := range p.jobs {
-			if j.worker != "" && !protocol.Terminal(j.state) {
+			if j.worker != "" && !j.state.terminal() {
 				used[j.worker]++
 			}
 		}

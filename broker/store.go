@@ -75,13 +75,13 @@ func (p *pipelineState) snapshot() (savedPipeline, error) {
 	if err != nil {
 		return savedPipeline{}, err
 	}
-	sp := savedPipeline{Document: doc, State: p.state, Reason: p.reason, Error: p.err, Submitted: p.submitted,
+	sp := savedPipeline{Document: doc, State: string(p.state), Reason: p.reason, Error: p.err, Submitted: p.submitted,
 		Ended: p.ended, Cleaned: p.cleaned, Jobs: map[int]savedJob{}, Events: p.events, Deps: p.deps}
 	if len(sp.Events) > 50 {
 		sp.Events = sp.Events[len(sp.Events)-50:]
 	}
 	for id, j := range p.jobs {
-		sp.Jobs[id] = savedJob{Worker: j.worker, State: j.state, Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts}
+		sp.Jobs[id] = savedJob{Worker: j.worker, State: string(j.state), Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts}
 	}
 	return sp, nil
 }
@@ -147,16 +147,16 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
 		}
-		p := &pipelineState{doc: doc, state: sp.State, reason: sp.Reason, err: sp.Error, submitted: sp.Submitted,
+		p := &pipelineState{doc: doc, state: pipeState(sp.State), reason: sp.Reason, err: sp.Error, submitted: sp.Submitted,
 			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}, deps: sp.Deps,
 			endCh: make(chan struct{})}
-		if protocol.Terminal(p.state) {
+		if p.state.terminal() {
 			close(p.endCh)
 		}
 		for i := range doc.Jobs {
 			j := &doc.Jobs[i]
 			sj := sp.Jobs[j.ID]
-			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: sj.State, err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, restarts: sj.Restarts}
+			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: jobPhase(sj.State), err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, restarts: sj.Restarts}
 			epoch = max(epoch, sj.Epoch)
 		}
 		pipelines[name] = p
