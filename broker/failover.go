@@ -62,8 +62,7 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 		c.mu.Unlock()
 		return
 	}
-	used := c.slotsUsed()
-	w, reason := c.chooseWorker(j.job, used)
+	w, reason := c.chooseWorker(j.job, c.slotsUsed())
 	if w == "" {
 		again := j.state == protocol.StatePending // a retry that found no worker either
 		j.worker = ""
@@ -80,7 +79,7 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 	oldEpoch := j.epoch
 	c.epoch++
 	newEpoch := c.epoch
-	j.worker, j.epoch = w, newEpoch
+	j.worker, j.epoch, j.recovered = w, newEpoch, false
 	c.jobTo(j, jevAssigned)
 	j.restarts++
 	doc := p.doc

@@ -39,6 +39,9 @@ type jobState struct {
 	stats    protocol.JobStats
 	epoch    uint64
 	restarts int
+	// recovered: loaded from the saved state by a restarted broker; its worker's deliveries in
+	// flight were lost with the broker, so it resumes with new consumers once the worker is back.
+	recovered bool
 }
 
 func (c *control) handleSubmit(m *nats.Msg) any {

@@ -58,10 +58,32 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	if replaced {
 		// A new process under a known name: whatever the old one ran is gone.
 		c.workerLost(info.Name, "restarted")
+	} else {
+		c.resumeRecovered(info.Name)
 	}
 	c.log.Info("worker joined", "worker", info.Name, "groups", info.Groups, "slots", info.Slots, "host", info.Host)
 	c.kickPlacement()
 	return protocol.Reply{OK: true}
+}
+
+// resumeRecovered has the deliveries lost with the previous broker process come again at once
+// for the jobs of a worker that registered again (the same process): see redeliverNow.
+func (c *control) resumeRecovered(worker string) {
+	var refs []jobRef
+	c.mu.Lock()
+	for name, p := range c.pipelines {
+		for id, j := range p.jobs {
+			if j.recovered && j.worker == worker {
+				j.recovered = false
+				refs = append(refs, jobRef{name, id})
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(refs) == 0 {
+		return
+	}
+	go c.redeliverNow(refs) // JetStream requests: not on the registration's reply path
 }
 
 func (c *control) handleDeregister(m *nats.Msg) any {

@@ -156,7 +156,8 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		for i := range doc.Jobs {
 			j := &doc.Jobs[i]
 			sj := sp.Jobs[j.ID]
-			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: jobPhase(sj.State), err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, restarts: sj.Restarts}
+			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: jobPhase(sj.State), err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, restarts: sj.Restarts,
+				recovered: !p.state.terminal() && !jobPhase(sj.State).terminal() && hasStoredInput(doc, j)}
 			epoch = max(epoch, sj.Epoch)
 		}
 		pipelines[name] = p
@@ -180,6 +181,16 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		workers[name] = &workerState{info: sw.Info, alive: sw.Alive, lastSeen: time.Now()}
 	}
 	return pipelines, workers, epoch, nil
+}
+
+// hasStoredInput reports whether a job reads a pipe kept in a stream (not realtime).
+func hasStoredInput(doc *pipeline.Pipeline, j *pipeline.Job) bool {
+	for _, id := range j.Inputs {
+		if pp := doc.PipeByID(id); !pp.IsRealtime() {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetCheckpoints deletes the checkpoints of a pipeline's jobs: a new submission starts afresh.

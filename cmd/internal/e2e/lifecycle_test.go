@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -292,4 +293,40 @@ func TestDocumentRefusedAtSubmitLeavesNoPipeline(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, `no pipeline named "refused"`) {
 		t.Fatalf("status of the refused pipeline: exit %d: %s", code, errOut)
 	}
+}
+
+var readyTimeRE = regexp.MustCompile(`time=(\S+) level=INFO msg="broker ready"`)
+
+// TestBrokerKilledAndRestartedResumesWithinTwoSeconds kills the broker (-9) mid-stream and
+// restarts it on the same --store: the sink advances again within 2 s of the broker's ready
+// line (the deliveries in flight come again at once, not after the ack wait), exactly once.
+func TestBrokerKilledAndRestartedResumesWithinTwoSeconds(t *testing.T) {
+	c := newCluster(t, clusterOpts{store: true})
+	c.startWorker("w1", "--slots", "4")
+	out := filepath.Join(c.dir, "resume.csv")
+	doc := c.writeDoc("resume.json", fmt.Sprintf(`{"name": "resume", "jobs": [
+    {"id": 1, "type": "counter", "args": {"count": 800, "interval": "5ms"}, "outputs": [1]},
+    {"id": 2, "type": "forward", "inputs": [1], "outputs": [2]},
+    {"id": 3, "type": "csv_sink", "args": {"path": %q}, "inputs": [2]}]}`, out))
+	c.submit(doc)
+	waitRows(c, out, 100)
+	c.broker.kill()
+	before := len(readLinesIfAny(out))
+	c.startBroker()
+	m := readyTimeRE.FindStringSubmatch(c.broker.out.String())
+	if m == nil {
+		t.Fatalf("no ready line in the restarted broker's output")
+	}
+	ready, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the sink to advance after the restart", func() bool { return len(readLinesIfAny(out)) > before })
+	took := time.Since(ready)
+	t.Logf("the sink advanced %s after the broker's ready line", took.Round(time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("the sink advanced %s after the broker was ready, want under 2s", took.Round(time.Millisecond))
+	}
+	waitFinished(c, "resume")
+	checkExactlyOnce(t, out, 800)
 }
