@@ -22,6 +22,8 @@ type pipelineState struct {
 	reason    string
 	err       string
 	submitted time.Time
+	run       int            // the submission's number among the runs of this name, from 1
+	prevRuns  []protocol.Run // the earlier runs of this name, oldest first (at most maxRuns)
 	ended     time.Time
 	jobs      map[int]*jobState
 	events    []protocol.Event
@@ -67,7 +69,14 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is still %s: %s", doc.Name, old.state, why)}, Pipeline: doc.Name}
 	}
 	p := &pipelineState{doc: doc, state: protocol.StatePending, submitted: time.Now(), jobs: map[int]*jobState{}, deps: req.Dependencies,
-		endCh: make(chan struct{})}
+		endCh: make(chan struct{}), run: 1}
+	if hadOld {
+		p.run = old.run + 1
+		p.prevRuns = append(append([]protocol.Run(nil), old.prevRuns...), old.runInfo())
+		if len(p.prevRuns) > maxRuns {
+			p.prevRuns = p.prevRuns[len(p.prevRuns)-maxRuns:]
+		}
+	}
 	for i := range doc.Jobs {
 		j := &doc.Jobs[i]
 		p.jobs[j.ID] = &jobState{job: j, state: protocol.StatePending}
@@ -84,6 +93,14 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Pipeline: doc.Name, Invalid: invalid}
 	}
 	return protocol.SubmitReply{Reply: protocol.Reply{OK: true}, Pipeline: doc.Name, State: state}
+}
+
+// maxRuns is how many earlier runs of a name the status keeps.
+const maxRuns = 20
+
+// runInfo describes the pipeline's run. Callers hold mu.
+func (p *pipelineState) runInfo() protocol.Run {
+	return protocol.Run{ID: p.run, State: string(p.state), Submitted: p.submitted, Ended: p.ended}
 }
 
 // forgetRefused removes a run the workers refused because of its document: it never existed,

@@ -82,7 +82,8 @@ func (c *control) handleStatus(m *nats.Msg) any {
 
 func (p *pipelineState) status() protocol.PipelineStatus {
 	st := protocol.PipelineStatus{Name: p.doc.Name, State: string(p.state), Reason: p.reason, Error: p.err,
-		Submitted: p.submitted, Ended: p.ended, Events: append([]protocol.Event(nil), p.events...)}
+		Submitted: p.submitted, Ended: p.ended, Events: append([]protocol.Event(nil), p.events...),
+		Run: p.run, Runs: append(append([]protocol.Run(nil), p.prevRuns...), p.runInfo())}
 	for _, jd := range p.doc.Jobs {
 		j := p.jobs[jd.ID]
 		st.Jobs = append(st.Jobs, protocol.JobStatus{ID: jd.ID, Name: jd.DisplayName(), Worker: j.worker,

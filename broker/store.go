@@ -27,6 +27,8 @@ type savedPipeline struct {
 	Reason    string           `json:"reason,omitempty"`
 	Error     string           `json:"error,omitempty"`
 	Submitted time.Time        `json:"submitted"`
+	Run       int              `json:"run,omitempty"`
+	PrevRuns  []protocol.Run   `json:"prev_runs,omitempty"`
 	Ended     time.Time        `json:"ended,omitempty"`
 	Cleaned   bool             `json:"cleaned,omitempty"`
 	Jobs      map[int]savedJob `json:"jobs"`
@@ -75,7 +77,7 @@ func (p *pipelineState) snapshot() (savedPipeline, error) {
 	if err != nil {
 		return savedPipeline{}, err
 	}
-	sp := savedPipeline{Document: doc, State: string(p.state), Reason: p.reason, Error: p.err, Submitted: p.submitted,
+	sp := savedPipeline{Document: doc, State: string(p.state), Reason: p.reason, Error: p.err, Submitted: p.submitted, Run: p.run, PrevRuns: p.prevRuns,
 		Ended: p.ended, Cleaned: p.cleaned, Jobs: map[int]savedJob{}, Events: p.events, Deps: p.deps}
 	if len(sp.Events) > 50 {
 		sp.Events = sp.Events[len(sp.Events)-50:]
@@ -147,7 +149,7 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
 		}
-		p := &pipelineState{doc: doc, state: pipeState(sp.State), reason: sp.Reason, err: sp.Error, submitted: sp.Submitted,
+		p := &pipelineState{doc: doc, state: pipeState(sp.State), reason: sp.Reason, err: sp.Error, submitted: sp.Submitted, run: max(sp.Run, 1), prevRuns: sp.PrevRuns,
 			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}, deps: sp.Deps,
 			endCh: make(chan struct{})}
 		if p.state.terminal() {

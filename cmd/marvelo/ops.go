@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -198,6 +200,13 @@ func printStatus(w io.Writer, sts []protocol.PipelineStatus, events bool) {
 			line += ": " + st.Error
 		}
 		fmt.Fprintln(w, line)
+		if len(st.Runs) > 1 {
+			var runs []string
+			for _, r := range st.Runs {
+				runs = append(runs, fmt.Sprintf("%d %s %s", r.ID, r.State, r.Submitted.Format("15:04:05")))
+			}
+			fmt.Fprintf(w, "run %d; runs (marvelo logs %s --run ID): %s\n", st.Run, st.Name, strings.Join(runs, ", "))
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "JOB\tNAME\tWORKER\tSTATE\tIN\tOUT\tSTALE\tDROPPED\tDUMMIES\tRESTARTS")
 		for _, j := range st.Jobs {
@@ -422,18 +431,44 @@ func logsCommand() *cli.Command {
 		Name:      "logs",
 		Usage:     "print the output and logs of a pipeline's jobs",
 		ArgsUsage: "PIPELINE",
-		Description: `Prints what the jobs of a pipeline wrote (their output and log lines), kept by the broker for
-24 hours. With -f, keeps printing new lines until interrupted.
+		Description: `Prints what the jobs of a pipeline wrote (their output and log lines) in its latest run, or in
+the run given by --run (marvelo status lists the runs), kept by the broker for 24 hours. With
+-f, keeps printing new lines until the run ends or the command is interrupted.
 
 Example:
    marvelo logs demo --job 6
+   marvelo logs demo --run 2
    marvelo logs demo -f`,
 		Flags: append(brokerFlags(),
 			&cli.IntFlag{Name: "job", Usage: "only this job's lines"},
-			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines"},
+			&cli.IntFlag{Name: "run", Usage: "this run's lines (default: the latest)"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines until the run ends"},
 		),
 		Action: logsAction,
 	}
+}
+
+// pickRun finds a run of a pipeline (0: the latest) and the time its lines end: the next run's
+// submission, or none (zero) for the latest.
+func pickRun(st protocol.PipelineStatus, id int) (protocol.Run, time.Time, error) {
+	if id == 0 {
+		id = st.Run
+	}
+	for i, r := range st.Runs {
+		if r.ID != id {
+			continue
+		}
+		var bound time.Time
+		if i+1 < len(st.Runs) {
+			bound = st.Runs[i+1].Submitted
+		}
+		return r, bound, nil
+	}
+	var ids []string
+	for _, r := range st.Runs {
+		ids = append(ids, strconv.Itoa(r.ID))
+	}
+	return protocol.Run{}, time.Time{}, fmt.Errorf("pipeline %s has no run %d (runs: %s)", st.Name, id, strings.Join(ids, ", "))
 }
 
 func logsAction(c *cli.Context) error {
@@ -444,11 +479,22 @@ func logsAction(c *cli.Context) error {
 	if err := protocol.CheckName("pipeline", name); err != nil {
 		return cliutil.UsageError(err)
 	}
-	nc, _, err := connect(c)
+	nc, cl, err := connect(c)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	sts, err := cl.Status(c.Context, name)
+	if err != nil {
+		return cliutil.Failure(err)
+	}
+	if len(sts) != 1 {
+		return cliutil.Failure(fmt.Errorf("no pipeline named %q", name))
+	}
+	run, bound, err := pickRun(sts[0], c.Int("run"))
+	if err != nil {
+		return cliutil.Failure(err)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return cliutil.Failure(err)
@@ -459,33 +505,89 @@ func logsAction(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cons, err := js.OrderedConsumer(ctx, protocol.LogStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	start := run.Submitted
+	cons, err := js.OrderedConsumer(ctx, protocol.LogStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
 	if err != nil {
 		return cliutil.Failure(fmt.Errorf("logs: %w", err))
 	}
+	follow := c.Bool("follow") && bound.IsZero()
+	// done ends the reading: at once on a signal; without -f once nothing is pending; with -f once
+	// the run has ended and nothing is pending (checked every half second, by a goroutine that
+	// ends with the command).
+	done, finish := context.WithCancel(ctx)
+	defer finish()
+	var printed atomic.Uint64 // the stream sequence of the last line handled
+	watchErr := make(chan error, 1)
+	go func() {
+		watchErr <- watchLogsEnd(done, cl, cons, &printed, name, run.ID, follow)
+		finish()
+	}()
+	it, err := cons.Messages()
+	if err != nil {
+		return cliutil.Failure(fmt.Errorf("logs: %w", err))
+	}
+	defer context.AfterFunc(done, it.Stop)()
 	for {
-		if !c.Bool("follow") {
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return cliutil.Failure(fmt.Errorf("logs: %w", err))
-			}
-			if info.NumPending == 0 {
-				return nil
-			}
-		}
-		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
-		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
-			continue
-		}
+		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil {
+			if done.Err() != nil {
+				if werr := <-watchErr; werr != nil && ctx.Err() == nil {
+					return cliutil.Failure(werr)
+				}
 				return nil
 			}
 			return cliutil.Failure(fmt.Errorf("logs: %w", err))
 		}
+		md, err := m.Metadata()
+		if err == nil && !bound.IsZero() && !md.Timestamp.Before(bound) {
+			finish() // the next run's lines: this run's are all printed
+			continue
+		}
 		var l protocol.LogLine
 		if err := json.Unmarshal(m.Data(), &l); err == nil {
 			printLogLine(os.Stdout, l, true)
+		}
+		if md != nil {
+			printed.Store(md.Sequence.Stream)
+		}
+	}
+}
+
+// watchLogsEnd returns when the lines to print are all delivered: without follow, once none is
+// pending; with follow, once the run has ended and none is pending. It returns early, with
+// nil, when ctx ends.
+func watchLogsEnd(ctx context.Context, cl *client.Client, cons jetstream.Consumer, printed *atomic.Uint64, name string, run int, follow bool) error {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ended := !follow
+		if follow {
+			sts, err := cl.Status(ctx, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			ended = len(sts) != 1 || sts[0].Run != run || protocol.Terminal(sts[0].State)
+		}
+		if ended {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("logs: %w", err)
+			}
+			if info.NumPending == 0 && (info.Delivered.Consumer == 0 || printed.Load() >= info.Delivered.Stream) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
 	}
 }

@@ -368,9 +368,20 @@ type JobStatus struct {
 	Restarts int      `json:"restarts,omitempty"`
 }
 
-// PipelineStatus is one pipeline as `marvelo status` shows it.
+// Run is one submission of a pipeline: `marvelo logs --run ID` shows its lines.
+type Run struct {
+	ID        int       `json:"id"`
+	State     string    `json:"state"`
+	Submitted time.Time `json:"submitted"`
+	Ended     time.Time `json:"ended,omitempty"`
+}
+
+// PipelineStatus is one pipeline as `marvelo status` shows it: its latest run, and the runs
+// of the same name before it in Runs (the latest last).
 type PipelineStatus struct {
 	Name      string      `json:"name"`
+	Run       int         `json:"run"`
+	Runs      []Run       `json:"runs,omitempty"`
 	State     string      `json:"state"`
 	Reason    string      `json:"reason,omitempty"`
 	Error     string      `json:"error,omitempty"`

@@ -330,3 +330,69 @@ func TestBrokerKilledAndRestartedResumesWithinTwoSeconds(t *testing.T) {
 	waitFinished(c, "resume")
 	checkExactlyOnce(t, out, 800)
 }
+
+func TestLogsShowTheLatestRunOrTheOneAskedForAndRefuseAnUnknownName(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.startWorker("wa")
+	for _, n := range []int{3, 5} {
+		doc := c.writeDoc("logrun.json", fmt.Sprintf(`{"name": "logrun", "jobs": [
+    {"id": 1, "type": "counter", "args": {"count": %d}, "outputs": [1]},
+    {"id": 2, "type": "discard", "inputs": [1]}]}`, n))
+		if _, errOut, code := c.marvelo("submit", doc, "--wait"); code != 0 {
+			t.Fatalf("submit --wait: exit %d: %s", code, errOut)
+		}
+	}
+	st := c.status("logrun")
+	if st.Run != 2 || len(st.Runs) != 2 {
+		t.Fatalf("run %d, runs %v; want run 2 of 2", st.Run, st.Runs)
+	}
+	latest, errOut, code := c.marvelo("logs", "logrun")
+	if code != 0 || !strings.Contains(latest, "blocks=5") || strings.Contains(latest, "blocks=3") {
+		t.Fatalf("logs (latest run): exit %d: %s\n%s", code, errOut, latest)
+	}
+	first, errOut, code := c.marvelo("logs", "logrun", "--run", "1")
+	if code != 0 || !strings.Contains(first, "blocks=3") || strings.Contains(first, "blocks=5") {
+		t.Fatalf("logs --run 1: exit %d: %s\n%s", code, errOut, first)
+	}
+	_, errOut, code = c.marvelo("logs", "nosuchpipe")
+	if code != 1 || !strings.Contains(errOut, `no pipeline named "nosuchpipe"`) {
+		t.Fatalf("logs nosuchpipe: exit %d: %s", code, errOut)
+	}
+}
+
+func TestLogsFollowEndsOnSIGINTAndAtTheEndOfTheRun(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.startWorker("wa")
+	endless := c.writeDoc("endless.json", `{"name": "endless", "jobs": [
+    {"id": 1, "type": "counter", "args": {"interval": "5ms"}, "outputs": [1]},
+    {"id": 2, "type": "discard", "inputs": [1]}]}`)
+	c.submit(endless)
+	follow := start(t, "logs -f endless", "marvelo", "logs", "endless", "-f", "--broker", c.url)
+	c.waitFor("the job to run", func() bool { return jobState(c.status("endless"), 2) == protocol.StateRunning })
+	began := time.Now()
+	if err := follow.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-follow.done:
+		t.Logf("logs -f ended %s after SIGINT", time.Since(began).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatalf("logs -f still running 5s after SIGINT")
+	}
+	if code := follow.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("logs -f exit %d after SIGINT, want 0", code)
+	}
+	// Following a run that ends: the command ends with it, having printed its last lines.
+	follow = start(t, "logs -f endless", "marvelo", "logs", "endless", "-f", "--broker", c.url)
+	if _, errOut, code := c.marvelo("stop", "endless"); code != 0 {
+		t.Fatalf("stop: exit %d: %s", code, errOut)
+	}
+	select {
+	case <-follow.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("logs -f still running 15s after the run ended")
+	}
+	if code := follow.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(follow.out.String(), "discard summary") {
+		t.Fatalf("logs -f at the end of the run: exit %d, output:\n%s", code, follow.out.String())
+	}
+}
