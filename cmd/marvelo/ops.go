@@ -479,12 +479,22 @@ func logsAction(c *cli.Context) error {
 	if err := protocol.CheckName("pipeline", name); err != nil {
 		return cliutil.UsageError(err)
 	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := readLogs(ctx, c, name)
+	if err != nil && ctx.Err() != nil {
+		return nil // interrupted: that is how -f ends
+	}
+	return err
+}
+
+func readLogs(ctx context.Context, c *cli.Context, name string) error {
 	nc, cl, err := connect(c)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	sts, err := cl.Status(c.Context, name)
+	sts, err := cl.Status(ctx, name)
 	if err != nil {
 		return cliutil.Failure(err)
 	}
@@ -503,8 +513,6 @@ func logsAction(c *cli.Context) error {
 	if j := c.Int("job"); j > 0 {
 		filter = protocol.LogSubject(name, j)
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	start := run.Submitted
 	cons, err := js.OrderedConsumer(ctx, protocol.LogStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
@@ -528,6 +536,9 @@ func logsAction(c *cli.Context) error {
 		return cliutil.Failure(fmt.Errorf("logs: %w", err))
 	}
 	defer context.AfterFunc(done, it.Stop)()
+	if follow {
+		fmt.Fprintf(os.Stderr, "following the logs of pipeline %s, run %d, until it ends (Ctrl-C stops)\n", name, run.ID)
+	}
 	for {
 		m, err := it.Next()
 		if err != nil {

@@ -369,6 +369,7 @@ func TestLogsFollowEndsOnSIGINTAndAtTheEndOfTheRun(t *testing.T) {
 	c.submit(endless)
 	follow := start(t, "logs -f endless", "marvelo", "logs", "endless", "-f", "--broker", c.url)
 	c.waitFor("the job to run", func() bool { return jobState(c.status("endless"), 2) == protocol.StateRunning })
+	c.waitFor("logs -f to follow", func() bool { return strings.Contains(follow.out.String(), "following the logs") })
 	began := time.Now()
 	if err := follow.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -384,6 +385,7 @@ func TestLogsFollowEndsOnSIGINTAndAtTheEndOfTheRun(t *testing.T) {
 	}
 	// Following a run that ends: the command ends with it, having printed its last lines.
 	follow = start(t, "logs -f endless", "marvelo", "logs", "endless", "-f", "--broker", c.url)
+	c.waitFor("logs -f to follow", func() bool { return strings.Contains(follow.out.String(), "following the logs") })
 	if _, errOut, code := c.marvelo("stop", "endless"); code != 0 {
 		t.Fatalf("stop: exit %d: %s", code, errOut)
 	}
