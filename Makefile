@@ -6,7 +6,7 @@ PKGS     := ./...
 # runs the binaries as separate processes: instrumenting its harness would find nothing new.
 RACE_PKGS = ./codec/... ./pipeline/... ./broker/... ./worker/... $(shell $(GO) list ./cmd/... | grep -v /e2e)
 
-.PHONY: all build run test test-race test-short lint bench fuzz clean
+.PHONY: all build run test test-race test-short test-chaos lint bench fuzz clean
 
 all: build
 
@@ -23,6 +23,23 @@ run: build
 test: lint
 	$(GO) test -count=1 -timeout 8m $(PKGS)
 	$(GO) test -race -count=1 -timeout 8m $(RACE_PKGS)
+
+## test-chaos: the failover and lifecycle end-to-end tests, CHAOS_ROUNDS (5) times each, on a
+## loaded machine: GOMAXPROCS=1 for every process and a CPU-burning loop this target starts and
+## stops. Prints the pass rate of each test. Not part of make test.
+CHAOS_ROUNDS ?= 5
+CHAOS_TESTS  ?= ^(TestFailover.*|TestFrozenWorkerIsReplacedAndStopsItsStaleJobs|TestDegradedUntilAFittingWorkerJoins|TestFailureInjection|TestExecutableJobAcrossWorkersMovesWithItsDependencies|TestSourceWithoutCheckpointRestartsWithTheResetBit|TestSIGTERM.*|TestDrain.*|TestThawed.*|TestPipelineWithAnOptionalInputFinishes|TestStopOfAStuckJobNamesTheForcedJob|TestDocumentRefusedAtSubmitLeavesNoPipeline|TestBrokerKilled.*|TestLogs.*)$$
+test-chaos:
+	@log=$$(mktemp); sh -c 'while :; do :; done' & burner=$$!; \
+	trap 'kill $$burner 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq $(CHAOS_ROUNDS)); do \
+		echo "--- chaos round $$i of $(CHAOS_ROUNDS)"; \
+		GOMAXPROCS=1 $(GO) test -count=1 -timeout 30m -v -run '$(CHAOS_TESTS)' ./cmd/internal/e2e/ >>$$log 2>&1; \
+	done; \
+	kill $$burner; \
+	grep -E '^--- (PASS|FAIL)' $$log | awk '{n[$$3]++; if ($$2=="PASS:") p[$$3]++} END {for (t in n) {printf "%-70s %d/%d\n", t, p[t], n[t]; tp+=p[t]; tn+=n[t]} printf "pass rate: %d/%d\n", tp, tn}' | sort; \
+	echo "full log: $$log"; \
+	! grep -q '^--- FAIL' $$log
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)

@@ -136,6 +136,7 @@ func WorkerPermissions(name string, grants []protocol.Assignment) *server.Permis
 	pub := []string{
 		protocol.From(protocol.SubjRegister, name), protocol.From(protocol.SubjDeregister, name),
 		protocol.From(protocol.SubjJobState, name), protocol.From(protocol.SubjHeartbeatPrefix, name),
+		protocol.From(protocol.SubjLeave, name), // lifecycle (issue 11): drained on SIGTERM
 		"$JS.API.INFO", protocol.BrokerInboxPrefix + ".>",
 		"$JS.API.STREAM.INFO.KV_" + protocol.CheckpointBucket,
 		// Dependencies: the object store's metadata and chunks, read only.

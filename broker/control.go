@@ -30,8 +30,8 @@ type control struct {
 	workers   map[string]*workerState
 	pipelines map[string]*pipelineState
 	epoch     uint64
-	submitMu  sync.Mutex // one submission at a time: placement sees the slots it used
 	subs      []*nats.Subscription
+	kick      chan struct{} // a worker or a slot became free: place what is pending (run owns it)
 }
 
 func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logger) (*control, error) {
@@ -43,6 +43,7 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		nc: nc, js: js, opts: opts, log: log, storage: jetstream.FileStorage,
 		workers: map[string]*workerState{}, pipelines: map[string]*pipelineState{},
 		access: opts.access, // issue 12
+		kick:   make(chan struct{}, 1),
 	}
 	if opts.Memory {
 		c.storage = jetstream.MemoryStorage
@@ -70,20 +71,15 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		protocol.SubjStop:                           c.handleStop,
 		protocol.SubjWorkers:                        c.handleWorkers,
 		protocol.SubjReset:                          c.handleReset,
+		protocol.From(protocol.SubjLeave, "*"):      c.handleLeave, // a worker asks to be drained
+		protocol.SubjDrain:                          c.handleDrain,
+		protocol.SubjUncordon:                       c.handleUncordon,
 		protocol.SubjHeartbeatPrefix + "*":          c.handleHeartbeat,
 	}
 	for subj, h := range handlers {
 		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
-			reply := h(m)
-			if m.Reply == "" || reply == nil {
-				return
-			}
-			data, err := json.Marshal(reply)
-			if err == nil {
-				err = m.Respond(data)
-			}
-			if err != nil {
-				c.log.Warn("reply failed", "subject", m.Subject, "error", err)
+			if reply := h(m); reply != nil {
+				c.respond(m, reply)
 			}
 		})
 		if err != nil {
@@ -94,7 +90,30 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 	return c, nc.Flush()
 }
 
-// run watches heartbeats until ctx ends.
+// respond answers a request (a message without a reply subject needs none).
+func (c *control) respond(m *nats.Msg, reply any) {
+	if m.Reply == "" {
+		return
+	}
+	data, err := json.Marshal(reply)
+	if err == nil {
+		err = m.Respond(data)
+	}
+	if err != nil {
+		c.log.Warn("reply failed", "subject", m.Subject, "error", err)
+	}
+}
+
+// kickPlacement asks run to place the pending jobs: a worker joined, came back, was uncordoned
+// or freed a slot. Kicks coalesce; placement runs on run's goroutine, one pass at a time.
+func (c *control) kickPlacement() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run watches heartbeats and places pending jobs until ctx ends.
 func (c *control) run(ctx context.Context) {
 	defer func() {
 		for _, s := range c.subs {
@@ -109,6 +128,8 @@ func (c *control) run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			c.checkLiveness(now)
+		case <-c.kick:
+			c.placePending()
 		}
 	}
 }

@@ -21,7 +21,7 @@ func (c *control) event(name string, jobID int, kind, msg string) {
 	var snapErr error
 	p, ok := c.pipelines[name]
 	if ok {
-		ev.State = p.state
+		ev.State = string(p.state)
 		p.events = append(p.events, ev)
 		if len(p.events) > 200 {
 			p.events = p.events[len(p.events)-200:]

@@ -17,16 +17,14 @@ import (
 func (c *control) workerLost(name, why string) {
 	detected := time.Now()
 	c.access.revoke(name, "", 0) // access (issue 12): before any of its jobs starts elsewhere
-	c.submitMu.Lock()
-	defer c.submitMu.Unlock()
 	var lost []jobRef
 	c.mu.Lock()
 	for pname, p := range c.pipelines {
-		if protocol.Terminal(p.state) {
-			continue
+		if p.state.terminal() || p.launching {
+			continue // a pipeline being launched relocates its lost jobs at the end of launch
 		}
 		for id, j := range p.jobs {
-			if j.worker == name && !protocol.Terminal(j.state) {
+			if j.worker == name && !j.state.terminal() {
 				lost = append(lost, jobRef{pname, id})
 			}
 		}
@@ -43,37 +41,46 @@ func (c *control) workerLost(name, why string) {
 	})
 	for _, r := range lost {
 		c.event(r.pipeline, r.job, "worker lost", fmt.Sprintf("job %d: worker %s %s", r.job, name, why))
-		c.relocate(r, detected)
+		c.relocate(r, name, detected)
 	}
 }
 
-// relocate places one job anew, moves its input consumers to the new epoch and starts it.
-// Callers hold submitMu.
-func (c *control) relocate(r jobRef, since time.Time) {
+// relocate places one job anew, moves its input consumers to the new epoch and starts it. from
+// is the worker it is taken from ("" for a pending job): a job that has moved meanwhile (two
+// reasons to move it at once) is left alone. The choice of worker and the reservation of its
+// slot happen under one hold of mu; the requests to the worker are made without any lock.
+func (c *control) relocate(r jobRef, from string, since time.Time) {
 	ctx := context.Background()
 	c.mu.Lock()
 	p, ok := c.pipelines[r.pipeline]
-	if !ok || protocol.Terminal(p.state) {
+	if !ok || p.state.terminal() || p.launching {
 		c.mu.Unlock()
 		return
 	}
 	j := p.jobs[r.job]
-	from := j.worker
-	used := c.slotsUsed()
-	w, reason := c.chooseWorker(j.job, used)
+	if j.worker != from || j.state.terminal() {
+		c.mu.Unlock()
+		return
+	}
+	w, reason := c.chooseWorker(j.job, c.slotsUsed())
 	if w == "" {
-		j.worker, j.state = "", protocol.StatePending
-		if p.state != protocol.StateStopping {
-			p.state, p.reason = protocol.StateDegraded, fmt.Sprintf("%s: %s", j.job.Label(), reason)
+		again := j.state == protocol.StatePending // a retry that found no worker either
+		j.worker = ""
+		c.jobTo(j, jevWaits)
+		if c.pipeTo(p, pevJobWaits) && p.state == protocol.StateDegraded {
+			p.reason = fmt.Sprintf("%s: %s", j.job.Label(), reason)
 		}
 		c.mu.Unlock()
-		c.event(r.pipeline, r.job, "pending", fmt.Sprintf("%s waits for a worker: %s", j.job.Label(), reason))
+		if !again {
+			c.event(r.pipeline, r.job, "pending", fmt.Sprintf("%s waits for a worker: %s", j.job.Label(), reason))
+		}
 		return
 	}
 	oldEpoch := j.epoch
 	c.epoch++
 	newEpoch := c.epoch
-	j.worker, j.state, j.epoch = w, protocol.StateStarting, newEpoch
+	j.worker, j.epoch, j.recovered = w, newEpoch, false
+	c.jobTo(j, jevAssigned)
 	j.restarts++
 	doc := p.doc
 	c.mu.Unlock()
@@ -96,8 +103,8 @@ func (c *control) relocate(r jobRef, since time.Time) {
 		return
 	}
 	c.mu.Lock()
-	if p.state == protocol.StateDegraded && !hasPending(p) {
-		p.state, p.reason = protocol.StateRunning, ""
+	if p.state == protocol.StateDegraded && !hasPending(p) && c.pipeTo(p, pevRecovered) {
+		p.reason = ""
 	}
 	c.mu.Unlock()
 	fromText := "worker " + from

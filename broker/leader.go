@@ -24,8 +24,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 const (
@@ -429,7 +427,7 @@ func (c *control) takeover(server string) {
 	}
 	var names []string
 	for name, p := range c.pipelines {
-		if !protocol.Terminal(p.state) {
+		if !p.state.terminal() {
 			names = append(names, name)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,25 +18,32 @@ import (
 
 type pipelineState struct {
 	doc       *pipeline.Pipeline
-	state     string
+	state     pipeState
 	reason    string
 	err       string
 	submitted time.Time
+	run       int            // the submission's number among the runs of this name, from 1
+	prevRuns  []protocol.Run // the earlier runs of this name, oldest first (at most maxRuns)
 	ended     time.Time
 	jobs      map[int]*jobState
 	events    []protocol.Event
 	cleaned   bool
 	deps      map[int]string // executable job id → packed dependencies object
+	endCh     chan struct{}  // closed when the pipeline reaches a final state
+	launching bool           // launch is under way: failover leaves its jobs to launch
 }
 
 type jobState struct {
 	job      *pipeline.Job
 	worker   string
-	state    string
+	state    jobPhase
 	err      string
 	stats    protocol.JobStats
 	epoch    uint64
 	restarts int
+	// recovered: loaded from the saved state by a restarted broker; its worker's deliveries in
+	// flight were lost with the broker, so it resumes with new consumers once the worker is back.
+	recovered bool
 }
 
 func (c *control) handleSubmit(m *nats.Msg) any {
@@ -43,8 +51,6 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: "submit: " + err.Error()}}
 	}
-	c.submitMu.Lock()
-	defer c.submitMu.Unlock()
 	doc, err := pipeline.Parse(req.Document)
 	if err != nil {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Invalid: true}
@@ -53,11 +59,24 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Invalid: true, Pipeline: doc.Name}
 	}
 	c.mu.Lock()
-	if old, ok := c.pipelines[doc.Name]; ok && !protocol.Terminal(old.state) {
+	old, hadOld := c.pipelines[doc.Name]
+	if hadOld && !old.state.terminal() {
 		c.mu.Unlock()
-		return protocol.SubmitReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s; stop it first", doc.Name, old.state)}, Pipeline: doc.Name}
+		why := "stop it first (marvelo stop " + doc.Name + ")"
+		if old.state == protocol.StateStopping {
+			why = "its stop has not ended yet"
+		}
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is still %s: %s", doc.Name, old.state, why)}, Pipeline: doc.Name}
 	}
-	p := &pipelineState{doc: doc, state: protocol.StatePending, submitted: time.Now(), jobs: map[int]*jobState{}, deps: req.Dependencies}
+	p := &pipelineState{doc: doc, state: protocol.StatePending, submitted: time.Now(), jobs: map[int]*jobState{}, deps: req.Dependencies,
+		endCh: make(chan struct{}), run: 1}
+	if hadOld {
+		p.run = old.run + 1
+		p.prevRuns = append(append([]protocol.Run(nil), old.prevRuns...), old.runInfo())
+		if len(p.prevRuns) > maxRuns {
+			p.prevRuns = p.prevRuns[len(p.prevRuns)-maxRuns:]
+		}
+	}
 	for i := range doc.Jobs {
 		j := &doc.Jobs[i]
 		p.jobs[j.ID] = &jobState{job: j, state: protocol.StatePending}
@@ -67,22 +86,60 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 	c.event(doc.Name, 0, "submitted", fmt.Sprintf("%d jobs, %d pipes", len(doc.Jobs), len(doc.Endpoints())))
 	state, err := c.launch(context.Background(), p)
 	if err != nil {
-		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Pipeline: doc.Name, Invalid: errors.As(err, new(invalidError))}
+		invalid := errors.As(err, new(invalidError))
+		if invalid {
+			c.forgetRefused(p, old)
+		}
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: err.Error()}, Pipeline: doc.Name, Invalid: invalid}
 	}
 	return protocol.SubmitReply{Reply: protocol.Reply{OK: true}, Pipeline: doc.Name, State: state}
+}
+
+// maxRuns is how many earlier runs of a name the status keeps.
+const maxRuns = 20
+
+// runInfo describes the pipeline's run. Callers hold mu.
+func (p *pipelineState) runInfo() protocol.Run {
+	return protocol.Run{ID: p.run, State: string(p.state), Submitted: p.submitted, Ended: p.ended}
+}
+
+// forgetRefused removes a run the workers refused because of its document: it never existed,
+// and the run it replaced (prev, or nil) is the pipeline's latest again.
+func (c *control) forgetRefused(p *pipelineState, prev *pipelineState) {
+	name := p.doc.Name
+	var saved *savedPipeline
+	c.mu.Lock()
+	if c.pipelines[name] != p {
+		c.mu.Unlock()
+		return
+	}
+	if prev != nil {
+		c.pipelines[name] = prev
+		if sp, err := prev.snapshot(); err == nil {
+			saved = &sp
+		}
+	} else {
+		delete(c.pipelines, name)
+	}
+	c.mu.Unlock()
+	if err := c.store.deletePipeline(context.Background(), name, saved); err != nil {
+		c.log.Error("refused pipeline not forgotten", "pipeline", name, "error", err)
+	}
+	c.log.Info("document refused at submit; no pipeline kept", "pipeline", name)
 }
 
 // abort ends a pipeline that could not start: its jobs are stopped and its pipes removed.
 func (c *control) abort(p *pipelineState, err error) {
 	c.mu.Lock()
-	p.state, p.err, p.ended = protocol.StateFailed, err.Error(), time.Now()
+	p.err = err.Error()
+	c.endPipeline(p, pevAborted)
 	workers := map[string]bool{}
 	for _, j := range p.jobs {
 		if j.worker != "" {
 			workers[j.worker] = true
 		}
-		if !protocol.Terminal(j.state) {
-			j.state = protocol.StateStopped
+		if !j.state.terminal() {
+			c.jobTo(j, jevStopped)
 		}
 	}
 	c.mu.Unlock()
@@ -120,34 +177,46 @@ func (c *control) applyJobState(s protocol.JobState) {
 		return
 	}
 	j, ok := p.jobs[s.Job]
-	if !ok || (s.Epoch != 0 && j.epoch != 0 && s.Epoch != j.epoch) || protocol.Terminal(j.state) ||
-		(j.worker != "" && s.Worker != j.worker) { // access (issue 12): only the job's worker reports it
+	if !ok || (s.Epoch != 0 && j.epoch != 0 && s.Epoch != j.epoch) || j.state.terminal() ||
+		s.Worker != j.worker { // only the job's worker reports it (access, issue 12); a pending job has none
 		c.mu.Unlock()
-		return // a stale instance, or a job already ended
+		return // a stale instance (its job moved, or waits pending), or a job already ended
 	}
-	j.state, j.err, j.stats = s.State, s.Error, s.Stats
+	ev, ok := reportEvent(s.State)
+	if !ok {
+		c.mu.Unlock()
+		c.log.Warn("job state report with an unknown state", "pipeline", s.Pipeline, "job", s.Job, "state", s.State)
+		return
+	}
+	if err := j.to(ev); err != nil {
+		c.mu.Unlock()
+		c.log.Warn("job state report refused", "worker", s.Worker, "error", err)
+		return
+	}
+	j.err, j.stats = s.Error, s.Stats
 	var stopWorkers map[string]bool
 	var pipelineEvent, pipelineMsg string
 	switch {
-	case s.State == protocol.StateFailed && !protocol.Terminal(p.state) && p.state != protocol.StateStopping:
-		p.state, p.err = protocol.StateFailed, fmt.Sprintf("%s: %s", j.job.Label(), s.Error)
-		p.ended = time.Now()
+	case ev == jevFailed && !p.state.terminal() && p.state != protocol.StateStopping:
+		p.err = fmt.Sprintf("%s: %s", j.job.Label(), s.Error)
+		c.endPipeline(p, pevJobFailed)
 		stopWorkers = c.otherWorkers(p)
 		pipelineEvent, pipelineMsg = "failed", p.err
 	case allTerminal(p) && p.state == protocol.StateStopping:
-		p.state, p.ended = protocol.StateStopped, time.Now()
+		c.endPipeline(p, pevAllEnded)
 		pipelineEvent, pipelineMsg = "stopped", "stopped on request"
-	case allTerminal(p) && !protocol.Terminal(p.state):
-		p.state, p.ended = protocol.StateFinished, time.Now()
+	case allTerminal(p) && !p.state.terminal():
+		c.endPipeline(p, pevAllEnded)
 		pipelineEvent, pipelineMsg = "finished", fmt.Sprintf("all %d jobs finished in %s", len(p.jobs), p.ended.Sub(p.submitted).Round(time.Millisecond))
 	}
-	cleanup := allTerminal(p) && protocol.Terminal(p.state) && !p.cleaned
+	cleanup := allTerminal(p) && p.state.terminal() && !p.cleaned
 	if cleanup {
 		p.cleaned = true
 	}
 	c.mu.Unlock()
 	if protocol.Terminal(s.State) { // access (issue 12): an ended job's subjects are taken back
 		c.access.revoke(s.Worker, s.Pipeline, s.Job)
+		c.kickPlacement() // a slot is free
 	}
 
 	msg := fmt.Sprintf("%s %s on worker %s", j.job.Label(), s.State, s.Worker)
@@ -171,7 +240,7 @@ func (c *control) applyJobState(s protocol.JobState) {
 func (c *control) otherWorkers(p *pipelineState) map[string]bool {
 	ws := map[string]bool{}
 	for _, j := range p.jobs {
-		if j.worker != "" && !protocol.Terminal(j.state) {
+		if j.worker != "" && !j.state.terminal() {
 			ws[j.worker] = true
 		}
 	}
@@ -180,69 +249,193 @@ func (c *control) otherWorkers(p *pipelineState) map[string]bool {
 
 func allTerminal(p *pipelineState) bool {
 	for _, j := range p.jobs {
-		if !protocol.Terminal(j.state) {
+		if !j.state.terminal() {
 			return false
 		}
 	}
 	return true
 }
 
-// drainTimeout bounds a graceful stop: jobs still running then are stopped outright.
-const drainTimeout = 10 * time.Second
-
+// handleStop stops a pipeline and answers once it has ended (see stopPipeline); the answer is
+// sent from its own goroutine, so a stop never holds up the next request.
 func (c *control) handleStop(m *nats.Msg) any {
-	var req protocol.NameRequest
+	var req protocol.StopRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
-		return protocol.Reply{Error: "stop: " + err.Error()}
+		return protocol.StopReply{Reply: protocol.Reply{Error: "stop: " + err.Error()}}
+	}
+	go c.respond(m, c.stopPipeline(req))
+	return nil
+}
+
+// stopPipeline drains a pipeline (its sources end, the other jobs finish what is in flight) for
+// at most the grace, then stops outright what still runs and waits StopKillWait for the workers
+// to report it; a job still unreported then (its worker does not answer) is recorded stopped
+// here. So nothing stays stopping past grace + StopKillWait, and the reply names the forced jobs.
+func (c *control) stopPipeline(req protocol.StopRequest) protocol.StopReply {
+	grace := req.Grace
+	if grace <= 0 {
+		grace = protocol.DefaultStopGrace
+	}
+	if req.Force {
+		grace = 0
 	}
 	c.mu.Lock()
 	p, ok := c.pipelines[req.Pipeline]
 	if !ok {
 		c.mu.Unlock()
-		return protocol.Reply{Error: fmt.Sprintf("no pipeline named %q", req.Pipeline)}
+		return protocol.StopReply{Reply: protocol.Reply{Error: fmt.Sprintf("no pipeline named %q", req.Pipeline)}}
 	}
-	if protocol.Terminal(p.state) || p.state == protocol.StateStopping {
+	if p.state.terminal() {
 		state := p.state
 		c.mu.Unlock()
-		return protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s", req.Pipeline, state)}
+		return protocol.StopReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s", req.Pipeline, state)}}
 	}
-	p.state = protocol.StateStopping
-	workers := c.otherWorkers(p)
+	first := p.state != protocol.StateStopping
+	c.pipeTo(p, pevStop)
 	for _, j := range p.jobs {
-		if j.worker == "" && !protocol.Terminal(j.state) {
-			j.state = protocol.StateStopped // pending, never placed
+		if j.worker == "" && !j.state.terminal() {
+			c.jobTo(j, jevStopped) // pending, never placed
 		}
 	}
+	workers := c.otherWorkers(p)
 	done := allTerminal(p)
 	if done {
-		p.state, p.ended = protocol.StateStopped, time.Now()
+		c.endPipeline(p, pevAllEnded)
 	}
+	ended := p.endCh
 	c.mu.Unlock()
 	if done {
 		c.event(req.Pipeline, 0, "stopped", "stopped on request")
-		return protocol.Reply{OK: true}
+		return c.stopReply(req.Pipeline, nil)
 	}
-	c.event(req.Pipeline, 0, "stopping", "draining: sources end, the other jobs finish what is in flight")
-	for w := range workers {
-		ref := protocol.JobRef{Pipeline: req.Pipeline, Drain: true}
-		if err := c.requestWorker(context.Background(), w, protocol.VerbStop, ref); err != nil {
-			c.log.Warn("drain request failed", "pipeline", req.Pipeline, "worker", w, "error", err)
+	if first {
+		c.event(req.Pipeline, 0, "stopping", fmt.Sprintf("draining for at most %s: sources end, the other jobs finish what is in flight", grace))
+		if grace > 0 {
+			for w := range workers {
+				ref := protocol.JobRef{Pipeline: req.Pipeline, Drain: true}
+				if err := c.requestWorker(context.Background(), w, protocol.VerbStop, ref); err != nil {
+					c.log.Warn("drain request failed", "pipeline", req.Pipeline, "worker", w, "error", err)
+				}
+			}
 		}
 	}
-	time.AfterFunc(drainTimeout, func() { c.forceStop(req.Pipeline) })
-	return protocol.Reply{OK: true}
+	if waitClosed(ended, grace) {
+		return c.stopReply(req.Pipeline, nil)
+	}
+	forced := c.forceStop(req.Pipeline, grace)
+	if !waitClosed(ended, protocol.StopKillWait) {
+		c.recordStopped(req.Pipeline)
+	}
+	return c.stopReply(req.Pipeline, forced)
 }
 
-// forceStop stops outright the jobs of a pipeline that did not drain in time.
-func (c *control) forceStop(name string) {
+// waitClosed waits at most d for ch to be closed.
+func waitClosed(ch <-chan struct{}, d time.Duration) bool {
+	if d <= 0 {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// stopReply reports the end state of a stopped pipeline.
+func (c *control) stopReply(name string, forced []string) protocol.StopReply {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := protocol.StopReply{Reply: protocol.Reply{OK: true}, Forced: forced}
+	if p, ok := c.pipelines[name]; ok {
+		r.State = string(p.state)
+	}
+	return r
+}
+
+// forceStop stops outright the jobs of a pipeline that did not drain in time and returns them.
+func (c *control) forceStop(name string, grace time.Duration) []string {
+	c.mu.Lock()
+	p, ok := c.pipelines[name]
+	if !ok || p.state != protocol.StateStopping {
+		c.mu.Unlock()
+		return nil
+	}
+	workers := c.otherWorkers(p)
+	var forced []string
+	for _, jd := range p.doc.Jobs {
+		if j := p.jobs[jd.ID]; !j.state.terminal() {
+			forced = append(forced, fmt.Sprintf("%s on worker %s", jd.Label(), j.worker))
+		}
+	}
+	c.mu.Unlock()
+	if len(forced) > 0 {
+		c.log.Warn("pipeline did not drain in time; stopping its jobs", "pipeline", name, "grace", grace, "jobs", forced)
+		c.event(name, 0, "forced", fmt.Sprintf("stopped outright after %s: %s", grace, strings.Join(forced, ", ")))
+	}
+	c.stopOnWorkers(name, workers)
+	return forced
+}
+
+// recordStopped ends a stopping pipeline whose workers did not report its last jobs: they are
+// recorded stopped (the worker, if it comes back, is told to stop a stale instance).
+func (c *control) recordStopped(name string) {
 	c.mu.Lock()
 	p, ok := c.pipelines[name]
 	if !ok || p.state != protocol.StateStopping {
 		c.mu.Unlock()
 		return
 	}
-	workers := c.otherWorkers(p)
+	var jobs []string
+	for _, jd := range p.doc.Jobs {
+		if j := p.jobs[jd.ID]; !j.state.terminal() {
+			c.jobTo(j, jevStopped)
+			j.err = fmt.Sprintf("worker %s did not report the stop", j.worker)
+			jobs = append(jobs, jd.Label())
+		}
+	}
+	c.endPipeline(p, pevAllEnded)
+	cleanup := !p.cleaned
+	p.cleaned = true
 	c.mu.Unlock()
-	c.log.Warn("pipeline did not drain in time; stopping its jobs", "pipeline", name, "timeout", drainTimeout)
-	c.stopOnWorkers(name, workers)
+	c.event(name, 0, "stopped", fmt.Sprintf("stopped on request; recorded without their worker's report: %s", strings.Join(jobs, ", ")))
+	if cleanup {
+		c.deletePipes(p.doc)
+	}
+}
+
+// endPipeline applies an event that ends a pipeline and stamps its end. Callers hold mu.
+func (c *control) endPipeline(p *pipelineState, ev pipeEvent) {
+	if err := p.to(ev); err != nil {
+		c.log.Warn("pipeline transition refused", "error", err)
+		return
+	}
+	if p.state.terminal() {
+		p.ended = time.Now()
+	}
+}
+
+// jobTo applies an event to a job, logging a transition the table refuses. Callers hold mu.
+func (c *control) jobTo(j *jobState, ev jobEvent) bool {
+	if err := j.to(ev); err != nil {
+		c.log.Warn("job transition refused", "error", err)
+		return false
+	}
+	return true
+}
+
+// pipeTo applies an event to a pipeline that does not end it, logging a refusal. Callers hold mu.
+func (c *control) pipeTo(p *pipelineState, ev pipeEvent) bool {
+	if err := p.to(ev); err != nil {
+		c.log.Warn("pipeline transition refused", "error", err)
+		return false
+	}
+	return true
 }

@@ -17,21 +17,37 @@ import (
 func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) {
 	name := p.doc.Name
 	c.mu.Lock()
+	if p.state != protocol.StatePending {
+		state := p.state // stopped (or placed) while it waited
+		c.mu.Unlock()
+		return string(state), nil
+	}
 	placement, reason := c.place(p.doc)
 	if reason != "" {
-		p.state, p.reason = protocol.StatePending, reason
+		again := p.state == protocol.StatePending && p.reason == reason // a retry, nothing new
+		if !c.pipeTo(p, pevWaits) {
+			c.mu.Unlock()
+			return string(p.state), nil
+		}
+		p.reason = reason
 		c.mu.Unlock()
-		c.event(name, 0, "pending", reason)
+		if !again {
+			c.event(name, 0, "pending", reason)
+		}
 		return protocol.StatePending, nil
 	}
 	c.epoch++
 	epoch := c.epoch
 	for id, w := range placement {
 		j := p.jobs[id]
-		j.worker, j.state, j.epoch = w, protocol.StateStarting, epoch
+		j.worker, j.epoch = w, epoch
+		c.jobTo(j, jevAssigned)
 	}
-	p.state, p.reason = protocol.StateStarting, ""
+	c.pipeTo(p, pevPlaced)
+	p.reason = ""
+	p.launching = true
 	c.mu.Unlock()
+	defer c.launched(p)
 
 	if err := c.createPipes(ctx, p.doc, epoch); err != nil {
 		c.abort(p, err)
@@ -50,7 +66,7 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	}
 	c.mu.Lock()
 	if p.state == protocol.StateStarting {
-		p.state = protocol.StateRunning
+		c.pipeTo(p, pevStarted)
 	}
 	c.mu.Unlock()
 	var errs []error
@@ -65,6 +81,29 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	}
 	c.event(name, 0, "started", "all jobs started")
 	return protocol.StateRunning, nil
+}
+
+// launched ends a launch: the jobs whose worker was lost or cordoned meanwhile (failover left
+// them to launch) move now.
+func (c *control) launched(p *pipelineState) {
+	c.mu.Lock()
+	p.launching = false
+	var lost []jobRef
+	from := map[int]string{}
+	if !p.state.terminal() {
+		for id, j := range p.jobs {
+			if w, ok := c.workers[j.worker]; j.worker != "" && !j.state.terminal() && (!ok || !w.alive || w.cordoned) {
+				lost = append(lost, jobRef{p.doc.Name, id})
+				from[id] = j.worker
+			}
+		}
+	}
+	c.mu.Unlock()
+	now := time.Now()
+	for _, r := range lost {
+		c.event(r.pipeline, r.job, "worker lost", fmt.Sprintf("job %d: worker %s was lost while the pipeline started", r.job, from[r.job]))
+		c.relocate(r, from[r.job], now)
+	}
 }
 
 type placedAssignment struct {
@@ -128,8 +167,6 @@ func (c *control) prepareAll(ctx context.Context, assigns []placedAssignment) er
 
 // placePending retries the pipelines waiting for workers.
 func (c *control) placePending() {
-	c.submitMu.Lock()
-	defer c.submitMu.Unlock()
 	c.mu.Lock()
 	var waiting []*pipelineState
 	var stranded []jobRef
@@ -153,6 +190,6 @@ func (c *control) placePending() {
 	}
 	now := time.Now()
 	for _, r := range stranded {
-		c.relocate(r, now)
+		c.relocate(r, "", now)
 	}
 }

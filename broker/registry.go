@@ -20,6 +20,11 @@ type workerState struct {
 	alive    bool
 	// confirmed is false for a worker loaded from the saved state until it speaks again.
 	confirmed bool
+	// cordoned: drained or leaving; it takes no new job (marvelo uncordon clears it).
+	cordoned bool
+	// staleTold holds the stale instances this worker was told to stop, so each is told (and
+	// recorded as an event) once, not at every heartbeat.
+	staleTold map[protocol.JobRef]bool
 }
 
 // sameInstance reports whether two registrations come from the same worker process.
@@ -45,16 +50,40 @@ func (c *control) handleRegister(m *nats.Msg) any {
 		c.mu.Unlock()
 		return protocol.Reply{Error: fmt.Sprintf("worker name %q is taken by a live worker on %s (pid %d); choose another with --name", info.Name, old.info.Host, old.info.PID)}
 	}
-	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true, confirmed: true}
+	// The same process registering again (after a reconnect) stays cordoned if it was.
+	cordoned := known && !replaced && old.cordoned
+	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true, confirmed: true, cordoned: cordoned}
 	c.mu.Unlock()
 	c.saveWorker(info, true)
 	if replaced {
 		// A new process under a known name: whatever the old one ran is gone.
 		c.workerLost(info.Name, "restarted")
+	} else {
+		c.resumeRecovered(info.Name)
 	}
 	c.log.Info("worker joined", "worker", info.Name, "groups", info.Groups, "slots", info.Slots, "host", info.Host)
-	go c.placePending()
+	c.kickPlacement()
 	return protocol.Reply{OK: true}
+}
+
+// resumeRecovered has the deliveries lost with the previous broker process come again at once
+// for the jobs of a worker that registered again (the same process): see redeliverNow.
+func (c *control) resumeRecovered(worker string) {
+	var refs []jobRef
+	c.mu.Lock()
+	for name, p := range c.pipelines {
+		for id, j := range p.jobs {
+			if j.recovered && j.worker == worker {
+				j.recovered = false
+				refs = append(refs, jobRef{name, id})
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(refs) == 0 {
+		return
+	}
+	go c.redeliverNow(refs) // JetStream requests: not on the registration's reply path
 }
 
 func (c *control) handleDeregister(m *nats.Msg) any {
@@ -104,12 +133,19 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 		if !ok {
 			continue
 		}
-		if j.worker != hb.Worker || j.epoch != s.Epoch || protocol.Terminal(p.state) && protocol.Terminal(j.state) {
+		if j.worker != hb.Worker || j.epoch != s.Epoch || p.state.terminal() && j.state.terminal() {
 			// An instance the broker has replaced (its worker was declared dead meanwhile).
-			stale = append(stale, protocol.JobRef{Pipeline: s.Pipeline, Job: s.Job, Epoch: s.Epoch})
+			ref := protocol.JobRef{Pipeline: s.Pipeline, Job: s.Job, Epoch: s.Epoch}
+			if !w.staleTold[ref] {
+				if w.staleTold == nil {
+					w.staleTold = map[protocol.JobRef]bool{}
+				}
+				w.staleTold[ref] = true
+				stale = append(stale, ref)
+			}
 			continue
 		}
-		if !protocol.Terminal(j.state) {
+		if !j.state.terminal() {
 			j.stats = s.Stats
 		}
 	}
@@ -118,9 +154,11 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 	if back {
 		c.log.Warn("worker declared dead is heartbeating again", "worker", hb.Worker)
 		c.saveWorker(info, true)
+		c.kickPlacement()
 	}
 	for _, ref := range stale {
 		c.log.Warn("stopping a stale job instance", "worker", hb.Worker, "pipeline", ref.Pipeline, "job", ref.Job, "epoch", ref.Epoch)
+		c.event(ref.Pipeline, ref.Job, "stale instance", fmt.Sprintf("job %d: worker %s still runs epoch %d, replaced meanwhile; told to stop it", ref.Job, hb.Worker, ref.Epoch))
 		go func() {
 			if err := c.requestWorker(context.Background(), hb.Worker, protocol.VerbStop, ref); err != nil {
 				c.log.Warn("stale job not stopped", "worker", hb.Worker, "error", err)
@@ -153,7 +191,7 @@ func (c *control) slotsUsed() map[string]int {
 	used := map[string]int{}
 	for _, p := range c.pipelines {
 		for _, j := range p.jobs {
-			if j.worker != "" && !protocol.Terminal(j.state) {
+			if j.worker != "" && !j.state.terminal() {
 				used[j.worker]++
 			}
 		}

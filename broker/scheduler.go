@@ -79,7 +79,7 @@ func inGroup(w *workerState, g string) bool {
 }
 
 func (c *control) fits(w *workerState, j *pipeline.Job, used map[string]int) bool {
-	if !w.alive {
+	if !w.alive || w.cordoned {
 		return false
 	}
 	if j.Type != "" && !slices.Contains(w.info.Types, j.Type) {

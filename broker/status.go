@@ -23,7 +23,7 @@ func (c *control) handleWorkers(*nats.Msg) any {
 	refused := c.access.Violations() // access (issue 12)
 	for _, w := range c.workers {
 		out.Workers = append(out.Workers, protocol.WorkerStatus{WorkerInfo: w.info, Alive: w.alive,
-			LastHeartbeat: w.lastSeen, Metrics: w.metrics, SlotsUsed: used[w.info.Name], Refused: refused[w.info.Name]})
+			LastHeartbeat: w.lastSeen, Metrics: w.metrics, SlotsUsed: used[w.info.Name], Refused: refused[w.info.Name], Cordoned: w.cordoned})
 	}
 	sort.Slice(out.Workers, func(i, k int) bool { return out.Workers[i].Name < out.Workers[k].Name })
 	return out
@@ -38,7 +38,7 @@ func (c *control) handleReset(m *nats.Msg) any {
 	}
 	c.mu.Lock()
 	p, ok := c.pipelines[req.Pipeline]
-	if !ok || protocol.Terminal(p.state) {
+	if !ok || p.state.terminal() {
 		c.mu.Unlock()
 		return protocol.Reply{Error: fmt.Sprintf("no running pipeline named %q", req.Pipeline)}
 	}
@@ -81,12 +81,13 @@ func (c *control) handleStatus(m *nats.Msg) any {
 }
 
 func (p *pipelineState) status() protocol.PipelineStatus {
-	st := protocol.PipelineStatus{Name: p.doc.Name, State: p.state, Reason: p.reason, Error: p.err,
-		Submitted: p.submitted, Ended: p.ended, Events: append([]protocol.Event(nil), p.events...)}
+	st := protocol.PipelineStatus{Name: p.doc.Name, State: string(p.state), Reason: p.reason, Error: p.err,
+		Submitted: p.submitted, Ended: p.ended, Events: append([]protocol.Event(nil), p.events...),
+		Run: p.run, Runs: append(append([]protocol.Run(nil), p.prevRuns...), p.runInfo())}
 	for _, jd := range p.doc.Jobs {
 		j := p.jobs[jd.ID]
 		st.Jobs = append(st.Jobs, protocol.JobStatus{ID: jd.ID, Name: jd.DisplayName(), Worker: j.worker,
-			State: j.state, Error: j.err, Stats: j.stats, Restarts: j.restarts})
+			State: string(j.state), Error: j.err, Stats: j.stats, Restarts: j.restarts})
 	}
 	return st
 }

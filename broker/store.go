@@ -27,6 +27,8 @@ type savedPipeline struct {
 	Reason    string           `json:"reason,omitempty"`
 	Error     string           `json:"error,omitempty"`
 	Submitted time.Time        `json:"submitted"`
+	Run       int              `json:"run,omitempty"`
+	PrevRuns  []protocol.Run   `json:"prev_runs,omitempty"`
 	Ended     time.Time        `json:"ended,omitempty"`
 	Cleaned   bool             `json:"cleaned,omitempty"`
 	Jobs      map[int]savedJob `json:"jobs"`
@@ -75,13 +77,13 @@ func (p *pipelineState) snapshot() (savedPipeline, error) {
 	if err != nil {
 		return savedPipeline{}, err
 	}
-	sp := savedPipeline{Document: doc, State: p.state, Reason: p.reason, Error: p.err, Submitted: p.submitted,
+	sp := savedPipeline{Document: doc, State: string(p.state), Reason: p.reason, Error: p.err, Submitted: p.submitted, Run: p.run, PrevRuns: p.prevRuns,
 		Ended: p.ended, Cleaned: p.cleaned, Jobs: map[int]savedJob{}, Events: p.events, Deps: p.deps}
 	if len(sp.Events) > 50 {
 		sp.Events = sp.Events[len(sp.Events)-50:]
 	}
 	for id, j := range p.jobs {
-		sp.Jobs[id] = savedJob{Worker: j.worker, State: j.state, Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts}
+		sp.Jobs[id] = savedJob{Worker: j.worker, State: string(j.state), Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts}
 	}
 	return sp, nil
 }
@@ -92,6 +94,18 @@ func (s *store) savePipeline(ctx context.Context, name string, sp savedPipeline)
 		return err
 	}
 	_, err = s.pipelines.Put(ctx, name, data)
+	return err
+}
+
+// deletePipeline forgets a pipeline, or puts back the run it replaced (prev not nil).
+func (s *store) deletePipeline(ctx context.Context, name string, prev *savedPipeline) error {
+	if prev != nil {
+		return s.savePipeline(ctx, name, *prev)
+	}
+	err := s.pipelines.Delete(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
 	return err
 }
 
@@ -135,12 +149,17 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
 		}
-		p := &pipelineState{doc: doc, state: sp.State, reason: sp.Reason, err: sp.Error, submitted: sp.Submitted,
-			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}, deps: sp.Deps}
+		p := &pipelineState{doc: doc, state: pipeState(sp.State), reason: sp.Reason, err: sp.Error, submitted: sp.Submitted, run: max(sp.Run, 1), prevRuns: sp.PrevRuns,
+			ended: sp.Ended, cleaned: sp.Cleaned, events: sp.Events, jobs: map[int]*jobState{}, deps: sp.Deps,
+			endCh: make(chan struct{})}
+		if p.state.terminal() {
+			close(p.endCh)
+		}
 		for i := range doc.Jobs {
 			j := &doc.Jobs[i]
 			sj := sp.Jobs[j.ID]
-			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: sj.State, err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, restarts: sj.Restarts}
+			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: jobPhase(sj.State), err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, restarts: sj.Restarts,
+				recovered: !p.state.terminal() && !jobPhase(sj.State).terminal() && hasStoredInput(doc, j)}
 			epoch = max(epoch, sj.Epoch)
 		}
 		pipelines[name] = p
@@ -164,6 +183,16 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		workers[name] = &workerState{info: sw.Info, alive: sw.Alive, lastSeen: time.Now()}
 	}
 	return pipelines, workers, epoch, nil
+}
+
+// hasStoredInput reports whether a job reads a pipe kept in a stream (not realtime).
+func hasStoredInput(doc *pipeline.Pipeline, j *pipeline.Job) bool {
+	for _, id := range j.Inputs {
+		if pp := doc.PipeByID(id); !pp.IsRealtime() {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetCheckpoints deletes the checkpoints of a pipeline's jobs: a new submission starts afresh.

@@ -96,6 +96,64 @@ func consumerConfig(dst *pipeline.Job, epoch uint64) jetstream.ConsumerConfig {
 	}
 }
 
+// Redelivery after a broker restart: the blocks a consumer had delivered when the broker died
+// never reached the worker, and JetStream delivers them again only after the ack wait (5 s),
+// while the worker holds the later blocks for order. For a moment the input consumers of the
+// recovered jobs get a short ack wait, so they come again at once; a block delivered twice is
+// dropped by its SQN, as after a move. Then the usual ack wait is put back.
+const (
+	hurriedAckWait = 200 * time.Millisecond
+	hurryFor       = 3 * time.Second
+)
+
+// redeliverNow hurries the redelivery of the recovered jobs' input consumers (see above).
+func (c *control) redeliverNow(refs []jobRef) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var hurried []jetstream.ConsumerConfig
+	var streams []string
+	for _, r := range refs {
+		c.mu.Lock()
+		p, ok := c.pipelines[r.pipeline]
+		var job *pipeline.Job
+		var epoch uint64
+		if ok {
+			job, epoch = p.jobs[r.job].job, p.jobs[r.job].epoch
+		}
+		c.mu.Unlock()
+		if !ok {
+			continue
+		}
+		for _, id := range job.Inputs {
+			if pp := p.doc.PipeByID(id); pp.IsRealtime() {
+				continue
+			}
+			cfg := consumerConfig(job, epoch)
+			fast := cfg
+			fast.AckWait = hurriedAckWait
+			stream := protocol.PipeStream(r.pipeline, id)
+			if _, err := c.js.UpdateConsumer(ctx, stream, fast); err != nil {
+				c.log.Warn("redelivery not hurried", "pipeline", r.pipeline, "job", r.job, "pipe", id, "error", err)
+				continue
+			}
+			hurried, streams = append(hurried, cfg), append(streams, stream)
+		}
+	}
+	if len(hurried) == 0 {
+		return
+	}
+	c.log.Info("deliveries lost with the previous broker come again now", "consumers", len(hurried))
+	time.AfterFunc(hurryFor, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for i, cfg := range hurried {
+			if _, err := c.js.UpdateConsumer(ctx, streams[i], cfg); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				c.log.Warn("ack wait not restored", "stream", streams[i], "consumer", cfg.Durable, "error", err)
+			}
+		}
+	})
+}
+
 // rebindInputs replaces the consumers of a job's input pipes by ones of the new epoch. On a
 // work-queue stream the new consumer is delivered every block not yet acknowledged, at once.
 func (c *control) rebindInputs(ctx context.Context, doc *pipeline.Pipeline, j *pipeline.Job, oldEpoch, newEpoch uint64) error {

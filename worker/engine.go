@@ -148,7 +148,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 	if chk != nil {
 		defer t.syncCheckerStats(chk)
 	}
-	opts, err := t.startOptionals(ctx, ins)
+	opts, optEnded, err := t.startOptionals(ctx, ins)
 	if err != nil {
 		return err
 	}
@@ -156,6 +156,9 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 	if chk == nil {
 		seq = t.sequencer // every input is async: the job numbers its blocks as a source does
 	}
+	// A job whose inputs are all optional ends with its producers: an optional input never
+	// holds its receiver, and nothing else would end it (lifecycle, issue 11).
+	allOptional := len(opts) == len(ins)
 	rejoin := false
 	take := func(k int) (codec.Block, bool, error) {
 		b, ok, err := ins[k].next(ctx, &t.stats)
@@ -194,6 +197,9 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 				t.syncCheckerStats(chk) // counters for heartbeats; the end of the loop syncs too
 			}
 		} else {
+			if allOptional && allClosed(optEnded) {
+				return nil
+			}
 			step, err := nextSourceStep(ctx, seq)
 			if err != nil {
 				return err
@@ -288,4 +294,16 @@ func (t *task) ack(msgs []jetstream.Msg) {
 			t.log.Debug("ack failed; the block will be delivered again", "error", err)
 		}
 	}
+}
+
+// allClosed reports whether every channel is closed.
+func allClosed(chs []chan struct{}) bool {
+	for _, ch := range chs {
+		select {
+		case <-ch:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -254,6 +254,11 @@ func (p *publisher) sendEnd(ctx context.Context, lastSQN uint64) error {
 	return p.publish(ctx, msg)
 }
 
+// publishAttempt bounds the wait for one publish's answer. An answer lost with a broker that
+// died never comes: the attempt is retried after this long (the expected sequence makes the
+// retry safe), so a restarted broker resumes the stream within about a second, not five.
+const publishAttempt = time.Second
+
 // publish stores one message, retrying while the stream is full (the reader is behind: this is
 // where backpressure reaches the writer) or the server is briefly unreachable.
 func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
@@ -270,7 +275,7 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
 	wait := 500 * time.Microsecond
 	unanswered := false
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, publishAttempt)
 		ack, err := p.js.PublishMsg(pctx, msg, jetstream.WithExpectLastSequence(p.lastSeq))
 		cancel()
 		if err == nil {

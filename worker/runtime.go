@@ -400,8 +400,9 @@ func (t *task) takeAsync(ctx context.Context, ins []*input, opts map[int]*align.
 
 // startOptionals starts, for each optional input, a goroutine that keeps its buffer filled so
 // that the job never waits for it; they stop with ctx.
-func (t *task) startOptionals(ctx context.Context, ins []*input) (map[int]*align.Optional, error) {
+func (t *task) startOptionals(ctx context.Context, ins []*input) (map[int]*align.Optional, []chan struct{}, error) {
 	opts := map[int]*align.Optional{}
+	var ended []chan struct{} // closed each when its producer ended the input
 	for k, in := range ins {
 		pp := t.optionalOf(in.pipe.ID)
 		if pp == nil {
@@ -409,24 +410,26 @@ func (t *task) startOptionals(ctx context.Context, ins []*input) (map[int]*align
 		}
 		c, err := codec.New(in.pipe.Codec, in.pipe.BlockSize)
 		if err != nil {
-			return nil, fmt.Errorf("%s: input pipe %d: %w", t.label, in.pipe.ID, err)
+			return nil, nil, fmt.Errorf("%s: input pipe %d: %w", t.label, in.pipe.ID, err)
 		}
 		cfg := *pp
 		def := c.Zero()
 		if cfg.Default != nil {
 			if def, err = c.Append(nil, cfg.Default); err != nil {
-				return nil, fmt.Errorf("%s: input pipe %d: optional default: %w", t.label, in.pipe.ID, err)
+				return nil, nil, fmt.Errorf("%s: input pipe %d: optional default: %w", t.label, in.pipe.ID, err)
 			}
 		}
 		cfg.Default = def
 		opt, err := align.NewOptional(in.pipe.ID, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.label, err)
+			return nil, nil, fmt.Errorf("%s: %w", t.label, err)
 		}
 		opts[k] = opt
-		go t.feedOptional(ctx, in, opt)
+		done := make(chan struct{})
+		ended = append(ended, done)
+		go t.feedOptional(ctx, in, opt, done)
 	}
-	return opts, nil
+	return opts, ended, nil
 }
 
 func (t *task) optionalOf(pipe int) *pipeline.Optional {
@@ -440,11 +443,14 @@ func (t *task) optionalOf(pipe int) *pipeline.Optional {
 
 // feedOptional moves an optional input's blocks into its buffer as they come, acknowledging
 // them at once: the buffer, not the stream, is where they wait (or are dropped, and counted).
-func (t *task) feedOptional(ctx context.Context, in *input, opt *align.Optional) {
+func (t *task) feedOptional(ctx context.Context, in *input, opt *align.Optional, ended chan struct{}) {
 	resetMask := codec.HeadMask(t.headSize, codec.BitReset)
 	for {
 		b, ok, err := in.next(ctx, &t.stats)
 		if err != nil || !ok {
+			if err == nil {
+				close(ended)
+			}
 			return
 		}
 		if opt.Push(b.Payload, b.Head&^resetMask) {

@@ -67,7 +67,10 @@ type Worker struct {
 
 	mu    sync.Mutex
 	tasks map[taskKey]*task
-	wg    sync.WaitGroup // running tasks
+	// leaving holds the tasks ended because the worker leaves (or is drained): their end is not
+	// reported, since the broker moves them, as it moves a dead worker's jobs.
+	leaving map[*task]bool
+	wg      sync.WaitGroup // running tasks
 }
 
 type taskKey struct {
@@ -111,7 +114,7 @@ func New(nc *nats.Conn, opts Options) (*Worker, error) {
 	host, _ := os.Hostname()
 	w := &Worker{
 		nc: nc, js: js, opts: opts, log: opts.Logger.With("worker", opts.Name),
-		tasks: map[taskKey]*task{}, ready: make(chan struct{}),
+		tasks: map[taskKey]*task{}, leaving: map[*task]bool{}, ready: make(chan struct{}),
 		info: protocol.WorkerInfo{
 			Name: opts.Name, Groups: opts.Groups, Slots: opts.Slots, Types: opts.Registry.Names(),
 			Specs: opts.Registry.Specs(),
@@ -170,7 +173,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	close(w.ready)
 	w.log.Info("worker registered", "groups", w.opts.Groups, "slots", w.opts.Slots, "types", len(w.info.Types))
-	w.heartbeat(ctx)
+	// Heartbeats go on while the worker leaves: the broker must not take it for dead while it
+	// moves its jobs.
+	hbCtx, hbStop := context.WithCancel(context.Background())
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		w.heartbeat(hbCtx)
+	}()
+	<-ctx.Done()
+	w.leave()
+	hbStop()
+	<-hbDone
 	w.stopAll()
 	w.wg.Wait()
 	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -187,6 +201,7 @@ func (w *Worker) subscribe() ([]*nats.Subscription, error) {
 		protocol.VerbStart:   w.handleStart,
 		protocol.VerbStop:    w.handleStop,
 		protocol.VerbReset:   w.handleReset,
+		protocol.VerbLeave:   w.handleLeave,
 	}
 	var subs []*nats.Subscription
 	for verb, h := range handlers {
@@ -550,8 +565,14 @@ func (w *Worker) runTask(ctx context.Context, t *task) {
 	if w.tasks[key] == t { // a newer instance may have taken the key
 		delete(w.tasks, key)
 	}
+	moving := w.leaving[t]
+	delete(w.leaving, t)
 	w.mu.Unlock()
-	w.report(t, state, err)
+	if moving && state != protocol.StateFinished {
+		w.log.Info("job ended to move to another worker", "pipeline", t.assign.Pipeline, "job", t.assign.Job.ID, "epoch", t.assign.Epoch)
+	} else {
+		w.report(t, state, err)
+	}
 	close(t.done)
 }
 
@@ -625,6 +646,53 @@ func (w *Worker) handleReset(data []byte) (any, error) {
 		if k.pipeline == req.Pipeline {
 			// Only sources and all-async jobs consult their sequencer; others ignore it.
 			t.sequencer.Reset(req.At)
+		}
+	}
+	return nil, nil
+}
+
+// leave asks the broker to drain this worker before it stops: the broker cordons it, has it end
+// its jobs (handleLeave) and moves them, then answers. Bounded: a broker that does not answer
+// finds the worker gone by its missing heartbeats and moves the jobs then.
+func (w *Worker) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), protocol.LeaveGrace+10*time.Second)
+	defer cancel()
+	var r protocol.DrainReply
+	if err := w.request(ctx, protocol.From(protocol.SubjLeave, w.opts.Name), protocol.WorkerRequest{Worker: w.opts.Name}, &r); err != nil {
+		w.log.Warn("broker did not drain this worker; its jobs move once it is found gone", "error", err)
+		return
+	}
+	w.log.Info("drained: jobs moved to other workers", "jobs", len(r.Moved))
+}
+
+// handleLeave ends every job here without reporting its end, so that the broker moves it, and
+// answers once they have ended or the grace has passed.
+func (w *Worker) handleLeave(data []byte) (any, error) {
+	var req protocol.LeaveRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, fmt.Errorf("leave: %w", err)
+	}
+	w.mu.Lock()
+	var done []chan struct{}
+	for k, t := range w.tasks {
+		if t.cancel == nil {
+			delete(w.tasks, k) // prepared, never started
+			t.closeRealtime()
+			t.stdin.Close()
+			continue
+		}
+		w.leaving[t] = true
+		t.cancel()
+		done = append(done, t.done)
+	}
+	w.mu.Unlock()
+	timer := time.NewTimer(max(req.Grace, time.Millisecond))
+	defer timer.Stop()
+	for _, d := range done {
+		select {
+		case <-d:
+		case <-timer.C:
+			return nil, fmt.Errorf("worker %s: %d jobs did not end within %s", w.opts.Name, len(done), req.Grace)
 		}
 	}
 	return nil, nil

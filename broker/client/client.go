@@ -52,11 +52,16 @@ func New(nc *nats.Conn) *Client {
 var ErrInvalid = errors.New("invalid pipeline")
 
 func (c *Client) call(ctx context.Context, subject string, req, out any) error {
+	return c.callWithin(ctx, c.Timeout, subject, req, out)
+}
+
+// callWithin is call with its own timeout.
+func (c *Client) callWithin(ctx context.Context, timeout time.Duration, subject string, req, out any) error {
 	data, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ctx, refuse := context.WithCancelCause(ctx)
 	defer refuse(nil)
@@ -161,13 +166,32 @@ func (c *Client) Status(ctx context.Context, name string) ([]protocol.PipelineSt
 	return r.Pipelines, r.Err()
 }
 
-// Stop stops a pipeline.
+// Stop stops a pipeline with the default grace and waits for its end: an error unless it ended
+// stopped.
 func (c *Client) Stop(ctx context.Context, name string) error {
-	var r protocol.Reply
-	if err := c.call(ctx, protocol.SubjStop, protocol.NameRequest{Pipeline: name}, &r); err != nil {
+	r, err := c.StopWith(ctx, protocol.StopRequest{Pipeline: name})
+	if err != nil {
 		return err
 	}
-	return r.Err()
+	if r.State != protocol.StateStopped {
+		return fmt.Errorf("pipeline %s ended %s, not stopped", name, r.State)
+	}
+	return nil
+}
+
+// StopWith stops a pipeline (drained for at most req.Grace, or outright with req.Force) and
+// returns once the broker reports its end state, with the jobs it had to stop outright.
+func (c *Client) StopWith(ctx context.Context, req protocol.StopRequest) (protocol.StopReply, error) {
+	var r protocol.StopReply
+	grace := req.Grace
+	if grace <= 0 {
+		grace = protocol.DefaultStopGrace
+	}
+	// The broker answers within grace + StopKillWait; the usual timeout comes on top.
+	if err := c.callWithin(ctx, grace+protocol.StopKillWait+c.Timeout, protocol.SubjStop, req, &r); err != nil {
+		return r, err
+	}
+	return r, r.Err()
 }
 
 // Reset makes a pipeline's sources restart their numbering with the reset bit, at a given time
@@ -175,6 +199,25 @@ func (c *Client) Stop(ctx context.Context, name string) error {
 func (c *Client) Reset(ctx context.Context, name string, at time.Time) error {
 	var r protocol.Reply
 	if err := c.call(ctx, protocol.SubjReset, protocol.ResetRequest{Pipeline: name, At: at}, &r); err != nil {
+		return err
+	}
+	return r.Err()
+}
+
+// Drain cordons a worker and moves its jobs to other workers; it returns the jobs moved once
+// they have moved. The worker keeps running and takes no new job until Uncordon.
+func (c *Client) Drain(ctx context.Context, worker string) ([]string, error) {
+	var r protocol.DrainReply
+	if err := c.callWithin(ctx, protocol.LeaveGrace+c.Timeout, protocol.SubjDrain, protocol.WorkerRequest{Worker: worker}, &r); err != nil {
+		return nil, err
+	}
+	return r.Moved, r.Err()
+}
+
+// Uncordon lets a drained worker take jobs again.
+func (c *Client) Uncordon(ctx context.Context, worker string) error {
+	var r protocol.Reply
+	if err := c.call(ctx, protocol.SubjUncordon, protocol.WorkerRequest{Worker: worker}, &r); err != nil {
 		return err
 	}
 	return r.Err()

@@ -193,9 +193,10 @@ func (e *Env) RunPipeline(ctx context.Context, name string, doc []byte, opts Opt
 
 // stopPipeline stops the pipeline after an interrupt and waits, bounded, for its jobs to end.
 func (e *Env) stopPipeline(name string, f *client.Follower, onLine func(protocol.LogLine), onEvent func(protocol.Event), cause error) (protocol.PipelineStatus, error) {
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Stop answers once the pipeline has ended (within its grace and kill wait).
+	sctx, cancel := context.WithTimeout(context.Background(), protocol.DefaultStopGrace+protocol.StopKillWait+30*time.Second)
 	defer cancel()
-	if err := e.Client.Stop(sctx, name); err != nil {
+	if _, err := e.Client.StopWith(sctx, protocol.StopRequest{Pipeline: name}); err != nil {
 		return protocol.PipelineStatus{}, errors.Join(cause, err)
 	}
 	st, err := f.Wait(sctx, onLine, onEvent)

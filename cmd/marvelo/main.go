@@ -58,6 +58,8 @@ Examples:
 			stopCommand(),
 			resetCommand(),
 			workersCommand(),
+			drainCommand(),
+			uncordonCommand(),
 			clusterCommand(),
 			logsCommand(),
 			topCommand(),

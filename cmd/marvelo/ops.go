@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -198,6 +200,13 @@ func printStatus(w io.Writer, sts []protocol.PipelineStatus, events bool) {
 			line += ": " + st.Error
 		}
 		fmt.Fprintln(w, line)
+		if len(st.Runs) > 1 {
+			var runs []string
+			for _, r := range st.Runs {
+				runs = append(runs, fmt.Sprintf("%d %s %s", r.ID, r.State, r.Submitted.Format("15:04:05")))
+			}
+			fmt.Fprintf(w, "run %d; runs (marvelo logs %s --run ID): %s\n", st.Run, st.Name, strings.Join(runs, ", "))
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "JOB\tNAME\tWORKER\tSTATE\tIN\tOUT\tSTALE\tDROPPED\tDUMMIES\tRESTARTS")
 		for _, j := range st.Jobs {
@@ -222,24 +231,46 @@ func orDash(s string) string {
 
 func stopCommand() *cli.Command {
 	return &cli.Command{
-		Name:        "stop",
-		Usage:       "stop a running pipeline",
-		ArgsUsage:   "PIPELINE",
-		Description: "Stops every job of the pipeline; it is reported as stopped, never as failed.\n\nExample:\n   marvelo stop demo",
-		Flags:       brokerFlags(),
+		Name:      "stop",
+		Usage:     "stop a running pipeline and wait for its end",
+		ArgsUsage: "PIPELINE",
+		Description: `Drains the pipeline: its sources end and the other jobs finish what is in flight, for at
+most --grace; what still runs then is stopped outright and named in the output. --force stops
+every job outright at once. The command returns once the pipeline has ended and exits 0 only
+when it ended stopped.
+
+Example:
+   marvelo stop demo
+   marvelo stop demo --grace 30s
+   marvelo stop demo --force`,
+		Flags: append(brokerFlags(),
+			&cli.DurationFlag{Name: "grace", Value: protocol.DefaultStopGrace, Usage: "how long the jobs may drain before they are stopped outright"},
+			&cli.BoolFlag{Name: "force", Usage: "stop every job outright, without draining"},
+		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return cliutil.UsageError(fmt.Errorf("stop: want exactly one pipeline name"))
+			}
+			if c.Duration("grace") <= 0 && !c.Bool("force") {
+				return cliutil.UsageError(fmt.Errorf("stop: --grace %s: want a positive duration (or --force)", c.Duration("grace")))
 			}
 			nc, cl, err := connect(c)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			if err := cl.Stop(c.Context, c.Args().First()); err != nil {
+			name := c.Args().First()
+			r, err := cl.StopWith(c.Context, protocol.StopRequest{Pipeline: name, Grace: c.Duration("grace"), Force: c.Bool("force")})
+			if err != nil {
 				return cliutil.Failure(err)
 			}
-			fmt.Fprintf(os.Stderr, "pipeline %s stopped\n", c.Args().First())
+			for _, j := range r.Forced {
+				fmt.Fprintf(os.Stderr, "stopped outright (did not drain in time): %s\n", j)
+			}
+			if r.State != protocol.StateStopped {
+				return cliutil.Failure(fmt.Errorf("pipeline %s ended %s, not stopped", name, r.State))
+			}
+			fmt.Fprintf(os.Stderr, "pipeline %s stopped\n", name)
 			return nil
 		},
 	}
@@ -322,6 +353,8 @@ func workersCommand() *cli.Command {
 				state := "alive"
 				if !w.Alive {
 					state = "dead"
+				} else if w.Cordoned {
+					state = "cordoned"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%s ago\t%s\t%d\t%s\n", w.Name, groups, w.SlotsUsed, w.Slots,
 					w.Metrics.CPUFree, w.Metrics.MemFree, w.Metrics.SwapUsed, w.Metrics.DiskFree,
@@ -332,23 +365,110 @@ func workersCommand() *cli.Command {
 	}
 }
 
+func drainCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "drain",
+		Usage:     "move every job off a worker and keep it from taking new ones",
+		ArgsUsage: "WORKER",
+		Description: `Cordons the worker (it takes no new job) and moves its jobs to other workers exactly as a dead
+worker's jobs are moved: each ends on the worker, then resumes elsewhere from what it had not
+acknowledged. A job no other worker fits waits pending. The worker keeps running; marvelo
+uncordon lets it take jobs again. SIGTERM on marvelo-worker drains it the same way before it exits.
+
+Example:
+   marvelo drain node3
+   marvelo uncordon node3`,
+		Flags: brokerFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cliutil.UsageError(fmt.Errorf("drain: want exactly one worker name"))
+			}
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			moved, err := cl.Drain(c.Context, c.Args().First())
+			if err != nil {
+				return cliutil.Failure(err)
+			}
+			for _, j := range moved {
+				fmt.Fprintf(os.Stderr, "moved %s\n", j)
+			}
+			fmt.Fprintf(os.Stderr, "worker %s drained (%d jobs moved); marvelo uncordon %s lets it take jobs again\n", c.Args().First(), len(moved), c.Args().First())
+			return nil
+		},
+	}
+}
+
+func uncordonCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "uncordon",
+		Usage:       "let a drained worker take jobs again",
+		ArgsUsage:   "WORKER",
+		Description: "The worker takes jobs again; pending jobs it fits are placed on it.\n\nExample:\n   marvelo uncordon node3",
+		Flags:       brokerFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cliutil.UsageError(fmt.Errorf("uncordon: want exactly one worker name"))
+			}
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if err := cl.Uncordon(c.Context, c.Args().First()); err != nil {
+				return cliutil.Failure(err)
+			}
+			fmt.Fprintf(os.Stderr, "worker %s takes jobs again\n", c.Args().First())
+			return nil
+		},
+	}
+}
+
 func logsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "logs",
 		Usage:     "print the output and logs of a pipeline's jobs",
 		ArgsUsage: "PIPELINE",
-		Description: `Prints what the jobs of a pipeline wrote (their output and log lines), kept by the broker for
-24 hours. With -f, keeps printing new lines until interrupted.
+		Description: `Prints what the jobs of a pipeline wrote (their output and log lines) in its latest run, or in
+the run given by --run (marvelo status lists the runs), kept by the broker for 24 hours. With
+-f, keeps printing new lines until the run ends or the command is interrupted.
 
 Example:
    marvelo logs demo --job 6
+   marvelo logs demo --run 2
    marvelo logs demo -f`,
 		Flags: append(brokerFlags(),
 			&cli.IntFlag{Name: "job", Usage: "only this job's lines"},
-			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines"},
+			&cli.IntFlag{Name: "run", Usage: "this run's lines (default: the latest)"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines until the run ends"},
 		),
 		Action: logsAction,
 	}
+}
+
+// pickRun finds a run of a pipeline (0: the latest) and the time its lines end: the next run's
+// submission, or none (zero) for the latest.
+func pickRun(st protocol.PipelineStatus, id int) (protocol.Run, time.Time, error) {
+	if id == 0 {
+		id = st.Run
+	}
+	for i, r := range st.Runs {
+		if r.ID != id {
+			continue
+		}
+		var bound time.Time
+		if i+1 < len(st.Runs) {
+			bound = st.Runs[i+1].Submitted
+		}
+		return r, bound, nil
+	}
+	var ids []string
+	for _, r := range st.Runs {
+		ids = append(ids, strconv.Itoa(r.ID))
+	}
+	return protocol.Run{}, time.Time{}, fmt.Errorf("pipeline %s has no run %d (runs: %s)", st.Name, id, strings.Join(ids, ", "))
 }
 
 func logsAction(c *cli.Context) error {
@@ -359,11 +479,32 @@ func logsAction(c *cli.Context) error {
 	if err := protocol.CheckName("pipeline", name); err != nil {
 		return cliutil.UsageError(err)
 	}
-	nc, _, err := connect(c)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := readLogs(ctx, c, name)
+	if err != nil && ctx.Err() != nil {
+		return nil // interrupted: that is how -f ends
+	}
+	return err
+}
+
+func readLogs(ctx context.Context, c *cli.Context, name string) error {
+	nc, cl, err := connect(c)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	sts, err := cl.Status(ctx, name)
+	if err != nil {
+		return cliutil.Failure(err)
+	}
+	if len(sts) != 1 {
+		return cliutil.Failure(fmt.Errorf("no pipeline named %q", name))
+	}
+	run, bound, err := pickRun(sts[0], c.Int("run"))
+	if err != nil {
+		return cliutil.Failure(err)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return cliutil.Failure(err)
@@ -372,35 +513,92 @@ func logsAction(c *cli.Context) error {
 	if j := c.Int("job"); j > 0 {
 		filter = protocol.LogSubject(name, j)
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cons, err := js.OrderedConsumer(ctx, protocol.LogStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	start := run.Submitted
+	cons, err := js.OrderedConsumer(ctx, protocol.LogStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
 	if err != nil {
 		return cliutil.Failure(fmt.Errorf("logs: %w", err))
 	}
+	follow := c.Bool("follow") && bound.IsZero()
+	// done ends the reading: at once on a signal; without -f once nothing is pending; with -f once
+	// the run has ended and nothing is pending (checked every half second, by a goroutine that
+	// ends with the command).
+	done, finish := context.WithCancel(ctx)
+	defer finish()
+	var printed atomic.Uint64 // the stream sequence of the last line handled
+	watchErr := make(chan error, 1)
+	go func() {
+		watchErr <- watchLogsEnd(done, cl, cons, &printed, name, run.ID, follow)
+		finish()
+	}()
+	it, err := cons.Messages()
+	if err != nil {
+		return cliutil.Failure(fmt.Errorf("logs: %w", err))
+	}
+	defer context.AfterFunc(done, it.Stop)()
+	if follow {
+		fmt.Fprintf(os.Stderr, "following the logs of pipeline %s, run %d, until it ends (Ctrl-C stops)\n", name, run.ID)
+	}
 	for {
-		if !c.Bool("follow") {
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return cliutil.Failure(fmt.Errorf("logs: %w", err))
-			}
-			if info.NumPending == 0 {
-				return nil
-			}
-		}
-		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
-		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
-			continue
-		}
+		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil {
+			if done.Err() != nil {
+				if werr := <-watchErr; werr != nil && ctx.Err() == nil {
+					return cliutil.Failure(werr)
+				}
 				return nil
 			}
 			return cliutil.Failure(fmt.Errorf("logs: %w", err))
 		}
+		md, err := m.Metadata()
+		if err == nil && !bound.IsZero() && !md.Timestamp.Before(bound) {
+			finish() // the next run's lines: this run's are all printed
+			continue
+		}
 		var l protocol.LogLine
 		if err := json.Unmarshal(m.Data(), &l); err == nil {
 			printLogLine(os.Stdout, l, true)
+		}
+		if md != nil {
+			printed.Store(md.Sequence.Stream)
+		}
+	}
+}
+
+// watchLogsEnd returns when the lines to print are all delivered: without follow, once none is
+// pending; with follow, once the run has ended and none is pending. It returns early, with
+// nil, when ctx ends.
+func watchLogsEnd(ctx context.Context, cl *client.Client, cons jetstream.Consumer, printed *atomic.Uint64, name string, run int, follow bool) error {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ended := !follow
+		if follow {
+			sts, err := cl.Status(ctx, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			ended = len(sts) != 1 || sts[0].Run != run || protocol.Terminal(sts[0].State)
+		}
+		if ended {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("logs: %w", err)
+			}
+			if info.NumPending == 0 && (info.Delivered.Consumer == 0 || printed.Load() >= info.Delivered.Stream) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
 	}
 }

@@ -28,6 +28,10 @@ const (
 	SubjHeartbeatPrefix = "marvelo.ctl.heartbeat."
 	// SubjJobState: request, worker → broker, JobState → Reply.
 	SubjJobState = "marvelo.ctl.jobstate"
+	// SubjLeave: request, worker → broker on From(SubjLeave, worker), WorkerRequest → DrainReply,
+	// when a worker is told to stop (SIGTERM): the broker drains it and answers once its jobs
+	// have moved.
+	SubjLeave = "marvelo.ctl.leave"
 
 	// API subjects: requests from the marvelo command to the broker.
 	SubjSubmit  = "marvelo.api.submit"
@@ -35,6 +39,11 @@ const (
 	SubjStop    = "marvelo.api.stop"
 	SubjWorkers = "marvelo.api.workers"
 	SubjReset   = "marvelo.api.reset"
+	// SubjDrain: WorkerRequest → DrainReply. The worker is cordoned (takes no new job) and its
+	// jobs move elsewhere, as a dead worker's do; it keeps running.
+	SubjDrain = "marvelo.api.drain"
+	// SubjUncordon: WorkerRequest → Reply. A drained worker takes jobs again.
+	SubjUncordon = "marvelo.api.uncordon"
 
 	// LogStream keeps the logs of all pipelines for `marvelo logs`.
 	LogStream = "MARVELO_LOGS"
@@ -48,6 +57,9 @@ const (
 	VerbStart   = "start"   // JobRef → Reply: start a prepared job
 	VerbStop    = "stop"    // JobRef → Reply: stop a job (or every job of a pipeline when Job is 0)
 	VerbReset   = "reset"   // ResetRequest → Reply: restart the numbering of a pipeline's sources
+	// VerbLeave: LeaveRequest → Reply: end every job here without reporting it ended (the broker
+	// moves them), waiting at most Grace for them to end.
+	VerbLeave = "leave"
 )
 
 // WorkerSubject is the subject on which the broker reaches one worker.
@@ -283,6 +295,51 @@ type NameRequest struct {
 	Pipeline string `json:"pipeline"`
 }
 
+// StopRequest asks the broker to stop a pipeline: its sources end and the other jobs finish
+// what is in flight, for at most Grace (0: DefaultStopGrace); what still runs then is stopped
+// outright. Force skips the drain. The reply comes once the pipeline has ended.
+type StopRequest struct {
+	Pipeline string        `json:"pipeline"`
+	Grace    time.Duration `json:"grace,omitempty"`
+	Force    bool          `json:"force,omitempty"`
+}
+
+// DefaultStopGrace bounds the drain of a stop when the request names no grace.
+const DefaultStopGrace = 10 * time.Second
+
+// StopKillWait bounds how long, after the grace, the broker waits for the workers to report the
+// jobs it stopped outright; a job still unreported then is recorded stopped by the broker. A
+// stop therefore ends within Grace + StopKillWait.
+const StopKillWait = 5 * time.Second
+
+// StopReply answers a stop with the pipeline's end state and the jobs that had to be stopped
+// outright because they did not drain within the grace.
+type StopReply struct {
+	Reply
+	State  string   `json:"state,omitempty"`
+	Forced []string `json:"forced,omitempty"`
+}
+
+// WorkerRequest names a worker (drain, uncordon, leave).
+type WorkerRequest struct {
+	Worker string `json:"worker"`
+}
+
+// DrainReply answers a drain: the jobs that moved away from the worker.
+type DrainReply struct {
+	Reply
+	Moved []string `json:"moved,omitempty"`
+}
+
+// LeaveRequest asks a worker to end its jobs so that they move elsewhere.
+type LeaveRequest struct {
+	Grace time.Duration `json:"grace"`
+}
+
+// LeaveGrace bounds how long a leaving worker waits for its jobs to end before the broker moves
+// them anyway.
+const LeaveGrace = 5 * time.Second
+
 // ResetRequest asks every source (and all-async job) of a pipeline to restart its numbering
 // with the reset bit, at At if it is set (so sources on several machines restart together).
 type ResetRequest struct {
@@ -311,9 +368,20 @@ type JobStatus struct {
 	Restarts int      `json:"restarts,omitempty"`
 }
 
-// PipelineStatus is one pipeline as `marvelo status` shows it.
+// Run is one submission of a pipeline: `marvelo logs --run ID` shows its lines.
+type Run struct {
+	ID        int       `json:"id"`
+	State     string    `json:"state"`
+	Submitted time.Time `json:"submitted"`
+	Ended     time.Time `json:"ended,omitempty"`
+}
+
+// PipelineStatus is one pipeline as `marvelo status` shows it: its latest run, and the runs
+// of the same name before it in Runs (the latest last).
 type PipelineStatus struct {
 	Name      string      `json:"name"`
+	Run       int         `json:"run"`
+	Runs      []Run       `json:"runs,omitempty"`
 	State     string      `json:"state"`
 	Reason    string      `json:"reason,omitempty"`
 	Error     string      `json:"error,omitempty"`
@@ -337,7 +405,8 @@ type WorkerStatus struct {
 	Metrics       Metrics   `json:"metrics"`
 	SlotsUsed     int       `json:"slots_used"`
 	// Refused counts the publishes and subscriptions the broker refused this worker's identity.
-	Refused uint64 `json:"refused,omitempty"`
+	Refused  uint64 `json:"refused,omitempty"`
+	Cordoned bool   `json:"cordoned,omitempty"` // drained: takes no new job
 }
 
 // WorkersReply answers a workers request.
