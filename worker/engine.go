@@ -148,7 +148,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 	if chk != nil {
 		defer t.syncCheckerStats(chk)
 	}
-	opts, optEnded, err := t.startOptionals(ctx, ins)
+	opts, err := t.startOptionals(ctx, ins)
 	if err != nil {
 		return err
 	}
@@ -156,9 +156,9 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 	if chk == nil {
 		seq = t.sequencer // every input is async: the job numbers its blocks as a source does
 	}
-	// A job whose inputs are all optional ends with its producers: an optional input never
-	// holds its receiver, and nothing else would end it (lifecycle, issue 11).
-	allOptional := len(opts) == len(ins)
+	// A job whose inputs are all optional runs a round per value that arrives and ends with its
+	// producers: an optional input never holds its receiver, and nothing else would end it.
+	allOptional := len(opts.bufs) == len(ins)
 	rejoin := false
 	take := func(k int) (codec.Block, bool, error) {
 		b, ok, err := ins[k].next(ctx, &t.stats)
@@ -197,8 +197,11 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 				t.syncCheckerStats(chk) // counters for heartbeats; the end of the loop syncs too
 			}
 		} else {
-			if allOptional && allClosed(optEnded) {
-				return nil
+			if allOptional {
+				more, err := opts.await(ctx)
+				if err != nil || !more {
+					return err
+				}
 			}
 			step, err := nextSourceStep(ctx, seq)
 			if err != nil {

@@ -374,14 +374,14 @@ func nextSourceStep(ctx context.Context, seq *align.SourceSequencer) (align.Step
 // takeAsync adds the async inputs to a round: the next block(s) of a plain async input, as they
 // come, and whatever an optional input holds (it never waits). ended is true when a plain async
 // input has ended.
-func (t *task) takeAsync(ctx context.Context, ins []*input, opts map[int]*align.Optional, payloads [][][]byte, heads [][]uint32) (bool, error) {
+func (t *task) takeAsync(ctx context.Context, ins []*input, opts *optionals, payloads [][][]byte, heads [][]uint32) (bool, error) {
 	resetMask := codec.HeadMask(t.headSize, codec.BitReset)
 	for k, in := range ins {
 		if !in.pipe.Async {
 			continue
 		}
 		payloads[k], heads[k] = payloads[k][:0], heads[k][:0]
-		if opt := opts[k]; opt != nil {
+		if opt := opts.bufs[k]; opt != nil {
 			v, h, _ := opt.Read()
 			payload, _ := v.([]byte)
 			payloads[k], heads[k] = append(payloads[k], payload), append(heads[k], h)
@@ -400,9 +400,8 @@ func (t *task) takeAsync(ctx context.Context, ins []*input, opts map[int]*align.
 
 // startOptionals starts, for each optional input, a goroutine that keeps its buffer filled so
 // that the job never waits for it; they stop with ctx.
-func (t *task) startOptionals(ctx context.Context, ins []*input) (map[int]*align.Optional, []chan struct{}, error) {
-	opts := map[int]*align.Optional{}
-	var ended []chan struct{} // closed each when its producer ended the input
+func (t *task) startOptionals(ctx context.Context, ins []*input) (*optionals, error) {
+	opts := &optionals{bufs: map[int]*align.Optional{}, wake: make(chan struct{}, 1)}
 	for k, in := range ins {
 		pp := t.optionalOf(in.pipe.ID)
 		if pp == nil {
@@ -410,26 +409,57 @@ func (t *task) startOptionals(ctx context.Context, ins []*input) (map[int]*align
 		}
 		c, err := codec.New(in.pipe.Codec, in.pipe.BlockSize)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: input pipe %d: %w", t.label, in.pipe.ID, err)
+			return nil, fmt.Errorf("%s: input pipe %d: %w", t.label, in.pipe.ID, err)
 		}
 		cfg := *pp
 		def := c.Zero()
 		if cfg.Default != nil {
 			if def, err = c.Append(nil, cfg.Default); err != nil {
-				return nil, nil, fmt.Errorf("%s: input pipe %d: optional default: %w", t.label, in.pipe.ID, err)
+				return nil, fmt.Errorf("%s: input pipe %d: optional default: %w", t.label, in.pipe.ID, err)
 			}
 		}
 		cfg.Default = def
 		opt, err := align.NewOptional(in.pipe.ID, cfg)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", t.label, err)
+			return nil, fmt.Errorf("%s: %w", t.label, err)
 		}
-		opts[k] = opt
+		opt.NotifyOn(opts.wake)
+		opts.bufs[k] = opt
 		done := make(chan struct{})
-		ended = append(ended, done)
-		go t.feedOptional(ctx, in, opt, done)
+		opts.ended = append(opts.ended, done)
+		go t.feedOptional(ctx, in, opt, done, opts.wake)
 	}
-	return opts, ended, nil
+	return opts, nil
+}
+
+// optionals are a job's optional inputs: their buffers by input index, a channel closed per
+// input when its producer ended it, and one wake signalled by every Push and every end.
+type optionals struct {
+	bufs  map[int]*align.Optional
+	ended []chan struct{}
+	wake  chan struct{}
+}
+
+// await waits, for a job whose inputs are all optional, for its next round: until a value waits
+// in some buffer (true), or every producer has ended and every buffer is empty (false). Such a
+// job runs a round per value that arrives, the other inputs giving their stored value or default,
+// and spends nothing while none arrives.
+func (o *optionals) await(ctx context.Context) (bool, error) {
+	for {
+		for _, b := range o.bufs {
+			if b.Len() > 0 {
+				return true, nil
+			}
+		}
+		if allClosed(o.ended) {
+			return false, nil
+		}
+		select {
+		case <-o.wake:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
 }
 
 func (t *task) optionalOf(pipe int) *pipeline.Optional {
@@ -443,13 +473,17 @@ func (t *task) optionalOf(pipe int) *pipeline.Optional {
 
 // feedOptional moves an optional input's blocks into its buffer as they come, acknowledging
 // them at once: the buffer, not the stream, is where they wait (or are dropped, and counted).
-func (t *task) feedOptional(ctx context.Context, in *input, opt *align.Optional, ended chan struct{}) {
+func (t *task) feedOptional(ctx context.Context, in *input, opt *align.Optional, ended, wake chan struct{}) {
 	resetMask := codec.HeadMask(t.headSize, codec.BitReset)
 	for {
 		b, ok, err := in.next(ctx, &t.stats)
 		if err != nil || !ok {
 			if err == nil {
 				close(ended)
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
 			}
 			return
 		}

@@ -590,3 +590,21 @@ func TestOptionalInputNeverBlocksTheJob(t *testing.T) {
 		t.Fatal("the optional input never showed anything")
 	}
 }
+
+// TestAJobWhoseInputsAreAllOptionalRunsOncePerValue: a sink whose only input is optional, fed 5
+// blocks 30 ms apart, runs exactly 5 rounds — one per value that arrives, each value once and in
+// order — and ends with its producer: it does not spin rounds of stored values while it waits.
+func TestAJobWhoseInputsAreAllOptionalRunsOncePerValue(t *testing.T) {
+	rec := &recorder{}
+	env := startEnv(t, registryWith("record", func() any { return rec }))
+	p := &pipeline.Pipeline{Name: "allopt", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 5, "interval": "30ms"}, Outputs: []int{1}},
+		{ID: 2, Type: "record", Inputs: []int{1}},
+	}, Pipes: []pipeline.Pipe{{ID: 1, Optional: &pipeline.Optional{Default: 0}}}}
+	if _, err := runDoc(t, env, encode(t, p), nil); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got := fmt.Sprint(rec.snapshot()); got != "[1 2 3 4 5]" {
+		t.Fatalf("rounds %s, want one per value that arrived: [1 2 3 4 5]", got)
+	}
+}

@@ -27,6 +27,9 @@ type Optional struct {
 	last    optionalItem // the value of the last fresh read, with store
 	hasLast bool
 	dropped uint64
+	// notify, if set, is signalled (without blocking) on every Push: a job whose inputs are all
+	// optional waits on it for its next round instead of polling the buffers.
+	notify chan<- struct{}
 }
 
 type optionalItem struct {
@@ -52,11 +55,25 @@ func NewOptional(pipe int, cfg pipeline.Optional) (*Optional, error) {
 	return o, nil
 }
 
+// NotifyOn makes every later Push signal ch without blocking (ch should have a buffer of 1, so a
+// signal is never lost and never piles up). Several buffers may share one channel.
+func (o *Optional) NotifyOn(ch chan<- struct{}) {
+	o.mu.Lock()
+	o.notify = ch
+	o.mu.Unlock()
+}
+
 // Push buffers a value that arrived with its head. On a full buffer, drop mode oldest discards
 // the oldest buffered value, newest discards v; dropped reports that a value was discarded.
 func (o *Optional) Push(v any, head uint32) (dropped bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.notify != nil {
+		select {
+		case o.notify <- struct{}{}:
+		default: // a signal is already waiting
+		}
+	}
 	if o.buffer > 0 && len(o.queue) >= o.buffer {
 		o.dropped++
 		if o.dropNewest {
