@@ -33,6 +33,20 @@ func chainDoc(c *cluster, name string, count int, nodes [3]string, groups [3]str
 	return doc, out
 }
 
+// execChainDoc is counter (on wb) → the executable sum.sh shipped as dependencies (on wa) →
+// forward (on wc) → csv_sink (LOCAL), on json pipes.
+func execChainDoc(c *cluster, name string, count int) (string, string) {
+	c.addDependencies("sum", "sum.sh")
+	out := filepath.Join(c.dir, name+".csv")
+	doc := c.writeDoc(name+".json", fmt.Sprintf(`{"name": %q, "jobs": [
+    {"id": 1, "type": "counter", "args": {"count": %d, "interval": "1ms"}, "outputs": [1], "node": "wb"},
+    {"id": 2, "exec": {"path": "./sum.sh", "params": ["--add", "0"], "dependencies": "sum"}, "inputs": [1], "outputs": [2], "node": "wa"},
+    {"id": 3, "type": "forward", "inputs": [2], "outputs": [3], "node": "wc"},
+    {"id": 4, "type": "csv_sink", "args": {"path": %q}, "inputs": [3], "groups": ["LOCAL"]}],
+  "pipes": [{"id": 1, "codec": "json"}, {"id": 2, "codec": "json"}]}`, name, count, out))
+	return doc, out
+}
+
 // checkExactlyOnce asserts the CSV holds 1..n, each once, in order.
 func checkExactlyOnce(t *testing.T, path string, n int) {
 	t.Helper()
@@ -114,9 +128,7 @@ func waitFinished(c *cluster, name string) protocol.PipelineStatus {
 
 func TestFailoverKilledConnectorLosesNothing(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
-	c.startWorker("wa")
-	c.startWorker("wb")
-	c.startWorker("wc")
+	c.startWorkers("wa", "wb", "wc")
 	doc, out := chainDoc(c, "kill", 5000, [3]string{"wb", "wa", "wc"}, [3]string{})
 	c.submit(doc)
 	waitRows(c, out, 1500)
@@ -136,9 +148,7 @@ func TestFailoverKilledConnectorLosesNothing(t *testing.T) {
 
 func TestFailoverKilledSourceResumesFromItsCheckpoint(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
-	c.startWorker("wa")
-	c.startWorker("wb")
-	c.startWorker("wc")
+	c.startWorkers("wa", "wb", "wc")
 	doc, out := chainDoc(c, "source", 3000, [3]string{"wa", "wb", "wc"}, [3]string{})
 	c.submit(doc)
 	waitRows(c, out, 1000)
@@ -152,9 +162,7 @@ func TestFailoverKilledSourceResumesFromItsCheckpoint(t *testing.T) {
 
 func TestFrozenWorkerIsReplacedAndStopsItsStaleJobs(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
-	c.startWorker("wa")
-	c.startWorker("wb")
-	c.startWorker("wc")
+	c.startWorkers("wa", "wb", "wc")
 	doc, out := chainDoc(c, "frozen", 3000, [3]string{"wb", "wa", "wc"}, [3]string{})
 	c.submit(doc)
 	waitRows(c, out, 800)
@@ -236,17 +244,8 @@ func TestFailureInjection(t *testing.T) {
 // executable, and checks it moves — fetching its dependencies again — losing nothing.
 func TestExecutableJobAcrossWorkersMovesWithItsDependencies(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
-	c.startWorker("wa")
-	c.startWorker("wb")
-	c.startWorker("wc")
-	c.addDependencies("sum", "sum.sh")
-	out := filepath.Join(c.dir, "mixed.csv")
-	doc := c.writeDoc("mixed.json", fmt.Sprintf(`{"name": "mixed", "jobs": [
-    {"id": 1, "type": "counter", "args": {"count": 3000, "interval": "1ms"}, "outputs": [1], "node": "wb"},
-    {"id": 2, "exec": {"path": "./sum.sh", "params": ["--add", "0"], "dependencies": "sum"}, "inputs": [1], "outputs": [2], "node": "wa"},
-    {"id": 3, "type": "forward", "inputs": [2], "outputs": [3], "node": "wc"},
-    {"id": 4, "type": "csv_sink", "args": {"path": %q}, "inputs": [3], "groups": ["LOCAL"]}],
-  "pipes": [{"id": 1, "codec": "json"}, {"id": 2, "codec": "json"}]}`, out))
+	c.startWorkers("wa", "wb", "wc")
+	doc, out := execChainDoc(c, "mixed", 3000)
 	c.submit(doc)
 	waitRows(c, out, 1000)
 	c.workers["wa"].kill()

@@ -196,6 +196,13 @@ func (c *cluster) startBroker() {
 }
 
 // startWorker starts a worker process and waits until the broker lists it.
+// startWorkers starts one worker per name, with no extra flags.
+func (c *cluster) startWorkers(names ...string) {
+	for _, n := range names {
+		c.startWorker(n)
+	}
+}
+
 func (c *cluster) startWorker(name string, extra ...string) *proc {
 	c.t.Helper()
 	args := append([]string{"--broker", c.url, "--name", name, "--workdir", filepath.Join(c.dir, name), "--heartbeat", "200ms"}, extra...)

@@ -52,9 +52,7 @@ func checkDrainedBySIGTERM(t *testing.T, c *cluster, name, worker string, job, c
 
 func TestSIGTERMOfAWorkerMovesItsConnectorExactlyOnce(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
-	c.startWorker("wa")
-	c.startWorker("wb")
-	c.startWorker("wc")
+	c.startWorkers("wa", "wb", "wc")
 	doc, out := chainDoc(c, "termfwd", 4000, [3]string{"wb", "wa", "wc"}, [3]string{})
 	c.submit(doc)
 	waitRows(c, out, 1000)
@@ -63,9 +61,7 @@ func TestSIGTERMOfAWorkerMovesItsConnectorExactlyOnce(t *testing.T) {
 
 func TestSIGTERMOfAWorkerMovesItsSourceExactlyOnce(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
-	c.startWorker("wa")
-	c.startWorker("wb")
-	c.startWorker("wc")
+	c.startWorkers("wa", "wb", "wc")
 	doc, out := chainDoc(c, "termsrc", 3000, [3]string{"wa", "wb", "wc"}, [3]string{})
 	c.submit(doc)
 	waitRows(c, out, 800)
@@ -74,17 +70,8 @@ func TestSIGTERMOfAWorkerMovesItsSourceExactlyOnce(t *testing.T) {
 
 func TestSIGTERMOfAWorkerMovesItsExecutableJobExactlyOnce(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
-	c.startWorker("wa")
-	c.startWorker("wb")
-	c.startWorker("wc")
-	c.addDependencies("sum", "sum.sh")
-	out := filepath.Join(c.dir, "termexec.csv")
-	doc := c.writeDoc("termexec.json", fmt.Sprintf(`{"name": "termexec", "jobs": [
-    {"id": 1, "type": "counter", "args": {"count": 3000, "interval": "1ms"}, "outputs": [1], "node": "wb"},
-    {"id": 2, "exec": {"path": "./sum.sh", "params": ["--add", "0"], "dependencies": "sum"}, "inputs": [1], "outputs": [2], "node": "wa"},
-    {"id": 3, "type": "forward", "inputs": [2], "outputs": [3], "node": "wc"},
-    {"id": 4, "type": "csv_sink", "args": {"path": %q}, "inputs": [3], "groups": ["LOCAL"]}],
-  "pipes": [{"id": 1, "codec": "json"}, {"id": 2, "codec": "json"}]}`, out))
+	c.startWorkers("wa", "wb", "wc")
+	doc, out := execChainDoc(c, "termexec", 3000)
 	c.submit(doc)
 	waitRows(c, out, 800)
 	checkDrainedBySIGTERM(t, c, "termexec", "wa", 2, 3000, out)
