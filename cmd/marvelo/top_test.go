@@ -90,7 +90,9 @@ func TestMetricsRiseAndTopShowsRates(t *testing.T) {
 		waitFor(t, s.name+" to rise", func() bool { return metricValue(t, url, s.name, s.labels) > before })
 	}
 	// A Go job's process is the worker's, here this test's: it has used CPU and holds memory.
-	waitFor(t, "CPU time on /metrics", func() bool { return metricValue(t, url, "marvelo_job_cpu_seconds_total", `pipeline="live",job="1"`) > 0 })
+	waitFor(t, "CPU time on /metrics", func() bool {
+		return metricValue(t, url, "marvelo_job_cpu_seconds_total", `pipeline="live",job="1"`) > 0
+	})
 	if v := metricValue(t, url, "marvelo_job_memory_bytes", `pipeline="live",job="1"`); v <= 0 {
 		t.Errorf("marvelo_job_memory_bytes of job 1: %v", v)
 	}
