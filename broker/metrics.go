@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,14 +12,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 // MetricsServer serves the broker's counters in the Prometheus text format on /metrics: per
-// pipeline and job, blocks in and out, rounds, stale blocks, dummies, queue drops and restarts
-// (from the workers' heartbeats); per worker, slots, slots used, liveness and heartbeat age.
-// It reads the control plane only through snapshot, under the control plane's lock, and renders
-// outside it.
+// pipeline and job, blocks and bytes in and out, rounds, stale blocks, dummies, queue drops,
+// redeliveries, restarts, CPU and memory (from the workers' heartbeats); per pipe, what its
+// stream holds and its consumer's lag (asked of JetStream at each scrape); per worker, slots,
+// slots used, liveness and heartbeat age. It reads the control plane only through snapshot,
+// under the control plane's lock, and asks JetStream and renders outside it.
 type MetricsServer struct {
 	b    *Broker
 	l    net.Listener
@@ -37,9 +41,15 @@ func ServeMetrics(b *Broker, addr string) (*MetricsServer, error) {
 	}
 	m := &MetricsServer{b: b, l: l, done: make(chan struct{})}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		pipes, workers := b.ctl.snapshot()
+		pipes, workers, refs := b.ctl.snapshot()
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		streams := b.ctl.pipeStats(ctx, refs)
+		for i := range pipes {
+			pipes[i].Pipes = streams[pipes[i].Name]
+		}
 		writeMetrics(w, pipes, workers, time.Now())
 	})
 	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -63,15 +73,17 @@ func (m *MetricsServer) Close() error {
 }
 
 // snapshot is the metrics' narrow accessor to the control plane: the status of every pipeline
-// and worker, copied under the lock.
-func (c *control) snapshot() ([]protocol.PipelineStatus, []protocol.WorkerStatus) {
+// and worker, and the pipes to ask JetStream about, copied under the lock.
+func (c *control) snapshot() ([]protocol.PipelineStatus, []protocol.WorkerStatus, []pipeRef) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var pipes []protocol.PipelineStatus
+	var refs []pipeRef
 	for _, p := range c.pipelines {
 		st := p.status()
 		st.Events = nil
 		pipes = append(pipes, st)
+		refs = append(refs, p.pipeRefs()...)
 	}
 	used := c.slotsUsed()
 	var workers []protocol.WorkerStatus
@@ -81,7 +93,7 @@ func (c *control) snapshot() ([]protocol.PipelineStatus, []protocol.WorkerStatus
 	}
 	sort.Slice(pipes, func(i, k int) bool { return pipes[i].Name < pipes[k].Name })
 	sort.Slice(workers, func(i, k int) bool { return workers[i].Name < workers[k].Name })
-	return pipes, workers
+	return pipes, workers, refs
 }
 
 type metric struct{ name, help, kind string }
@@ -97,6 +109,24 @@ var jobMetrics = []struct {
 	{metric{"marvelo_job_dummies_total", "dummies made for missing blocks", "counter"}, func(j protocol.JobStatus) float64 { return float64(j.Stats.Dummies) }},
 	{metric{"marvelo_job_queue_drops_total", "blocks dropped by max_queue", "counter"}, func(j protocol.JobStatus) float64 { return float64(j.Stats.QueueDrops) }},
 	{metric{"marvelo_job_restarts_total", "times the job was moved or restarted", "counter"}, func(j protocol.JobStatus) float64 { return float64(j.Restarts) }},
+	{metric{"marvelo_job_bytes_in_total", "payload bytes of the blocks the job read", "counter"}, func(j protocol.JobStatus) float64 { return float64(j.Stats.BytesIn) }},
+	{metric{"marvelo_job_bytes_out_total", "payload bytes of the blocks the job wrote", "counter"}, func(j protocol.JobStatus) float64 { return float64(j.Stats.BytesOut) }},
+	{metric{"marvelo_job_redeliveries_total", "messages JetStream delivered to the job again", "counter"}, func(j protocol.JobStatus) float64 { return float64(j.Stats.Redeliveries) }},
+	{metric{"marvelo_job_cpu_seconds_total", "CPU time of the job's process: an executable's program, a Go job's worker process (shared by its Go jobs)", "counter"}, func(j protocol.JobStatus) float64 { return j.Stats.CPUSeconds }},
+	{metric{"marvelo_job_memory_bytes", "resident memory of the job's process: an executable's program, a Go job's worker process (shared by its Go jobs)", "gauge"}, func(j protocol.JobStatus) float64 { return float64(j.Stats.MemBytes) }},
+}
+
+// pipeMetrics are the series of a pipe's stream and consumer (protocol.PipeStats).
+var pipeMetrics = []struct {
+	metric
+	value func(p protocol.PipeStats) uint64
+}{
+	{metric{"marvelo_pipe_messages_total", "messages written to the pipe in this run (its stream's last sequence)", "counter"}, func(p protocol.PipeStats) uint64 { return p.Messages }},
+	{metric{"marvelo_pipe_stored_messages", "messages in the pipe's stream now", "gauge"}, func(p protocol.PipeStats) uint64 { return p.Stored }},
+	{metric{"marvelo_pipe_stored_bytes", "bytes in the pipe's stream now", "gauge"}, func(p protocol.PipeStats) uint64 { return p.StoredBytes }},
+	{metric{"marvelo_pipe_consumer_lag", "messages stored, not yet delivered to the reading job (the consumer's NumPending)", "gauge"}, func(p protocol.PipeStats) uint64 { return p.Pending }},
+	{metric{"marvelo_pipe_consumer_ack_pending", "messages delivered to the reading job, not yet acknowledged", "gauge"}, func(p protocol.PipeStats) uint64 { return p.AckPending }},
+	{metric{"marvelo_pipe_consumer_redelivered", "messages delivered more than once, not yet acknowledged", "gauge"}, func(p protocol.PipeStats) uint64 { return p.Redelivered }},
 }
 
 func writeMetrics(w io.Writer, pipes []protocol.PipelineStatus, workers []protocol.WorkerStatus, now time.Time) {
@@ -111,6 +141,14 @@ func writeMetrics(w io.Writer, pipes []protocol.PipelineStatus, workers []protoc
 			for _, j := range p.Jobs {
 				fmt.Fprintf(w, "%s{pipeline=%s,job=\"%d\",name=%s,worker=%s} %s\n", jm.name, quote(p.Name), j.ID,
 					quote(j.Name), quote(j.Worker), strconv.FormatFloat(jm.value(j), 'f', -1, 64))
+			}
+		}
+	}
+	for _, pm := range pipeMetrics {
+		header(pm.metric)
+		for _, p := range pipes {
+			for _, ps := range p.Pipes {
+				fmt.Fprintf(w, "%s{pipeline=%s,pipe=\"%d\",job=\"%d\"} %d\n", pm.name, quote(p.Name), ps.ID, ps.Job, pm.value(ps))
 			}
 		}
 	}
@@ -150,4 +188,57 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// pipeRef names a streamed pipe of a pipeline and the job that reads it.
+type pipeRef struct {
+	pipeline  string
+	pipe, job int
+}
+
+// pipeRefs lists the pipes of p that have a stream (a realtime pipe has none), none once p has
+// ended (its streams are deleted). Called under c.mu.
+func (p *pipelineState) pipeRefs() []pipeRef {
+	if p.state.terminal() {
+		return nil
+	}
+	var out []pipeRef
+	for id, e := range p.doc.Endpoints() {
+		if pp := p.doc.PipeByID(id); pp.IsRealtime() {
+			continue
+		}
+		out = append(out, pipeRef{pipeline: p.doc.Name, pipe: id, job: e[1]})
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].pipe < out[k].pipe })
+	return out
+}
+
+// pipeStats asks JetStream about each pipe's stream and its consumer (two requests a pipe), by
+// pipeline: the one source of the pipe series of /metrics and of a status request with Pipes. A
+// stream or consumer gone meanwhile (the pipeline ended, the job moved) is left out. Called
+// without c.mu: these are network calls.
+func (c *control) pipeStats(ctx context.Context, refs []pipeRef) map[string][]protocol.PipeStats {
+	out := map[string][]protocol.PipeStats{}
+	for _, r := range refs {
+		st, err := c.js.Stream(ctx, protocol.PipeStream(r.pipeline, r.pipe))
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrStreamNotFound) {
+				c.log.Debug("pipe statistics", "pipeline", r.pipeline, "pipe", r.pipe, "error", err)
+			}
+			continue
+		}
+		info := st.CachedInfo()
+		ps := protocol.PipeStats{ID: r.pipe, Job: r.job, Messages: info.State.LastSeq, Stored: info.State.Msgs, StoredBytes: info.State.Bytes}
+		lister := st.ListConsumers(ctx)
+		for ci := range lister.Info() {
+			ps.Pending += ci.NumPending
+			ps.AckPending += uint64(ci.NumAckPending)
+			ps.Redelivered += uint64(ci.NumRedelivered)
+		}
+		if err := lister.Err(); err != nil {
+			c.log.Debug("pipe consumer statistics", "pipeline", r.pipeline, "pipe", r.pipe, "error", err)
+		}
+		out[r.pipeline] = append(out[r.pipeline], ps)
+	}
+	return out
 }

@@ -199,19 +199,6 @@ func (c *control) slotsUsed() map[string]int {
 	return used
 }
 
-func (c *control) knownType(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, w := range c.workers {
-		for _, t := range w.info.Types {
-			if t == name && w.alive {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func (c *control) saveWorker(info protocol.WorkerInfo, alive bool) {
 	if c.opts.fenced() != nil {
 		return // another broker's control plane acts now (leader.go)

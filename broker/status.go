@@ -64,14 +64,26 @@ func (c *control) handleReset(m *nats.Msg) any {
 func (c *control) handleStatus(m *nats.Msg) any {
 	var req protocol.NameRequest
 	_ = json.Unmarshal(m.Data, &req)
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	out := protocol.StatusReply{Reply: protocol.Reply{OK: true}}
+	var refs []pipeRef
+	c.mu.Lock()
 	for name, p := range c.pipelines {
 		if req.Pipeline != "" && name != req.Pipeline {
 			continue
 		}
 		out.Pipelines = append(out.Pipelines, p.status())
+		if req.Pipes {
+			refs = append(refs, p.pipeRefs()...)
+		}
+	}
+	c.mu.Unlock()
+	if len(refs) > 0 { // asked of JetStream without the lock (broker/metrics.go)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		streams := c.pipeStats(ctx, refs)
+		cancel()
+		for i := range out.Pipelines {
+			out.Pipelines[i].Pipes = streams[out.Pipelines[i].Name]
+		}
 	}
 	if req.Pipeline != "" && len(out.Pipelines) == 0 {
 		return protocol.StatusReply{Reply: protocol.Reply{Error: fmt.Sprintf("no pipeline named %q", req.Pipeline)}}

@@ -106,6 +106,7 @@ func (t *task) answer(ctx context.Context, o *outPort, tag roundTag, jobHead uin
 	}
 	o.last, o.fin = tag.sqn, head&codec.HeadMask(t.headSize, codec.BitFinished) != 0
 	t.stats.blocksOut.Add(1)
+	t.stats.bytesOut.Add(uint64(len(payload)))
 	return nil
 }
 

@@ -237,6 +237,7 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 		return err
 	}
 	defer proc.Stop(execjob.DefaultGrace) // releases everything once it has exited
+	t.stats.usage.setPid(proc.Pid())      // the job's CPU and memory are its program's (metrics.go)
 	e := &execKind{t: t, proc: proc, ins: ins, outs: make([]*execOutput, len(outs)), sqn: t.execSpec.Exec.SQN, window: sqnAckWindow}
 	if t.assign.Job.MaxQueue > 0 {
 		e.window = 0 // the input's consumer lets one message out at a time

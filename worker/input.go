@@ -22,6 +22,8 @@ type inMsg struct {
 	endSQN uint64        // the SQN an end marker names
 	msg    jetstream.Msg // nil on a realtime pipe: nothing to acknowledge
 	gap    uint64        // messages the stream dropped (max_queue) just before this one
+	size   uint64        // the payload bytes of its blocks
+	redel  bool          // JetStream delivered it before
 	err    error
 }
 
@@ -98,7 +100,7 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 		im.msg = m
 		var seq uint64
 		if md, err := m.Metadata(); err == nil {
-			seq = md.Sequence.Stream
+			seq, im.redel = md.Sequence.Stream, md.NumDelivered > 1
 		}
 		if !o.offer(ctx, im, seq) || im.err != nil {
 			return
@@ -269,6 +271,7 @@ func (in *input) parse(h nats.Header, data []byte) inMsg {
 		im.blocks = make([]codec.Block, 0, n)
 		err := codec.SplitBatch(data, in.pipe.HeadSize, func(b codec.Block) error {
 			im.blocks = append(im.blocks, b)
+			im.size += uint64(len(b.Payload))
 			return nil
 		})
 		if err != nil {
@@ -281,7 +284,7 @@ func (in *input) parse(h nats.Header, data []byte) inMsg {
 		im.err = fmt.Errorf("input pipe %d: malformed block: %w", in.pipe.ID, err)
 		return im
 	}
-	im.blocks = []codec.Block{b}
+	im.blocks, im.size = []codec.Block{b}, uint64(len(b.Payload))
 	return im
 }
 
@@ -327,6 +330,10 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			}
 			st.queueDrops.Add(m.gap)
 			st.blocksIn.Add(uint64(len(m.blocks))) // once a message, not once a block: the hot path
+			st.bytesIn.Add(m.size)
+			if m.redel {
+				st.redeliveries.Add(1)
+			}
 			in.gapSeen = in.gapSeen || m.gap > 0
 			in.cur, in.pos = m, 0
 			if m.end {

@@ -2,9 +2,12 @@ package worker
 
 import (
 	"bufio"
+	"bytes"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/marvelo/marvelo/pipeline/protocol"
@@ -96,4 +99,79 @@ func memInfo() (total, avail, swapTotal, swapFree uint64) {
 		}
 	}
 	return
+}
+
+// noProcess is the pid of an executable job whose program has not started: no usage to report.
+const noProcess = -1
+
+// jobUsage samples a job's CPU time and resident memory from /proc (Linux; none elsewhere): an
+// executable's from its program's process (/proc/PID/stat and statm), a Go job's from the
+// worker's own process, which its Go jobs share. The last sample is kept once the program has
+// exited, so the counters a heartbeat reports never go back.
+type jobUsage struct {
+	pid atomic.Int64 // 0: the worker's own process; noProcess: not started yet
+
+	mu  sync.Mutex // guards the last sample
+	cpu float64
+	mem uint64
+}
+
+func (u *jobUsage) setPid(pid int) { u.pid.Store(int64(pid)) }
+
+// sample returns the CPU seconds used and the resident bytes now, or the last sample when the
+// process is gone.
+func (u *jobUsage) sample() (float64, uint64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	pid := u.pid.Load()
+	if pid == noProcess {
+		return u.cpu, u.mem
+	}
+	proc := "/proc/self"
+	if pid > 0 {
+		proc = "/proc/" + strconv.FormatInt(pid, 10)
+	}
+	if cpu, mem, ok := procUsage(proc); ok {
+		u.cpu, u.mem = cpu, mem
+	}
+	return u.cpu, u.mem
+}
+
+// clockTicks is the unit of /proc/PID/stat's times (USER_HZ), 100 on every Linux port Go runs on.
+const clockTicks = 100
+
+// procUsage reads a process's user+system CPU seconds (stat fields 14 and 15) and its resident
+// bytes (statm's second field, in pages).
+func procUsage(proc string) (cpu float64, mem uint64, ok bool) {
+	stat, err := os.ReadFile(proc + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(stat[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0, 0, false
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	statm, err := os.ReadFile(proc + "/statm")
+	if err != nil {
+		return 0, 0, false
+	}
+	g := strings.Fields(string(statm))
+	if len(g) < 2 {
+		return 0, 0, false
+	}
+	pages, err := strconv.ParseUint(g[1], 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return float64(utime+stime) / clockTicks, pages * uint64(os.Getpagesize()), true
 }

@@ -23,12 +23,17 @@ import (
 // stats are a running job's counters, read by heartbeats while the job writes them.
 type stats struct {
 	blocksIn, blocksOut, rounds, stale, dummies, queueDrops atomic.Uint64
+	bytesIn, bytesOut, redeliveries                         atomic.Uint64
+	usage                                                   jobUsage // CPU and memory (worker/metrics.go)
 }
 
 func (s *stats) snapshot() protocol.JobStats {
+	cpu, mem := s.usage.sample()
 	return protocol.JobStats{
+		CPUSeconds: cpu, MemBytes: mem,
 		BlocksIn: s.blocksIn.Load(), BlocksOut: s.blocksOut.Load(), Rounds: s.rounds.Load(),
 		Stale: s.stale.Load(), Dummies: s.dummies.Load(), QueueDrops: s.queueDrops.Load(),
+		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Redeliveries: s.redeliveries.Load(),
 	}
 }
 

@@ -425,6 +425,7 @@ func (w *Worker) buildExecTask(a *protocol.Assignment, label string) (*task, err
 		return nil, err
 	}
 	t.execSpec = &spec
+	t.stats.usage.setPid(noProcess) // its CPU and memory are its program's, once it runs (metrics.go)
 	return t, nil
 }
 

@@ -159,8 +159,18 @@ func (c *Client) uploadDependencies(ctx context.Context, p *pipeline.Pipeline, b
 
 // Status returns the status of one pipeline, or of all when name is empty.
 func (c *Client) Status(ctx context.Context, name string) ([]protocol.PipelineStatus, error) {
+	return c.status(ctx, protocol.NameRequest{Pipeline: name})
+}
+
+// StatusWithPipes is Status with each running pipeline's pipe statistics (its streams and
+// consumers as JetStream reports them, a request per pipe on the broker): for marvelo top.
+func (c *Client) StatusWithPipes(ctx context.Context, name string) ([]protocol.PipelineStatus, error) {
+	return c.status(ctx, protocol.NameRequest{Pipeline: name, Pipes: true})
+}
+
+func (c *Client) status(ctx context.Context, req protocol.NameRequest) ([]protocol.PipelineStatus, error) {
 	var r protocol.StatusReply
-	if err := c.call(ctx, protocol.SubjStatus, protocol.NameRequest{Pipeline: name}, &r); err != nil {
+	if err := c.call(ctx, protocol.SubjStatus, req, &r); err != nil {
 		return nil, err
 	}
 	return r.Pipelines, r.Err()

@@ -66,7 +66,7 @@ Examples:
 			&cli.StringFlag{Name: "worker-token", EnvVars: []string{"MARVELO_WORKER_TOKEN"}, Usage: "a token for workers only: they run jobs but cannot submit, stop or change pipelines"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate for the client port"},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS key for the client port"},
-			&cli.StringFlag{Name: "metrics", Usage: "host:port serving Prometheus metrics on /metrics (off when empty)"},
+			&cli.StringFlag{Name: "metrics", Usage: "host:port serving Prometheus metrics on /metrics: per job, pipe and worker; a Go job's CPU and memory are its worker process's, an executable's its program's (off when empty; e.g. --metrics 127.0.0.1:9090)"},
 			&cli.StringFlag{Name: "monitor", Usage: "host:port of the NATS monitoring endpoint (off when empty)"},
 			&cli.BoolFlag{Name: "no-local", Usage: "do not run a worker for LOCAL jobs in the broker"},
 			&cli.BoolFlag{Name: "local", Usage: "in a cluster, run the worker for LOCAL jobs here whichever broker leads (default: on the leader)"},

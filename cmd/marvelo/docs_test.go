@@ -5,10 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/jobtest"
+	"github.com/marvelo/marvelo/worker/exectest"
 )
 
 // docBlock is a fenced block of a Markdown file.
@@ -129,4 +132,71 @@ func TestREADMEListsEveryCommand(t *testing.T) {
 	if !strings.Contains(string(readme), "marvelo init") {
 		t.Error("README.md's quick start lacks marvelo init")
 	}
+}
+
+// TestDocsExecutableExamplesRun runs the Python, C and sh examples of docs/exec-jobs.md through
+// the real adapter (worker/exectest), each fed as its comment says: the examples cannot rot. The
+// C one is compiled with cc; a missing python3 or cc skips that example, saying so.
+func TestDocsExecutableExamplesRun(t *testing.T) {
+	examples := map[string]string{}
+	for _, b := range docBlocks(t) {
+		if filepath.Base(b.file) == "exec-jobs.md" && (b.lang == "python" || b.lang == "c" || (b.lang == "sh" && strings.HasPrefix(b.text, "#!"))) {
+			if _, dup := examples[b.lang]; dup {
+				t.Fatalf("%s:%d: a second %s example: this test runs one of each", b.file, b.line, b.lang)
+			}
+			examples[b.lang] = b.text
+		}
+	}
+	for _, lang := range []string{"python", "c", "sh"} {
+		if examples[lang] == "" {
+			t.Errorf("docs/exec-jobs.md has no %s example", lang)
+		}
+	}
+	json1 := []jobtest.Pipe{{Codec: "json"}}
+	script := func(t *testing.T, name, text string) string {
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Run("python", func(t *testing.T) {
+		if _, err := exec.LookPath("python3"); err != nil {
+			t.Skip("no python3 on PATH: the Python example is not run")
+		}
+		res := exectest.New(t, pipeline.Exec{Path: script(t, "offset.py", examples["python"]), Params: []string{"--add", "1"}},
+			jobtest.Config{InputPipes: json1, OutputPipes: json1}).Feed(0, 1.5, int64(2)).Run()
+		if got := res.Values(0); !reflect.DeepEqual(got, []any{2.5, 3.0}) {
+			t.Errorf("values %v, want [2.5 3]", got)
+		}
+	})
+	t.Run("c", func(t *testing.T) {
+		cc, err := exec.LookPath("cc")
+		if err != nil {
+			t.Skip("no cc on PATH: the C example is not compiled nor run")
+		}
+		src := script(t, "copy.c", examples["c"])
+		bin := filepath.Join(filepath.Dir(src), "copy")
+		if out, err := exec.Command(cc, "-o", bin, src).CombinedOutput(); err != nil {
+			t.Fatalf("cc copy.c: %v\n%s", err, out)
+		}
+		bytes8 := []jobtest.Pipe{{Codec: "bytes", BlockSize: 8}}
+		h := exectest.New(t, pipeline.Exec{Path: bin}, jobtest.Config{InputPipes: bytes8, OutputPipes: bytes8, HeadSize: 1})
+		h.Head = true
+		user, _ := pipeline.NewHead(0, 1).With(4, true)
+		res := h.Feed(0, jobtest.Block{Value: []byte("abcdefgh"), Head: user.Value}, []byte("12345678")).Run()
+		if got := res.Values(0); !reflect.DeepEqual(got, []any{[]byte("abcdefgh"), []byte("12345678")}) {
+			t.Errorf("values %q", got)
+		}
+		if hs := res.Heads(0); len(hs) != 2 || !hs[0].Bit(4) || hs[1].Bit(4) {
+			t.Errorf("heads %v: the head byte did not come back with its block", hs)
+		}
+	})
+	t.Run("sh", func(t *testing.T) {
+		res := exectest.New(t, pipeline.Exec{Path: script(t, "sum.sh", examples["sh"]), Params: []string{"--add", "10"}},
+			jobtest.Config{InputPipes: json1, OutputPipes: json1}).Feed(0, int64(1), int64(5)).Run()
+		if got := res.Values(0); !reflect.DeepEqual(got, []any{int64(11), int64(15)}) {
+			t.Errorf("values %v, want [11 15]", got)
+		}
+	})
 }

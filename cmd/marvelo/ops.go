@@ -435,14 +435,21 @@ func logsCommand() *cli.Command {
 the run given by --run (marvelo status lists the runs), kept by the broker for 24 hours. With
 -f, keeps printing new lines until the run ends or the command is interrupted.
 
+With --json, prints one JSON object a line: {"time", "pipeline", "run", "job", "name",
+"worker", "stream", "level", "text"}. stream is "stdout" for what a job printed (a Go job's
+Printf and Out, an executable's standard output) and "log" for its log records, whose level
+is "debug", "info", "warn" or "error" (an executable's standard error is logged at "warn").
+
 Example:
    marvelo logs demo --job 6
    marvelo logs demo --run 2
-   marvelo logs demo -f`,
+   marvelo logs demo -f
+   marvelo logs demo --json | jq -r 'select(.stream == "log") | .text'`,
 		Flags: append(brokerFlags(),
 			&cli.IntFlag{Name: "job", Usage: "only this job's lines"},
 			&cli.IntFlag{Name: "run", Usage: "this run's lines (default: the latest)"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new lines until the run ends"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object a line (time, pipeline, run, job, name, worker, stream, level, text)"},
 		),
 		Action: logsAction,
 	}
@@ -539,6 +546,7 @@ func readLogs(ctx context.Context, c *cli.Context, name string) error {
 	if follow {
 		fmt.Fprintf(os.Stderr, "following the logs of pipeline %s, run %d, until it ends (Ctrl-C stops)\n", name, run.ID)
 	}
+	asJSON, enc := c.Bool("json"), json.NewEncoder(c.App.Writer)
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -557,7 +565,13 @@ func readLogs(ctx context.Context, c *cli.Context, name string) error {
 		}
 		var l protocol.LogLine
 		if err := json.Unmarshal(m.Data(), &l); err == nil {
-			printLogLine(os.Stdout, l, true)
+			if asJSON {
+				if err := enc.Encode(jsonLogLine(l, run.ID)); err != nil {
+					return cliutil.Failure(fmt.Errorf("logs: %w", err))
+				}
+			} else {
+				printLogLine(c.App.Writer, l, true)
+			}
 		}
 		if md != nil {
 			printed.Store(md.Sequence.Stream)
@@ -601,6 +615,30 @@ func watchLogsEnd(ctx context.Context, cl *client.Client, cons jetstream.Consume
 		case <-t.C:
 		}
 	}
+}
+
+// logLineJSON is one line of marvelo logs --json.
+type logLineJSON struct {
+	Time     time.Time `json:"time"`
+	Pipeline string    `json:"pipeline"`
+	Run      int       `json:"run"`
+	Job      int       `json:"job"`
+	Name     string    `json:"name"`
+	Worker   string    `json:"worker"`
+	Stream   string    `json:"stream"` // "stdout" or "log"
+	Level    string    `json:"level,omitempty"`
+	Text     string    `json:"text"`
+}
+
+// jsonLogLine is a log line of a run as logs --json prints it: a job's output (level "out" on
+// the wire) is stream stdout without a level, a log record stream log with its level.
+func jsonLogLine(l protocol.LogLine, run int) logLineJSON {
+	out := logLineJSON{Time: l.Time, Pipeline: l.Pipeline, Run: run, Job: l.Job, Name: l.Name, Worker: l.Worker,
+		Stream: "log", Level: l.Level, Text: l.Text}
+	if l.Level == "out" {
+		out.Stream, out.Level = "stdout", ""
+	}
+	return out
 }
 
 func printLogLine(w io.Writer, l protocol.LogLine, withTime bool) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -22,10 +23,14 @@ func topCommand() *cli.Command {
 		Usage:     "show the running pipelines' jobs live, with rates",
 		UsageText: "marvelo top [PIPELINE] [--once] [--json] [--interval 1s] [--broker URL]",
 		Description: `Asks the broker for the status of the pipelines (or of one) every --interval and shows, per
-job, its state, worker, blocks in and out per second, rounds per second, and the dummies, stale
-blocks, queue drops and restarts so far. Rates are the change of the workers' counters between
-two samples. --once takes two samples one interval apart, prints them and exits; --json prints
-the rows as JSON.
+job, its state, worker, blocks in and out per second, rounds per second, payload bytes in and
+out per second, CPU (percent of one core) and resident memory, the lag of its inputs (messages
+stored in its input pipes, not yet delivered to it: the JetStream consumers' NumPending), and
+the dummies, stale blocks, queue drops, redeliveries and restarts so far. Rates are the change
+of the workers' counters between two samples. CPU and memory are an executable's own program's;
+a Go job's are its worker process's, shared by every Go job on that worker. --once takes two
+samples one interval apart, prints them and exits; --json prints the rows as JSON (rates end
+in _per_s, cpu_percent, mem_bytes, lag).
 
 Example:
    marvelo top --broker nats://head:4222
@@ -49,11 +54,19 @@ type topRow struct {
 	BlocksInPS  float64 `json:"blocks_in_per_s"`
 	BlocksOutPS float64 `json:"blocks_out_per_s"`
 	RoundsPS    float64 `json:"rounds_per_s"`
+	BytesInPS   float64 `json:"bytes_in_per_s"`
+	BytesOutPS  float64 `json:"bytes_out_per_s"`
+	CPUPercent  float64 `json:"cpu_percent"` // of one core; a Go job's is its worker process's
+	MemBytes    uint64  `json:"mem_bytes"`   // resident; a Go job's is its worker process's
+	Lag         uint64  `json:"lag"`         // messages in its input pipes not yet delivered to it
 	BlocksIn    uint64  `json:"blocks_in"`
 	BlocksOut   uint64  `json:"blocks_out"`
+	BytesIn     uint64  `json:"bytes_in"`
+	BytesOut    uint64  `json:"bytes_out"`
 	Dummies     uint64  `json:"dummies"`
 	Stale       uint64  `json:"stale"`
 	QueueDrops  uint64  `json:"queue_drops"`
+	Redelivered uint64  `json:"redeliveries"`
 	Restarts    int     `json:"restarts"`
 }
 
@@ -107,7 +120,7 @@ func topAction(c *cli.Context) error {
 func topSample(ctx context.Context, cl *client.Client, name string) ([]protocol.PipelineStatus, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	st, err := cl.Status(ctx, name)
+	st, err := cl.StatusWithPipes(ctx, name)
 	return st, time.Now(), err
 }
 
@@ -122,14 +135,24 @@ func topRows(prev, cur []protocol.PipelineStatus, d time.Duration) []topRow {
 	rows := []topRow{}
 	secs := d.Seconds()
 	for _, p := range cur {
+		lag := map[int]uint64{}
+		for _, ps := range p.Pipes {
+			lag[ps.Job] += ps.Pending
+		}
 		for _, j := range p.Jobs {
 			r := topRow{Pipeline: p.Name, Job: j.ID, Name: j.Name, Worker: j.Worker, State: j.State,
-				BlocksIn: j.Stats.BlocksIn, BlocksOut: j.Stats.BlocksOut, Dummies: j.Stats.Dummies,
-				Stale: j.Stats.Stale, QueueDrops: j.Stats.QueueDrops, Restarts: j.Restarts}
+				BlocksIn: j.Stats.BlocksIn, BlocksOut: j.Stats.BlocksOut, BytesIn: j.Stats.BytesIn, BytesOut: j.Stats.BytesOut,
+				MemBytes: j.Stats.MemBytes, Lag: lag[j.ID], Dummies: j.Stats.Dummies, Stale: j.Stats.Stale,
+				QueueDrops: j.Stats.QueueDrops, Redelivered: j.Stats.Redeliveries, Restarts: j.Restarts}
 			if b, ok := before[fmt.Sprintf("%s/%d", p.Name, j.ID)]; ok && secs > 0 {
 				r.BlocksInPS = rate(b.Stats.BlocksIn, j.Stats.BlocksIn, secs)
 				r.BlocksOutPS = rate(b.Stats.BlocksOut, j.Stats.BlocksOut, secs)
 				r.RoundsPS = rate(b.Stats.Rounds, j.Stats.Rounds, secs)
+				r.BytesInPS = rate(b.Stats.BytesIn, j.Stats.BytesIn, secs)
+				r.BytesOutPS = rate(b.Stats.BytesOut, j.Stats.BytesOut, secs)
+				if d := j.Stats.CPUSeconds - b.Stats.CPUSeconds; d > 0 {
+					r.CPUPercent = 100 * d / secs
+				}
 			}
 			rows = append(rows, r)
 		}
@@ -154,10 +177,25 @@ func rate(before, after uint64, secs float64) float64 {
 func printTop(w io.Writer, rows []topRow, at time.Time) {
 	fmt.Fprintf(w, "marvelo top — %s\n", at.Format("15:04:05"))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PIPELINE\tJOB\tNAME\tWORKER\tSTATE\tIN/S\tOUT/S\tROUNDS/S\tIN\tOUT\tDUMMIES\tSTALE\tDROPS\tRESTARTS")
+	fmt.Fprintln(tw, "PIPELINE\tJOB\tNAME\tWORKER\tSTATE\tIN/S\tOUT/S\tROUNDS/S\tIN B/S\tOUT B/S\tCPU%\tMEM\tLAG\tIN\tOUT\tDUMMIES\tSTALE\tDROPS\tREDELIV\tRESTARTS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Pipeline, r.Job, r.Name, r.Worker, r.State,
-			r.BlocksInPS, r.BlocksOutPS, r.RoundsPS, r.BlocksIn, r.BlocksOut, r.Dummies, r.Stale, r.QueueDrops, r.Restarts)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%s\t%s\t%.1f\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Pipeline, r.Job, r.Name, r.Worker, r.State,
+			r.BlocksInPS, r.BlocksOutPS, r.RoundsPS, humanBytes(r.BytesInPS), humanBytes(r.BytesOutPS), r.CPUPercent, humanBytes(float64(r.MemBytes)),
+			r.Lag, r.BlocksIn, r.BlocksOut, r.Dummies, r.Stale, r.QueueDrops, r.Redelivered, r.Restarts)
 	}
 	_ = tw.Flush()
+}
+
+// humanBytes writes a byte count (or rate) with a binary unit: 512, 1.5Ki, 20.0Mi.
+func humanBytes(v float64) string {
+	units := []string{"", "Ki", "Mi", "Gi", "Ti"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + units[i]
 }

@@ -255,6 +255,29 @@ type JobStats struct {
 	Stale      uint64 `json:"stale,omitempty"`       // blocks dropped as late or duplicate
 	Dummies    uint64 `json:"dummies,omitempty"`     // blocks made up for missing ones
 	QueueDrops uint64 `json:"queue_drops,omitempty"` // blocks dropped by max_queue
+	BytesIn    uint64 `json:"bytes_in,omitempty"`    // payload bytes of the blocks read
+	BytesOut   uint64 `json:"bytes_out,omitempty"`   // payload bytes of the blocks written
+	// Redeliveries counts the messages JetStream delivered again (not acknowledged in time).
+	Redeliveries uint64 `json:"redeliveries,omitempty"`
+	// CPUSeconds and MemBytes are the CPU time used and the resident memory of the job's process:
+	// an executable's own program, a Go job's worker process (shared by its Go jobs).
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	MemBytes   uint64  `json:"mem_bytes,omitempty"`
+}
+
+// PipeStats is one pipe's stream and its consumer as JetStream reports them (marvelo top and
+// the broker's /metrics); a realtime pipe has no stream and none.
+type PipeStats struct {
+	ID  int `json:"id"`
+	Job int `json:"job"` // the job that reads the pipe
+	// Messages counts the messages written to the pipe in this run (the stream's last sequence);
+	// a message carries one block or a batch of them.
+	Messages    uint64 `json:"messages"`
+	Stored      uint64 `json:"stored"`       // messages in the stream now
+	StoredBytes uint64 `json:"stored_bytes"` // their bytes
+	Pending     uint64 `json:"pending"`      // the consumer's lag: stored, not yet delivered
+	AckPending  uint64 `json:"ack_pending"`  // delivered, not yet acknowledged
+	Redelivered uint64 `json:"redelivered"`  // delivered more than once, not yet acknowledged
 }
 
 // JobState reports a job's state change (and, in heartbeats, its counters).
@@ -293,6 +316,9 @@ type SubmitReply struct {
 // NameRequest names a pipeline (status, stop); an empty name in a status request means all.
 type NameRequest struct {
 	Pipeline string `json:"pipeline"`
+	// Pipes asks a status request for each pipeline's PipeStats too (a JetStream request per
+	// pipe: marvelo top asks, marvelo status does not).
+	Pipes bool `json:"pipes,omitempty"`
 }
 
 // StopRequest asks the broker to stop a pipeline: its sources end and the other jobs finish
@@ -389,6 +415,7 @@ type PipelineStatus struct {
 	Ended     time.Time   `json:"ended,omitempty"`
 	Jobs      []JobStatus `json:"jobs"`
 	Events    []Event     `json:"events,omitempty"`
+	Pipes     []PipeStats `json:"pipes,omitempty"` // only when the request asked for them
 }
 
 // StatusReply answers a status request.
