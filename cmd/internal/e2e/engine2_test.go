@@ -81,3 +81,68 @@ func itoa(vs []int) []string {
 	}
 	return out
 }
+
+// TestSumAndProductOverDummiesAfterAResetOnCBORAndJSON: on cbor and on json pipes, two counters
+// join at sum and two at product, each into a csv_sink, across a broker and two workers;
+// `marvelo reset` in mid-stream restarts the counters' numbering, which costs each join a round
+// of dummies (zero dummies: the zero of the last real block, never null). Both pipelines
+// finish, both joins counted their dummies, and every row is an integer.
+func TestSumAndProductOverDummiesAfterAResetOnCBORAndJSON(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.startWorker("wa", "--slots", "8")
+	c.startWorker("wb", "--slots", "8")
+	const n = 3000
+	codecs := []string{"cbor", "json"}
+	outs := map[string][2]string{}
+	for _, cd := range codecs {
+		name := "reset_" + cd
+		sum, prod := filepath.Join(c.dir, name+"_sum.csv"), filepath.Join(c.dir, name+"_product.csv")
+		outs[cd] = [2]string{sum, prod}
+		counter := func(id int, node string) string {
+			return fmt.Sprintf(`{"id": %d, "type": "counter", "args": {"count": %d, "interval": "1ms"}, "outputs": [%d], "node": %q}`, id, n, id, node)
+		}
+		var pipes []string
+		for id := 1; id <= 6; id++ {
+			pipes = append(pipes, fmt.Sprintf(`{"id": %d, "codec": %q}`, id, cd))
+		}
+		doc := c.writeDoc(name+".json", fmt.Sprintf(`{"name": %q, "jobs": [%s, %s, %s, %s,
+    {"id": 5, "type": "sum", "inputs": [1, 2], "outputs": [5], "node": "wb"},
+    {"id": 6, "type": "product", "inputs": [3, 4], "outputs": [6], "node": "wb"},
+    {"id": 7, "type": "csv_sink", "args": {"path": %q}, "inputs": [5], "node": "wa"},
+    {"id": 8, "type": "csv_sink", "args": {"path": %q}, "inputs": [6], "node": "wa"}],
+  "pipes": [%s]}`, name, counter(1, "wa"), counter(2, "wb"), counter(3, "wa"), counter(4, "wb"), sum, prod, strings.Join(pipes, ", ")))
+		c.submit(doc)
+	}
+	for _, cd := range codecs {
+		waitRows(c, outs[cd][0], 300)
+		waitRows(c, outs[cd][1], 300)
+		if out, errOut, code := c.marvelo("reset", "reset_"+cd); code != 0 {
+			t.Fatalf("marvelo reset reset_%s: exit %d: %s%s", cd, code, out, errOut)
+		}
+	}
+	for _, cd := range codecs {
+		st := waitFinished(c, "reset_"+cd)
+		if !hasEvent(st, "reset") {
+			t.Errorf("%s: no reset event: %v", cd, eventKinds(st))
+		}
+		for _, j := range st.Jobs {
+			if j.ID == 5 || j.ID == 6 {
+				t.Logf("%s: %s: %d rounds, %d dummies", cd, j.Name, j.Stats.Rounds, j.Stats.Dummies)
+			}
+			if (j.ID == 5 || j.ID == 6) && j.Stats.Dummies < 2 {
+				t.Errorf("%s: %s made %d dummies, want at least 2 (a round of them for the reset)", cd, j.Name, j.Stats.Dummies)
+			}
+		}
+		for _, path := range outs[cd] {
+			lines := readLines(t, path)
+			if len(lines) < n/2 {
+				t.Fatalf("%s: %d rows", path, len(lines)-1)
+			}
+			for i, l := range lines[1:] {
+				if _, err := strconv.ParseInt(l, 10, 64); err != nil {
+					t.Fatalf("%s: row %d is %q, want an integer", filepath.Base(path), i+1, l)
+				}
+			}
+		}
+	}
+}
