@@ -144,37 +144,57 @@ func (j *sb6) Run(ctx *job.Context, v any) (job.Outputs, error) {
 }
 
 // TestSB6: entries with varying SQNs (3, 4, 7, 8, 9, 15) and head 10000000 through a job with
-// 10 outputs that writes 11000000 on each: every output carries the round's SQN unchanged, with
-// head 10000000 (the job cannot set reset), and dummies (corrupted) where SQNs are missing. With
-// Finish, the first round ends the job: one block per output, with the finished bit.
+// 10 outputs that tries to set the reset bit on each — a Go job writing 11000000 (SetOutHead
+// refuses it, 10000000 is taken), an executable answering 01000000 (its own corrupted bit would
+// skip the round): every output carries the round's SQN unchanged, with head 10000000 (the job
+// cannot set reset), and dummies (corrupted) where SQNs are missing. Finishing in the first
+// round (Finish, or the program's finished bit) ends the job: one block per output, 10100000.
 func TestSB6(t *testing.T) {
 	sqns := []uint64{3, 4, 7, 8, 9, 15}
-	for _, finish := range []bool{false, true} {
-		t.Run(fmt.Sprintf("finish=%v", finish), func(t *testing.T) {
-			_, js := startJetStream(t)
-			in := enginePipe(t, js, 1, 0)
-			var blocks []codec.Block
-			for _, s := range sqns {
-				blocks = append(blocks, codec.Block{SQN: s, Head: 0b10000000})
-			}
-			fill(t, js, in, blocks, 15)
-			var outs []protocol.PipeBinding
-			for k := range 10 {
-				outs = append(outs, enginePipe(t, js, 10+k, 0))
-			}
-			spec := pipeline.Job{ID: 2, Type: "sb6", Inputs: []int{1}, Outputs: []int{10, 11, 12, 13, 14, 15, 16, 17, 18, 19}, Head: true}
-			runGoJob(t, js, &sb6{finish: finish}, spec, []protocol.PipeBinding{in}, outs)
-			want := "3/80 4/80 5/80 6/80 7/80 8/80 9/80 10/80 11/80 12/80 13/80 14/80 15/80"
-			if finish {
-				want = "3/a0"
-			}
-			for k, o := range outs {
-				got, _, _ := readAll(t, js, o)
-				if s := sqnHeads(got); s != want {
-					t.Errorf("output %d: %s, want %s", k, s, want)
+	for _, kind := range []string{"go", "exec"} {
+		for _, finish := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s_finish=%v", kind, finish), func(t *testing.T) {
+				_, js := startJetStream(t)
+				in := enginePipe(t, js, 1, 0)
+				var blocks []codec.Block
+				for _, s := range sqns {
+					blocks = append(blocks, codec.Block{SQN: s, Head: 0b10000000})
 				}
-			}
-		})
+				var outs []protocol.PipeBinding
+				var outIDs []int
+				for k := range 10 {
+					outs = append(outs, enginePipe(t, js, 10+k, 0))
+					outIDs = append(outIDs, 10+k)
+				}
+				spec := pipeline.Job{ID: 2, Type: "sb6", Inputs: []int{1}, Outputs: outIDs, Head: true}
+				if kind == "go" {
+					fill(t, js, in, blocks, 15)
+					runGoJob(t, js, &sb6{finish: finish}, spec, []protocol.PipeBinding{in}, outs)
+				} else {
+					in.Codec = "json"
+					fill(t, js, in, blocks, 15)
+					for k := range outs {
+						outs[k].Codec = "json"
+					}
+					params := []string{"--head", "--out-head", "64"}
+					if finish {
+						params = append(params, "--finish", "1")
+					}
+					spec.Type, spec.Exec = "", &pipeline.Exec{Path: "./proto.py", Params: params}
+					runExecJob(t, js, spec, []protocol.PipeBinding{in}, outs)
+				}
+				want := "3/80 4/80 5/80 6/80 7/80 8/80 9/80 10/80 11/80 12/80 13/80 14/80 15/80"
+				if finish {
+					want = "3/a0"
+				}
+				for k, o := range outs {
+					got, _, _ := readAll(t, js, o)
+					if s := sqnHeads(got); s != want {
+						t.Errorf("output %d: %s, want %s", k, s, want)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -394,18 +414,22 @@ func TestConnectorSettingTheFinishedBitEndsTheJob(t *testing.T) {
 			outs := []protocol.PipeBinding{jsonPipe(t, js, 8, 0), jsonPipe(t, js, 9, 0)}
 			spec := pipeline.Job{ID: 2, Inputs: []int{1}, Outputs: []int{8, 9}, Head: true}
 			want := []string{"1 2 3", "1 2 3"} // proto.py: the sum and the product of one input
+			var tk *task
 			if kind == "go" {
 				spec.Type, spec.Outputs, outs, want = "finish_at", spec.Outputs[:1], outs[:1], want[:1]
-				runGoJob(t, js, &finishAt{n: 3}, spec, []protocol.PipeBinding{in}, outs)
+				tk = runGoJob(t, js, &finishAt{n: 3}, spec, []protocol.PipeBinding{in}, outs)
 			} else {
 				spec.Exec = &pipeline.Exec{Path: "./proto.py", Params: []string{"--head", "--finish", "3"}}
-				runExecJob(t, js, spec, []protocol.PipeBinding{in}, outs)
+				tk = runExecJob(t, js, spec, []protocol.PipeBinding{in}, outs)
 			}
 			for k, o := range outs {
-				got, _, _ := readAll(t, js, o)
+				got, _, _ := readAll(t, js, o) // up to the finished bit
 				if s, v := sqnHeads(got), values(t, got); s != "1/00 2/00 3/20" || v != want[k] {
 					t.Errorf("output %d: %s = %s, want 1/00 2/00 3/20 = %s", k, s, v, want[k])
 				}
+			}
+			if n := tk.stats.snapshot().BlocksOut; n != uint64(3*len(outs)) { // and nothing after it
+				t.Errorf("%d blocks written, want %d", n, 3*len(outs))
 			}
 		})
 	}
@@ -472,5 +496,65 @@ func TestExecSQNRoundsFarBehindAreAcknowledgedBeforeTheyAreAnswered(t *testing.T
 	got, end, _ := readAll(t, js, out)
 	if s, v := sqnHeads(got), values(t, got); s != "100/00" || v != "100" || end != 100 {
 		t.Fatalf("out %s = %s ending at %d, want 100/00 = 100 ending at 100", s, v, end)
+	}
+}
+
+// sb4 is a Go connector with head: true that writes head h on its output every round.
+type sb4 struct{ h uint32 }
+
+func (j sb4) Run(ctx *job.Context, v any) (any, error) {
+	return v, ctx.SetHead(pipeline.NewHead(j.h, 1))
+}
+
+// TestSB4ConnectorWithHeadThroughTheEngine: SPEC SB-4's table, a connector with head: true fed
+// blocks 10 (head h_in), 11 and 12: the out block 10 has the head of the table and the later
+// ones the job's head; a finished bit, the input's or the job's own, ends the job after block 10.
+// A Go job cannot write the reset bit (SetHead refuses it) and an executable's corrupted bit
+// skips its round, so row 1 is 10100000 for Go and 01100000 (reset forced off) for the program.
+func TestSB4ConnectorWithHeadThroughTheEngine(t *testing.T) {
+	rows := []struct {
+		in, goJob, execJob uint32
+		want               string
+	}{
+		{0b00000000, 0b10100000, 0, "10/a0"},
+		{0b00000000, 0, 0b01100000, "10/20"},
+		{0b10100000, 0, 0, "10/a0"},
+		{0b01000000, 0, 0, "10/40 11/00 12/00"},
+		{0b00000000, 0b00000001, 0b00000001, "10/01 11/01 12/01"},
+		{0b10000000, 0b00000011, 0b00000011, "10/83 11/03 12/03"},
+	}
+	for i, row := range rows {
+		for _, kind := range []string{"go", "exec"} {
+			h := row.goJob
+			if kind == "exec" {
+				h = row.execJob
+			}
+			if (row.goJob != row.execJob) && h == 0 {
+				continue // the row of the other kind
+			}
+			t.Run(fmt.Sprintf("row%d_%s", i+1, kind), func(t *testing.T) {
+				_, js := startJetStream(t)
+				in := jsonPipe(t, js, 1, 0)
+				fill(t, js, in, span(10, 12, map[uint64]uint32{10: row.in}), 12)
+				out := jsonPipe(t, js, 9, 0)
+				spec := pipeline.Job{ID: 2, Inputs: []int{1}, Outputs: []int{9}, Head: true}
+				var tk *task
+				if kind == "go" {
+					spec.Type = "sb4"
+					tk = runGoJob(t, js, sb4{h: h}, spec, []protocol.PipeBinding{in}, []protocol.PipeBinding{out})
+				} else {
+					spec.Exec = &pipeline.Exec{Path: "./proto.py", Params: []string{"--head", "--out-head", strconv.Itoa(int(h))}}
+					tk = runExecJob(t, js, spec, []protocol.PipeBinding{in}, []protocol.PipeBinding{out})
+				}
+				got, _, _ := readAll(t, js, out) // up to the finished bit
+				if s := sqnHeads(got); s != row.want {
+					t.Fatalf("h_in %08b h_job %08b: out %s, want %s", row.in, h, s, row.want)
+				}
+				// Nothing was written after it either.
+				if n := tk.stats.snapshot().BlocksOut; n != uint64(len(got)) {
+					t.Fatalf("h_in %08b h_job %08b: %d blocks written, want %d", row.in, h, n, len(got))
+				}
+			})
+		}
 	}
 }
