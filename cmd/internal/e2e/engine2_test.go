@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -145,4 +146,102 @@ func TestSumAndProductOverDummiesAfterAResetOnCBORAndJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestExecutableHeadsSQNAndMaxQueueAcrossWorkers: more of the executable protocol with the
+// programs on other workers than the jobs around them: the finished bit through a connector with
+// a head and block_count 3; an "exec": {"sqn": true} filter into a join, with zero and with prev
+// dummies exactly at the rounds it did not answer; max_queue on a slow program (only real
+// blocks, in order, the newest last, the drops counted exactly, no dummies).
+func TestExecutableHeadsSQNAndMaxQueueAcrossWorkers(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.startWorker("wa", "--slots", "6")
+	c.startWorker("wb", "--slots", "6")
+	c.addDependencies("proto", "proto.py", "decimate.py")
+	exec := func(prog string, sqn bool, params ...string) string {
+		b, _ := json.Marshal(params)
+		return fmt.Sprintf(`{"path": "./%s", "params": %s, "dependencies": "proto", "sqn": %v}`, prog, b, sqn)
+	}
+
+	t.Run("finished_bit_with_head_and_block_count", func(t *testing.T) {
+		rec := filepath.Join(c.dir, "finh.jsonl")
+		doc := c.writeDoc("finh.json", fmt.Sprintf(`{"name": "finh", "jobs": [
+    {"id": 1, "type": "counter", "args": {"count": 9}, "outputs": [1], "node": "wa"},
+    {"id": 2, "exec": %s, "inputs": [1], "outputs": [2], "head": true, "node": "wb"},
+    {"id": 3, "exec": %s, "inputs": [2], "head": true, "node": "wa"}],
+  "pipes": [{"id": 1, "codec": "json", "block_count": 3}, {"id": 2, "codec": "json"}]}`,
+			exec("proto.py", false, "--head", "--bc", "3"), exec("proto.py", false, "--head", "--record", rec)))
+		c.submit(doc)
+		waitFinished(c, "finh")
+		vals, heads := protoRounds(t, rec)
+		if fmt.Sprint(vals) != "[[6] [15] [24]]" || fmt.Sprint(heads) != "[[64] [0] [32]]" {
+			t.Fatalf("the sink program got %v with heads %v, want [[6] [15] [24]] with [[64] [0] [32]]", vals, heads)
+		}
+	})
+
+	for _, mode := range []string{"zero", "prev"} {
+		t.Run("sqn_filter_into_a_join_"+mode, func(t *testing.T) {
+			name := "sqn_" + mode
+			out := filepath.Join(c.dir, name+".csv")
+			doc := c.writeDoc(name+".json", fmt.Sprintf(`{"name": %q, "jobs": [
+    {"id": 1, "type": "counter", "args": {"count": 22}, "outputs": [1], "node": "wa"},
+    {"id": 2, "type": "counter", "args": {"count": 22}, "outputs": [2], "node": "wa"},
+    {"id": 3, "exec": %s, "inputs": [1], "outputs": [3], "node": "wb"},
+    {"id": 4, "type": "sum", "inputs": [3, 2], "outputs": [4], "head": true, "dummy": %q, "node": "wa"},
+    {"id": 5, "type": "csv_sink", "args": {"path": %q}, "inputs": [4], "node": "wa"}],
+  "pipes": [{"id": 1, "codec": "json"}, {"id": 3, "codec": "json"}]}`, name, exec("decimate.py", true, "--every", "3"), mode, out))
+			c.submit(doc)
+			st := waitFinished(c, name)
+			var want []string
+			lastReal := 0
+			for n := 1; n <= 22; n++ {
+				switch {
+				case n%3 == 0:
+					lastReal = n
+					want = append(want, fmt.Sprint(2*n))
+				case mode == "zero":
+					want = append(want, fmt.Sprint(n))
+				default:
+					want = append(want, fmt.Sprint(lastReal+n))
+				}
+			}
+			if got := readLines(t, out)[1:]; strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("rows %v, want %v", got, want)
+			}
+			for _, j := range st.Jobs {
+				if j.ID == 4 && j.Stats.Dummies != 15 {
+					t.Errorf("the join made %d dummies, want 15", j.Stats.Dummies)
+				}
+			}
+		})
+	}
+
+	t.Run("max_queue_on_a_slow_executable", func(t *testing.T) {
+		const total = 120
+		rec := filepath.Join(c.dir, "maxq.jsonl")
+		doc := c.writeDoc("maxq.json", fmt.Sprintf(`{"name": "maxq", "jobs": [
+    {"id": 1, "type": "counter", "args": {"count": %d, "interval": "1ms"}, "outputs": [1], "node": "wa"},
+    {"id": 2, "exec": %s, "inputs": [1], "max_queue": 5, "node": "wb"}],
+  "pipes": [{"id": 1, "codec": "json"}]}`, total, exec("proto.py", false, "--delay", "0.05", "--record", rec)))
+		c.submit(doc)
+		st := waitFinished(c, "maxq")
+		vals, _ := protoRounds(t, rec)
+		var seen []int64
+		for _, v := range vals {
+			seen = append(seen, v...)
+		}
+		for i, v := range seen {
+			if v <= 0 || (i > 0 && v <= seen[i-1]) {
+				t.Fatalf("the program was handed %v: want only real blocks, in order", seen)
+			}
+		}
+		if len(seen) < 5 || len(seen) >= total || seen[len(seen)-1] != total {
+			t.Fatalf("the program was handed %d of %d blocks, the last %v: want fewer, ending with the newest", len(seen), total, seen)
+		}
+		for _, j := range st.Jobs {
+			if j.ID == 2 && (j.Stats.QueueDrops != uint64(total-len(seen)) || j.Stats.Dummies != 0) {
+				t.Errorf("queue_drops %d dummies %d with %d of %d handed over", j.Stats.QueueDrops, j.Stats.Dummies, len(seen), total)
+			}
+		}
+	})
 }
