@@ -164,6 +164,10 @@ func (c *control) handleJobState(m *nats.Msg) any {
 	if err := senderIs(m.Subject, s.Worker); err != nil { // access (issue 12)
 		return protocol.Reply{Error: err.Error()}
 	}
+	if s.Notice != "" {
+		c.applyNotice(s) // engine: a notice changes no state (notice.go)
+		return protocol.Reply{OK: true}
+	}
 	c.applyJobState(s)
 	return protocol.Reply{OK: true}
 }

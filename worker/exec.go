@@ -41,13 +41,27 @@ type execKind struct {
 	// window: the input messages an output may hold given and unanswered before the oldest of
 	// them are released unanswered (half the input consumer's MaxAckPending).
 	window int
+	// finishedByProgram: an answer carried a finished bit the program set (head: true) on a
+	// round whose head did not: the job ends with that round, as a Go connector calling Finish
+	// does. stopRounds stops the round loop then.
+	finishedByProgram atomic.Bool
+	stopRounds        func(error)
+	// writeCtx bounds the writes to the program: the pipes' context, not the round loop's, so
+	// that the rounds stopping after a finish never cut a round written halfway.
+	writeCtx context.Context
 }
+
+// errProgramFinished stops the rounds of an executable that set the finished bit itself.
+var errProgramFinished = errors.New("the program set the finished bit")
 
 // execOutput is one output of a running executable.
 type execOutput struct {
 	port     *outPort
 	tags     chan roundTag // rounds written to the program and not answered yet, oldest first
 	answered uint64
+	// ended: the output's answer carrying the finished bit is written; the program's later
+	// answers on it are read, checked and dropped.
+	ended bool
 
 	// With sqn: the rounds given and not answered, oldest first, guarded by mu (step gives,
 	// pump takes). The first released of them are released already (the window); unreleased
@@ -141,7 +155,7 @@ func (o *execOutput) takeRest() []roundTag {
 const execTagQueue = 1 << 14
 
 // step queues the round for each output's answer, then writes it to the program: an answer can
-// never come before its round is queued.
+// never come before its round is queued. A round is written whole (writeCtx) or not at all.
 func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 	for _, o := range e.outs {
 		if e.sqn {
@@ -159,7 +173,7 @@ func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 	if maxQueue {
 		// The queue is the stream's, where the oldest blocks are dropped: the program is handed
 		// a round once it has read the one before, not a pipe full of old ones.
-		if err := e.proc.WaitInputsRead(ctx); err != nil {
+		if err := e.proc.WaitInputsRead(e.writeCtx); err != nil {
 			return false, err
 		}
 	}
@@ -176,7 +190,7 @@ func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 	if !maxQueue && e.proc.Buffered() < execFlushBytes && e.nextReady() {
 		return false, nil
 	}
-	return e.flush(ctx)
+	return e.flush(e.writeCtx)
 }
 
 // execFlushBytes bounds the rounds buffered for a program before they are written.
@@ -216,7 +230,9 @@ func (e *execKind) flush(ctx context.Context) (ended bool, err error) {
 	return false, nil
 }
 
-func (e *execKind) finished() bool { return false }
+// finished: the program set the finished bit on an answer (give); the rounds may have stopped
+// already, wherever they waited.
+func (e *execKind) finished() bool { return e.finishedByProgram.Load() }
 
 // runExec runs the executable to its end: inputs closed when the rounds end, outputs read until
 // the program closes them, the exit status as the job's result. procCtx bounds the program (a
@@ -247,6 +263,7 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 	}
 	loopCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	e.stopRounds, e.writeCtx = cancel, ctx
 	var wg sync.WaitGroup
 	outErrs := make([]error, len(e.outs))
 	for k, o := range e.outs {
@@ -262,8 +279,11 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 	var loopErr error
 	if len(ins) > 0 {
 		loopErr = t.runRounds(loopCtx, ins, outs, e)
-		if loopErr == nil && !e.closed {
-			_, loopErr = e.flush(loopCtx) // the last rounds buffered
+		switch {
+		case e.finishedByProgram.Load():
+			loopErr = nil // the job ended with the round the program finished; nothing more is written
+		case loopErr == nil && !e.closed:
+			_, loopErr = e.flush(ctx) // the last rounds buffered
 		}
 	}
 	if cerr := proc.CloseInputs(); cerr != nil && loopErr == nil {
@@ -289,6 +309,9 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 func (e *execKind) settle() error {
 	given := e.given.Load()
 	for _, o := range e.outs {
+		if o.ended {
+			continue // its last block carried the finished bit; later rounds were never its
+		}
 		if e.sqn {
 			// The program exited 0 after its input: the rounds it did not answer are skipped
 			// (the stream's end marker names the last, should it be the last).
@@ -300,7 +323,7 @@ func (e *execKind) settle() error {
 		if len(o.tags) == 0 {
 			continue
 		}
-		if !e.closed {
+		if !e.closed && !e.finishedByProgram.Load() {
 			return fmt.Errorf("%s: output pipe %d: the program answered %d of the %d rounds it was given (every round needs one answer on every output; a program with head: true skips one by answering with the corrupted bit)",
 				e.t.label, o.port.pub.pipe.ID, o.answered, given)
 		}
@@ -315,7 +338,6 @@ func (e *execKind) settle() error {
 // round it has not answered (a source's: numbered as it comes).
 func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 	t := e.t
-	corMask := codec.HeadMask(t.headSize, codec.BitCorrupted)
 	var buf []byte
 	for {
 		payload, head, sqn, err := e.proc.ReadOutputSQN(o.port.k, buf[:0])
@@ -350,12 +372,7 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 				t.skip(o.port, s) // not answered before a later round: downstream makes a dummy
 			}
 			o.answered++
-			tag = tg
-			if t.assign.Job.Head && head&corMask != 0 {
-				t.skip(o.port, tag)
-				continue
-			}
-			if err := t.answer(ctx, o.port, tag, head, payload, true); err != nil {
+			if err := e.give(ctx, o, tg, head, payload); err != nil {
 				return err
 			}
 			continue
@@ -367,14 +384,39 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 				t.label, o.port.pub.pipe.ID, o.answered+1, e.given.Load())
 		}
 		o.answered++
-		if t.assign.Job.Head && head&corMask != 0 {
-			t.skip(o.port, tag) // the program skips this round: downstream makes a dummy
-			continue
-		}
-		if err := t.answer(ctx, o.port, tag, head, payload, true); err != nil {
+		if err := e.give(ctx, o, tag, head, payload); err != nil {
 			return err
 		}
 	}
+}
+
+// give writes the program's answer to the round tag on output o: nothing (downstream makes a
+// dummy) when a program with a head set the corrupted bit, nothing at all once the output has
+// ended. An answer with the finished bit ends the output; one whose finished bit the program set
+// (the round's head did not carry it) ends the job with that round, as Finish ends a Go
+// connector: no more rounds are written, the inputs close, and the program's answers to the
+// rounds it was given after that one are dropped. A program that finishes sets the bit on the
+// same round of every output.
+func (e *execKind) give(ctx context.Context, o *execOutput, tag roundTag, head uint32, payload []byte) error {
+	t := e.t
+	if o.ended {
+		return nil
+	}
+	if t.assign.Job.Head && head&codec.HeadMask(t.headSize, codec.BitCorrupted) != 0 {
+		t.skip(o.port, tag) // the program skips this round: downstream makes a dummy
+		return nil
+	}
+	if err := t.answer(ctx, o.port, tag, head, payload, true); err != nil {
+		return err
+	}
+	if o.port.fin {
+		o.ended = true
+		fin := codec.HeadMask(t.headSize, codec.BitFinished)
+		if tag.head&fin == 0 && !e.finishedByProgram.Swap(true) {
+			e.stopRounds(errProgramFinished)
+		}
+	}
+	return nil
 }
 
 // hasSyncInput reports whether a job has an input the checker aligns.

@@ -309,7 +309,19 @@ func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 	return false, nil
 }
 
-func (g *goKind) finished() bool { return g.t.jctx.Finished() }
+// finished: the job called Finish, or wrote the finished bit in an output's head itself (SB-4),
+// which ends it just the same.
+func (g *goKind) finished() bool {
+	if g.t.jctx.Finished() {
+		return true
+	}
+	for _, o := range g.outs {
+		if o.fin {
+			return true
+		}
+	}
+	return false
+}
 
 // newChecker builds the checker of the job's synchronous inputs, or nil when every input is
 // async (the job then numbers its blocks as a source does).

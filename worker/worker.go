@@ -397,6 +397,7 @@ func (w *Worker) newTask(a *protocol.Assignment, label, workDir string, ins, out
 		JobID: a.Job.ID, HeadSize: t.headSize, Inputs: ins, Outputs: outs,
 		InputPipes: a.Job.Inputs, OutputPipes: a.Job.Outputs[:outs],
 		Log: t.log, Out: jl.writer("out"), In: t.stdin,
+		Notice: func(msg string) { w.notice(t, msg) }, // engine: notice.go
 	}
 	return t, nil
 }

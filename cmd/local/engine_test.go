@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -352,4 +353,61 @@ func cpuTime(t *testing.T) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestSumAndProductOverDummiesAfterAReset: through marvelo run, on cbor and on json pipes, two
+// counters join at sum and two at product; a reset in mid-stream costs each join a round of
+// dummies (the zero of the last real block, never null). The run finishes, both joins counted
+// their dummies, and every value the sinks got is an integer.
+func TestSumAndProductOverDummiesAfterAReset(t *testing.T) {
+	for _, cd := range []string{"cbor", "json"} {
+		t.Run(cd, func(t *testing.T) {
+			sums, prods := &recorder{}, &recorder{}
+			reg := registryWith("sums", func() any { return sums })
+			reg.Register("prods", "test", func() any { return prods })
+			env := startEnv(t, reg)
+			counter := func(id int) pipeline.Job {
+				return pipeline.Job{ID: id, Type: "counter", Args: map[string]any{"count": 400, "interval": "1ms"}, Outputs: []int{id}}
+			}
+			var pipes []pipeline.Pipe
+			for id := 1; id <= 6; id++ {
+				pipes = append(pipes, pipeline.Pipe{ID: id, Codec: cd})
+			}
+			p := &pipeline.Pipeline{Name: "reset_" + cd, Jobs: []pipeline.Job{
+				counter(1), counter(2), counter(3), counter(4),
+				{ID: 5, Type: "sum", Inputs: []int{1, 2}, Outputs: []int{5}},
+				{ID: 6, Type: "product", Inputs: []int{3, 4}, Outputs: []int{6}},
+				{ID: 7, Type: "sums", Inputs: []int{5}},
+				{ID: 8, Type: "prods", Inputs: []int{6}},
+			}, Pipes: pipes}
+			done := make(chan error, 1)
+			var st protocol.PipelineStatus
+			go func() {
+				var err error
+				st, err = runDoc(t, env, encode(t, p), nil)
+				done <- err
+			}()
+			waitFor(t, func() bool { return len(sums.snapshot()) >= 50 && len(prods.snapshot()) >= 50 })
+			if err := env.Client.Reset(context.Background(), p.Name, time.Time{}); err != nil {
+				t.Fatalf("reset: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			for _, id := range []int{5, 6} {
+				if d := jobStats(st, id).Dummies; d < 2 {
+					t.Errorf("job %d made %d dummies, want at least 2 (a round of them for the reset)", id, d)
+				}
+			}
+			for name, r := range map[string]*recorder{"sum": sums, "product": prods} {
+				for i, v := range r.snapshot() {
+					switch v.(type) {
+					case int64, uint64:
+					default:
+						t.Fatalf("%s row %d is %v (%T), want an integer", name, i+1, v, v)
+					}
+				}
+			}
+		})
+	}
 }

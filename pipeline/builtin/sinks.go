@@ -22,7 +22,8 @@ import (
 // It checkpoints the file's length with every row (the worker stores it with the row's SQN): a
 // sink that restarts — moved to another worker, or with the broker — and finds its file cuts it
 // back to that length and appends, so every row is in the file once. Where the file is not there
-// (another machine), it starts the file again and says so in its log.
+// (another machine), it starts the file again and says so, naming both workers, in its log and
+// as an event of the pipeline (job.Context.Notify).
 type CSVSink struct {
 	Path string `json:"path" marvelo:"required" help:"the CSV file, relative to the job's working directory"`
 	// Echo also prints each row to the job's output (shown by marvelo run and marvelo logs).
@@ -96,7 +97,7 @@ func (s *CSVSink) open(ctx *job.Context) (resumed bool, err error) {
 		if ok, err := s.resume(st); ok || err != nil {
 			return ok, err
 		}
-		ctx.Log.Warn(fmt.Sprintf("csv %s: the file worker %s wrote (%d bytes) is not here on worker %s; starting it again", s.name, st.Worker, st.Offset, ctx.Worker),
+		ctx.Notify(fmt.Sprintf("csv %s: the file worker %s wrote (%d bytes) is not here on worker %s; starting it again", s.name, st.Worker, st.Offset, ctx.Worker),
 			"previous_worker", st.Worker, "worker", ctx.Worker)
 	}
 	f, err := os.Create(s.name)

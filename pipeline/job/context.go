@@ -39,6 +39,7 @@ type Context struct {
 	// --follow` for this job (the interactive job reads it). It ends when the job stops.
 	In io.Reader
 
+	notice      func(msg string)
 	ctx         context.Context
 	headSize    int
 	inputPipes  []int
@@ -62,6 +63,8 @@ type ContextConfig struct {
 	Log                     *slog.Logger
 	Out                     io.Writer
 	In                      io.Reader
+	// Notice reports a Notify to the broker (nil: the warning is only logged).
+	Notice func(msg string)
 }
 
 // NewContext is called by the worker (and tests) to make the Context of one job instance.
@@ -80,7 +83,7 @@ func NewContext(ctx context.Context, c ContextConfig) *Context {
 	}
 	return &Context{
 		Pipeline: c.Pipeline, JobID: c.JobID, Name: c.Name, Worker: c.Worker, WorkDir: c.WorkDir,
-		Log: c.Log, Out: c.Out, In: c.In, ctx: ctx, headSize: c.HeadSize,
+		Log: c.Log, Out: c.Out, In: c.In, notice: c.Notice, ctx: ctx, headSize: c.HeadSize,
 		inputPipes: c.InputPipes, outputPipes: c.OutputPipes,
 		inHeads:  make([][]pipeline.Head, c.Inputs),
 		head:     pipeline.NewHead(0, c.HeadSize),
@@ -91,6 +94,16 @@ func NewContext(ctx context.Context, c ContextConfig) *Context {
 
 // Context is cancelled when the job must stop (pipeline stopped, worker shutting down).
 func (c *Context) Context() context.Context { return c.ctx }
+
+// Notify logs msg as a warning, with args as Log.Warn takes them, and makes it an event of the
+// pipeline ("job notice", shown by marvelo status): for what an operator must learn of even
+// when nobody reads the logs (a file sink that had to start its file again).
+func (c *Context) Notify(msg string, args ...any) {
+	c.Log.Warn(msg, args...)
+	if c.notice != nil {
+		c.notice(msg)
+	}
+}
 
 // Printf writes a line to the job's output.
 func (c *Context) Printf(format string, args ...any) {

@@ -290,7 +290,14 @@ type JobState struct {
 	Error    string    `json:"error,omitempty"`
 	Stats    JobStats  `json:"stats"`
 	Time     time.Time `json:"time"`
+	// Notice, when set, is something the running job reports without changing state (a file
+	// sink that started its file again, job.Context.Notify): the broker records it as an event
+	// of kind EventJobNotice and leaves the job's state as it is.
+	Notice string `json:"notice,omitempty"`
 }
+
+// EventJobNotice is the kind of the event a JobState's Notice becomes.
+const EventJobNotice = "job notice"
 
 // SubmitRequest carries a pipeline document (CBOR) to the broker.
 type SubmitRequest struct {

@@ -4,7 +4,9 @@ protocol (DESIGN.md §5), or breaks it on purpose, for the engine's tests.
 
 Each round it reads block_count lines (each after its 1-byte head with --head) from every input
 and answers on output 0 with their sum, on output 1 with their product. --skip N answers every
-N-th round with the corrupted bit (the round becomes a dummy downstream); --answer N answers only
+N-th round with the corrupted bit (the round becomes a dummy downstream); --finish N answers the
+N-th round with the finished bit and reads and answers on (the engine ends the job there, drops
+the later answers); --out-head H ors H into the head of every answer; --answer N answers only
 the first N rounds; --garbage N writes a line that is not JSON after N answers; --delay S sleeps S
 seconds a round; --record FILE appends each round's values and heads as a JSON line.
 """
@@ -13,6 +15,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--head", action="store_true")   # heads (1 byte) before every block
 ap.add_argument("--bc", type=int, default=1)      # blocks of each input per round
 ap.add_argument("--skip", type=int, default=0)    # answer every n-th round with the corrupted bit
+ap.add_argument("--finish", type=int, default=0)  # answer the n-th round with the finished bit
+ap.add_argument("--out-head", type=int, default=0)# or this head into every answer's
 ap.add_argument("--answer", type=int, default=-1) # answer only this many rounds, then read on
 ap.add_argument("--garbage", type=int, default=-1)# after this many answers write a malformed line
 ap.add_argument("--delay", type=float, default=0) # seconds per round
@@ -55,6 +59,6 @@ while True:
             continue
         v = sum(vals) if k == 0 else math.prod(vals)
         if a.head:
-            o.write(bytes([0x80 if a.skip and n % a.skip == 0 else 0]))
+            o.write(bytes([(0x80 if a.skip and n % a.skip == 0 else 0) | (0x20 if n == a.finish else 0) | a.out_head]))
         o.write((json.dumps(v) + "\n").encode())
         o.flush()
