@@ -26,6 +26,7 @@ var workerDenied = []string{
 	"$JS.API.STREAM.MSG.DELETE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>",
 	"$KV." + kvPipelines + ".>", "$KV." + kvWorkers + ".>",
 	"$O." + protocol.DepsBucket + ".>",
+	subjSys, // the server's connection events (disconnect.go)
 }
 
 // Check implements server.Authentication.
