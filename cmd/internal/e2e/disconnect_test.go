@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/marvelo/marvelo/cmd/internal/failoverkit"
+)
+
+// watchJob connects to the cluster's broker and starts a failover probe of a job writing pipe.
+func (c *cluster) watchJob(pipelineName string, job, pipe int) *failoverkit.Probe {
+	c.t.Helper()
+	opts := []nats.Option{nats.Name("e2e failover probe")}
+	if c.token != "" {
+		opts = append(opts, nats.Token(c.token))
+	}
+	nc, err := nats.Connect(c.url, opts...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	p, err := failoverkit.Watch(nc, pipelineName, job, pipe)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// TestKilledWorkerMovesOnItsConnectionsCloseBeforeAnyHeartbeatDeadline: SIGKILL of the worker
+// running a forward; the broker learns of it from the NATS server's disconnect event, so the sink
+// advances again (the moved forward writes its output pipe) well before the heartbeat rule could
+// even have noticed (1.5 s timeout, 200 ms heartbeats: not before 1.3 s after the kill), and every
+// block reaches the sink exactly once.
+func TestKilledWorkerMovesOnItsConnectionsCloseBeforeAnyHeartbeatDeadline(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.startWorker("wa")
+	c.startWorker("wb")
+	c.startWorker("wc")
+	doc, out := chainDoc(c, "disc", 5000, [3]string{"wb", "wa", "wc"}, [3]string{})
+	probe := c.watchJob("disc", 2, 2)
+	c.submit(doc)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := probe.WaitMessages(ctx, 1000); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	c.workers["wa"].kill()
+	res, err := probe.Recovery(ctx, killed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kill → worker lost %v, → first block of the moved forward %v (%s)", res.Detected.Round(time.Millisecond),
+		res.Recovered.Round(time.Millisecond), res.Why)
+	if !strings.Contains(res.Why, "closed its connection") {
+		t.Errorf("worker lost because %q, want its closed connection", res.Why)
+	}
+	if res.Recovered >= time.Second {
+		t.Errorf("the sink advanced again %v after the kill, want well under the 1.3 s the heartbeats need at least", res.Recovered)
+	}
+	waitFinished(c, "disc")
+	checkExactlyOnce(t, out, 5000)
+}
