@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +65,46 @@ func TestKilledWorkerMovesOnItsConnectionsCloseBeforeAnyHeartbeatDeadline(t *tes
 	}
 	waitFinished(c, "disc")
 	checkExactlyOnce(t, out, 5000)
+}
+
+// TestBenchFailoverMeasuresKillAndFreezeExactlyOnce runs `marvelo bench failover --runs 1`
+// (broker and workers found beside marvelo): one SIGKILL and one SIGSTOP run, each measured,
+// each exactly once, the kill noticed by the closed connection and the freeze by the heartbeats.
+func TestBenchFailoverMeasuresKillAndFreezeExactlyOnce(t *testing.T) {
+	out, errOut, code := runMarvelo(t, t.TempDir(), "bench", "failover", "--runs", "1", "--json")
+	if code != 0 {
+		t.Fatalf("bench failover: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var rep struct {
+		Results []struct {
+			Signal string `json:"signal"`
+			Runs   []struct {
+				Recovered float64 `json:"recovered_ms"`
+				Why       string  `json:"why"`
+				Exact     bool    `json:"exactly_once"`
+				Error     string  `json:"error"`
+			} `json:"runs"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("bench failover --json: %v\n%s", err, out)
+	}
+	why := map[string]string{"KILL": "closed its connection", "STOP": "missed its heartbeats"}
+	for _, r := range rep.Results {
+		if len(r.Runs) != 1 {
+			t.Fatalf("%s: %d runs, want 1", r.Signal, len(r.Runs))
+		}
+		run := r.Runs[0]
+		t.Logf("%s: the moved forward wrote again %.0f ms after the signal (%s)", r.Signal, run.Recovered, run.Why)
+		if run.Error != "" || !run.Exact || run.Recovered <= 0 {
+			t.Errorf("%s: %+v", r.Signal, run)
+		}
+		if !strings.Contains(run.Why, why[r.Signal]) {
+			t.Errorf("%s: noticed because %q, want %q", r.Signal, run.Why, why[r.Signal])
+		}
+		delete(why, r.Signal)
+	}
+	if len(why) > 0 {
+		t.Errorf("no results for %v", why)
+	}
 }
