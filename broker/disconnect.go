@@ -106,15 +106,29 @@ func (cw *connWatch) forget(worker string, k connKey) {
 	}
 }
 
+// What a close started (connWatch.closed).
+type closeOutcome int
+
+const (
+	graceStarted closeOutcome = iota // no connection of the worker is open: the grace runs
+	otherOpen                        // another connection of the worker is open
+	graceRunning                     // a grace runs already (a second close, or the same event twice in a cluster)
+	watchStopped                     // the control plane is stopping
+)
+
 // closed records the close of a connection of a worker. When none of its connections is open,
-// after the grace lost runs, or back if one opened meanwhile. It reports whether the grace
-// started (not when another connection is open or a grace runs already).
-func (cw *connWatch) closed(worker string, k connKey, lost, back func()) bool {
+// after the grace lost runs, or back if one opened meanwhile.
+func (cw *connWatch) closed(worker string, k connKey, lost, back func()) closeOutcome {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
 	delete(cw.open[worker], k)
-	if len(cw.open[worker]) > 0 || cw.stopped || cw.waiting[worker] != nil {
-		return false
+	switch {
+	case cw.stopped:
+		return watchStopped
+	case len(cw.open[worker]) > 0:
+		return otherOpen
+	case cw.waiting[worker] != nil:
+		return graceRunning
 	}
 	delete(cw.open, worker)
 	var t *time.Timer
@@ -135,7 +149,7 @@ func (cw *connWatch) closed(worker string, k connKey, lost, back func()) bool {
 		}
 	})
 	cw.waiting[worker] = t
-	return true
+	return graceStarted
 }
 
 // stop cancels the graces running; no lost runs after it returns, except one already running.
@@ -211,10 +225,11 @@ func (c *control) handleConnEvent(m *nats.Msg) {
 		back := func() {
 			c.log.Info("a worker reconnected within the grace; its jobs stay", "worker", worker, "reason", ev.Reason)
 		}
-		if c.conns.closed(worker, k, lost, back) {
+		switch c.conns.closed(worker, k, lost, back) {
+		case graceStarted:
 			c.log.Info("a worker's connection closed; moving its jobs unless it reconnects", "worker", worker,
 				"reason", ev.Reason, "server", ev.Server.Name, "grace", c.conns.grace)
-		} else {
+		case otherOpen:
 			c.log.Debug("a connection of a worker closed; another is open", "worker", worker, "reason", ev.Reason)
 		}
 	}

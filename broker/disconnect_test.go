@@ -185,16 +185,33 @@ func TestIdentityMayNotNameAnotherWorkersConnection(t *testing.T) {
 	nc.Close()
 }
 
+func TestSecondCloseDuringTheGraceStartsNoOtherGrace(t *testing.T) {
+	cw := newConnWatch(time.Hour)
+	defer cw.stop()
+	cw.opened("w", connKey{"s", 1})
+	cw.opened("w", connKey{"s", 2})
+	if got := cw.closed("w", connKey{"s", 1}, nil, nil); got != otherOpen {
+		t.Fatalf("close of one of two connections: %v, want otherOpen", got)
+	}
+	if got := cw.closed("w", connKey{"s", 2}, func() {}, func() {}); got != graceStarted {
+		t.Fatalf("close of the last connection: %v, want graceStarted", got)
+	}
+	// A cluster's servers may deliver the same event twice.
+	if got := cw.closed("w", connKey{"s", 2}, func() {}, func() {}); got != graceRunning {
+		t.Fatalf("the same close again: %v, want graceRunning", got)
+	}
+}
+
 func TestStoppedConnWatchRunsNoLostWorker(t *testing.T) {
 	cw := newConnWatch(time.Hour)
 	k := connKey{"s", 1}
 	cw.opened("w", k)
-	if !cw.closed("w", k, func() { t.Error("lost ran after stop") }, func() { t.Error("back ran after stop") }) {
-		t.Fatal("no grace started for the close of the only connection")
+	if got := cw.closed("w", k, func() { t.Error("lost ran after stop") }, func() { t.Error("back ran after stop") }); got != graceStarted {
+		t.Fatalf("close of the only connection: %v, want the grace started", got)
 	}
 	cw.stop()
-	if cw.closed("w", connKey{"s", 2}, func() {}, func() {}) {
-		t.Fatal("a grace started after stop")
+	if got := cw.closed("w", connKey{"s", 2}, func() {}, func() {}); got != watchStopped {
+		t.Fatalf("close after stop: %v, want none started", got)
 	}
 }
 

@@ -108,3 +108,48 @@ func TestBenchFailoverMeasuresKillAndFreezeExactlyOnce(t *testing.T) {
 		t.Errorf("no results for %v", why)
 	}
 }
+
+// TestKilledWorkerOnAnotherServerOfTheClusterIsLostByItsConnectionsClose: in a cluster of three
+// head nodes, the worker running a forward is connected to a server other than the leader's; its
+// disconnect event crosses the cluster to the leading control plane, which declares it lost well
+// before the heartbeat rule could (1.3 s after the kill at the earliest) and moves the forward,
+// exactly once. (How long the moved forward then takes to write again over replicated pipes is
+// printed, not asserted: it does not depend on how the death was noticed.)
+func TestKilledWorkerOnAnotherServerOfTheClusterIsLostByItsConnectionsClose(t *testing.T) {
+	h := newHeadNodes(t, 3)
+	lead := h.leader()
+	other := h.brokers[0]
+	if other == lead {
+		other = h.brokers[1]
+	}
+	all := h.url
+	h.url = other.url // wa knows only the other server
+	h.startWorker("wa")
+	h.url = all
+	h.startWorker("wb")
+	h.startWorker("wc")
+	h.whole()
+	doc, out := chainDoc(h.cluster, "xdisc", 8000, [3]string{"wb", "wa", "wc"}, [3]string{})
+	probe := h.watchJob("xdisc", 2, 2)
+	h.submit(doc)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	waitRows(h.cluster, out, 1500) // replicated pipes batch more blocks per message: count rows
+	killed := time.Now()
+	h.workers["wa"].kill()
+	res, err := probe.Recovery(ctx, killed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("leader %s, wa on %s: kill → worker lost %v, → first block of the moved forward %v (%s)", lead.name, other.name,
+		res.Detected.Round(time.Millisecond), res.Recovered.Round(time.Millisecond), res.Why)
+	if !strings.Contains(res.Why, "closed its connection") {
+		t.Errorf("worker lost because %q, want its closed connection", res.Why)
+	}
+	if res.Detected >= time.Second {
+		t.Errorf("the worker was lost %v after the kill, want well under the 1.3 s the heartbeats need at least", res.Detected)
+	}
+	st := h.waitFinished("xdisc")
+	t.Logf("moves: %v", moves(st))
+	checkExactlyOnce(t, out, 8000)
+}
