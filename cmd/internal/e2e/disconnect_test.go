@@ -3,7 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,4 +156,138 @@ func TestKilledWorkerOnAnotherServerOfTheClusterIsLostByItsConnectionsClose(t *t
 	st := h.waitFinished("xdisc")
 	t.Logf("moves: %v", moves(st))
 	checkExactlyOnce(t, out, 8000)
+}
+
+// blipProxy is a TCP proxy between a worker and the broker whose connections the test can cut,
+// as a network blip does, and refuse for a while.
+type blipProxy struct {
+	t      *testing.T
+	l      net.Listener
+	target string
+
+	mu          sync.Mutex
+	conns       []net.Conn
+	refuseUntil time.Time
+}
+
+func newBlipProxy(t *testing.T, target string) *blipProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &blipProxy{t: t, l: l, target: target}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.accept()
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		p.cut(0)
+	})
+	return p
+}
+
+func (p *blipProxy) url() string { return "nats://" + p.l.Addr().String() }
+
+func (p *blipProxy) accept() {
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return // closed at the end of the test
+		}
+		p.mu.Lock()
+		refuse := time.Now().Before(p.refuseUntil)
+		p.mu.Unlock()
+		if refuse {
+			in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		// Each copy ends when either side is closed (cut, or the process ends).
+		go func() { _, _ = io.Copy(out, in); out.Close(); in.Close() }()
+		go func() { _, _ = io.Copy(in, out); out.Close(); in.Close() }()
+	}
+}
+
+// cut closes every connection through the proxy (both sides see it closed) and refuses new ones
+// for refuseFor.
+func (p *blipProxy) cut(refuseFor time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuseUntil = time.Now().Add(refuseFor)
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestWorkerWhoseConnectionIsCutAndBackWithinTheGraceKeepsItsJobs: the connection of the worker
+// running a forward is cut (a blip) and the worker reconnects at once: the broker sees the close,
+// waits the grace (3 s here, for a loaded machine), sees the worker back and moves nothing; every
+// block reaches the sink exactly once.
+func TestWorkerWhoseConnectionIsCutAndBackWithinTheGraceKeepsItsJobs(t *testing.T) {
+	c := newCluster(t, clusterOpts{brokerArgs: []string{"--disconnect-grace", "3s"}})
+	proxy := newBlipProxy(t, c.listen)
+	wa := c.startWorker("wa", "--broker", proxy.url())
+	c.startWorker("wb")
+	c.startWorker("wc")
+	doc, out := chainDoc(c, "blip", 4000, [3]string{"wb", "wa", "wc"}, [3]string{})
+	c.submit(doc)
+	waitRows(c, out, 1000)
+	proxy.cut(0)
+	c.waitFor("the broker to see wa back within the grace", func() bool {
+		return strings.Contains(c.broker.out.String(), `msg="a worker reconnected within the grace; its jobs stay" worker=wa`)
+	})
+	if !strings.Contains(wa.out.String(), "reconnected to the broker") {
+		t.Errorf("wa did not say it reconnected")
+	}
+	st := waitFinished(c, "blip")
+	if ms := moves(st); len(ms) != 0 {
+		t.Errorf("moves after a blip within the grace: %v", ms)
+	}
+	checkExactlyOnce(t, out, 4000)
+}
+
+// TestWorkerCutOffLongerThanTheGraceIsMovedAndItsStaleInstanceEnds: the connection of the worker
+// running a forward is cut and new ones are refused for 800 ms (longer than the 100 ms grace,
+// shorter than the heartbeats' 1.3 s at the least): the broker moves the forward because the
+// connection closed; when the worker is back, its stale instance is stopped or fenced off, and
+// every block reaches the sink exactly once.
+func TestWorkerCutOffLongerThanTheGraceIsMovedAndItsStaleInstanceEnds(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	proxy := newBlipProxy(t, c.listen)
+	wa := c.startWorker("wa", "--broker", proxy.url())
+	c.startWorker("wb")
+	c.startWorker("wc")
+	doc, out := chainDoc(c, "cutoff", 4000, [3]string{"wb", "wa", "wc"}, [3]string{})
+	c.submit(doc)
+	waitRows(c, out, 1000)
+	proxy.cut(800 * time.Millisecond)
+	st := waitFinished(c, "cutoff")
+	checkExactlyOnce(t, out, 4000)
+	ms := moves(st)
+	if len(ms) != 1 || !strings.Contains(ms[0], "from worker wa") {
+		t.Fatalf("moves: %v", ms)
+	}
+	var lost string
+	for _, e := range st.Events {
+		if e.Kind == "worker lost" && e.Job == 2 {
+			lost = e.Message
+		}
+	}
+	if !strings.Contains(lost, "closed its connection") {
+		t.Errorf("worker lost because %q, want its closed connection", lost)
+	}
+	stale := regexp.MustCompile(`msg="job ended" worker=wa pipeline=cutoff job=2 epoch=1 state=stopped|msg="job failed" worker=wa pipeline=cutoff job=2 epoch=1 error=.*another instance of this job publishes`)
+	c.waitFor("wa to end its stale instance of job 2", func() bool { return stale.MatchString(wa.out.String()) })
 }
