@@ -154,7 +154,7 @@ func TestCloseOfOneOfTwoConnectionsOfAWorkerStartsNoGrace(t *testing.T) {
 	}
 }
 
-func TestServerConnectionEventsCannotBeForgedByAWorker(t *testing.T) {
+func TestServerConnectionEventsCannotBeForgedNorReadByAWorker(t *testing.T) {
 	b, err := Start(Options{Listen: "127.0.0.1:-1", Memory: true, AuthToken: "op", WorkerToken: "wk",
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -170,6 +170,20 @@ func TestServerConnectionEventsCannotBeForgedByAWorker(t *testing.T) {
 	defer nc.Close()
 	if publishAllowed(t, nc, errs, subjDisconnect) {
 		t.Fatal("a worker published a disconnect event")
+	}
+	if _, err := nc.SubscribeSync(subjDisconnect); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), "Permissions Violation for Subscription") {
+			t.Fatalf("unexpected error %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a worker subscribed to the connection events of every client")
 	}
 }
 
