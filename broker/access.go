@@ -89,6 +89,9 @@ func newAccess(log *slog.Logger) *access {
 // checkIdentity authenticates a client presenting an identity's token (protocol.IdentityToken)
 // and registers it with that identity's permissions now.
 func (a *access) checkIdentity(c server.ClientAuthentication, name, secret string) bool {
+	if !connNameFits(name, c.GetOpts().Name) {
+		return false
+	}
 	sum := sha256.Sum256([]byte(secret))
 	for {
 		a.mu.Lock()
@@ -112,6 +115,14 @@ func (a *access) checkIdentity(c server.ClientAuthentication, name, secret strin
 			return true
 		}
 	}
+}
+
+// connNameFits reports whether an identity's connection may carry a client name: a worker
+// connection's name (protocol.WorkerConnName) only its own, for the broker maps the server's
+// event of that connection's close to the worker it names (disconnect.go).
+func connNameFits(identity, connName string) bool {
+	w, ok := protocol.WorkerOfConnName(connName)
+	return !ok || w == identity
 }
 
 // permissionsLocked returns the permissions of an identity now. Callers hold a.mu.

@@ -26,6 +26,7 @@ var workerDenied = []string{
 	"$JS.API.STREAM.MSG.DELETE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>",
 	"$KV." + kvPipelines + ".>", "$KV." + kvWorkers + ".>",
 	"$O." + protocol.DepsBucket + ".>",
+	subjSys, // the server's connection events (disconnect.go)
 }
 
 // Check implements server.Authentication.
@@ -41,6 +42,8 @@ func (a tokenAuth) Check(c server.ClientAuthentication) bool {
 	case a.worker != "" && subtle.ConstantTimeCompare(token, []byte(a.worker)) == 1:
 		c.RegisterUser(&server.User{Permissions: &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: workerDenied},
+			// The server's connection events name every client and its address (disconnect.go).
+			Subscribe: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{subjSys}},
 		}})
 		return true
 	case a.ids != nil && a.ids.reloading.Load() && noCredentials(c.GetOpts()):

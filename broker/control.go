@@ -32,6 +32,7 @@ type control struct {
 	epoch     uint64
 	subs      []*nats.Subscription
 	kick      chan struct{} // a worker or a slot became free: place what is pending (run owns it)
+	conns     *connWatch    // the workers' connections, from the server's events (disconnect.go)
 }
 
 func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logger) (*control, error) {
@@ -44,6 +45,7 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		workers: map[string]*workerState{}, pipelines: map[string]*pipelineState{},
 		access: opts.access, // issue 12
 		kick:   make(chan struct{}, 1),
+		conns:  newConnWatch(opts.DisconnectGrace),
 	}
 	if opts.Memory {
 		c.storage = jetstream.MemoryStorage
@@ -87,6 +89,9 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		}
 		c.subs = append(c.subs, sub)
 	}
+	if err := c.watchLiveness(); err != nil {
+		return nil, err
+	}
 	return c, nc.Flush()
 }
 
@@ -119,8 +124,9 @@ func (c *control) run(ctx context.Context) {
 		for _, s := range c.subs {
 			_ = s.Unsubscribe()
 		}
+		c.conns.stop()
 	}()
-	t := time.NewTicker(c.opts.HeartbeatTimeout / 3)
+	t := time.NewTicker(livenessTick(c.opts.HeartbeatTimeout))
 	defer t.Stop()
 	for {
 		select {

@@ -168,22 +168,47 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 	return nil
 }
 
+// livenessTick is how often the heartbeats are checked: a fifteenth of the timeout, so a silent
+// worker is declared dead at most 7% after its deadline (100 ms for the default 1.5 s).
+func livenessTick(timeout time.Duration) time.Duration {
+	return max(timeout/15, 10*time.Millisecond)
+}
+
 func (c *control) checkLiveness(now time.Time) {
-	var lost []protocol.WorkerInfo
+	var silent []string
 	c.mu.Lock()
-	for _, w := range c.workers {
+	for name, w := range c.workers {
 		if w.alive && now.Sub(w.lastSeen) > c.opts.HeartbeatTimeout {
-			w.alive = false
-			lost = append(lost, w.info)
+			silent = append(silent, name)
 		}
 	}
 	c.mu.Unlock()
-	for _, info := range lost {
-		name := info.Name
-		c.saveWorker(info, false)
-		c.log.Warn("worker missed its heartbeats; declared dead", "worker", name, "timeout", c.opts.HeartbeatTimeout)
-		c.workerLost(name, "missed its heartbeats")
+	for _, name := range silent {
+		stillSilent := func(w *workerState) bool { return now.Sub(w.lastSeen) > c.opts.HeartbeatTimeout }
+		if c.declareDead(name, "missed its heartbeats", stillSilent) {
+			c.log.Warn("worker missed its heartbeats; declared dead", "worker", name, "timeout", c.opts.HeartbeatTimeout)
+		}
 	}
+}
+
+// declareDead is the one way a live worker is declared dead, whatever noticed it (missed
+// heartbeats, its connection closed: disconnect.go): it is marked dead and saved so, and its jobs
+// move (workerLost), each fenced by a new epoch. still, when not nil, must hold for the worker
+// under the same hold of mu that marks it dead. It reports whether the worker was declared dead
+// now (false: unknown, already dead, or still returned false).
+func (c *control) declareDead(name, why string, still func(*workerState) bool) bool {
+	c.mu.Lock()
+	w, ok := c.workers[name]
+	if !ok || !w.alive || still != nil && !still(w) {
+		c.mu.Unlock()
+		return false
+	}
+	w.alive = false
+	info := w.info
+	c.mu.Unlock()
+	c.saveWorker(info, false)
+	c.workerLost(name, why)
+	return true
 }
 
 // slotsUsed counts the jobs each worker runs. Callers hold mu.

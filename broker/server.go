@@ -69,6 +69,13 @@ type Options struct {
 	fence func() error
 
 	access *access // set by Start: the enrolled identities, for the control plane
+
+	// DisconnectGrace is how long after a worker's connection closed the broker waits for it to
+	// reconnect before it moves its jobs (default 100 ms; DESIGN.md §8, broker/disconnect.go).
+	DisconnectGrace time.Duration
+	// connEvents, set by Start, says the embedded server's connection events reach the control
+	// plane (disconnect.go); false on --nats.
+	connEvents bool
 }
 
 // Broker is a running head node. Create it with Start; stop it with Shutdown.
@@ -99,6 +106,10 @@ func Start(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, log: opts.Logger, done: make(chan struct{}), terms: make(chan context.Context, 1)}
 	if opts.NATS == "" {
 		if err := b.startServer(); err != nil {
+			return nil, err
+		}
+		if err := b.connectionEvents(); err != nil {
+			b.Shutdown()
 			return nil, err
 		}
 	}
@@ -168,6 +179,16 @@ func (b *Broker) startServer() error {
 		return fmt.Errorf("broker: nats server did not become ready on %s", b.opts.Listen)
 	}
 	b.ns = ns
+	return nil
+}
+
+// connectionEvents brings the embedded server's client connect and disconnect events to the
+// control plane (disconnect.go).
+func (b *Broker) connectionEvents() error {
+	if err := importConnEvents(b.ns); err != nil {
+		return err
+	}
+	b.opts.connEvents = true
 	return nil
 }
 

@@ -81,8 +81,7 @@ type taskKey struct {
 // New checks the options and prepares a worker on an open NATS connection.
 func New(nc *nats.Conn, opts Options) (*Worker, error) {
 	if opts.Name == "" {
-		host, _ := os.Hostname()
-		opts.Name = SanitizeName(host)
+		opts.Name = DefaultName()
 	}
 	if err := protocol.CheckName("worker", opts.Name); err != nil {
 		return nil, err

@@ -78,6 +78,7 @@ Examples:
 			&cli.StringFlag{Name: "creds", Usage: "NATS credentials file for --nats"},
 			&cli.StringFlag{Name: "workdir", Value: ".", Usage: "working directory of LOCAL jobs"},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 1500 * time.Millisecond, Usage: "silence after which a worker is declared dead"},
+			&cli.DurationFlag{Name: "disconnect-grace", Value: 100 * time.Millisecond, Usage: "how long a worker whose connection closed may take to reconnect before its jobs move (e.g. --disconnect-grace 500ms over a slow WAN); not on --nats, where heartbeats decide"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 		},
 		Commands:       identityCommands(),
@@ -117,7 +118,7 @@ func run(c *cli.Context) error {
 	b, err := broker.Start(broker.Options{
 		Listen: c.String("listen"), StoreDir: c.String("store"), Memory: c.Bool("memory"),
 		AuthToken: c.String("auth-token"), WorkerToken: c.String("worker-token"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
-		Monitor: c.String("monitor"), HeartbeatTimeout: c.Duration("heartbeat-timeout"), Logger: log,
+		Monitor: c.String("monitor"), HeartbeatTimeout: c.Duration("heartbeat-timeout"), Logger: log, DisconnectGrace: c.Duration("disconnect-grace"),
 		ServerName: c.String("server-name"), Cluster: c.String("cluster"), Routes: splitList(c.String("routes")),
 		Replicas: c.Int("replicas"), NATS: c.String("nats"), Creds: c.String("creds"), PinnedLocal: c.Bool("local"),
 	})

@@ -26,7 +26,7 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "measure throughput, latency and cost of standard pipelines, with their ceilings",
-		ArgsUsage: "[linear] [fanin] [exec]",
+		ArgsUsage: "[linear] [fanin] [exec] | failover",
 		Description: `Runs standard pipelines through exactly the machinery of marvelo run (embedded NATS with
 JetStream in memory, the broker, one worker, real NATS connections; pipes are bytes pipes of
 --size bytes) and prints a table for people, or JSON with --json.
@@ -37,6 +37,11 @@ Scenarios (all three when none is named):
    exec     a source → a cat-like executable job (a shell script the bench writes, bytes pipes) → a
             sink; reported as "not available: <why>" where it cannot run (no executable jobs in the
             worker, no sh or cat) instead of failing the bench
+   failover (only when named, and alone) real processes: marvelo-broker and marvelo-worker found
+            beside marvelo (or on PATH); counter → forward → csv_sink with the forward on a worker
+            that gets SIGKILL, then SIGSTOP, mid-stream; reports the time from the signal to the
+            moved forward's first block, the median of --runs (default 5 here), and checks every
+            block reached the sink exactly once. Uses --runs, --timeout, --json and --verbose.
 
 Each scenario runs, for each block size:
    as fast as possible (--count blocks per source, --runs times, the median run reported):
@@ -75,6 +80,7 @@ Examples:
    marvelo bench linear --size 64 --rate 0 --runs 1 --cpuprofile cpu.out && go tool pprof -top cpu.out
    marvelo bench fanin --rate 1000,2000,5000 --duration 5s --json > fanin.json
    marvelo bench --quick --json
+   marvelo bench failover --runs 5                # kill -9 and SIGSTOP of a forward's worker
    marvelo bench linear fanin --broker nats://head:4222 --auth-token T --count 200000`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "qos", Value: "reliable", Usage: "the pipes' qos: reliable (JetStream, bounded, survives failover) or realtime (core NATS, nothing stored; a receiver that falls behind drops the oldest)"},
@@ -130,7 +136,7 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 			switch {
 			case name == "all":
 				o.scenarios = append(o.scenarios, benchScenarios...)
-			case slices.Contains(benchScenarios, name):
+			case slices.Contains(benchScenarios, name) || name == scenarioFailover:
 				o.scenarios = append(o.scenarios, name)
 			default:
 				return o, fmt.Errorf("bench: unknown scenario %q (want %s)", name, strings.Join(benchScenarios, ", "))
@@ -219,6 +225,9 @@ func benchAction(c *cli.Context) error {
 	opts, err := benchOptionsFrom(c)
 	if err != nil {
 		return cliutil.UsageError(err)
+	}
+	if slices.Contains(opts.scenarios, scenarioFailover) {
+		return benchFailover(c, opts) // bench_failover.go
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -150,6 +150,7 @@ type cluster struct {
 	workers     map[string]*proc
 	dir         string
 	identities  bool // each worker enrolled with an identity of its own (security_test.go)
+	brokerArgs  []string
 }
 
 type clusterOpts struct {
@@ -159,13 +160,15 @@ type clusterOpts struct {
 	// identities enrols every worker as itself (marvelo-broker worker add) and starts it with
 	// --creds; MARVELO_E2E_IDENTITIES=1 turns it on for every test that sets no worker token.
 	identities bool
+	// brokerArgs are more flags of the broker (disconnect_test.go).
+	brokerArgs []string
 }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
 	port := freePort(t)
 	c := &cluster{t: t, listen: fmt.Sprintf("127.0.0.1:%d", port), url: fmt.Sprintf("nats://127.0.0.1:%d", port),
-		token: o.token, workerToken: o.workerToken, workers: map[string]*proc{}, dir: t.TempDir()}
+		token: o.token, workerToken: o.workerToken, workers: map[string]*proc{}, dir: t.TempDir(), brokerArgs: o.brokerArgs}
 	c.useIdentities(o)
 	if o.store {
 		c.store = filepath.Join(c.dir, "store")
@@ -188,6 +191,7 @@ func (c *cluster) startBroker() {
 	if c.workerToken != "" {
 		args = append(args, "--worker-token", c.workerToken)
 	}
+	args = append(args, c.brokerArgs...)
 	c.broker = start(c.t, "marvelo-broker", "marvelo-broker", args...)
 	c.waitFor("the broker to answer", func() bool {
 		_, _, code := c.marvelo("workers")
