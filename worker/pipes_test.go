@@ -18,7 +18,7 @@ import (
 )
 
 // startJetStream runs a real embedded NATS server with JetStream in memory on a random port.
-func startJetStream(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+func startJetStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
 		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
@@ -42,7 +42,7 @@ func startJetStream(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-func testPipe(t *testing.T, js jetstream.JetStream, maxMsgs int64) protocol.PipeBinding {
+func testPipe(t testing.TB, js jetstream.JetStream, maxMsgs int64) protocol.PipeBinding {
 	t.Helper()
 	pipe := protocol.PipeBinding{ID: 7, Subject: "marvelo.t.pipe.7", Stream: "MARVELO_t_7", Consumer: "job2-e1",
 		Codec: "cbor", BlockCount: 1, HeadSize: 1}
@@ -254,4 +254,65 @@ func TestInputParsesEveryMessageForm(t *testing.T) {
 	if m := in.parse(nil, []byte{1, 2}); m.err == nil {
 		t.Fatal("a short block parsed")
 	}
+}
+
+// BenchmarkOneBlockJourney follows one block at a time (nothing else in flight, as at a low
+// rate) from a job's Write to the next job's input, on an embedded JetStream server, beside one
+// core NATS message from publish to a subscriber on the same server: the per-block cost of a
+// reliable pipe against its ceiling, in one run. Metrics: write-µs (Write returns: the send is on
+// its way), deliver-µs (the reading job has the block), core-µs (the core NATS message).
+func BenchmarkOneBlockJourney(b *testing.B) {
+	nc, js := startJetStream(b)
+	pipe := testPipe(b, js, 1<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := newPublisher(ctx, js, pipe, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	go p.run(ctx)
+	in := newInput(0, pipe)
+	go in.read(ctx, js)
+	sub, err := nc.SubscribeSync("bench.core")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 64)
+	var st stats
+	var write, deliver, core time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if err := p.Write(ctx, codec.Block{SQN: uint64(i + 1), Payload: payload}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, ok, err := in.next(ctx, &st); err != nil || !ok {
+			b.Fatalf("next: %v", err)
+		}
+		t2 := time.Now()
+		for _, m := range in.done {
+			_ = m.Ack()
+		}
+		in.done = in.done[:0]
+		if err := nc.Publish("bench.core", payload); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sub.NextMsg(10 * time.Second); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		write, deliver, core = write+t1.Sub(t0), deliver+t2.Sub(t0), core+t3.Sub(t2)
+		// Let the answer come back, as between blocks at a low rate.
+		stored := make(chan struct{})
+		p.AfterStored(func() { close(stored) })
+		<-stored
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(write.Microseconds())/n, "write-µs")
+	b.ReportMetric(float64(deliver.Microseconds())/n, "deliver-µs")
+	b.ReportMetric(float64(core.Microseconds())/n, "core-µs")
 }

@@ -32,7 +32,7 @@ JetStream in memory, the broker, one worker, real NATS connections; pipes are by
 --size bytes) and prints a table for people, or JSON with --json.
 
 Scenarios (all three when none is named):
-   linear   a source → --stages forward jobs → a sink
+   linear   a source → --stages forward jobs → a sink (once per count of a list such as --stages 1,3)
    fanin    3 sources → a join job (one block per round of its 3 inputs) → a sink; figures are rounds
    exec     a source → a cat-like executable job (a shell script the bench writes, bytes pipes) → a
             sink; reported as "not available: <why>" where it cannot run (no executable jobs in the
@@ -77,6 +77,7 @@ Examples:
    marvelo bench                                   # all scenarios, 64 B, 1,000 and 10,000 blocks/s
    marvelo bench --baseline                        # the same, every figure with its ceilings
    marvelo bench linear --stages 2 --sizes 8,64,1024,16384 --rate 0
+   marvelo bench linear --baseline --stages 1,3 --sizes 64,1024,4096,16384,65536 --rate 1000
    marvelo bench linear --size 64 --rate 0 --runs 1 --cpuprofile cpu.out && go tool pprof -top cpu.out
    marvelo bench fanin --rate 1000,2000,5000 --duration 5s --json > fanin.json
    marvelo bench --quick --json
@@ -84,7 +85,7 @@ Examples:
    marvelo bench linear fanin --broker nats://head:4222 --auth-token T --count 200000`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "qos", Value: "reliable", Usage: "the pipes' qos: reliable (JetStream, bounded, survives failover) or realtime (core NATS, nothing stored; a receiver that falls behind drops the oldest)"},
-			&cli.IntFlag{Name: "stages", Value: 1, Usage: "forward jobs between the source and the sink of linear (0: source → sink)"},
+			&cli.StringFlag{Name: "stages", Value: "1", Usage: "forward jobs between the source and the sink of linear (0: source → sink); a list such as 1,3 runs linear once per count"},
 			&cli.IntFlag{Name: "size", Value: 64, Usage: "block size in bytes (at least 8: the send time travels in the first 8 bytes)"},
 			&cli.StringFlag{Name: "sizes", Usage: "a sweep of block sizes, e.g. 8,64,1024,16384 (instead of --size)"},
 			&cli.IntFlag{Name: "count", Value: 1_000_000, Usage: "blocks per source in each throughput run (0: no throughput runs)"},
@@ -110,7 +111,7 @@ Examples:
 // benchOptionsFrom checks and collects the flags and arguments.
 func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 	o := benchOptions{
-		stages: c.Int("stages"), count: c.Int("count"), runs: c.Int("runs"), duration: c.Duration("duration"),
+		count: c.Int("count"), runs: c.Int("runs"), duration: c.Duration("duration"),
 		baseline: c.Bool("baseline"), jsCount: c.Int("js-count"), timeout: c.Duration("timeout"),
 		quick: c.Bool("quick"), broker: c.String("broker"), verbose: c.Bool("verbose"), qos: c.String("qos"),
 	}
@@ -162,6 +163,17 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 			return o, fmt.Errorf("bench: block size %d: want 8 bytes to 1 MiB", s)
 		}
 	}
+	stages, err := parseList(c.String("stages"), strconv.Atoi)
+	if err != nil || len(stages) == 0 {
+		return o, fmt.Errorf("bench: --stages %q: want counts such as 1 or 1,3", c.String("stages"))
+	}
+	for _, st := range stages {
+		if st < 0 || st > 64 {
+			return o, fmt.Errorf("bench: --stages %d: want 0 to 64", st)
+		}
+	}
+	o.stageList = uniqInts(stages)
+	o.stages = o.stageList[0]
 	rates, err := parseList(c.String("rate"), func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
 	if err != nil {
 		return o, fmt.Errorf("bench: --rate: %w", err)
@@ -175,8 +187,6 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 		}
 	}
 	switch {
-	case o.stages < 0 || o.stages > 64:
-		return o, fmt.Errorf("bench: --stages %d: want 0 to 64", o.stages)
 	case o.count < 0:
 		return o, fmt.Errorf("bench: --count %d is negative", o.count)
 	case o.runs < 1:
@@ -209,6 +219,16 @@ func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+func uniqInts(xs []int) []int {
+	var out []int
+	for _, x := range xs {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func uniq(xs []string) []string {
@@ -289,7 +309,7 @@ func benchAction(c *cli.Context) error {
 	rep := benchReport{
 		Machine: machine(), Broker: brokerName, Results: rows,
 		Settings: benchSettings{
-			Count: opts.count, Runs: opts.runs, Stages: opts.stages, Sizes: opts.sizes, Rates: opts.rates,
+			Count: opts.count, Runs: opts.runs, Stages: opts.stages, StageList: opts.stageList, Sizes: opts.sizes, Rates: opts.rates,
 			Duration: opts.duration.Seconds(), Baseline: opts.baseline,
 		},
 	}

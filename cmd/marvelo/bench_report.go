@@ -32,14 +32,15 @@ type benchMachine struct {
 }
 
 type benchSettings struct {
-	Count    int       `json:"count"`
-	Runs     int       `json:"runs"`
-	Stages   int       `json:"stages"`
-	Sizes    []int     `json:"sizes"`
-	Rates    []float64 `json:"rates"`
-	Duration float64   `json:"duration_s"`
-	Baseline bool      `json:"baseline"`
-	JSCount  int       `json:"js_count,omitempty"`
+	Count     int       `json:"count"`
+	Runs      int       `json:"runs"`
+	Stages    int       `json:"stages"`               // the first count of --stages
+	StageList []int     `json:"stage_list,omitempty"` // every count of --stages
+	Sizes     []int     `json:"sizes"`
+	Rates     []float64 `json:"rates"`
+	Duration  float64   `json:"duration_s"`
+	Baseline  bool      `json:"baseline"`
+	JSCount   int       `json:"js_count,omitempty"`
 }
 
 // benchFigures are the figures of one measured run, marvelo's or a baseline's.
@@ -173,6 +174,7 @@ func writeTable(w io.Writer, rep benchReport) error {
 	if s.Baseline {
 		fmt.Fprintf(w, "ceilings, same run: the same topology as plain nats.go relays — core = core NATS; js = JetStream, one message\n")
 		fmt.Fprintf(w, "per block, async publish, ack after stored (throughput runs with at most %d blocks); × = marvelo / ceiling\n", s.JSCount)
+		fmt.Fprintf(w, "(of blocks/s, the same as of MB/s: same block size); the CPU s/M columns are each program's own\n")
 	}
 
 	var tput, lat []benchRow
@@ -187,7 +189,7 @@ func writeTable(w io.Writer, rep benchReport) error {
 	if len(tput) > 0 {
 		fmt.Fprintln(tw)
 		if s.Baseline {
-			fmt.Fprintln(tw, "THROUGHPUT\tblock\tblocks/s\tcore\t×core\tjs\t×js\tMB/s\tCPU s/M\tcore\tjs\tpeak RSS\t")
+			fmt.Fprintln(tw, "THROUGHPUT\tblock\tblocks/s\tMB/s\tcore\tjs\t×core\t×js\tCPU s/M\tcore\tjs\tpeak RSS\t")
 		} else {
 			fmt.Fprintln(tw, "THROUGHPUT\tblock\tblocks/s\tMB/s\tCPU s/M\tpeak RSS\t")
 		}
@@ -203,11 +205,12 @@ func writeTable(w io.Writer, rep benchReport) error {
 			core, js := r.Baseline[baselineCore], r.Baseline[baselineJetStream]
 			if s.Baseline {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Label, sizeLabel(r.Size),
-					thousands(r.BlocksPerS), baseField(core, func(f *benchFigures) string { return thousands(f.BlocksPerS) }),
+					thousands(r.BlocksPerS), mbps(r.MBPerS),
+					baseField(core, func(f *benchFigures) string { return mbps(f.MBPerS) }),
+					baseField(js, func(f *benchFigures) string { return mbps(f.MBPerS) }),
 					ratioField(r.Ratio, baselineCore, func(x benchRatio) float64 { return x.BlocksPerS }),
-					baseField(js, func(f *benchFigures) string { return thousands(f.BlocksPerS) }),
 					ratioField(r.Ratio, baselineJetStream, func(x benchRatio) float64 { return x.BlocksPerS }),
-					mbps(r.MBPerS), cpuPerM(r.CPUSecPerM),
+					cpuPerM(r.CPUSecPerM),
 					baseField(core, func(f *benchFigures) string { return cpuPerM(f.CPUSecPerM) }),
 					baseField(js, func(f *benchFigures) string { return cpuPerM(f.CPUSecPerM) }),
 					rss(r.PeakRSSMB))

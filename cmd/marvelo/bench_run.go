@@ -43,7 +43,8 @@ const (
 // benchOptions are the parsed flags of marvelo bench.
 type benchOptions struct {
 	scenarios []string
-	stages    int
+	stages    int   // forward jobs of the linear scenario now running
+	stageList []int // every count of --stages, run in turn
 	sizes     []int
 	count     int
 	runs      int
@@ -488,7 +489,27 @@ func (r *benchRunner) addBaselines(ctx context.Context, row *benchRow, scenario 
 // cannot run executable jobs, and its other rows are skipped. An interrupt ends the bench.
 func (r *benchRunner) run(ctx context.Context) ([]benchRow, error) {
 	var rows []benchRow
+	type pass struct {
+		scenario string
+		stages   int
+	}
+	var passes []pass
+	stageList := r.opts.stageList
+	if len(stageList) == 0 {
+		stageList = []int{r.opts.stages}
+	}
 	for _, sc := range r.opts.scenarios {
+		if sc != scenarioLinear {
+			passes = append(passes, pass{sc, stageList[0]})
+			continue
+		}
+		for _, st := range stageList {
+			passes = append(passes, pass{sc, st})
+		}
+	}
+	for _, ps := range passes {
+		sc := ps.scenario
+		r.opts.stages = ps.stages
 		var unavailable string
 		sizes := r.opts.sizes
 		if r.remote != nil {

@@ -125,6 +125,14 @@ func TestBenchTable(t *testing.T) {
 	}
 }
 
+func TestBenchStagesListRunsLinearOncePerCount(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs pipelines")
+	}
+	r := runBench(t, "--quick", "--count", "0", "--rate", "2000", "--stages", "1,3", "linear")
+	r.want(t, 0, "LATENCY", "linear (1 forward)", "linear (3 forwards)")
+}
+
 func TestBenchUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -138,6 +146,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--count", "0", "--rate", "0"}, "nothing to measure"},
 		{[]string{"--runs", "0"}, "--runs 0"},
 		{[]string{"--stages", "-1"}, "--stages -1"},
+		{[]string{"--stages", "1,x"}, `--stages "1,x"`},
 	} {
 		r := runBench(t, tc.args...)
 		if r.code != cliutil.ExitUsage || !strings.Contains(r.stderr, tc.want) {
@@ -225,7 +234,7 @@ func TestBenchTableLayout(t *testing.T) {
 	}
 	out := strings.Join(strings.Fields(b.String()), " ") // the columns' widths aside
 	for _, want := range []string{
-		"linear (1 forward) 64 B 1,000,000 500,000 2.00 50,000 20 64 1.50", // figures with their ceilings
+		"linear (1 forward) 64 B 1,000,000 64 32 3.20 2.00 20 1.50 1.50 1.50", // MB/s and CPU s/M with their ceilings
 		"fanin (3 → join) 64 B failed - -",
 		"exec (cat) 64 B n/a - -",
 		"64 B 1,000 0.100 0.050 0.200 0.200 0.100 0.400 0.300", // p50, p99, p99.9 with their ceilings
