@@ -103,6 +103,9 @@ func Start(opts Options) (*Broker, error) {
 	if opts.HeartbeatTimeout <= 0 {
 		opts.HeartbeatTimeout = 1500 * time.Millisecond
 	}
+	if err := opts.checkReplicas(); err != nil {
+		return nil, err
+	}
 	b := &Broker{opts: opts, log: opts.Logger, done: make(chan struct{}), terms: make(chan context.Context, 1)}
 	if opts.NATS == "" {
 		if err := b.startServer(); err != nil {
