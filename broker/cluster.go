@@ -197,3 +197,18 @@ func (o *Options) checkReplicas() error {
 	}
 	return nil
 }
+
+// startClusterAccess serves the identities of a broker of a cluster: every broker follows the
+// replicated identity bucket (access_cluster.go).
+func (b *Broker) startClusterAccess(ctx context.Context) error {
+	storage := jetstream.FileStorage
+	if b.opts.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	subs, done, err := b.access.startCluster(ctx, b.ns, b.sopts, b.nc, storage, b.opts.Replicas, b.serverName())
+	if err != nil {
+		return err
+	}
+	b.accessSubs, b.accessDone = subs, done
+	return nil
+}

@@ -47,6 +47,11 @@ func newHeadNodes(t *testing.T, n int, extra ...[]string) *headNodes {
 			"--store", filepath.Join(h.dir, "store-"+b.name), "--workdir", h.dir, "--heartbeat-timeout", "1500ms"}
 		if i < len(extra) {
 			b.args = append(b.args, extra[i]...)
+			for k, a := range extra[i] {
+				if a == "--auth-token" && k+1 < len(extra[i]) {
+					h.token = extra[i][k+1] // the marvelo command presents it too
+				}
+			}
 		}
 		h.brokers = append(h.brokers, b)
 	}
@@ -379,8 +384,14 @@ func TestClusterReplicasChangedOnRestartAreApplied(t *testing.T) {
 	one := []string{"--replicas", "1"}
 	h := newHeadNodes(t, 3, one, one, one)
 	h.startWorker("wa", "--slots", "4")
-	if v := h.whole(); v.Replicas != 1 {
-		t.Fatalf("started with --replicas 1: the state has %d replicas", v.Replicas)
+	var v clusterView
+	h.waitFor("every broker announced", func() bool {
+		var ok bool
+		v, ok = h.view()
+		return ok && v.Leader != "" && len(v.Brokers) == len(h.brokers)
+	})
+	if v.Replicas != 1 || len(v.Peers) != 1 {
+		t.Fatalf("started with --replicas 1: the state has %d replicas on %d servers", v.Replicas, len(v.Peers))
 	}
 	for _, b := range h.brokers {
 		b.proc.stop()
@@ -389,13 +400,60 @@ func TestClusterReplicasChangedOnRestartAreApplied(t *testing.T) {
 	for _, b := range h.brokers {
 		b.start(t)
 	}
-	v := h.whole()
+	v = h.whole()
 	if v.Replicas != 3 || len(v.Peers) != 3 {
 		t.Fatalf("restarted with --replicas 3: the state has %d replicas on %d servers, want 3 on 3", v.Replicas, len(v.Peers))
 	}
 	for _, b := range h.brokers {
 		if strings.Contains(b.proc.out.String(), "level=ERROR") {
 			t.Errorf("broker %s logged an error:\n%s", b.name, b.proc.out.String())
+		}
+	}
+}
+
+// TestClusterWorkerIdentitiesWorkOnEveryBroker: workers enrolled with identities of their own
+// connect to the two brokers that do not lead; the leader grants their jobs' subjects, and the
+// servers they are connected to apply the grants (every broker follows the replicated identity
+// bucket): the pipeline runs to its end, every row once, in order.
+func TestClusterWorkerIdentitiesWorkOnEveryBroker(t *testing.T) {
+	const token = "e2e-cluster-operator-token"
+	auth := []string{"--auth-token", token}
+	h := newHeadNodes(t, 3, auth, auth, auth)
+	h.identities = true
+	h.waitFor("every broker to load the identities", func() bool {
+		for _, b := range h.brokers {
+			if !strings.Contains(b.proc.out.String(), `msg="identities loaded"`) {
+				return false
+			}
+		}
+		return true
+	})
+	lead := h.leader()
+	var others []*headNode
+	for _, b := range h.brokers {
+		if b != lead {
+			others = append(others, b)
+		}
+	}
+	h.enrol("wa")
+	h.enrol("wb")
+	h.startWorkersOn(others[0], "wa")
+	h.startWorkersOn(others[1], "wb")
+	doc, out := chainDoc(h.cluster, "ids", 2000, [3]string{"wa", "wb", "wa"}, [3]string{})
+	h.submit(doc)
+	st := h.waitFinished("ids")
+	checkExactlyOnce(t, out, 2000)
+	if lead := h.leader(); lead == others[0] || lead == others[1] {
+		t.Logf("the lead moved to %s during the run (the workers' servers)", lead.name)
+	}
+	for _, id := range []int{1, 2, 3} {
+		if w := jobWorker(st, id); w != "wa" && w != "wb" {
+			t.Errorf("job %d ran on %q", id, w)
+		}
+	}
+	for _, b := range h.brokers {
+		if strings.Contains(b.proc.out.String(), "permission violation refused") {
+			t.Errorf("broker %s refused a worker's publish or subscription:\n%s", b.name, b.proc.out.String())
 		}
 	}
 }
