@@ -34,8 +34,17 @@ func newHeadNodes(t *testing.T, n int, extra ...[]string) *headNodes {
 	h := &headNodes{cluster: &cluster{t: t, workers: map[string]*proc{}, dir: t.TempDir()}}
 	var routes, urls []string
 	ports := make([][2]int, n)
+	taken := map[int]bool{}
+	distinct := func() int { // freePort may hand out a port twice: each broker needs two of its own
+		for {
+			if p := freePort(t); !taken[p] {
+				taken[p] = true
+				return p
+			}
+		}
+	}
 	for i := range ports {
-		ports[i] = [2]int{freePort(t), freePort(t)}
+		ports[i] = [2]int{distinct(), distinct()}
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i][1]))
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i][0]))
 	}
