@@ -331,10 +331,8 @@ func (b *Broker) lead(ctx context.Context, js jetstream.JetStream, kv jetstream.
 // keepRaftLeadersAway has every stream and consumer whose replication (Raft) this broker's
 // server leads hand it to another server, every second of the term. The leader's death then
 // costs the data path no Raft election (4–9 s in nats-server): its copies were followers. Only
-// a group whose other copies are all online is moved: a stepdown while a server is away (the
-// previous leader just died) would only stall the group's pipes once more. A copy that lags is
-// no reason to wait: under load one nearly always does, and the server hands the lead to a
-// caught-up copy where there is one. The server
+// a group whose other copies are all online and current is moved: a stepdown while a server is
+// away (the previous leader just died) would only stall the group's pipes once more. The server
 // is in this process: it is asked directly, not through the API.
 func (b *Broker) keepRaftLeadersAway(term context.Context) {
 	t := time.NewTicker(time.Second)
@@ -361,7 +359,7 @@ func (b *Broker) stepDownRaftLeaders(term context.Context) {
 			return false
 		}
 		for _, r := range ci.Replicas {
-			if r.Offline {
+			if r.Offline || !r.Current {
 				return false
 			}
 		}
