@@ -77,8 +77,9 @@ type access struct {
 	clients    map[uint64]string // NATS client id → identity name, for violations
 	violations map[string]uint64 // identity name → permission violations
 	kv         jetstream.KeyValue
-	reloading  atomic.Bool // a reload is under way (auth.go)
-	gen        uint64      // counts grant and revoke changes (under mu)
+	reloading  atomic.Bool    // a reload is under way (auth.go)
+	gen        uint64         // counts grant and revoke changes (under mu)
+	cl         *accessCluster // set in a cluster of brokers (access_cluster.go), else nil
 }
 
 func newAccess(log *slog.Logger) *access {
@@ -554,6 +555,7 @@ func (a *access) beforeRequest(worker, verb string, req any) error {
 	if err := a.Grant(worker, as); err != nil {
 		return fmt.Errorf("worker %s: %s: %w", worker, verb, err)
 	}
+	a.syncWarn("grant to " + worker) // a cluster: every broker's server (access_cluster.go)
 	return nil
 }
 
@@ -575,6 +577,7 @@ func (a *access) revoke(worker, pipeline string, job int) {
 	if err := a.Revoke(worker, pipeline, job); err != nil {
 		a.log.Error("permissions not revoked", "worker", worker, "pipeline", pipeline, "job", job, "error", err)
 	}
+	a.syncWarn("revoke from " + worker) // a cluster: every broker's server (access_cluster.go)
 }
 
 // revokePipeline takes every grant of an ended pipeline back, from every worker.

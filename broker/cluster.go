@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 // clusterName is the NATS cluster the embedded servers of marvelo brokers form.
@@ -112,24 +114,101 @@ func bucketKeys(ctx context.Context, js jetstream.JetStream, bucket string) ([]s
 // openKeyValue, openObjectStore and openStream open a bucket or stream that exists and create
 // the others. Opening asks the stream's own leader; creating (or updating) asks the JetStream meta
 // leader, which a control plane taking over in a cluster may find dead and being re-elected. The
-// configuration of what exists is kept: change it with the nats tool.
+// configuration of what exists is kept, except its number of replicas: a broker started with
+// another --replicas than the store was made with changes it (matchReplicas), or fails saying why.
 func openKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
-		return kv, nil
+		return kv, matchReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas)
 	}
 	return js.CreateOrUpdateKeyValue(ctx, cfg)
 }
 
 func openObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	if os, err := js.ObjectStore(ctx, cfg.Bucket); err == nil {
-		return os, nil
+		return os, matchReplicas(ctx, js, "OBJ_"+cfg.Bucket, cfg.Replicas)
 	}
 	return js.CreateOrUpdateObjectStore(ctx, cfg)
 }
 
 func openStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	if st, err := js.Stream(ctx, cfg.Name); err == nil {
-		return st, nil
+		return st, matchReplicas(ctx, js, cfg.Name, cfg.Replicas)
 	}
 	return js.CreateOrUpdateStream(ctx, cfg)
+}
+
+// matchReplicas gives an existing stream (a bucket's too) want copies, when it has another
+// number: the rest of its configuration stays as it is. JetStream makes the new copies (or drops
+// the extra ones) itself; where it cannot (fewer servers than copies), the error says so.
+func matchReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) error {
+	if want <= 0 {
+		return nil
+	}
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	cfg := st.CachedInfo().Config
+	have := max(cfg.Replicas, 1)
+	if have == want {
+		return nil
+	}
+	cfg.Replicas = want
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("stream %s has %d replicas; changing it to --replicas %d: %w", stream, have, want, err)
+	}
+	return nil
+}
+
+// matchPipeReplicas gives the pipe streams of the pipelines still going the configured number
+// of replicas, as openStream does for the control plane's own streams.
+func (c *control) matchPipeReplicas(ctx context.Context) error {
+	c.mu.Lock()
+	var streams []string
+	for name, p := range c.pipelines {
+		if p.state.terminal() {
+			continue
+		}
+		for id := range p.doc.Endpoints() {
+			if pp := p.doc.PipeByID(id); !pp.IsRealtime() {
+				streams = append(streams, protocol.PipeStream(name, id))
+			}
+		}
+	}
+	c.mu.Unlock()
+	sort.Strings(streams)
+	for _, s := range streams {
+		err := matchReplicas(ctx, c.js, s, c.opts.Replicas)
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("broker: pipe %w", err)
+		}
+	}
+	return nil
+}
+
+// checkReplicas refuses copies a broker alone cannot keep: --replicas above 1 needs a cluster of
+// brokers or a NATS deployment.
+func (o *Options) checkReplicas() error {
+	if o.Replicas > 1 && o.Cluster == "" && o.NATS == "" {
+		return fmt.Errorf("broker: --replicas %d needs a cluster (--cluster with --routes to the other brokers) or --nats; a broker alone keeps one copy", o.Replicas)
+	}
+	if o.Replicas < 0 {
+		return fmt.Errorf("broker: --replicas %d: give a number of copies, 1 or more", o.Replicas)
+	}
+	return nil
+}
+
+// startClusterAccess serves the identities of a broker of a cluster: every broker follows the
+// replicated identity bucket (access_cluster.go).
+func (b *Broker) startClusterAccess(ctx context.Context) error {
+	storage := jetstream.FileStorage
+	if b.opts.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	subs, done, err := b.access.startCluster(ctx, b.ns, b.sopts, b.nc, storage, b.opts.Replicas, b.serverName())
+	if err != nil {
+		return err
+	}
+	b.accessSubs, b.accessDone = subs, done
+	return nil
 }

@@ -74,3 +74,13 @@ func TestLeaseFencesOnceItRunsOut(t *testing.T) {
 		t.Fatalf("a broker alone is fenced: %v", err)
 	}
 }
+
+func TestReplicasAboveOneRefusedForABrokerAlone(t *testing.T) {
+	_, err := Start(Options{Memory: true, Replicas: 3})
+	if err == nil || !strings.Contains(err.Error(), "--replicas 3 needs a cluster") {
+		t.Fatalf("Start with --replicas 3 and no cluster = %v, want a refusal naming --replicas", err)
+	}
+	if err := (&Options{Cluster: "127.0.0.1:6222", Replicas: 3}).checkReplicas(); err != nil {
+		t.Fatalf("a cluster refuses --replicas 3: %v", err)
+	}
+}

@@ -64,6 +64,9 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 	if n := len(c.pipelines); n > 0 {
 		log.Info("recovered saved state", "pipelines", n, "workers", len(c.workers))
 	}
+	if err := c.matchPipeReplicas(ctx); err != nil { // cluster.go: --replicas changed
+		return nil, err
+	}
 	handlers := map[string]func(*nats.Msg) any{
 		protocol.From(protocol.SubjRegister, "*"):   c.handleRegister,   // access (issue 12): per-worker subjects
 		protocol.From(protocol.SubjDeregister, "*"): c.handleDeregister, // access (issue 12)

@@ -34,6 +34,10 @@ const (
 	leaseValid   = 1100 * time.Millisecond // a leader acts this long after a renewal it sent
 	leaseRenew   = 200 * time.Millisecond
 	campaignPoll = 150 * time.Millisecond
+	// electionCall bounds each read and write of the election: a request lost with a dying
+	// server (a KV read is answered by any replica, so it may have gone to the dead one) is
+	// made again after this, not after the client's default 5 s.
+	electionCall = 400 * time.Millisecond
 )
 
 // errNotLeader is what a fenced control plane's writes and orders fail with.
@@ -171,7 +175,7 @@ type watch struct {
 // the revision seen, so of several standbys one wins. An absent key is created. A broker that
 // defers waits that much longer (deferral).
 func (w *watch) look(ctx context.Context, kv jetstream.KeyValue, deferral time.Duration, log *slog.Logger) func([]byte) (uint64, error) {
-	gctx, cancel := context.WithTimeout(ctx, leaseTTL)
+	gctx, cancel := context.WithTimeout(ctx, electionCall)
 	e, err := kv.Get(gctx, leaderKey)
 	cancel()
 	now := time.Now()
@@ -186,7 +190,11 @@ func (w *watch) look(ctx context.Context, kv jetstream.KeyValue, deferral time.D
 			return nil
 		}
 		rev := w.rev
-		return func(rec []byte) (uint64, error) { return kv.Update(ctx, leaderKey, rec, rev) }
+		return func(rec []byte) (uint64, error) {
+			uctx, cancel := context.WithTimeout(ctx, electionCall)
+			defer cancel()
+			return kv.Update(uctx, leaderKey, rec, rev)
+		}
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		w.rev = 0
 		if w.vacant.IsZero() {
@@ -195,7 +203,11 @@ func (w *watch) look(ctx context.Context, kv jetstream.KeyValue, deferral time.D
 		if now.Sub(w.vacant) < deferral {
 			return nil
 		}
-		return func(rec []byte) (uint64, error) { return kv.Create(ctx, leaderKey, rec) }
+		return func(rec []byte) (uint64, error) {
+			cctx, cancel := context.WithTimeout(ctx, electionCall)
+			defer cancel()
+			return kv.Create(cctx, leaderKey, rec)
+		}
 	}
 	log.Debug("leader election: leader key unreadable", "error", err)
 	return nil // JetStream unavailable for now (an election in the cluster): look again
@@ -316,9 +328,12 @@ func (b *Broker) lead(ctx context.Context, js jetstream.JetStream, kv jetstream.
 	b.log.Warn("leadership lost: control plane stopped", "server", b.serverName())
 }
 
-// keepRaftLeadersAway asks every stream and consumer whose replication (Raft) this broker's
-// server leads to hand it to another server, every second of the term. The leader's death then
-// costs the data path no Raft election (4–9 s in nats-server): its copies were followers.
+// keepRaftLeadersAway has every stream and consumer whose replication (Raft) this broker's
+// server leads hand it to another server, every second of the term. The leader's death then
+// costs the data path no Raft election (4–9 s in nats-server): its copies were followers. Only
+// a group whose other copies are all online and current is moved: a stepdown while a server is
+// away (the previous leader just died) would only stall the group's pipes once more. The server
+// is in this process: it is asked directly, not through the API.
 func (b *Broker) keepRaftLeadersAway(term context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -328,35 +343,52 @@ func (b *Broker) keepRaftLeadersAway(term context.Context) {
 			return
 		case <-t.C:
 		}
-		jsz, err := b.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
-		if err != nil {
-			b.log.Debug("jetstream details", "error", err)
-			continue
+		b.stepDownRaftLeaders(term)
+	}
+}
+
+func (b *Broker) stepDownRaftLeaders(term context.Context) {
+	// Consumer: true, or the details list no consumers and their Raft leaders stay here.
+	jsz, err := b.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
+	if err != nil {
+		b.log.Debug("jetstream details", "error", err)
+		return
+	}
+	leads := func(ci *server.ClusterInfo) bool {
+		if ci == nil || ci.Leader != b.serverName() || len(ci.Replicas) == 0 {
+			return false
 		}
-		var subjects []string
-		for _, acc := range jsz.AccountDetails {
-			for _, st := range acc.Streams {
-				if st.Cluster != nil && st.Cluster.Leader == b.serverName() && len(st.Cluster.Replicas) > 0 {
-					subjects = append(subjects, fmt.Sprintf(server.JSApiStreamLeaderStepDownT, st.Name))
+		for _, r := range ci.Replicas {
+			if r.Offline || !r.Current {
+				return false
+			}
+		}
+		return true
+	}
+	n := 0
+	for _, acc := range jsz.AccountDetails {
+		for _, st := range acc.Streams {
+			if term.Err() != nil {
+				return
+			}
+			if leads(st.Cluster) {
+				n++
+				if err := b.ns.JetStreamStepdownStream(acc.Name, st.Name); err != nil {
+					b.log.Debug("raft leader stepdown", "stream", st.Name, "error", err)
 				}
-				for _, ci := range st.Consumer {
-					if ci != nil && ci.Cluster != nil && ci.Cluster.Leader == b.serverName() && len(ci.Cluster.Replicas) > 0 {
-						subjects = append(subjects, fmt.Sprintf(server.JSApiConsumerLeaderStepDownT, st.Name, ci.Name))
+			}
+			for _, ci := range st.Consumer {
+				if ci != nil && leads(ci.Cluster) {
+					n++
+					if err := b.ns.JetStreamStepdownConsumer(acc.Name, st.Name, ci.Name); err != nil {
+						b.log.Debug("raft leader stepdown", "stream", st.Name, "consumer", ci.Name, "error", err)
 					}
 				}
 			}
 		}
-		if len(subjects) > 0 {
-			b.log.Debug("moving raft leaders away", "n", len(subjects))
-		}
-		for _, subj := range subjects {
-			if term.Err() != nil {
-				return
-			}
-			if _, err := b.nc.Request(subj, nil, 2*time.Second); err != nil {
-				b.log.Debug("raft leader stepdown", "subject", subj, "error", err)
-			}
-		}
+	}
+	if n > 0 {
+		b.log.Debug("moved raft leaders away", "n", n)
 	}
 }
 
@@ -436,6 +468,10 @@ func (c *control) takeover(server string) {
 	for _, name := range names {
 		c.event(name, 0, "takeover", fmt.Sprintf("broker %s took over the control plane", server))
 	}
+	// Deliveries in flight through the dead leader's server are lost; their workers' inputs
+	// hold the later blocks until they come again. Hurry them now for every recovered job, not
+	// when each worker registers again (seconds later, its retries backing off meanwhile).
+	c.resumeRecovered("")
 }
 
 // WhileLeader runs fn during each term in which this broker leads the control plane, with a

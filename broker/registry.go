@@ -67,13 +67,14 @@ func (c *control) handleRegister(m *nats.Msg) any {
 }
 
 // resumeRecovered has the deliveries lost with the previous broker process come again at once
-// for the jobs of a worker that registered again (the same process): see redeliverNow.
+// for the jobs of a worker that registered again (the same process), or of every worker when
+// worker is "" (a takeover in a cluster, leader.go): see redeliverNow.
 func (c *control) resumeRecovered(worker string) {
 	var refs []jobRef
 	c.mu.Lock()
 	for name, p := range c.pipelines {
 		for id, j := range p.jobs {
-			if j.recovered && j.worker == worker {
+			if j.recovered && (worker == "" || j.worker == worker) {
 				j.recovered = false
 				refs = append(refs, jobRef{name, id})
 			}

