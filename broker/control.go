@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,9 @@ type control struct {
 	subs      []*nats.Subscription
 	kick      chan struct{} // a worker or a slot became free: place what is pending (run owns it)
 	conns     *connWatch    // the workers' connections, from the server's events (disconnect.go)
+	// offerMissed: an offer went unanswered by a live worker (scheduler.go); run's next liveness
+	// tick places what is pending again.
+	offerMissed atomic.Bool
 }
 
 func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logger) (*control, error) {
@@ -134,6 +138,9 @@ func (c *control) run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			c.checkLiveness(now)
+			if c.offerMissed.Swap(false) {
+				c.kickPlacement()
+			}
 		case <-c.kick:
 			c.placePending()
 		}
