@@ -76,8 +76,8 @@ type access struct {
 	byName     map[string]Identity // name → identity
 	grants     map[string]map[grantKey]protocol.Assignment
 	groups     map[string][]string // worker → the subjects of its groups (placement by offer)
-	clients    map[uint64]string // NATS client id → identity name, for violations
-	violations map[string]uint64 // identity name → permission violations
+	clients    map[uint64]string   // NATS client id → identity name, for violations
+	violations map[string]uint64   // identity name → permission violations
 	kv         jetstream.KeyValue
 	reloading  atomic.Bool // a reload is under way (auth.go)
 	gen        uint64      // counts grant and revoke changes (under mu)
