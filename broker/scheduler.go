@@ -149,59 +149,80 @@ func (c *control) offerJob(ctx context.Context, pipelineName string, j *pipeline
 // live worker of the target has answered or offerWait has passed; missing names those that did
 // not answer. Bids from anyone else are dropped.
 func (c *control) gather(ctx context.Context, t target, offer protocol.Offer, j *pipeline.Job) (bids []protocol.Bid, missing []string) {
-	expected := c.offerees(t, j)
+	missing = c.scatter(ctx, t.subject(), offer, c.offerees(t, j), offerWait, func(data []byte) error {
+		var b protocol.Bid
+		if err := json.Unmarshal(data, &b); err != nil {
+			return err
+		}
+		bids = append(bids, b)
+		return nil
+	})
+	return bids, missing
+}
+
+// scatter publishes one request to many workers at once (a group's subject) and hands the first
+// answer of each expected worker (named by the answer's "worker" field) to each, until every
+// expected worker has answered or wait has passed; it returns the expected workers that did not
+// answer. Answers from anyone else are dropped. Used by offers and by announcements to a group.
+func (c *control) scatter(ctx context.Context, subject string, req any, expected map[string]bool, wait time.Duration, each func([]byte) error) []string {
 	if len(expected) == 0 {
-		return nil, nil
+		return nil
 	}
+	names := func(pick func(string) bool) []string {
+		var out []string
+		for w := range expected {
+			if pick(w) {
+				out = append(out, w)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	all := func(string) bool { return true }
 	if err := c.opts.fenced(); err != nil {
-		return nil, nil // another broker's control plane acts now (leader.go)
+		return names(all) // another broker's control plane acts now (leader.go)
 	}
-	data, err := json.Marshal(offer)
+	data, err := json.Marshal(req)
 	if err != nil {
-		c.log.Error("offer not encoded", "error", err)
-		return nil, nil
+		c.log.Error("request not encoded", "subject", subject, "error", err)
+		return names(all)
 	}
 	inbox := c.nc.NewRespInbox()
 	ch := make(chan *nats.Msg, len(expected)+8)
 	sub, err := c.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
-		c.log.Warn("offer not sent", "subject", t.subject(), "error", err)
-		return nil, nil
+		c.log.Warn("request not sent", "subject", subject, "error", err)
+		return names(all)
 	}
 	defer sub.Unsubscribe()
-	if err := c.nc.PublishRequest(t.subject(), inbox, data); err != nil {
-		c.log.Warn("offer not sent", "subject", t.subject(), "error", err)
-		return nil, nil
+	if err := c.nc.PublishRequest(subject, inbox, data); err != nil {
+		c.log.Warn("request not sent", "subject", subject, "error", err)
+		return names(all)
 	}
-	timer := time.NewTimer(offerWait)
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	answered := map[string]bool{}
 	for len(answered) < len(expected) {
 		select {
 		case <-ctx.Done():
-			return bids, nil
+			return nil
 		case <-timer.C:
-			for w := range expected {
-				if !answered[w] {
-					missing = append(missing, w)
-				}
-			}
-			sort.Strings(missing)
-			return bids, missing
+			return names(func(w string) bool { return !answered[w] })
 		case m := <-ch:
-			var b protocol.Bid
-			if err := json.Unmarshal(m.Data, &b); err != nil {
-				c.log.Warn("bad bid", "subject", t.subject(), "error", err)
+			var who struct {
+				Worker string `json:"worker"`
+			}
+			if err := json.Unmarshal(m.Data, &who); err != nil || !expected[who.Worker] || answered[who.Worker] {
+				continue // not one of those asked, or its second answer
+			}
+			if err := each(m.Data); err != nil {
+				c.log.Warn("bad answer", "subject", subject, "worker", who.Worker, "error", err)
 				continue
 			}
-			if !expected[b.Worker] || answered[b.Worker] {
-				continue
-			}
-			answered[b.Worker] = true
-			bids = append(bids, b)
+			answered[who.Worker] = true
 		}
 	}
-	return bids, nil
+	return nil
 }
 
 // offerees are the workers the registry knows may take a job offered to a target now: alive,

@@ -46,7 +46,8 @@ func (w *Worker) subscribeOffers() ([]*nats.Subscription, error) {
 	return subs, w.nc.Flush()
 }
 
-// onGroupMessage answers an offer with a bid, or an announcement to the group with a Reply.
+// onGroupMessage answers an offer with a bid, or an announcement to the group (drain, shutdown)
+// with a GroupReply.
 func (w *Worker) onGroupMessage(m *nats.Msg) {
 	var reply any
 	switch verb := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]; verb {
@@ -58,12 +59,17 @@ func (w *Worker) onGroupMessage(m *nats.Msg) {
 		}
 		reply = w.bid(&o.Job)
 	case protocol.VerbGroupLeave:
-		reply = protocol.Reply{OK: true}
+		r := protocol.GroupReply{Worker: w.opts.Name, Reply: protocol.Reply{OK: true}}
 		if _, err := w.handleLeave(m.Data); err != nil {
-			reply = protocol.Reply{Error: err.Error()}
+			r.Reply = protocol.Reply{Error: err.Error()}
 		}
+		reply = r
+	case protocol.VerbGroupShutdown:
+		w.log.Info("shutdown announced to the group; stopping as on SIGTERM", "subject", m.Subject)
+		reply = protocol.GroupReply{Worker: w.opts.Name, Reply: protocol.Reply{OK: true}}
+		defer w.shutdown() // once answered
 	default:
-		reply = protocol.Reply{Error: fmt.Sprintf("worker %s: unknown group verb %q on %s", w.opts.Name, verb, m.Subject)}
+		reply = protocol.GroupReply{Worker: w.opts.Name, Reply: protocol.Reply{Error: fmt.Sprintf("worker %s: unknown group verb %q on %s", w.opts.Name, verb, m.Subject)}}
 	}
 	if m.Reply == "" {
 		return

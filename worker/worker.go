@@ -78,6 +78,8 @@ type Worker struct {
 	wg       sync.WaitGroup // running tasks
 
 	lastMetrics atomic.Pointer[protocol.Metrics] // the latest heartbeat's sample, for bids
+	// shutdown ends Run as its ctx ending does: a shutdown announced to a group (offer.go).
+	shutdown context.CancelFunc
 }
 
 type taskKey struct {
@@ -163,6 +165,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w.runCtx = rctx
+	ctx, w.shutdown = context.WithCancel(ctx)
+	defer w.shutdown()
 	stopReports := context.AfterFunc(ctx, func() { time.AfterFunc(reportGrace, cancel) })
 	defer stopReports()
 	subs, err := w.subscribe()

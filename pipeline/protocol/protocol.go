@@ -356,6 +356,11 @@ type StopReply struct {
 // WorkerRequest names a worker (drain, uncordon, leave).
 type WorkerRequest struct {
 	Worker string `json:"worker"`
+	// Group, in a drain instead of Worker: every worker of the group is drained at once, told on
+	// the group's subject (VerbGroupLeave); with Shutdown they then exit as on SIGTERM
+	// (VerbGroupShutdown).
+	Group    string `json:"group,omitempty"`
+	Shutdown bool   `json:"shutdown,omitempty"`
 }
 
 // DrainReply answers a drain: the jobs that moved away from the worker.
@@ -475,10 +480,19 @@ const (
 // Announcements to every worker of a group, on GroupSubject(group, verb), answered like a
 // request to each worker (a Reply from every one).
 const (
-	// VerbGroupLeave: LeaveRequest → Reply from each worker: end every job here without
+	// VerbGroupLeave: LeaveRequest → GroupReply from each worker: end every job here without
 	// reporting it ended (the broker moves them), as VerbLeave does for one worker.
 	VerbGroupLeave = "leave"
+	// VerbGroupShutdown: nothing → GroupReply from each worker, which then stops as on SIGTERM
+	// (drained, deregistered, exit 0).
+	VerbGroupShutdown = "shutdown"
 )
+
+// GroupReply is a worker's answer to an announcement to its group.
+type GroupReply struct {
+	Reply
+	Worker string `json:"worker"`
+}
 
 // ReserveTTL bounds how long a reserved slot waits for its job's prepare: a broker that
 // reserved and then went away does not hold a worker's slot for ever.

@@ -196,3 +196,47 @@ func TestOfferGroupSubjectsAreGrantedToExactlyTheWorkersGroups(t *testing.T) {
 		t.Errorf("marvelo workers counts %d refusals for wother, want 0", got)
 	}
 }
+
+// TestOfferDrainOfAGroupWithShutdownMovesItsJobsAndItsWorkersExit: `marvelo drain --group g
+// --shutdown`, announced on the group's subject, moves the job off g's workers to the next group
+// of the job exactly once, and every worker of g exits 0.
+func TestOfferDrainOfAGroupWithShutdownMovesItsJobsAndItsWorkersExit(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.startWorker("g1", "--groups", "g")
+	c.startWorker("g2", "--groups", "g")
+	c.startWorker("other", "--groups", "h")
+	const n = 3000
+	doc, out := sourceDoc(c, "grpdrain", n, "g", "h")
+	c.submit(doc)
+	waitRows(c, out, 300)
+	from := jobWorker(c.status("grpdrain"), 1)
+	if from != "g1" && from != "g2" {
+		t.Fatalf("counter placed on %q, want a worker of group g", from)
+	}
+	_, errOut, code := c.marvelo("drain", "--group", "g", "--shutdown")
+	if code != 0 {
+		t.Fatalf("drain --group g --shutdown: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "moved grpdrain: counter 1") {
+		t.Errorf("drain output %q does not name the moved counter", errOut)
+	}
+	for _, w := range []string{"g1", "g2"} {
+		p := c.workers[w]
+		select {
+		case <-p.done:
+		case <-time.After(leaveGraceLimit):
+			t.Fatalf("worker %s did not exit within %s of the shutdown", w, leaveGraceLimit)
+		}
+		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("worker %s exited %d after the shutdown, want 0", w, code)
+		}
+	}
+	st := waitFinished(c, "grpdrain")
+	checkExactlyOnce(t, out, n)
+	if w := jobWorker(st, 1); w != "other" {
+		t.Fatalf("counter finished on %q, want other (group h)", w)
+	}
+	if ms := moves(st); len(ms) != 1 || !strings.Contains(ms[0], "from worker "+from) {
+		t.Fatalf("moves: %v", ms)
+	}
+}
