@@ -47,6 +47,9 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	if err := protocol.CheckName("worker", info.Name); err != nil {
 		return protocol.Reply{Error: err.Error()}
 	}
+	if err := info.CheckGroups(); err != nil {
+		return protocol.Reply{Error: fmt.Sprintf("register %s: %v", info.Name, err)}
+	}
 	// Placement by offer: it hears its groups' subjects, and those only (access, issue 12).
 	if err := c.access.GrantGroups(info.Name, info.GroupSubjects()); err != nil {
 		return protocol.Reply{Error: fmt.Sprintf("register %s: %v", info.Name, err)}

@@ -95,6 +95,9 @@ func New(nc *nats.Conn, opts Options) (*Worker, error) {
 	if err := protocol.CheckName("worker", opts.Name); err != nil {
 		return nil, err
 	}
+	if err := (protocol.WorkerInfo{Groups: opts.Groups}).CheckGroups(); err != nil {
+		return nil, err
+	}
 	if opts.Slots <= 0 {
 		opts.Slots = runtime.NumCPU()
 	}

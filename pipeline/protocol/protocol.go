@@ -521,6 +521,17 @@ type Bid struct {
 	Metrics Metrics `json:"metrics"`
 }
 
+// CheckGroups reports whether every group of a worker may be a subject token of its
+// GroupSubjects: a group named "*", ">" or with a dot would hear other groups' offers.
+func (w WorkerInfo) CheckGroups() error {
+	for _, g := range w.Groups {
+		if err := CheckName("group", g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Capacity is how many jobs a worker runs at once: its slots, and at least LocalSlots on the
 // head node's worker or marvelo run's.
 func (w WorkerInfo) Capacity() int {
