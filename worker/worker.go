@@ -345,11 +345,14 @@ func (w *Worker) handlePrepare(data []byte) (any, error) {
 	if err := json.Unmarshal(data, &a); err != nil {
 		return nil, fmt.Errorf("prepare: bad assignment: %w", err)
 	}
+	key := taskKey{a.Pipeline, a.Job.ID}
 	t, err := w.buildTask(&a)
 	if err != nil {
+		w.mu.Lock()
+		delete(w.reserved, key) // the job will not run here: its reserved slot is free again
+		w.mu.Unlock()
 		return nil, err
 	}
-	key := taskKey{a.Pipeline, a.Job.ID}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.reserved, key) // its reserved slot is the task's now
