@@ -37,6 +37,9 @@ type control struct {
 	// offerMissed: an offer went unanswered by a live worker (scheduler.go); run's next liveness
 	// tick places what is pending again.
 	offerMissed atomic.Bool
+	// kicks counts kickPlacement's calls: a placement that ends pending asks for another pass if
+	// a kick came while it offered (a worker that joined meanwhile was not offered the job).
+	kicks atomic.Uint64
 }
 
 func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logger) (*control, error) {
@@ -116,6 +119,7 @@ func (c *control) respond(m *nats.Msg, reply any) {
 // kickPlacement asks run to place the pending jobs: a worker joined, came back, was uncordoned
 // or freed a slot. Kicks coalesce; placement runs on run's goroutine, one pass at a time.
 func (c *control) kickPlacement() {
+	c.kicks.Add(1)
 	select {
 	case c.kick <- struct{}{}:
 	default:

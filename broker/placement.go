@@ -33,6 +33,7 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	epoch := c.epoch
 	c.mu.Unlock()
 	defer c.launched(p)
+	defer c.kickedMeanwhile(c.kicks.Load(), p.doc.Name, 0)
 
 	placement, reason := c.placeJobs(ctx, p.doc, epoch) // offers and reservations: no lock held
 	c.mu.Lock()
@@ -222,4 +223,26 @@ func (c *control) movable(r jobRef, from string) (*pipelineState, *jobState, boo
 		return nil, nil, false
 	}
 	return p, j, true
+}
+
+// kickedMeanwhile is deferred by a placement that started when kicks was at gen: if it left the
+// job (or, job 0, the pipeline) pending while a kick came — a worker joined or a slot was freed
+// after the offers went out, or a second placement of it stepped aside — it asks for another pass.
+func (c *control) kickedMeanwhile(gen uint64, pipelineName string, job int) {
+	if c.kicks.Load() == gen {
+		return
+	}
+	c.mu.Lock()
+	pending := false
+	if p, ok := c.pipelines[pipelineName]; ok {
+		if job == 0 {
+			pending = p.state == protocol.StatePending
+		} else if j, ok := p.jobs[job]; ok {
+			pending = j.state == protocol.StatePending
+		}
+	}
+	c.mu.Unlock()
+	if pending {
+		c.kickPlacement()
+	}
 }

@@ -214,3 +214,43 @@ func TestOfferAWorkerThatDoesNotAnswerIsNamedAndPlacementIsRetried(t *testing.T)
 		t.Fatal("a missed answer does not ask for another placement pass")
 	}
 }
+
+// TestPlacementLeftPendingAfterAKickAsksForAnotherPass: a kick (a worker's first heartbeat, a
+// freed slot) that comes while a placement's offers are out is not lost when that placement ends
+// pending: it asks for another pass; without a kick meanwhile, or once placed, it does not.
+func TestPlacementLeftPendingAfterAKickAsksForAnotherPass(t *testing.T) {
+	doc := &pipeline.Pipeline{Name: "p", Jobs: []pipeline.Job{{ID: 1, Type: "counter"}}}
+	p := &pipelineState{doc: doc, state: protocol.StatePending, jobs: map[int]*jobState{1: {job: &doc.Jobs[0], state: protocol.StatePending}}}
+	c := &control{pipelines: map[string]*pipelineState{"p": p}, kick: make(chan struct{}, 1)}
+	kicked := func() bool {
+		select {
+		case <-c.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	gen := c.kicks.Load()
+	c.kickedMeanwhile(gen, "p", 0)
+	if kicked() {
+		t.Fatal("a pass asked for though no kick came meanwhile")
+	}
+	c.kickPlacement() // e.g. a worker's first heartbeat while the offers were out
+	if !kicked() {
+		t.Fatal("kickPlacement did not kick")
+	}
+	c.kickedMeanwhile(gen, "p", 0)
+	if !kicked() {
+		t.Fatal("a pipeline left pending after a kick came meanwhile asks for no other pass")
+	}
+	c.kickedMeanwhile(gen, "p", 1)
+	if !kicked() {
+		t.Fatal("a job left pending after a kick came meanwhile asks for no other pass")
+	}
+	p.state, p.jobs[1].state = protocol.StateRunning, protocol.StateRunning
+	c.kickedMeanwhile(gen, "p", 0)
+	c.kickedMeanwhile(gen, "p", 1)
+	if kicked() {
+		t.Fatal("a placed pipeline asks for another pass")
+	}
+}

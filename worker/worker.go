@@ -154,7 +154,8 @@ func SanitizeName(s string) string {
 	return string(b)
 }
 
-// Ready is closed once the broker has accepted the worker's registration.
+// Ready is closed once the broker has accepted the worker's registration and the worker has sent
+// its first heartbeat, from which on the broker offers it jobs.
 func (w *Worker) Ready() <-chan struct{} { return w.ready }
 
 // Name is the worker's name.
@@ -190,7 +191,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	close(w.ready)
 	w.log.Info("worker registered", "groups", w.opts.Groups, "slots", w.opts.Slots, "types", len(w.info.Types))
 	// Heartbeats go on while the worker leaves: the broker must not take it for dead while it
 	// moves its jobs.
@@ -198,7 +198,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		w.heartbeat(hbCtx)
+		w.heartbeat(hbCtx) // closes w.ready once the first heartbeat is sent
 	}()
 	<-ctx.Done()
 	w.mu.Lock()
@@ -303,6 +303,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.opts.Heartbeat)
 	defer t.Stop()
 	reconnects := w.nc.Stats().Reconnects
+	first := true
 	for {
 		// A reconnect may mean a restarted broker: register again so it knows this worker's
 		// groups, slots and types even if it lost them.
@@ -320,6 +321,13 @@ func (w *Worker) heartbeat(ctx context.Context) {
 			if err := w.nc.Publish(protocol.SubjHeartbeatPrefix+w.opts.Name, data); err != nil {
 				w.log.Warn("heartbeat not sent", "error", err)
 			}
+		}
+		if first {
+			first = false
+			if err := w.nc.Flush(); err != nil {
+				w.log.Warn("first heartbeat not confirmed", "error", err)
+			}
+			close(w.ready)
 		}
 		select {
 		case <-ctx.Done():
