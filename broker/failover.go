@@ -63,7 +63,7 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 	newEpoch := c.epoch
 	c.mu.Unlock()
 	defer c.kickedMeanwhile(c.kicks.Load(), r.pipeline, r.job) // placement.go
-	w, reason := c.offerJob(ctx, r.pipeline, j.job, newEpoch) // offers and the reservation: no lock held
+	w, reason := c.offerJob(ctx, r.pipeline, j.job, newEpoch)  // offers and the reservation: no lock held
 	c.mu.Lock()
 	j.placing = false
 	if _, _, ok := c.movable(r, from); !ok {
