@@ -32,8 +32,9 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	c.epoch++
 	epoch := c.epoch
 	c.mu.Unlock()
-	defer c.launched(p)
+	// Read before the offers go out; run after launched, once a new launch may place it.
 	defer c.kickedMeanwhile(c.kicks.Load(), p.doc.Name, 0)
+	defer c.launched(p)
 
 	placement, reason := c.placeJobs(ctx, p.doc, epoch) // offers and reservations: no lock held
 	c.mu.Lock()
