@@ -58,9 +58,9 @@ func TestTargetsAreTheNodeThenTheGroupsInPriorityOrder(t *testing.T) {
 	}
 }
 
-// fakeWorker answers offers and reservations on NATS as a worker does: its bid, and a
+// bidder answers offers and reservations on NATS as a worker does: its bid, and a
 // reservation that takes one of its free slots.
-type fakeWorker struct {
+type bidder struct {
 	name   string
 	groups []string
 	cpu    float64
@@ -74,7 +74,7 @@ type fakeWorker struct {
 
 // offerBroker starts a broker (its control plane places nothing on its own here: every fake
 // worker is entered in the registry directly) and the fake workers answering on its subjects.
-func offerBroker(t *testing.T, ws ...*fakeWorker) *control {
+func offerBroker(t *testing.T, ws ...*bidder) *control {
 	t.Helper()
 	b, err := Start(Options{Listen: "127.0.0.1:-1", Memory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -131,8 +131,8 @@ func offerBroker(t *testing.T, ws ...*fakeWorker) *control {
 }
 
 func TestOfferHonoursGroupOrderOverLoad(t *testing.T) {
-	a := &fakeWorker{name: "wa", groups: []string{"a"}, cpu: 99, free: 1}
-	b := &fakeWorker{name: "wb", groups: []string{"b"}, cpu: 10, free: 1}
+	a := &bidder{name: "wa", groups: []string{"a"}, cpu: 99, free: 1}
+	b := &bidder{name: "wb", groups: []string{"b"}, cpu: 10, free: 1}
 	c := offerBroker(t, a, b)
 	w, why := c.offerJob(context.Background(), "p", &pipeline.Job{ID: 1, Type: "forward", Groups: []string{"b", "a"}}, 1)
 	if w != "wb" {
@@ -144,9 +144,9 @@ func TestOfferHonoursGroupOrderOverLoad(t *testing.T) {
 }
 
 func TestOfferPicksTheMostFreeCPUWithinAGroupAndTheNodeFirst(t *testing.T) {
-	x := &fakeWorker{name: "x", groups: []string{"dsp"}, cpu: 40, free: 2}
-	y := &fakeWorker{name: "y", groups: []string{"dsp"}, cpu: 80, free: 2}
-	n := &fakeWorker{name: "n", cpu: 1, free: 1}
+	x := &bidder{name: "x", groups: []string{"dsp"}, cpu: 40, free: 2}
+	y := &bidder{name: "y", groups: []string{"dsp"}, cpu: 80, free: 2}
+	n := &bidder{name: "n", cpu: 1, free: 1}
 	c := offerBroker(t, x, y, n)
 	if w, why := c.offerJob(context.Background(), "p", &pipeline.Job{ID: 1, Type: "forward", Groups: []string{"dsp"}}, 1); w != "y" {
 		t.Fatalf("placed on %q (%s), want y (most free cpu)", w, why)
@@ -162,8 +162,8 @@ func TestOfferPicksTheMostFreeCPUWithinAGroupAndTheNodeFirst(t *testing.T) {
 
 func TestOfferReservationRefusedFallsToTheNextBidder(t *testing.T) {
 	// x bids with a free slot but has lost it by the time the broker reserves it.
-	x := &fakeWorker{name: "x", groups: []string{"g"}, cpu: 90, free: 1, refuseReserve: true}
-	y := &fakeWorker{name: "y", groups: []string{"g"}, cpu: 20, free: 1}
+	x := &bidder{name: "x", groups: []string{"g"}, cpu: 90, free: 1, refuseReserve: true}
+	y := &bidder{name: "y", groups: []string{"g"}, cpu: 20, free: 1}
 	c := offerBroker(t, x, y)
 	w, why := c.offerJob(context.Background(), "p", &pipeline.Job{ID: 1, Type: "forward", Groups: []string{"g"}}, 1)
 	if w != "y" {
@@ -176,8 +176,8 @@ func TestOfferReservationRefusedFallsToTheNextBidder(t *testing.T) {
 }
 
 func TestOfferNobodyTakesItSaysEachWorkersReason(t *testing.T) {
-	x := &fakeWorker{name: "x", groups: []string{"g"}, cpu: 90, free: 1, reason: `proc.py needs python3, which is not on PATH`}
-	y := &fakeWorker{name: "y", groups: []string{"g"}, cpu: 20, free: 0}
+	x := &bidder{name: "x", groups: []string{"g"}, cpu: 90, free: 1, reason: `proc.py needs python3, which is not on PATH`}
+	y := &bidder{name: "y", groups: []string{"g"}, cpu: 20, free: 0}
 	c := offerBroker(t, x, y)
 	c.mu.Lock()
 	c.workers["z"] = &workerState{info: protocol.WorkerInfo{Name: "z", Groups: []string{"g"}, Slots: 1}, alive: true, bidding: true, cordoned: true}
@@ -201,7 +201,7 @@ func TestOfferNobodyTakesItSaysEachWorkersReason(t *testing.T) {
 }
 
 func TestOfferAWorkerThatDoesNotAnswerIsNamedAndPlacementIsRetried(t *testing.T) {
-	x := &fakeWorker{name: "x", groups: []string{"g"}, cpu: 90, free: 1}
+	x := &bidder{name: "x", groups: []string{"g"}, cpu: 90, free: 1}
 	c := offerBroker(t, x)
 	c.mu.Lock()
 	c.workers["mute"] = &workerState{info: protocol.WorkerInfo{Name: "mute", Groups: []string{"h"}, Slots: 1}, alive: true, bidding: true}
