@@ -24,11 +24,11 @@ test: lint
 	$(GO) test -count=1 -timeout 8m $(PKGS)
 	$(GO) test -race -count=1 -timeout 8m $(RACE_PKGS)
 
-## test-chaos: the failover and lifecycle end-to-end tests, CHAOS_ROUNDS (5) times each, on a
+## test-chaos: the failover, lifecycle and placement-by-offer end-to-end tests, CHAOS_ROUNDS (5) times each, on a
 ## loaded machine: GOMAXPROCS=1 for every process and a CPU-burning loop this target starts and
 ## stops. Prints the pass rate of each test. Not part of make test.
 CHAOS_ROUNDS ?= 5
-CHAOS_TESTS  ?= ^(TestFailover.*|TestFrozenWorkerIsReplacedAndStopsItsStaleJobs|TestDegradedUntilAFittingWorkerJoins|TestFailureInjection|TestExecutableJobAcrossWorkersMovesWithItsDependencies|TestSourceWithoutCheckpointRestartsWithTheResetBit|TestSIGTERM.*|TestDrain.*|TestThawed.*|TestPipelineWithAnOptionalInputFinishes|TestStopOfAStuckJobNamesTheForcedJob|TestDocumentRefusedAtSubmitLeavesNoPipeline|TestBrokerKilled.*|TestLogs.*)$$
+CHAOS_TESTS  ?= ^(TestFailover.*|TestFrozenWorkerIsReplacedAndStopsItsStaleJobs|TestDegradedUntilAFittingWorkerJoins|TestFailureInjection|TestExecutableJobAcrossWorkersMovesWithItsDependencies|TestSourceWithoutCheckpointRestartsWithTheResetBit|TestSIGTERM.*|TestDrain.*|TestThawed.*|TestPipelineWithAnOptionalInputFinishes|TestStopOfAStuckJobNamesTheForcedJob|TestDocumentRefusedAtSubmitLeavesNoPipeline|TestBrokerKilled.*|TestLogs.*|TestOffer.*)$$
 test-chaos:
 	@log=$$(mktemp); sh -c 'while :; do :; done' & burner=$$!; \
 	trap 'kill $$burner 2>/dev/null' EXIT INT TERM; \

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,8 +75,9 @@ type access struct {
 	mu         sync.RWMutex
 	byName     map[string]Identity // name → identity
 	grants     map[string]map[grantKey]protocol.Assignment
-	clients    map[uint64]string // NATS client id → identity name, for violations
-	violations map[string]uint64 // identity name → permission violations
+	groups     map[string][]string // worker → the subjects of its groups (placement by offer)
+	clients    map[uint64]string   // NATS client id → identity name, for violations
+	violations map[string]uint64   // identity name → permission violations
 	kv         jetstream.KeyValue
 	reloading  atomic.Bool    // a reload is under way (auth.go)
 	gen        uint64         // counts grant and revoke changes (under mu)
@@ -84,6 +86,7 @@ type access struct {
 
 func newAccess(log *slog.Logger) *access {
 	return &access{log: log, byName: map[string]Identity{}, grants: map[string]map[grantKey]protocol.Assignment{},
+		groups:  map[string][]string{},
 		clients: map[uint64]string{}, violations: map[string]uint64{}}
 }
 
@@ -138,13 +141,15 @@ func (a *access) permissionsLocked(id Identity) *server.Permissions {
 	for _, g := range a.grants[id.Name] {
 		grants = append(grants, g)
 	}
-	return WorkerPermissions(id.Name, grants)
+	return WorkerPermissions(id.Name, a.groups[id.Name], grants)
 }
 
 // WorkerPermissions are what a worker identity may do while the given assignments are placed on
-// it: its own control subjects always, the subjects of its jobs' pipes, logs and checkpoints while
-// they run there, and no JetStream API that creates, changes, deletes or purges.
-func WorkerPermissions(name string, grants []protocol.Assignment) *server.Permissions {
+// it: its own control subjects always, the subjects of the groups it registered with (groups:
+// protocol.WorkerInfo.GroupSubjects, to hear offers and announcements), the subjects of its jobs'
+// pipes, logs and checkpoints while they run there, and no JetStream API that creates, changes,
+// deletes or purges.
+func WorkerPermissions(name string, groups []string, grants []protocol.Assignment) *server.Permissions {
 	pub := []string{
 		protocol.From(protocol.SubjRegister, name), protocol.From(protocol.SubjDeregister, name),
 		protocol.From(protocol.SubjJobState, name), protocol.From(protocol.SubjHeartbeatPrefix, name),
@@ -159,8 +164,9 @@ func WorkerPermissions(name string, grants []protocol.Assignment) *server.Permis
 		"$JS.FC.OBJ_" + protocol.DepsBucket + ".>",
 	}
 	sub := []string{
-		"marvelo.worker." + name + ".>", "marvelo.group.>", protocol.InboxPrefix(name) + ".>",
+		"marvelo.worker." + name + ".>", protocol.InboxPrefix(name) + ".>",
 	}
+	sub = append(sub, groups...)
 	for _, g := range grants {
 		pub = append(pub, protocol.LogSubject(g.Pipeline, g.Job.ID))
 		key := protocol.CheckpointKey(g.Pipeline, g.Job.ID)
@@ -250,6 +256,16 @@ func (a *access) start(ctx context.Context, ns *server.Server, base *server.Opti
 		e, err := kv.Get(ctx, k)
 		if err != nil {
 			return nil, fmt.Errorf("broker: identity %s: %w", k, err)
+		}
+		if worker, ok := strings.CutPrefix(k, groupsKVPrefix); ok {
+			var subjects []string
+			if err := json.Unmarshal(e.Value(), &subjects); err != nil {
+				return nil, fmt.Errorf("broker: groups %s: %w", k, err)
+			}
+			a.mu.Lock()
+			a.groups[worker] = subjects
+			a.mu.Unlock()
+			continue
 		}
 		if worker, ok := grantWorker(k); ok {
 			var as protocol.Assignment
@@ -351,6 +367,7 @@ func (a *access) handleRemove(m *nats.Msg) error {
 	a.mu.Lock()
 	delete(a.byName, req.Name)
 	delete(a.grants, req.Name)
+	delete(a.groups, req.Name)
 	a.gen++
 	a.mu.Unlock()
 	a.log.Info("identity removed", "name", req.Name)
@@ -383,6 +400,43 @@ func (a *access) Grant(worker string, as protocol.Assignment) error {
 	a.mu.Unlock()
 	if err := a.saveGrant(worker, as); err != nil {
 		return err
+	}
+	return a.reloadLocked()
+}
+
+// groupsKVPrefix keys a worker's group subjects beside the identities ("groups.WORKER"), so a
+// broker restarted with its store lets the workers keep hearing their groups' offers.
+const groupsKVPrefix = "groups."
+
+// GrantGroups lets worker subscribe to the subjects of its groups (and to those only); it
+// returns once the server applies them. The control plane calls it when the worker registers,
+// before it answers: the worker subscribes once registered.
+func (a *access) GrantGroups(worker string, subjects []string) error {
+	if a == nil || !a.enrolled(worker) {
+		return nil
+	}
+	subjects = slices.Clone(subjects)
+	sort.Strings(subjects)
+	a.apply.Lock()
+	defer a.apply.Unlock()
+	a.mu.Lock()
+	if slices.Equal(a.groups[worker], subjects) {
+		a.mu.Unlock()
+		return nil
+	}
+	a.groups[worker] = subjects
+	a.gen++
+	a.mu.Unlock()
+	if a.kv != nil {
+		data, err := json.Marshal(subjects)
+		if err != nil {
+			return fmt.Errorf("broker: groups of %s: %w", worker, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := a.kv.Put(ctx, groupsKVPrefix+worker, data); err != nil {
+			return fmt.Errorf("broker: save the groups of %s: %w", worker, err)
+		}
 	}
 	return a.reloadLocked()
 }

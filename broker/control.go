@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,12 @@ type control struct {
 	subs      []*nats.Subscription
 	kick      chan struct{} // a worker or a slot became free: place what is pending (run owns it)
 	conns     *connWatch    // the workers' connections, from the server's events (disconnect.go)
+	// offerMissed: an offer went unanswered by a live worker (scheduler.go); run's next liveness
+	// tick places what is pending again.
+	offerMissed atomic.Bool
+	// kicks counts kickPlacement's calls: a placement that ends pending asks for another pass if
+	// a kick came while it offered (a worker that joined meanwhile was not offered the job).
+	kicks atomic.Uint64
 }
 
 func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logger) (*control, error) {
@@ -115,6 +122,7 @@ func (c *control) respond(m *nats.Msg, reply any) {
 // kickPlacement asks run to place the pending jobs: a worker joined, came back, was uncordoned
 // or freed a slot. Kicks coalesce; placement runs on run's goroutine, one pass at a time.
 func (c *control) kickPlacement() {
+	c.kicks.Add(1)
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -137,6 +145,9 @@ func (c *control) run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			c.checkLiveness(now)
+			if c.offerMissed.Swap(false) {
+				c.kickPlacement()
+			}
 		case <-c.kick:
 			c.placePending()
 		}

@@ -36,6 +36,10 @@ func (c *control) handleDrain(m *nats.Msg) any {
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		return protocol.DrainReply{Reply: protocol.Reply{Error: "drain: " + err.Error()}}
 	}
+	if req.Group != "" { // every worker of a group, told on its subject (announce.go)
+		go c.respond(m, c.drainGroup(req.Group, req.Shutdown))
+		return nil
+	}
 	go c.respond(m, c.drainWorker(req.Worker, "was drained"))
 	return nil
 }

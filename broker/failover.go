@@ -47,22 +47,30 @@ func (c *control) workerLost(name, why string) {
 
 // relocate places one job anew, moves its input consumers to the new epoch and starts it. from
 // is the worker it is taken from ("" for a pending job): a job that has moved meanwhile (two
-// reasons to move it at once) is left alone. The choice of worker and the reservation of its
-// slot happen under one hold of mu; the requests to the worker are made without any lock.
+// reasons to move it at once) is left alone. The job is offered (placement by offer, which
+// reserves the chosen worker's slot) without any lock; the job is marked placing meanwhile so a
+// second move of it waits its turn, and what changed meanwhile is checked again under mu.
 func (c *control) relocate(r jobRef, from string, since time.Time) {
 	ctx := context.Background()
 	c.mu.Lock()
-	p, ok := c.pipelines[r.pipeline]
-	if !ok || p.state.terminal() || p.launching {
+	p, j, ok := c.movable(r, from)
+	if !ok || j.placing {
 		c.mu.Unlock()
+		return // nothing to move, or another move of it is offering it right now
+	}
+	j.placing = true
+	c.epoch++
+	newEpoch := c.epoch
+	c.mu.Unlock()
+	defer c.kickedMeanwhile(c.kicks.Load(), r.pipeline, r.job) // placement.go
+	w, reason := c.offerJob(ctx, r.pipeline, j.job, newEpoch)  // offers and the reservation: no lock held
+	c.mu.Lock()
+	j.placing = false
+	if _, _, ok := c.movable(r, from); !ok {
+		c.mu.Unlock()
+		c.releaseReservations(r.pipeline, map[int]string{r.job: w}, newEpoch) // moved or ended meanwhile
 		return
 	}
-	j := p.jobs[r.job]
-	if j.worker != from || j.state.terminal() {
-		c.mu.Unlock()
-		return
-	}
-	w, reason := c.chooseWorker(j.job, c.slotsUsed())
 	if w == "" {
 		again := j.state == protocol.StatePending // a retry that found no worker either
 		j.worker = ""
@@ -77,8 +85,6 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 		return
 	}
 	oldEpoch := j.epoch
-	c.epoch++
-	newEpoch := c.epoch
 	j.worker, j.epoch, j.recovered = w, newEpoch, false
 	c.jobTo(j, jevAssigned)
 	j.restarts++

@@ -41,6 +41,9 @@ type jobState struct {
 	stats    protocol.JobStats
 	epoch    uint64
 	restarts int
+	// placing: a move of the job is offering it (relocate, placement by offer); another move
+	// leaves it alone meanwhile.
+	placing bool
 	// recovered: loaded from the saved state by a restarted broker; its worker's deliveries in
 	// flight were lost with the broker, so it resumes with new consumers once the worker is back.
 	recovered bool

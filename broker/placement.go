@@ -22,7 +22,28 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 		c.mu.Unlock()
 		return string(state), nil
 	}
-	placement, reason := c.place(p.doc)
+	if p.launching {
+		c.mu.Unlock()
+		return protocol.StatePending, nil // another launch is offering its jobs right now
+	}
+	// launching from the first offer on: a second launch of the same pipeline (submit and the
+	// placement loop at once) leaves it to this one; failover leaves its jobs to the end of it.
+	p.launching = true
+	c.epoch++
+	epoch := c.epoch
+	c.mu.Unlock()
+	// Read before the offers go out; run after launched, once a new launch may place it.
+	defer c.kickedMeanwhile(c.kicks.Load(), p.doc.Name, 0)
+	defer c.launched(p)
+
+	placement, reason := c.placeJobs(ctx, p.doc, epoch) // offers and reservations: no lock held
+	c.mu.Lock()
+	if p.state != protocol.StatePending {
+		state := p.state // stopped while its jobs were offered
+		c.mu.Unlock()
+		c.releaseReservations(name, placement, epoch)
+		return string(state), nil
+	}
 	if reason != "" {
 		again := p.state == protocol.StatePending && p.reason == reason // a retry, nothing new
 		if !c.pipeTo(p, pevWaits) {
@@ -36,8 +57,6 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 		}
 		return protocol.StatePending, nil
 	}
-	c.epoch++
-	epoch := c.epoch
 	for id, w := range placement {
 		j := p.jobs[id]
 		j.worker, j.epoch = w, epoch
@@ -45,9 +64,7 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	}
 	c.pipeTo(p, pevPlaced)
 	p.reason = ""
-	p.launching = true
 	c.mu.Unlock()
-	defer c.launched(p)
 
 	if err := c.createPipes(ctx, p.doc, epoch); err != nil {
 		c.abort(p, err)
@@ -191,5 +208,42 @@ func (c *control) placePending() {
 	now := time.Now()
 	for _, r := range stranded {
 		c.relocate(r, "", now)
+	}
+}
+
+// movable returns the job r if it is still to be moved from worker from ("" for a pending job):
+// its pipeline is neither ended nor being launched, and the job has neither ended nor moved.
+// relocate checks it before offering the job and again after. Callers hold mu.
+func (c *control) movable(r jobRef, from string) (*pipelineState, *jobState, bool) {
+	p, ok := c.pipelines[r.pipeline]
+	if !ok || p.state.terminal() || p.launching {
+		return nil, nil, false
+	}
+	j, ok := p.jobs[r.job]
+	if !ok || j.worker != from || j.state.terminal() {
+		return nil, nil, false
+	}
+	return p, j, true
+}
+
+// kickedMeanwhile is deferred by a placement that started when kicks was at gen: if it left the
+// job (or, job 0, the pipeline) pending while a kick came — a worker joined or a slot was freed
+// after the offers went out, or a second placement of it stepped aside — it asks for another pass.
+func (c *control) kickedMeanwhile(gen uint64, pipelineName string, job int) {
+	if c.kicks.Load() == gen {
+		return
+	}
+	c.mu.Lock()
+	pending := false
+	if p, ok := c.pipelines[pipelineName]; ok {
+		if job == 0 {
+			pending = p.state == protocol.StatePending
+		} else if j, ok := p.jobs[job]; ok {
+			pending = j.state == protocol.StatePending
+		}
+	}
+	c.mu.Unlock()
+	if pending {
+		c.kickPlacement()
 	}
 }

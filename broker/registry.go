@@ -25,6 +25,10 @@ type workerState struct {
 	// staleTold holds the stale instances this worker was told to stop, so each is told (and
 	// recorded as an event) once, not at every heartbeat.
 	staleTold map[protocol.JobRef]bool
+	// bidding: the worker has heartbeated since it registered. A worker subscribes to its groups'
+	// offers once registered and before its first heartbeat, so from then on it bids (placement
+	// by offer, scheduler.go); its first heartbeat kicks the placement of what is pending.
+	bidding bool
 }
 
 // sameInstance reports whether two registrations come from the same worker process.
@@ -42,6 +46,13 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	}
 	if err := protocol.CheckName("worker", info.Name); err != nil {
 		return protocol.Reply{Error: err.Error()}
+	}
+	if err := info.CheckGroups(); err != nil {
+		return protocol.Reply{Error: fmt.Sprintf("register %s: %v", info.Name, err)}
+	}
+	// Placement by offer: it hears its groups' subjects, and those only (access, issue 12).
+	if err := c.access.GrantGroups(info.Name, info.GroupSubjects()); err != nil {
+		return protocol.Reply{Error: fmt.Sprintf("register %s: %v", info.Name, err)}
 	}
 	c.mu.Lock()
 	old, known := c.workers[info.Name]
@@ -62,7 +73,6 @@ func (c *control) handleRegister(m *nats.Msg) any {
 		c.resumeRecovered(info.Name)
 	}
 	c.log.Info("worker joined", "worker", info.Name, "groups", info.Groups, "slots", info.Slots, "host", info.Host)
-	c.kickPlacement()
 	return protocol.Reply{OK: true}
 }
 
@@ -122,8 +132,8 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 		c.mu.Unlock()
 		return nil // not registered (yet): it registers on its own
 	}
-	back := !w.alive
-	w.lastSeen, w.metrics, w.confirmed, w.alive = time.Now(), hb.Metrics, true, true
+	back, first := !w.alive, !w.bidding
+	w.lastSeen, w.metrics, w.confirmed, w.alive, w.bidding = time.Now(), hb.Metrics, true, true, true
 	var stale []protocol.JobRef
 	for _, s := range hb.Stats {
 		p, ok := c.pipelines[s.Pipeline]
@@ -155,7 +165,9 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 	if back {
 		c.log.Warn("worker declared dead is heartbeating again", "worker", hb.Worker)
 		c.saveWorker(info, true)
-		c.kickPlacement()
+	}
+	if back || first {
+		c.kickPlacement() // it bids from now on: place what is pending
 	}
 	for _, ref := range stale {
 		c.log.Warn("stopping a stale job instance", "worker", hb.Worker, "pipeline", ref.Pipeline, "job", ref.Job, "epoch", ref.Epoch)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,7 +71,15 @@ type Worker struct {
 	// leaving holds the tasks ended because the worker leaves (or is drained): their end is not
 	// reported, since the broker moves them, as it moves a dead worker's jobs.
 	leaving map[*task]bool
-	wg      sync.WaitGroup // running tasks
+	// reserved holds the slots booked by the broker's placement for jobs not prepared yet, and
+	// closing says the worker leaves: it bids for nothing more (offer.go).
+	reserved map[taskKey]reservation
+	closing  bool
+	wg       sync.WaitGroup // running tasks
+
+	lastMetrics atomic.Pointer[protocol.Metrics] // the latest heartbeat's sample, for bids
+	// shutdown ends Run as its ctx ending does: a shutdown announced to a group (offer.go).
+	shutdown context.CancelFunc
 }
 
 type taskKey struct {
@@ -84,6 +93,9 @@ func New(nc *nats.Conn, opts Options) (*Worker, error) {
 		opts.Name = DefaultName()
 	}
 	if err := protocol.CheckName("worker", opts.Name); err != nil {
+		return nil, err
+	}
+	if err := (protocol.WorkerInfo{Groups: opts.Groups}).CheckGroups(); err != nil {
 		return nil, err
 	}
 	if opts.Slots <= 0 {
@@ -113,7 +125,7 @@ func New(nc *nats.Conn, opts Options) (*Worker, error) {
 	host, _ := os.Hostname()
 	w := &Worker{
 		nc: nc, js: js, opts: opts, log: opts.Logger.With("worker", opts.Name),
-		tasks: map[taskKey]*task{}, leaving: map[*task]bool{}, ready: make(chan struct{}),
+		tasks: map[taskKey]*task{}, leaving: map[*task]bool{}, reserved: map[taskKey]reservation{}, ready: make(chan struct{}),
 		info: protocol.WorkerInfo{
 			Name: opts.Name, Groups: opts.Groups, Slots: opts.Slots, Types: opts.Registry.Names(),
 			Specs: opts.Registry.Specs(),
@@ -142,7 +154,8 @@ func SanitizeName(s string) string {
 	return string(b)
 }
 
-// Ready is closed once the broker has accepted the worker's registration.
+// Ready is closed once the broker has accepted the worker's registration and the worker has sent
+// its first heartbeat, from which on the broker offers it jobs.
 func (w *Worker) Ready() <-chan struct{} { return w.ready }
 
 // Name is the worker's name.
@@ -156,6 +169,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w.runCtx = rctx
+	ctx, w.shutdown = context.WithCancel(ctx)
+	defer w.shutdown()
 	stopReports := context.AfterFunc(ctx, func() { time.AfterFunc(reportGrace, cancel) })
 	defer stopReports()
 	subs, err := w.subscribe()
@@ -170,7 +185,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.register(ctx); err != nil {
 		return err
 	}
-	close(w.ready)
+	// Offers once registered, before the first heartbeat (offer.go).
+	offerSubs, err := w.subscribeOffers()
+	subs = append(subs, offerSubs...)
+	if err != nil {
+		return err
+	}
 	w.log.Info("worker registered", "groups", w.opts.Groups, "slots", w.opts.Slots, "types", len(w.info.Types))
 	// Heartbeats go on while the worker leaves: the broker must not take it for dead while it
 	// moves its jobs.
@@ -178,9 +198,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		w.heartbeat(hbCtx)
+		w.heartbeat(hbCtx) // closes w.ready once the first heartbeat is sent
 	}()
 	<-ctx.Done()
+	w.mu.Lock()
+	w.closing = true // no more bids nor reservations
+	w.mu.Unlock()
 	w.leave()
 	hbStop()
 	<-hbDone
@@ -201,6 +224,7 @@ func (w *Worker) subscribe() ([]*nats.Subscription, error) {
 		protocol.VerbStop:    w.handleStop,
 		protocol.VerbReset:   w.handleReset,
 		protocol.VerbLeave:   w.handleLeave,
+		protocol.VerbReserve: w.handleReserve, // placement by offer (offer.go)
 	}
 	var subs []*nats.Subscription
 	for verb, h := range handlers {
@@ -279,6 +303,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.opts.Heartbeat)
 	defer t.Stop()
 	reconnects := w.nc.Stats().Reconnects
+	first := true
 	for {
 		// A reconnect may mean a restarted broker: register again so it knows this worker's
 		// groups, slots and types even if it lost them.
@@ -291,10 +316,18 @@ func (w *Worker) heartbeat(ctx context.Context) {
 			}
 		}
 		hb := protocol.Heartbeat{Worker: w.opts.Name, Time: time.Now(), Metrics: mr.sample(), Stats: w.jobStats()}
+		w.lastMetrics.Store(&hb.Metrics)
 		if data, err := json.Marshal(hb); err == nil {
 			if err := w.nc.Publish(protocol.SubjHeartbeatPrefix+w.opts.Name, data); err != nil {
 				w.log.Warn("heartbeat not sent", "error", err)
 			}
+		}
+		if first {
+			first = false
+			if err := w.nc.Flush(); err != nil {
+				w.log.Warn("first heartbeat not confirmed", "error", err)
+			}
+			close(w.ready)
 		}
 		select {
 		case <-ctx.Done():
@@ -320,13 +353,17 @@ func (w *Worker) handlePrepare(data []byte) (any, error) {
 	if err := json.Unmarshal(data, &a); err != nil {
 		return nil, fmt.Errorf("prepare: bad assignment: %w", err)
 	}
+	key := taskKey{a.Pipeline, a.Job.ID}
 	t, err := w.buildTask(&a)
 	if err != nil {
+		w.mu.Lock()
+		delete(w.reserved, key) // the job will not run here: its reserved slot is free again
+		w.mu.Unlock()
 		return nil, err
 	}
-	key := taskKey{a.Pipeline, a.Job.ID}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	delete(w.reserved, key) // its reserved slot is the task's now
 	if old, ok := w.tasks[key]; ok && old.cancel != nil {
 		if old.assign.Epoch >= a.Epoch {
 			return nil, fmt.Errorf("pipeline %s: %s is already running here", a.Pipeline, t.label)
@@ -617,6 +654,7 @@ func (w *Worker) handleStop(data []byte) (any, error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.releaseReservationsLocked(ref)
 	for k, t := range w.tasks {
 		if k.pipeline != ref.Pipeline || (ref.Job != 0 && k.job != ref.Job) || (ref.Epoch != 0 && t.assign.Epoch != ref.Epoch) {
 			continue
@@ -674,6 +712,7 @@ func (w *Worker) handleLeave(data []byte) (any, error) {
 		return nil, fmt.Errorf("leave: %w", err)
 	}
 	w.mu.Lock()
+	clear(w.reserved) // jobs placed here and not prepared yet move with the rest
 	var done []chan struct{}
 	for k, t := range w.tasks {
 		if t.cancel == nil {

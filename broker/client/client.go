@@ -224,6 +224,17 @@ func (c *Client) Drain(ctx context.Context, worker string) ([]string, error) {
 	return r.Moved, r.Err()
 }
 
+// DrainGroup drains every worker of a group at once (told on the group's subject); with shutdown
+// the workers then exit as on SIGTERM. It returns the jobs that moved.
+func (c *Client) DrainGroup(ctx context.Context, group string, shutdown bool) ([]string, error) {
+	var r protocol.DrainReply
+	req := protocol.WorkerRequest{Group: group, Shutdown: shutdown}
+	if err := c.callWithin(ctx, protocol.LeaveGrace+10*time.Second+c.Timeout, protocol.SubjDrain, req, &r); err != nil {
+		return nil, err
+	}
+	return r.Moved, r.Err()
+}
+
 // Uncordon lets a drained worker take jobs again.
 func (c *Client) Uncordon(ctx context.Context, worker string) error {
 	var r protocol.Reply

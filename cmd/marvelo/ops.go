@@ -368,26 +368,42 @@ func workersCommand() *cli.Command {
 func drainCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "drain",
-		Usage:     "move every job off a worker and keep it from taking new ones",
-		ArgsUsage: "WORKER",
+		Usage:     "move every job off a worker (or every worker of a group) and keep it from taking new ones",
+		ArgsUsage: "WORKER | --group GROUP",
 		Description: `Cordons the worker (it takes no new job) and moves its jobs to other workers exactly as a dead
 worker's jobs are moved: each ends on the worker, then resumes elsewhere from what it had not
 acknowledged. A job no other worker fits waits pending. The worker keeps running; marvelo
 uncordon lets it take jobs again. SIGTERM on marvelo-worker drains it the same way before it exits.
 
+With --group, every live worker of the group is drained at once, told on the group's subject
+(marvelo.group.GROUP.leave); with --shutdown as well, they then exit as on SIGTERM.
+
 Example:
    marvelo drain node3
-   marvelo uncordon node3`,
-		Flags: brokerFlags(),
+   marvelo uncordon node3
+   marvelo drain --group mic --shutdown`,
+		Flags: append(brokerFlags(),
+			&cli.StringFlag{Name: "group", Usage: "drain every worker of this group instead of one worker (example: --group mic)"},
+			&cli.BoolFlag{Name: "shutdown", Usage: "with --group: the drained workers then exit, as on SIGTERM (example: --group mic --shutdown)"},
+		),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return cliutil.UsageError(fmt.Errorf("drain: want exactly one worker name"))
+			group := c.String("group")
+			switch {
+			case group == "" && c.NArg() != 1:
+				return cliutil.UsageError(fmt.Errorf("drain: want exactly one worker name, or --group GROUP"))
+			case group != "" && c.NArg() != 0:
+				return cliutil.UsageError(fmt.Errorf("drain: a worker name and --group %s: give one of them", group))
+			case group == "" && c.Bool("shutdown"):
+				return cliutil.UsageError(fmt.Errorf("drain: --shutdown goes with --group (SIGTERM stops one worker)"))
 			}
 			nc, cl, err := connect(c)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
+			if group != "" {
+				return drainGroup(c, cl, group)
+			}
 			moved, err := cl.Drain(c.Context, c.Args().First())
 			if err != nil {
 				return cliutil.Failure(err)
@@ -399,6 +415,23 @@ Example:
 			return nil
 		},
 	}
+}
+
+// drainGroup drains every worker of a group (marvelo drain --group).
+func drainGroup(c *cli.Context, cl *client.Client, group string) error {
+	moved, err := cl.DrainGroup(c.Context, group, c.Bool("shutdown"))
+	if err != nil {
+		return cliutil.Failure(err)
+	}
+	for _, j := range moved {
+		fmt.Fprintf(os.Stderr, "moved %s\n", j)
+	}
+	if c.Bool("shutdown") {
+		fmt.Fprintf(os.Stderr, "group %s drained (%d jobs moved); its workers are shutting down\n", group, len(moved))
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "group %s drained (%d jobs moved); marvelo uncordon each worker to let it take jobs again\n", group, len(moved))
+	return nil
 }
 
 func uncordonCommand() *cli.Command {

@@ -356,6 +356,11 @@ type StopReply struct {
 // WorkerRequest names a worker (drain, uncordon, leave).
 type WorkerRequest struct {
 	Worker string `json:"worker"`
+	// Group, in a drain instead of Worker: every worker of the group is drained at once, told on
+	// the group's subject (VerbGroupLeave); with Shutdown they then exit as on SIGTERM
+	// (VerbGroupShutdown).
+	Group    string `json:"group,omitempty"`
+	Shutdown bool   `json:"shutdown,omitempty"`
 }
 
 // DrainReply answers a drain: the jobs that moved away from the worker.
@@ -458,4 +463,117 @@ type LogLine struct {
 	Worker   string    `json:"worker"`
 	Level    string    `json:"level"`
 	Text     string    `json:"text"`
+}
+
+// ---- Placement by offer (DESIGN.md §8, "Placement by offer") ----
+
+// Verbs of placement. An offer goes to every worker of a group at once on
+// GroupSubject(group, VerbOffer) (or to a job's `node` on WorkerSubject(node, VerbOffer)); each
+// worker answers with a Bid. The broker picks one bidder and reserves its slot with VerbReserve
+// on WorkerSubject: the reservation holds the slot until the job is prepared there, released (a
+// VerbStop naming it) or ReserveTTL has passed.
+const (
+	VerbOffer   = "offer"   // Offer → Bid
+	VerbReserve = "reserve" // JobRef → Reply: refused when no slot is free any more
+)
+
+// Announcements to every worker of a group, on GroupSubject(group, verb), answered like a
+// request to each worker (a Reply from every one).
+const (
+	// VerbGroupLeave: LeaveRequest → GroupReply from each worker: end every job here without
+	// reporting it ended (the broker moves them), as VerbLeave does for one worker.
+	VerbGroupLeave = "leave"
+	// VerbGroupShutdown: nothing → GroupReply from each worker, which then stops as on SIGTERM
+	// (drained, deregistered, exit 0).
+	VerbGroupShutdown = "shutdown"
+)
+
+// GroupReply is a worker's answer to an announcement to its group.
+type GroupReply struct {
+	Reply
+	Worker string `json:"worker"`
+}
+
+// ReserveTTL bounds how long a reserved slot waits for its job's prepare: a broker that
+// reserved and then went away does not hold a worker's slot for ever.
+const ReserveTTL = 30 * time.Second
+
+// LocalSlots is the capacity of the head node's worker (and of marvelo run's single worker) for
+// LOCAL jobs, whatever its slots.
+const LocalSlots = 1000
+
+// Offer asks the workers of a group whether they can take one job now.
+type Offer struct {
+	Pipeline string       `json:"pipeline"`
+	Epoch    uint64       `json:"epoch"`
+	Group    string       `json:"group,omitempty"` // "" when offered to the job's node
+	Job      pipeline.Job `json:"job"`
+}
+
+// Bid is a worker's answer to an Offer: it can take the job now (OK) with its current load, or
+// it declines and says why.
+type Bid struct {
+	Worker  string  `json:"worker"`
+	OK      bool    `json:"ok"`
+	Reason  string  `json:"reason,omitempty"`
+	Free    int     `json:"free"`  // free slots now, reservations counted
+	Slots   int     `json:"slots"` // its capacity
+	Metrics Metrics `json:"metrics"`
+}
+
+// CheckGroups reports whether every group of a worker may be a subject token of its
+// GroupSubjects: a group named "*", ">" or with a dot would hear other groups' offers.
+func (w WorkerInfo) CheckGroups() error {
+	for _, g := range w.Groups {
+		if err := CheckName("group", g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Capacity is how many jobs a worker runs at once: its slots, and at least LocalSlots on the
+// head node's worker or marvelo run's.
+func (w WorkerInfo) Capacity() int {
+	if w.Local || w.Any {
+		return max(w.Slots, LocalSlots)
+	}
+	return w.Slots
+}
+
+// InGroup reports whether a worker belongs to group g: ALL is every worker but the head node's,
+// LOCAL is the head node's worker, a worker with Any belongs to every group.
+func (w WorkerInfo) InGroup(g string) bool {
+	switch {
+	case w.Any:
+		return true
+	case g == pipeline.GroupLocal:
+		return w.Local
+	case g == pipeline.GroupAll:
+		return !w.Local
+	}
+	for _, mine := range w.Groups {
+		if mine == g {
+			return true
+		}
+	}
+	return false
+}
+
+// GroupSubjects are the subjects a worker subscribes to for the offers and announcements of its
+// groups (InGroup): `marvelo.group.<name>.>` for each, ALL and LOCAL included where it belongs;
+// every group's for a worker with Any.
+func (w WorkerInfo) GroupSubjects() []string {
+	if w.Any {
+		return []string{GroupSubject("*", ">")}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range append([]string{pipeline.GroupAll, pipeline.GroupLocal}, w.Groups...) {
+		if !seen[g] && w.InGroup(g) {
+			seen[g] = true
+			out = append(out, GroupSubject(g, ">"))
+		}
+	}
+	return out
 }

@@ -87,12 +87,19 @@ func (b *lockedBuffer) String() string {
 // shown when the test fails.
 func start(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, bin, nil, args...)
+}
+
+// startEnv is start with an environment of its own (nil: the test's).
+func startEnv(t *testing.T, name, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, out: &lockedBuffer{}, done: make(chan struct{})}
 	if !filepath.IsAbs(bin) {
 		bin = filepath.Join(binDir, bin)
 	}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Env = env
 	p.cmd.Dir = t.TempDir()
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -209,6 +216,12 @@ func (c *cluster) startWorkers(names ...string) {
 
 func (c *cluster) startWorker(name string, extra ...string) *proc {
 	c.t.Helper()
+	return c.startWorkerEnv(name, nil, extra...)
+}
+
+// startWorkerEnv is startWorker with an environment of its own (nil: the test's).
+func (c *cluster) startWorkerEnv(name string, env []string, extra ...string) *proc {
+	c.t.Helper()
 	args := append([]string{"--broker", c.url, "--name", name, "--workdir", filepath.Join(c.dir, name), "--heartbeat", "200ms"}, extra...)
 	switch {
 	case c.identities:
@@ -218,7 +231,7 @@ func (c *cluster) startWorker(name string, extra ...string) *proc {
 	case c.token != "":
 		args = append(args, "--auth-token", c.token)
 	}
-	p := start(c.t, "worker "+name, "marvelo-worker", args...)
+	p := startEnv(c.t, "worker "+name, "marvelo-worker", env, args...)
 	c.workers[name] = p
 	c.waitFor("worker "+name+" to register", func() bool { return c.workerAlive(name) })
 	return p
