@@ -65,7 +65,7 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 		if dst == nil {
 			continue
 		}
-		if _, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(dst, epoch)); err != nil {
+		if _, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(dst, doc.PipeByID(id), epoch)); err != nil {
 			return fmt.Errorf("pipe %d: create consumer: %w", id, err)
 		}
 	}
@@ -80,13 +80,21 @@ func maxQueueStream(cfg *jetstream.StreamConfig, maxQueue int) {
 	cfg.MaxMsgsPerSubject = int64(maxQueue)
 }
 
-// consumerConfig is the durable consumer of a pipe read by job dst at an epoch. In-flight
+// consumerConfig is the durable consumer of pipe pp read by job dst at an epoch. In-flight
 // blocks are bounded (MaxAckPending, in messages): a slow job pushes back instead of growing
-// memory; a max_queue pipe keeps its queue in the stream, where the oldest block is dropped.
-func consumerConfig(dst *pipeline.Job, epoch uint64) jetstream.ConsumerConfig {
-	maxAck := 64
+// memory; a max_queue pipe keeps its queue in the stream, where the oldest block is dropped, so
+// its consumer lets out only what one round needs. A round holds the messages it consumed until
+// its outputs are stored, so the bound is never below the messages of one round (block_count,
+// one block a message at worst) plus the one a checker may hold for the next round: less would
+// stall the job until the ack wait redelivered (a max_queue job with block_count 2 did).
+func consumerConfig(dst *pipeline.Job, pp pipeline.Pipe, epoch uint64) jetstream.ConsumerConfig {
+	round := 1
+	if pp.BlockCount > 1 {
+		round = pp.BlockCount
+	}
+	maxAck := max(64, 2*round)
 	if dst.MaxQueue > 0 {
-		maxAck = 1
+		maxAck = round + 1
 	}
 	return jetstream.ConsumerConfig{
 		Durable: protocol.PipeConsumer(dst.ID, epoch), AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: maxAck,
@@ -128,7 +136,7 @@ func (c *control) redeliverNow(refs []jobRef) {
 			if pp := p.doc.PipeByID(id); pp.IsRealtime() {
 				continue
 			}
-			cfg := consumerConfig(job, epoch)
+			cfg := consumerConfig(job, p.doc.PipeByID(id), epoch)
 			fast := cfg
 			fast.AckWait = hurriedAckWait
 			stream := protocol.PipeStream(r.pipeline, id)
@@ -168,7 +176,7 @@ func (c *control) rebindInputs(ctx context.Context, doc *pipeline.Pipeline, j *p
 		if err := st.DeleteConsumer(ctx, protocol.PipeConsumer(j.ID, oldEpoch)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("pipe %d: delete consumer of epoch %d: %w", id, oldEpoch, err)
 		}
-		if _, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(j, newEpoch)); err != nil {
+		if _, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(j, doc.PipeByID(id), newEpoch)); err != nil {
 			return fmt.Errorf("pipe %d: create consumer of epoch %d: %w", id, newEpoch, err)
 		}
 	}

@@ -411,3 +411,51 @@ func TestSumAndProductOverDummiesAfterAReset(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxQueueWithBlockCountTwoEnds: a slow job behind max_queue whose input has block_count 2
+// gets whole rounds of two consecutive blocks, the newest ones last, and ends with its producer
+// (it once waited an ack wait per round: its consumer let out one message where a round needs two).
+func TestMaxQueueWithBlockCountTwoEnds(t *testing.T) {
+	rec := &recorder{delay: 2 * time.Millisecond}
+	env := startEnv(t, registryWith("record", func() any { return rec }))
+	const total = 400
+	p := &pipeline.Pipeline{Name: "maxqbc", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": total}, Outputs: []int{1}},
+		{ID: 2, Type: "product", Inputs: []int{1}, Outputs: []int{2}, MaxQueue: 8},
+		{ID: 3, Type: "record", Inputs: []int{2}},
+	}, Pipes: []pipeline.Pipe{{ID: 1, BlockCount: 2}}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := runDoc(t, env, encode(t, p), nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the pipeline did not end within 60 s")
+	}
+	got := rec.snapshot()
+	if len(got) == 0 {
+		t.Fatal("no rounds")
+	}
+	if last := got[len(got)-1]; last != int64((total-1)*total) {
+		t.Fatalf("last round %v, want the newest pair %d·%d", last, total-1, total)
+	}
+	for i, v := range got {
+		n, ok := v.(int64)
+		if !ok {
+			continue // a dummy round upstream gives what product makes of it
+		}
+		// Every real round is (2k−1)·2k for some k: two consecutive blocks, never split.
+		k := int64(1)
+		for (2*k-1)*2*k < n {
+			k++
+		}
+		if (2*k-1)*2*k != n && n != 0 {
+			t.Fatalf("round %d: %d is not the product of a whole round (all: %v)", i+1, n, got)
+		}
+	}
+}
