@@ -415,6 +415,14 @@ func (a *access) GrantGroups(worker string, subjects []string) error {
 	if a == nil || !a.enrolled(worker) {
 		return nil
 	}
+	changed, err := a.grantGroups(worker, subjects)
+	if err == nil && changed {
+		a.syncWarn("groups of " + worker) // a cluster: the worker may subscribe on any broker
+	}
+	return err
+}
+
+func (a *access) grantGroups(worker string, subjects []string) (changed bool, err error) {
 	subjects = slices.Clone(subjects)
 	sort.Strings(subjects)
 	a.apply.Lock()
@@ -422,7 +430,7 @@ func (a *access) GrantGroups(worker string, subjects []string) error {
 	a.mu.Lock()
 	if slices.Equal(a.groups[worker], subjects) {
 		a.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	a.groups[worker] = subjects
 	a.gen++
@@ -430,15 +438,15 @@ func (a *access) GrantGroups(worker string, subjects []string) error {
 	if a.kv != nil {
 		data, err := json.Marshal(subjects)
 		if err != nil {
-			return fmt.Errorf("broker: groups of %s: %w", worker, err)
+			return true, fmt.Errorf("broker: groups of %s: %w", worker, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, err := a.kv.Put(ctx, groupsKVPrefix+worker, data); err != nil {
-			return fmt.Errorf("broker: save the groups of %s: %w", worker, err)
+			return true, fmt.Errorf("broker: save the groups of %s: %w", worker, err)
 		}
 	}
-	return a.reloadLocked()
+	return true, a.reloadLocked()
 }
 
 // Grants are kept beside the identities, so that a broker restarted with its store gives the

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,6 +229,9 @@ func (a *access) applyEntry(e jetstream.KeyValueEntry) bool {
 		a.gen++
 		return true
 	}
+	if worker, ok := strings.CutPrefix(e.Key(), groupsKVPrefix); ok {
+		return a.applyGroupsLocked(worker, e.Value(), del)
+	}
 	old, had := a.byName[e.Key()]
 	if del {
 		if !had {
@@ -235,6 +239,7 @@ func (a *access) applyEntry(e jetstream.KeyValueEntry) bool {
 		}
 		delete(a.byName, e.Key())
 		delete(a.grants, e.Key())
+		delete(a.groups, e.Key())
 		a.gen++
 		return true
 	}
@@ -247,6 +252,30 @@ func (a *access) applyEntry(e jetstream.KeyValueEntry) bool {
 		return false
 	}
 	a.byName[id.Name] = id
+	a.gen++
+	return true
+}
+
+// applyGroupsLocked puts a worker's group subjects (placement by offer) written by another
+// broker in the tables; callers hold mu.
+func (a *access) applyGroupsLocked(worker string, value []byte, del bool) bool {
+	if del {
+		if _, had := a.groups[worker]; !had {
+			return false
+		}
+		delete(a.groups, worker)
+		a.gen++
+		return true
+	}
+	var subjects []string
+	if err := json.Unmarshal(value, &subjects); err != nil {
+		a.log.Warn("identity bucket: groups", "key", groupsKVPrefix+worker, "error", err)
+		return false
+	}
+	if slices.Equal(a.groups[worker], subjects) {
+		return false
+	}
+	a.groups[worker] = subjects
 	a.gen++
 	return true
 }

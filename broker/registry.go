@@ -67,8 +67,10 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	c.mu.Unlock()
 	c.saveWorker(info, true)
 	if replaced {
-		// A new process under a known name: whatever the old one ran is gone.
-		c.workerLost(info.Name, "restarted")
+		// A new process under a known name: whatever the old one ran is gone. The moves offer
+		// jobs and ask workers — this one too, once it hears its reply — so they run beside the
+		// reply: done on the reply's path, they made the registration time out.
+		go c.workerLost(info.Name, "restarted")
 	} else {
 		c.resumeRecovered(info.Name)
 	}

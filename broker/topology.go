@@ -164,24 +164,45 @@ func (c *control) redeliverNow(refs []jobRef) {
 
 // rebindInputs replaces the consumers of a job's input pipes by ones of the new epoch. On a
 // work-queue stream the new consumer is delivered every block not yet acknowledged, at once.
+// Each request is retried through a cluster's leader election (jsRetry): a move that gives up
+// on a stall of a second or two fails a job that nothing else ails.
 func (c *control) rebindInputs(ctx context.Context, doc *pipeline.Pipeline, j *pipeline.Job, oldEpoch, newEpoch uint64) error {
 	for _, id := range j.Inputs {
 		if pp := doc.PipeByID(id); pp.IsRealtime() {
 			continue
 		}
-		st, err := c.js.Stream(ctx, protocol.PipeStream(doc.Name, id))
+		var st jetstream.Stream
+		err := jsRetry(ctx, rebindBound, func(ctx context.Context) (err error) {
+			st, err = c.js.Stream(ctx, protocol.PipeStream(doc.Name, id))
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("pipe %d: %w", id, err)
 		}
-		if err := st.DeleteConsumer(ctx, protocol.PipeConsumer(j.ID, oldEpoch)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		err = jsRetry(ctx, rebindBound, func(ctx context.Context) error {
+			err := st.DeleteConsumer(ctx, protocol.PipeConsumer(j.ID, oldEpoch))
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil // gone already (or deleted by an attempt that timed out)
+			}
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("pipe %d: delete consumer of epoch %d: %w", id, oldEpoch, err)
 		}
-		if _, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(j, doc.PipeByID(id), newEpoch)); err != nil {
+		err = jsRetry(ctx, rebindBound, func(ctx context.Context) error {
+			_, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(j, doc.PipeByID(id), newEpoch))
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("pipe %d: create consumer of epoch %d: %w", id, newEpoch, err)
 		}
 	}
 	return nil
 }
+
+// rebindBound is how long a move retries a request through a stall (a cluster electing
+// leaders takes seconds; a broker alone never stalls this long).
+const rebindBound = 20 * time.Second
 
 func (c *control) deletePipes(doc *pipeline.Pipeline) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
