@@ -56,26 +56,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestMetricsRiseAndTopShowsRates(t *testing.T) {
-	env, err := local.Start(local.Options{Registry: registry, WorkDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
-	m, err := broker.ServeMetrics(env.Broker, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	doc := []byte(`{"name": "live", "jobs": [
+	env, url := runWithMetrics(t, registry, "live", `{"name": "live", "jobs": [
 		{"id": 1, "type": "counter", "args": {"interval": "5ms"}, "outputs": [1]},
 		{"id": 2, "type": "discard", "inputs": [1]}]}`)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := env.Client.Submit(ctx, doc, ""); err != nil {
-		t.Fatal(err)
-	}
-	defer env.Client.Stop(context.Background(), "live")
-	url := "http://" + m.Addr() + "/metrics"
 	var first float64
 	waitFor(t, "a first count on /metrics", func() bool { first = blocksOut(t, url); return first > 0 })
 	waitFor(t, "the count to rise", func() bool { return blocksOut(t, url) > first })
@@ -131,27 +114,10 @@ func TestMetricsAndTopShowConsumerLag(t *testing.T) {
 	open := make(chan struct{})
 	reg := builtin.Registry()
 	reg.Register("gate", "a sink that waits", func() any { return &gate{open: open} })
-	env, err := local.Start(local.Options{Registry: reg, WorkDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
-	m, err := broker.ServeMetrics(env.Broker, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	doc := []byte(`{"name": "lag", "jobs": [
+	env, url := runWithMetrics(t, reg, "lag", `{"name": "lag", "jobs": [
 		{"id": 1, "type": "counter", "args": {"interval": "1ms"}, "outputs": [1]},
 		{"id": 2, "type": "gate", "inputs": [1]}]}`)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := env.Client.Submit(ctx, doc, ""); err != nil {
-		t.Fatal(err)
-	}
-	defer env.Client.Stop(context.Background(), "lag")
-	defer close(open) // first of the deferred: the gate opens, the stop can end
-	url := "http://" + m.Addr() + "/metrics"
+	t.Cleanup(func() { close(open) }) // before the stop (cleanups run last first): the gate opens, the stop can end
 	waitFor(t, "a consumer lag on /metrics", func() bool {
 		return metricValue(t, url, "marvelo_pipe_consumer_lag", `pipeline="lag",pipe="1",job="2"`) > 0
 	})
@@ -169,4 +135,28 @@ func TestMetricsAndTopShowConsumerLag(t *testing.T) {
 	if rows[1].Job != 2 || rows[1].Lag == 0 || rows[0].Lag != 0 {
 		t.Errorf("lag: %+v", rows)
 	}
+}
+
+// runWithMetrics starts the one-process runtime with reg and metrics served on a free port,
+// submits doc (a pipeline named name) and returns the runtime and the /metrics URL; the pipeline
+// is stopped and everything closed when the test ends.
+func runWithMetrics(t *testing.T, reg *job.Registry, name, doc string) (*local.Env, string) {
+	t.Helper()
+	env, err := local.Start(local.Options{Registry: reg, WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	m, err := broker.ServeMetrics(env.Broker, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := env.Client.Submit(ctx, []byte(doc), ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Client.Stop(context.Background(), name) })
+	return env, "http://" + m.Addr() + "/metrics"
 }
