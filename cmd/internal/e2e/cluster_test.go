@@ -257,7 +257,6 @@ func TestClusterKilledLeaderLosesNothing(t *testing.T) {
 	}
 }
 
-//
 // Known defect, so it runs in make test-chaos and with MARVELO_E2E_CLUSTER_STANDBY=1 only: about
 // 1 run in 4 of make test the pipe through the two forwards stalls before any broker is killed
 // (the counter and the first forward finish, the sink stays under 1,500 of 6,000 rows for 30 s,
