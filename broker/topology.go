@@ -55,17 +55,33 @@ func (c *control) createPipes(ctx context.Context, doc *pipeline.Pipeline, epoch
 			maxQueueStream(&cfg, maxQueue)
 		}
 		// A pipeline submitted again under the same name starts from empty pipes.
-		if err := c.js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Each request is retried through a cluster's leader election, as a move's are (jsRetry).
+		err := jsRetry(ctx, rebindBound, func(ctx context.Context) error {
+			err := c.js.DeleteStream(ctx, cfg.Name)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("pipe %d: delete old stream: %w", id, err)
 		}
-		st, err := c.js.CreateStream(ctx, cfg)
+		var st jetstream.Stream
+		err = jsRetry(ctx, rebindBound, func(ctx context.Context) (err error) {
+			st, err = c.js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("pipe %d: create stream %s: %w", id, cfg.Name, err)
 		}
 		if dst == nil {
 			continue
 		}
-		if _, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(dst, doc.PipeByID(id), epoch)); err != nil {
+		err = jsRetry(ctx, rebindBound, func(ctx context.Context) error {
+			_, err := st.CreateOrUpdateConsumer(ctx, consumerConfig(dst, doc.PipeByID(id), epoch))
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("pipe %d: create consumer: %w", id, err)
 		}
 	}
