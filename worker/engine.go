@@ -160,7 +160,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 	// A job whose inputs are all optional runs a round per value that arrives and ends with its
 	// producers: an optional input never holds its receiver, and nothing else would end it.
 	allOptional := len(opts.bufs) == len(ins)
-	rejoin := false
+	rejoin, skipping := false, false
 	take := func(k int) (codec.Block, bool, error) {
 		b, ok, err := ins[k].next(ctx, &t.stats)
 		if ins[k].gapSeen {
@@ -180,13 +180,19 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 			}
 			if rejoin {
 				// max_queue dropped blocks: skip ahead to the newest instead of making dummies.
-				rejoin = false
+				rejoin, skipping = false, true
 				chk.Rejoin()
-				if allDummies(cr) {
-					t.skippedDummies += countDummies(cr) // never handed to the job: not counted
+			}
+			if skipping {
+				// Until a round is whole again, a round with a dummy on a max_queue input is
+				// skipped: the one the drop cut (its blocks before the drop, dummies after) and
+				// the one the rejoin lands in halfway (dummies, then the first kept block).
+				if queueDummies(cr, ins) {
+					t.skipRound(cr)
 					t.ack(takeConsumed(ins, chk))
 					continue
 				}
+				skipping = false
 			}
 			r.tag.sqn, r.tag.head, r.connector = cr.SQN, cr.Head, true
 			for k, blocks := range cr.Blocks {
@@ -236,23 +242,33 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 	}
 }
 
-// allDummies reports whether a round holds no real block at all.
-func allDummies(r align.Round) bool {
-	for _, ds := range r.Dummy {
+// queueDummies reports whether a round holds a dummy on an input whose pipe has a max_queue.
+func queueDummies(r align.Round, ins []*input) bool {
+	for k, ds := range r.Dummy {
+		if ins[k].pipe.MaxQueue <= 0 {
+			continue
+		}
 		for _, d := range ds {
-			if !d {
-				return false
+			if d {
+				return true
 			}
 		}
 	}
-	return true
+	return false
 }
 
-func countDummies(r align.Round) (n uint64) {
+// skipRound counts a round skipped after max_queue drops: it is never handed to the job, so its
+// dummies are not the job's, and its real blocks are dropped as the stream's oldest were.
+func (t *task) skipRound(r align.Round) {
 	for _, ds := range r.Dummy {
-		n += uint64(len(ds))
+		for _, d := range ds {
+			if d {
+				t.skippedDummies++
+			} else {
+				t.stats.queueDrops.Add(1)
+			}
+		}
 	}
-	return n
 }
 
 // blockParts splits blocks into their payloads and heads, reusing the slices.

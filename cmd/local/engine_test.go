@@ -413,8 +413,9 @@ func TestSumAndProductOverDummiesAfterAReset(t *testing.T) {
 }
 
 // TestMaxQueueWithBlockCountTwoEnds: a slow job behind max_queue whose input has block_count 2
-// gets whole rounds of two consecutive blocks, the newest ones last, and ends with its producer
-// (it once waited an ack wait per round: its consumer let out one message where a round needs two).
+// gets whole rounds of two consecutive blocks, the newest ones last, never a dummy, and ends with
+// its producer (it once waited an ack wait per round: its consumer let out one message where a
+// round needs two; and it was once handed the round a drop cut in two, a dummy beside a block).
 func TestMaxQueueWithBlockCountTwoEnds(t *testing.T) {
 	rec := &recorder{delay: 2 * time.Millisecond}
 	env := startEnv(t, registryWith("record", func() any { return rec }))
@@ -425,8 +426,10 @@ func TestMaxQueueWithBlockCountTwoEnds(t *testing.T) {
 		{ID: 3, Type: "record", Inputs: []int{2}},
 	}, Pipes: []pipeline.Pipe{{ID: 1, BlockCount: 2}}}
 	done := make(chan error, 1)
+	var st protocol.PipelineStatus
 	go func() {
-		_, err := runDoc(t, env, encode(t, p), nil)
+		var err error
+		st, err = runDoc(t, env, encode(t, p), nil)
 		done <- err
 	}()
 	select {
@@ -436,6 +439,9 @@ func TestMaxQueueWithBlockCountTwoEnds(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the pipeline did not end within 60 s")
+	}
+	if d := jobStats(st, 2).Dummies; d != 0 {
+		t.Errorf("the max_queue job was handed %d dummies, want none (a round cut by a drop is skipped)", d)
 	}
 	got := rec.snapshot()
 	if len(got) == 0 {
