@@ -158,6 +158,11 @@ func Connect(url, token, tlsCA string, log *slog.Logger, extra ...nats.Option) (
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to the broker", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				// A slow consumer names its subscription: a pipe's pull inbox, or a control subject.
+				log.Warn("nats error", "error", err, "subject", sub.Subject)
+				return
+			}
 			log.Warn("nats error", "error", err)
 		}),
 	}
