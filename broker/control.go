@@ -37,6 +37,8 @@ type control struct {
 	// offerMissed: an offer went unanswered by a live worker (scheduler.go); run's next liveness
 	// tick places what is pending again.
 	offerMissed atomic.Bool
+	// offerRetries counts the placement passes run asked for because an offer went unanswered.
+	offerRetries atomic.Uint64
 	// kicks counts kickPlacement's calls: a placement that ends pending asks for another pass if
 	// a kick came while it offered (a worker that joined meanwhile was not offered the job).
 	kicks atomic.Uint64
@@ -146,6 +148,7 @@ func (c *control) run(ctx context.Context) {
 		case now := <-t.C:
 			c.checkLiveness(now)
 			if c.offerMissed.Swap(false) {
+				c.offerRetries.Add(1)
 				c.kickPlacement()
 			}
 		case <-c.kick:
