@@ -145,6 +145,7 @@ func (p *Process) openPipes(s Spec) (inArgs, out []string, child []*os.File, err
 		if err != nil {
 			return nil, nil, child, fmt.Errorf("input pipe %d: %w", pt.Pipe, err)
 		}
+		growPipe(w)
 		p.ins = append(p.ins, newInStream(pt, "", w, nil))
 		child = append(child, r)
 		inArgs = append(inArgs, strconv.Itoa(2+len(child)))
@@ -154,6 +155,7 @@ func (p *Process) openPipes(s Spec) (inArgs, out []string, child []*os.File, err
 		if err != nil {
 			return nil, nil, child, fmt.Errorf("output pipe %d: %w", pt.Pipe, err)
 		}
+		growPipe(r)
 		p.outs = append(p.outs, newOutStream(pt, r, nil))
 		child = append(child, w)
 		out = append(out, strconv.Itoa(2+len(child)))
@@ -183,6 +185,7 @@ func (p *Process) openFIFOs(wd string, s Spec) (inArgs, out []string, err error)
 			keep.Close()
 			return nil, nil, fmt.Errorf("input pipe %d: %w", pt.Pipe, err)
 		}
+		growPipe(w)
 		p.ins = append(p.ins, newInStream(pt, path, w, keep))
 		inArgs = append(inArgs, path)
 	}
@@ -200,6 +203,7 @@ func (p *Process) openFIFOs(wd string, s Spec) (inArgs, out []string, err error)
 			r.Close()
 			return nil, nil, fmt.Errorf("output pipe %d: %w", pt.Pipe, err)
 		}
+		growPipe(r)
 		p.outs = append(p.outs, newOutStream(pt, r, keep))
 		out = append(out, path)
 	}
