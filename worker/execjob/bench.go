@@ -225,6 +225,8 @@ func benchRaw(ctx context.Context, o BenchOptions) (time.Duration, error) {
 		return 0, err
 	}
 	defer w.Close()
+	growPipe(w) // as the adapter's pipes are (streams.go)
+	growPipe(r)
 	cmd := exec.CommandContext(ctx, cat)
 	cmd.Stdin, cmd.Stdout = catIn, catOut
 	if err := cmd.Start(); err != nil {

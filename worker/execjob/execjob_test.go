@@ -207,10 +207,14 @@ func TestOpeningOrder(t *testing.T) {
 	}
 }
 
+// bigBlock is more than a pipe to a program holds (pipeSize): writing it blocks until the
+// program reads.
+const bigBlock = 4 * pipeSize
+
 // A program that exits at once, without opening anything: writes fail with ErrInputClosed
 // instead of blocking (even a block larger than a pipe holds), outputs end, Wait is nil.
 func TestExitsImmediately(t *testing.T) {
-	big := mustCodec(t, codec.Bytes, 1<<20)
+	big := mustCodec(t, codec.Bytes, bigBlock)
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
@@ -224,7 +228,7 @@ func TestExitsImmediately(t *testing.T) {
 				t.Fatal(err)
 			}
 			outs := drain(p, 1)
-			block := make([]byte, 1<<20)
+			block := make([]byte, bigBlock)
 			var werr error
 			for range 3 { // the first write may land before the exit is noticed
 				if werr = p.WriteRound(ctx, [][][]byte{{block}}, nil); werr != nil {
@@ -253,7 +257,7 @@ func TestExitsImmediately(t *testing.T) {
 // A program that neither reads nor exits: WriteRound blocks (backpressure) until its context
 // ends.
 func TestWriteRespectsContext(t *testing.T) {
-	big := mustCodec(t, codec.Bytes, 1<<20)
+	big := mustCodec(t, codec.Bytes, bigBlock)
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
@@ -269,12 +273,12 @@ func TestWriteRespectsContext(t *testing.T) {
 			logs.waitFor(t, "ready")
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
-			err = p.WriteRound(ctx, [][][]byte{{make([]byte, 1<<20)}}, nil)
+			err = p.WriteRound(ctx, [][][]byte{{make([]byte, bigBlock)}}, nil)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("WriteRound: %v, want the context's deadline", err)
 			}
 			p.Stop(0)
-			if err := p.WriteRound(context.Background(), [][][]byte{{make([]byte, 1<<20)}}, nil); !errors.Is(err, ErrStopped) {
+			if err := p.WriteRound(context.Background(), [][][]byte{{make([]byte, bigBlock)}}, nil); !errors.Is(err, ErrStopped) {
 				t.Errorf("WriteRound after Stop: %v, want ErrStopped", err)
 			}
 		})
@@ -852,7 +856,7 @@ func TestLateOpenAfterCloseInputs(t *testing.T) {
 
 // After a round interrupted by its context, the next round, with another context, writes again.
 func TestWriteAfterInterruptedRound(t *testing.T) {
-	big := mustCodec(t, codec.Bytes, 1<<20)
+	big := mustCodec(t, codec.Bytes, bigBlock)
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
@@ -870,7 +874,7 @@ func TestWriteAfterInterruptedRound(t *testing.T) {
 			}
 			defer p.Stop(0)
 			logs.waitFor(t, "ready")
-			block := [][][]byte{{make([]byte, 1<<20)}}
+			block := [][][]byte{{make([]byte, bigBlock)}}
 			short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
 			if err := p.WriteRound(short, block, nil); !errors.Is(err, context.DeadlineExceeded) {

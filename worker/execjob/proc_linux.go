@@ -80,3 +80,23 @@ func unread(f *os.File) (int, error) {
 	}
 	return int(n), err
 }
+
+// pipeSize is the capacity asked of every pipe between the adapter and a program (Linux's
+// default is 64 KiB, the most an unprivileged user may ask is /proc/sys/fs/pipe-max-size, 1 MiB
+// by default): a program like cat then moves up to this much per read and per write, instead of
+// waking up and blocking once every 64 KiB — fewer context switches per block.
+const pipeSize = 1 << 20
+
+// growPipe asks for pipeSize on the pipe behind f. It is an optimisation only: where the kernel
+// refuses (a user above its pipe-user-pages-soft quota, a smaller pipe-max-size), the pipe keeps
+// the size it has and works the same, so the refusal is not an error.
+func growPipe(f *os.File) {
+	const fSETPIPE_SZ = 1031
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, fSETPIPE_SZ, pipeSize)
+	})
+}

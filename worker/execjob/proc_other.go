@@ -38,3 +38,5 @@ const errTextBusy = syscall.ETXTBSY
 func setBlocking(*os.File) error { return errUnsupported }
 
 func unread(*os.File) (int, error) { return 0, errUnsupported }
+
+func growPipe(*os.File) {}

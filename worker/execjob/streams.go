@@ -138,6 +138,16 @@ func (s *outStream) programGone() {
 	})
 }
 
+// growInput enlarges an input's pipe (growPipe) for a program with outputs only. A sink
+// program's round is consumed once written to its pipe (worker/exec.go), so a larger pipe would
+// be more rounds acknowledged and lost with a killed worker; a program with outputs has its
+// rounds acknowledged once answered, whatever its pipes hold.
+func growInput(w *os.File, s Spec) {
+	if len(s.Outputs) > 0 {
+		growPipe(w)
+	}
+}
+
 // openPipes makes the OS pipes of fd mode. child holds the program's ends, in ExtraFiles order.
 func (p *Process) openPipes(s Spec) (inArgs, out []string, child []*os.File, err error) {
 	for _, pt := range s.Inputs {
@@ -145,6 +155,7 @@ func (p *Process) openPipes(s Spec) (inArgs, out []string, child []*os.File, err
 		if err != nil {
 			return nil, nil, child, fmt.Errorf("input pipe %d: %w", pt.Pipe, err)
 		}
+		growInput(w, s)
 		p.ins = append(p.ins, newInStream(pt, "", w, nil))
 		child = append(child, r)
 		inArgs = append(inArgs, strconv.Itoa(2+len(child)))
@@ -154,6 +165,7 @@ func (p *Process) openPipes(s Spec) (inArgs, out []string, child []*os.File, err
 		if err != nil {
 			return nil, nil, child, fmt.Errorf("output pipe %d: %w", pt.Pipe, err)
 		}
+		growPipe(r)
 		p.outs = append(p.outs, newOutStream(pt, r, nil))
 		child = append(child, w)
 		out = append(out, strconv.Itoa(2+len(child)))
@@ -183,6 +195,7 @@ func (p *Process) openFIFOs(wd string, s Spec) (inArgs, out []string, err error)
 			keep.Close()
 			return nil, nil, fmt.Errorf("input pipe %d: %w", pt.Pipe, err)
 		}
+		growInput(w, s)
 		p.ins = append(p.ins, newInStream(pt, path, w, keep))
 		inArgs = append(inArgs, path)
 	}
@@ -200,6 +213,7 @@ func (p *Process) openFIFOs(wd string, s Spec) (inArgs, out []string, err error)
 			r.Close()
 			return nil, nil, fmt.Errorf("output pipe %d: %w", pt.Pipe, err)
 		}
+		growPipe(r)
 		p.outs = append(p.outs, newOutStream(pt, r, keep))
 		out = append(out, path)
 	}
