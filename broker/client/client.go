@@ -73,7 +73,7 @@ func (c *Client) callWithin(ctx context.Context, timeout time.Duration, subject 
 		c.current = nil
 		c.mu.Unlock()
 	}()
-	m, err := c.nc.RequestWithContext(ctx, subject, data)
+	m, err := c.request(ctx, subject, data)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
 		return cause
 	}
@@ -87,6 +87,31 @@ func (c *Client) callWithin(ctx context.Context, timeout time.Duration, subject 
 		return fmt.Errorf("%s: bad reply: %w", subject, err)
 	}
 	return nil
+}
+
+// noResponderWait bounds how long a request is sent again while no control plane listens: a
+// standby taking over (within about 2 s) or a broker that just restarted and whose subscriptions
+// are not yet known to the server the client is connected to. Past it the error says so; a
+// longer wait would only delay the answer "no broker" when there is none.
+const noResponderWait = 3 * time.Second
+
+// request sends one request, again every 100 ms while nobody listens (noResponderWait): nobody
+// received it, so sending it again is safe for every request, a submit included.
+func (c *Client) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	until := time.Now().Add(noResponderWait)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		m, err := c.nc.RequestWithContext(ctx, subject, data)
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(until) {
+			return m, err
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return m, err
+		}
+	}
 }
 
 // Submit sends a pipeline document (JSON or CBOR) to the broker. The dependencies folders of its
