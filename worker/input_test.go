@@ -1,11 +1,15 @@
 package worker
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/codec"
 )
 
 // TestOnlyAGoneConsumerEndsAnInput: missed heartbeats, reconnects, leader changes and timeouts
@@ -28,5 +32,59 @@ func TestOnlyAGoneConsumerEndsAnInput(t *testing.T) {
 		if got := inputGone(tc.err); got != tc.gone {
 			t.Errorf("inputGone(%v) = %v, want %v", tc.err, got, tc.gone)
 		}
+	}
+}
+
+// TestALostDeliveryIsReadFromTheStreamAtOnce: deliveries the consumer made that never reached
+// the input (taken here by another client, as a connection cut or a slow-consumer drop takes
+// them) are read from the stream at once — the blocks come in order, long before the consumer's
+// redelivery (its ack wait, 30 s) or holdWait — and a sequence the stream no longer holds (acked
+// already) is skipped: blocks 1, 3, 4, 5, 6 of six of which 2 was acknowledged.
+func TestALostDeliveryIsReadFromTheStreamAtOnce(t *testing.T) {
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 1; i <= 6; i++ {
+		if _, err := js.Publish(ctx, pipe.Subject, codec.AppendBlock(nil, codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, pipe.HeadSize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.Consumer(ctx, pipe.Stream, pipe.Consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for m := range lost.Messages() {
+		if n++; n == 2 {
+			if err := m.DoubleAck(ctx); err != nil { // 2 acknowledged; 1 delivered and lost
+				t.Fatal(err)
+			}
+		}
+	}
+	if n != 2 {
+		t.Fatalf("fetched %d messages, want 2", n)
+	}
+	started := time.Now()
+	in := newInput(0, pipe)
+	go in.read(ctx, js)
+	var st stats
+	var got []uint64
+	for len(got) < 5 {
+		b, ok, err := in.next(ctx, &st)
+		if err != nil || !ok {
+			t.Fatalf("next after blocks %v: ok %v, %v", got, ok, err)
+		}
+		got = append(got, b.SQN)
+	}
+	if took := time.Since(started); took > holdWait/2 {
+		t.Errorf("the blocks took %v, want well under holdWait (%v)", took, holdWait)
+	}
+	if fmt.Sprint(got) != "[1 3 4 5 6]" {
+		t.Errorf("blocks %v, want [1 3 4 5 6]", got)
 	}
 }
