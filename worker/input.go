@@ -171,9 +171,9 @@ const (
 // lost one is still in the stream (a work queue forgets a message only once it is
 // acknowledged): the orderer reads it from there at once and hands it on, and the later
 // messages follow without waiting for the consumer's redelivery, which comes after the ack wait
-// and is then dropped by the job as a duplicate (its SQN) and acknowledged. A sequence the
-// stream no longer holds was acknowledged already: it is skipped. Only while the stream cannot
-// be asked (an election) are the later messages held, up to holdWait.
+// and is then only acknowledged. A sequence the stream no longer holds was acknowledged already:
+// it is skipped. Only while the stream cannot be asked (an election) are the later messages
+// held, up to holdWait.
 type orderer struct {
 	in     *input
 	stream func(ctx context.Context) (jetstream.Stream, error) // the pipe's stream, for fill
@@ -183,6 +183,7 @@ type orderer struct {
 	until  time.Time                                           // when to give up waiting for the missing ones
 	retry  time.Time                                           // when to ask the stream again (zero: no try pending)
 	st     jetstream.Stream                                    // the stream, once looked up
+	filled map[uint64]bool                                     // sequences read from the stream whose consumer delivery is still to come
 }
 
 // newOrderer starts at the message after the consumer's acknowledgement floor.
@@ -222,6 +223,11 @@ func (o *orderer) waited(ctx context.Context) bool {
 // delivered again), held when one before it is missing, until the stream hands the missing one.
 func (o *orderer) offer(ctx context.Context, im inMsg, seq uint64) bool {
 	switch {
+	case seq != 0 && o.filled[seq]:
+		// The consumer's own delivery of a message read from the stream: the job has its
+		// blocks; it only acknowledges this one, with the round that takes it.
+		delete(o.filled, seq)
+		return o.in.deliver(ctx, inMsg{msg: im.msg, redel: im.redel})
 	case seq == 0 || seq < o.expect:
 		return o.in.deliver(ctx, im) // delivered again: the job drops its blocks by SQN
 	case seq > o.expect && o.in.pipe.MaxQueue > 0:
@@ -258,7 +264,9 @@ func (o *orderer) hold(im inMsg, seq uint64) {
 
 // fill reads the missing messages before each held one from the stream and hands them on,
 // with the held ones in order (with nothing to acknowledge: the consumer's own delivery of each
-// comes later and is acknowledged as a duplicate), skipping those the stream no longer holds.
+// comes later and is handed on without its blocks, to be acknowledged — so an async input, whose
+// job does not drop blocks by SQN, sees them once too), skipping those the stream no longer
+// holds.
 // When the stream does not answer, it schedules another try and the held messages wait.
 func (o *orderer) fill(ctx context.Context) bool {
 	o.retry = time.Time{}
@@ -275,10 +283,15 @@ func (o *orderer) fill(ctx context.Context) bool {
 				o.retry = time.Now().Add(lookupRetry)
 				return true
 			}
+			seq := o.expect
 			o.expect++
 			if !found {
 				continue // acknowledged already
 			}
+			if o.filled == nil {
+				o.filled = map[uint64]bool{}
+			}
+			o.filled[seq] = true
 			if !o.in.deliver(ctx, im) || im.err != nil {
 				return false
 			}

@@ -35,16 +35,22 @@ func TestOnlyAGoneConsumerEndsAnInput(t *testing.T) {
 	}
 }
 
-// TestALostDeliveryIsReadFromTheStreamAtOnce: deliveries the consumer made that never reached
+// TestALostDeliveryIsReadFromTheStreamAtOnce: a delivery the consumer made that never reached
 // the input (taken here by another client, as a connection cut or a slow-consumer drop takes
-// them) are read from the stream at once — the blocks come in order, long before the consumer's
-// redelivery (its ack wait, 30 s) or holdWait — and a sequence the stream no longer holds (acked
-// already) is skipped: blocks 1, 3, 4, 5, 6 of six of which 2 was acknowledged.
+// it) is read from the stream at once — the blocks come in order, long before the consumer's
+// redelivery (its ack wait) or holdWait — and a sequence the stream no longer holds (acked
+// already) is skipped: blocks 1, 3, 4, 5, 6 of six of which 2 was acknowledged. The consumer's
+// redelivery of 1 then comes to be acknowledged, and its block is not handed on twice.
 func TestALostDeliveryIsReadFromTheStreamAtOnce(t *testing.T) {
 	_, js := startJetStream(t)
 	pipe := testPipe(t, js, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	const ackWait = 2 * time.Second
+	if _, err := js.CreateOrUpdateConsumer(ctx, pipe.Stream, jetstream.ConsumerConfig{Durable: pipe.Consumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64, AckWait: ackWait}); err != nil {
+		t.Fatal(err)
+	}
 	for i := 1; i <= 6; i++ {
 		if _, err := js.Publish(ctx, pipe.Subject, codec.AppendBlock(nil, codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, pipe.HeadSize)); err != nil {
 			t.Fatal(err)
@@ -80,11 +86,40 @@ func TestALostDeliveryIsReadFromTheStreamAtOnce(t *testing.T) {
 			t.Fatalf("next after blocks %v: ok %v, %v", got, ok, err)
 		}
 		got = append(got, b.SQN)
+		ackDone(t, in)
 	}
-	if took := time.Since(started); took > holdWait/2 {
-		t.Errorf("the blocks took %v, want well under holdWait (%v)", took, holdWait)
+	if took := time.Since(started); took > ackWait/2 {
+		t.Errorf("the blocks took %v, want well under the ack wait (%v) and holdWait (%v)", took, ackWait, holdWait)
 	}
 	if fmt.Sprint(got) != "[1 3 4 5 6]" {
 		t.Errorf("blocks %v, want [1 3 4 5 6]", got)
 	}
+	// The redelivery of 1 (after the ack wait): a message to acknowledge, no block.
+	wctx, wcancel := context.WithTimeout(ctx, ackWait+ackWait*3/4)
+	defer wcancel()
+	if b, ok, err := in.next(wctx, &st); err == nil {
+		t.Errorf("a block after the last: SQN %d (ok %v)", b.SQN, ok)
+	}
+	if seqs := ackDone(t, in); fmt.Sprint(seqs) != "[1]" {
+		t.Errorf("messages to acknowledge after the last block: %v, want the redelivery of [1]", seqs)
+	}
+}
+
+// ackDone acknowledges the messages an input's blocks have been taken from, as a job does, and
+// returns their stream sequences.
+func ackDone(t *testing.T, in *input) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for _, m := range in.done {
+		md, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, md.Sequence.Stream)
+		if err := m.DoubleAck(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.done = in.done[:0]
+	return seqs
 }
