@@ -399,7 +399,9 @@ func pickDataServer(others []ClusterMember) string {
 }
 
 // moveRaftLeaders has every group led elsewhere than on the data server hand its lead to it;
-// with no data server, only the groups this server leads step down, to any other copy.
+// with no data server, only the groups this server leads step down, to any other copy. This
+// server's details name every group's leader, but only a group's leader knows whether its
+// copies are current: a group to move is asked for its info (answered by its leader) first.
 func (b *Broker) moveRaftLeaders(term context.Context, data string) {
 	// Consumer: true, or the details list no consumers and their Raft leaders stay here.
 	jsz, err := b.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
@@ -407,21 +409,9 @@ func (b *Broker) moveRaftLeaders(term context.Context, data string) {
 		b.log.Debug("jetstream details", "error", err)
 		return
 	}
-	move := func(ci *server.ClusterInfo) bool {
-		if ci == nil || ci.Leader == "" || ci.Leader == data || len(ci.Replicas) == 0 {
-			return false
-		}
-		if data == "" && ci.Leader != b.serverName() {
-			return false
-		}
-		holds := data == ""
-		for _, r := range ci.Replicas {
-			if r.Offline || !r.Current {
-				return false
-			}
-			holds = holds || r.Name == data
-		}
-		return holds
+	away := func(ci *server.ClusterInfo) bool {
+		return ci != nil && ci.Leader != "" && ci.Leader != data && len(ci.Replicas) > 0 &&
+			(data != "" || ci.Leader == b.serverName())
 	}
 	n := 0
 	for _, acc := range jsz.AccountDetails {
@@ -429,12 +419,12 @@ func (b *Broker) moveRaftLeaders(term context.Context, data string) {
 			if term.Err() != nil {
 				return
 			}
-			if move(st.Cluster) {
+			if away(st.Cluster) && b.movable(term, "$JS.API.STREAM.INFO."+st.Name, &server.JSApiStreamInfoResponse{}, data) {
 				n++
 				b.stepDown(term, "$JS.API.STREAM.LEADER.STEPDOWN."+st.Name, data, "stream", st.Name)
 			}
 			for _, ci := range st.Consumer {
-				if ci != nil && move(ci.Cluster) {
+				if ci != nil && away(ci.Cluster) && b.movable(term, "$JS.API.CONSUMER.INFO."+st.Name+"."+ci.Name, &server.JSApiConsumerInfoResponse{}, data) {
 					n++
 					b.stepDown(term, "$JS.API.CONSUMER.LEADER.STEPDOWN."+st.Name+"."+ci.Name, data, "stream", st.Name, "consumer", ci.Name)
 				}
@@ -444,6 +434,39 @@ func (b *Broker) moveRaftLeaders(term context.Context, data string) {
 	if n > 0 {
 		b.log.Debug("moved raft leaders", "n", n, "to", data)
 	}
+}
+
+// movable asks a group's leader for its info (subject) and reports whether every copy is online
+// and current and, with a data server, whether it holds a copy.
+func (b *Broker) movable(ctx context.Context, subject string, resp any, data string) bool {
+	rctx, cancel := context.WithTimeout(ctx, electionCall)
+	defer cancel()
+	m, err := b.nc.RequestWithContext(rctx, subject, nil)
+	if err != nil || json.Unmarshal(m.Data, resp) != nil {
+		return false
+	}
+	var ci *server.ClusterInfo
+	switch r := resp.(type) {
+	case *server.JSApiStreamInfoResponse:
+		if r.StreamInfo != nil {
+			ci = r.StreamInfo.Cluster
+		}
+	case *server.JSApiConsumerInfoResponse:
+		if r.ConsumerInfo != nil {
+			ci = r.ConsumerInfo.Cluster
+		}
+	}
+	if ci == nil || ci.Leader == "" || ci.Leader == data || len(ci.Replicas) == 0 {
+		return false
+	}
+	holds := data == ""
+	for _, r := range ci.Replicas {
+		if r.Offline || !r.Current {
+			return false
+		}
+		holds = holds || r.Name == data
+	}
+	return holds
 }
 
 // stepDown asks a stream's or consumer's Raft leader to hand its lead to the server preferred
