@@ -183,7 +183,7 @@ type orderer struct {
 	until  time.Time                                           // when to give up waiting for the missing ones
 	retry  time.Time                                           // when to ask the stream again (zero: no try pending)
 	st     jetstream.Stream                                    // the stream, once looked up
-	filled map[uint64]bool                                     // sequences read from the stream whose consumer delivery is still to come
+	passed map[uint64]bool                                     // sequences below expect given up on (flush), never handed on
 }
 
 // newOrderer starts at the message after the consumer's acknowledgement floor.
@@ -219,17 +219,23 @@ func (o *orderer) waited(ctx context.Context) bool {
 	return o.fill(ctx)
 }
 
-// offer takes one message: delivered at once when it is the next in order (or an old one
-// delivered again), held when one before it is missing, until the stream hands the missing one.
+// offer takes one message: delivered at once when it is the next in order, only to be
+// acknowledged when this input handed it on already, held when one before it is missing, until
+// the stream hands the missing one.
 func (o *orderer) offer(ctx context.Context, im inMsg, seq uint64) bool {
 	switch {
-	case seq != 0 && o.filled[seq]:
-		// The consumer's own delivery of a message read from the stream: the job has its
-		// blocks; it only acknowledges this one, with the round that takes it.
-		delete(o.filled, seq)
+	case seq == 0:
+		return o.in.deliver(ctx, im)
+	case seq < o.expect && o.passed[seq]:
+		delete(o.passed, seq) // given up on, late: the job judges it (a late block is dropped by SQN)
+		return o.in.deliver(ctx, im)
+	case seq < o.expect:
+		// Delivered again (an acknowledgement lost, the ack wait passed, or the consumer's own
+		// delivery of a message read from the stream): this input handed its blocks on already.
+		// Handed on without them, only to be acknowledged, with the round that takes it: a job
+		// sees each block once even where it cannot tell a duplicate by its SQN (an async
+		// input; a first block, SQN 1, which a checker takes for a reset).
 		return o.in.deliver(ctx, inMsg{msg: im.msg, redel: im.redel})
-	case seq == 0 || seq < o.expect:
-		return o.in.deliver(ctx, im) // delivered again: the job drops its blocks by SQN
 	case seq > o.expect && o.in.pipe.MaxQueue > 0:
 		im.gap = seq - o.expect // the stream dropped the oldest: max_queue at work
 	case seq > o.expect:
@@ -264,9 +270,8 @@ func (o *orderer) hold(im inMsg, seq uint64) {
 
 // fill reads the missing messages before each held one from the stream and hands them on,
 // with the held ones in order (with nothing to acknowledge: the consumer's own delivery of each
-// comes later and is handed on without its blocks, to be acknowledged — so an async input, whose
-// job does not drop blocks by SQN, sees them once too), skipping those the stream no longer
-// holds.
+// comes later and is handed on without its blocks, to be acknowledged, as every redelivery of
+// what this input handed on already is), skipping those the stream no longer holds.
 // When the stream does not answer, it schedules another try and the held messages wait.
 func (o *orderer) fill(ctx context.Context) bool {
 	o.retry = time.Time{}
@@ -283,15 +288,10 @@ func (o *orderer) fill(ctx context.Context) bool {
 				o.retry = time.Now().Add(lookupRetry)
 				return true
 			}
-			seq := o.expect
 			o.expect++
 			if !found {
 				continue // acknowledged already
 			}
-			if o.filled == nil {
-				o.filled = map[uint64]bool{}
-			}
-			o.filled[seq] = true
 			if !o.in.deliver(ctx, im) || im.err != nil {
 				return false
 			}
@@ -359,6 +359,12 @@ func (o *orderer) flush(ctx context.Context) bool {
 	for len(o.held) > 0 {
 		if !o.in.deliver(ctx, o.held[0]) {
 			return false
+		}
+		for seq := o.expect; seq < o.seqs[0]; seq++ {
+			if o.passed == nil {
+				o.passed = map[uint64]bool{}
+			}
+			o.passed[seq] = true
 		}
 		o.expect = o.seqs[0] + 1
 		o.held, o.seqs = o.held[1:], o.seqs[1:]

@@ -123,3 +123,46 @@ func ackDone(t *testing.T, in *input) []uint64 {
 	in.done = in.done[:0]
 	return seqs
 }
+
+// TestARedeliveredMessageIsHandedOnOnceOnly: messages the consumer delivers again (their ack wait
+// passed before the job acknowledged them) come to be acknowledged, without their blocks: the
+// first block, SQN 1, would otherwise be taken for a reset by the job's checker and counted twice.
+func TestARedeliveredMessageIsHandedOnOnceOnly(t *testing.T) {
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const ackWait = time.Second
+	if _, err := js.CreateOrUpdateConsumer(ctx, pipe.Stream, jetstream.ConsumerConfig{Durable: pipe.Consumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64, AckWait: ackWait}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := js.Publish(ctx, pipe.Subject, codec.AppendBlock(nil, codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, pipe.HeadSize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := newInput(0, pipe)
+	go in.read(ctx, js)
+	var st stats
+	var got []uint64
+	for len(got) < 3 {
+		b, ok, err := in.next(ctx, &st)
+		if err != nil || !ok {
+			t.Fatalf("next after blocks %v: ok %v, %v", got, ok, err)
+		}
+		got = append(got, b.SQN)
+	}
+	first := len(in.done) // not acknowledged: the consumer delivers them again after ackWait
+	wctx, wcancel := context.WithTimeout(ctx, ackWait*5/2)
+	defer wcancel()
+	if b, ok, err := in.next(wctx, &st); err == nil {
+		t.Errorf("a block handed on again: SQN %d (ok %v)", b.SQN, ok)
+	}
+	if fmt.Sprint(got) != "[1 2 3]" {
+		t.Errorf("blocks %v, want [1 2 3]", got)
+	}
+	if seqs := ackDone(t, in); len(seqs) < first+3 {
+		t.Errorf("messages to acknowledge %v: want the 3 delivered and their 3 redeliveries", seqs)
+	}
+}
