@@ -187,6 +187,7 @@ func WorkerPermissions(name string, groups []string, grants []protocol.Assignmen
 				continue
 			}
 			pub = append(pub, "$JS.API.STREAM.INFO."+in.Stream,
+				"$JS.API.STREAM.MSG.GET."+in.Stream, // a delivery lost in transit, read from the stream (worker/input.go)
 				"$JS.API.CONSUMER.INFO."+in.Stream+"."+in.Consumer,
 				"$JS.API.CONSUMER.MSG.NEXT."+in.Stream+"."+in.Consumer,
 				"$JS.ACK."+in.Stream+"."+in.Consumer+".>")

@@ -84,3 +84,21 @@ func TestReplicasAboveOneRefusedForABrokerAlone(t *testing.T) {
 		t.Fatalf("a cluster refuses --replicas 3: %v", err)
 	}
 }
+
+// TestTheDataServerIsTheLocalBrokerElseTheFirstByName: the leader gathers the Raft leaders on the
+// broker started with --local when another broker is, else on the first other broker by name.
+func TestTheDataServerIsTheLocalBrokerElseTheFirstByName(t *testing.T) {
+	for _, c := range []struct {
+		others []ClusterMember
+		want   string
+	}{
+		{nil, ""},
+		{[]ClusterMember{{Server: "b3"}, {Server: "b2"}}, "b2"},
+		{[]ClusterMember{{Server: "b2"}, {Server: "b3", Local: true}}, "b3"},
+		{[]ClusterMember{{Server: "b4", Local: true}, {Server: "b2"}, {Server: "b3", Local: true}}, "b3"},
+	} {
+		if got := pickDataServer(c.others); got != c.want {
+			t.Errorf("pickDataServer(%+v) = %q, want %q", c.others, got, c.want)
+		}
+	}
+}

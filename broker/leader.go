@@ -48,6 +48,7 @@ type ClusterMember struct {
 	Server  string    `json:"server"`
 	URL     string    `json:"url"`
 	Started time.Time `json:"started"`
+	Local   bool      `json:"local,omitempty"` // started with --local: runs the LOCAL worker whoever leads
 }
 
 // ClusterPeer is one NATS server holding a copy of the control plane's state.
@@ -257,7 +258,7 @@ func (b *Broker) openLeaderBucket(ctx context.Context, js jetstream.JetStream) j
 
 // announce keeps this broker's member key fresh, so `marvelo cluster` lists the live brokers.
 func (b *Broker) announce(ctx context.Context, kv jetstream.KeyValue) {
-	rec, _ := json.Marshal(ClusterMember{Server: b.serverName(), URL: b.ClientURL(), Started: time.Now()})
+	rec, _ := json.Marshal(ClusterMember{Server: b.serverName(), URL: b.ClientURL(), Started: time.Now(), Local: b.opts.PinnedLocal})
 	t := time.NewTicker(leaseRenew)
 	defer t.Stop()
 	for {
@@ -310,7 +311,7 @@ func (b *Broker) lead(ctx context.Context, js jetstream.JetStream, kv jetstream.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b.keepRaftLeadersAway(term)
+			b.keepRaftLeadersAway(term, kv)
 		}()
 	}
 	select {
@@ -328,42 +329,89 @@ func (b *Broker) lead(ctx context.Context, js jetstream.JetStream, kv jetstream.
 	b.log.Warn("leadership lost: control plane stopped", "server", b.serverName())
 }
 
-// keepRaftLeadersAway has every stream and consumer whose replication (Raft) this broker's
-// server leads hand it to another server, every second of the term. The leader's death then
-// costs the data path no Raft election (4–9 s in nats-server): its copies were followers. Only
-// a group whose other copies are all online and current is moved: a stepdown while a server is
-// away (the previous leader just died) would only stall the group's pipes once more. The server
-// is in this process: it is asked directly, not through the API.
-func (b *Broker) keepRaftLeadersAway(term context.Context) {
+// keepRaftLeadersAway gathers the Raft leaders of every stream and consumer (the pipes, the
+// state buckets) on one server other than this broker's, the data server (dataServer), every
+// second of the term. The leader's death then costs the data path no Raft election (4–9 s in
+// nats-server): its copies were followers; and so does the death of any server but the data
+// server, instead of every server that happened to lead a group. Only a group whose copies are
+// all online and current is moved: a stepdown while a server is away (one just died) would
+// only stall the group's pipes once more. The server is in this process: its details are read
+// directly; the stepdowns naming the preferred server go through the JetStream API.
+func (b *Broker) keepRaftLeadersAway(term context.Context, kv jetstream.KeyValue) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	data := ""
 	for {
 		select {
 		case <-term.Done():
 			return
 		case <-t.C:
 		}
-		b.stepDownRaftLeaders(term)
+		if d, err := b.dataServer(term, kv); err == nil {
+			data = d
+		} else if term.Err() == nil {
+			b.log.Debug("raft leaders: brokers not read; keeping the data server", "data_server", data, "error", err)
+		}
+		b.moveRaftLeaders(term, data)
 	}
 }
 
-func (b *Broker) stepDownRaftLeaders(term context.Context) {
+// dataServer is the server that leads the Raft groups while this broker leads the control
+// plane: the broker started with --local if another is (its death costs the LOCAL jobs' move
+// anyway), else the first by name of the other live brokers; "" when there is none.
+func (b *Broker) dataServer(ctx context.Context, kv jetstream.KeyValue) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, electionCall)
+	defer cancel()
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return "", err
+	}
+	var members []ClusterMember
+	for k := range keys.Keys() {
+		if !strings.HasPrefix(k, memberPrefix) || k == memberPrefix+b.serverName() {
+			continue
+		}
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired between the listing and now: gone
+		}
+		if err != nil {
+			return "", err
+		}
+		var m ClusterMember
+		if json.Unmarshal(e.Value(), &m) == nil {
+			members = append(members, m)
+		}
+	}
+	return pickDataServer(members), nil
+}
+
+// pickDataServer chooses the data server among the other brokers (see dataServer).
+func pickDataServer(others []ClusterMember) string {
+	best := ""
+	bestLocal := false
+	for _, m := range others {
+		if best == "" || (m.Local && !bestLocal) || (m.Local == bestLocal && m.Server < best) {
+			best, bestLocal = m.Server, m.Local
+		}
+	}
+	return best
+}
+
+// moveRaftLeaders has every group led elsewhere than on the data server hand its lead to it;
+// with no data server, only the groups this server leads step down, to any other copy. This
+// server's details name every group's leader, but only a group's leader knows whether its
+// copies are current: a group to move is asked for its info (answered by its leader) first.
+func (b *Broker) moveRaftLeaders(term context.Context, data string) {
 	// Consumer: true, or the details list no consumers and their Raft leaders stay here.
 	jsz, err := b.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
 	if err != nil {
 		b.log.Debug("jetstream details", "error", err)
 		return
 	}
-	leads := func(ci *server.ClusterInfo) bool {
-		if ci == nil || ci.Leader != b.serverName() || len(ci.Replicas) == 0 {
-			return false
-		}
-		for _, r := range ci.Replicas {
-			if r.Offline || !r.Current {
-				return false
-			}
-		}
-		return true
+	away := func(ci *server.ClusterInfo) bool {
+		return ci != nil && ci.Leader != "" && ci.Leader != data && len(ci.Replicas) > 0 &&
+			(data != "" || ci.Leader == b.serverName())
 	}
 	n := 0
 	for _, acc := range jsz.AccountDetails {
@@ -371,24 +419,74 @@ func (b *Broker) stepDownRaftLeaders(term context.Context) {
 			if term.Err() != nil {
 				return
 			}
-			if leads(st.Cluster) {
+			if away(st.Cluster) && b.movable(term, "$JS.API.STREAM.INFO."+st.Name, &server.JSApiStreamInfoResponse{}, data) {
 				n++
-				if err := b.ns.JetStreamStepdownStream(acc.Name, st.Name); err != nil {
-					b.log.Debug("raft leader stepdown", "stream", st.Name, "error", err)
-				}
+				b.stepDown(term, "$JS.API.STREAM.LEADER.STEPDOWN."+st.Name, data, "stream", st.Name)
 			}
 			for _, ci := range st.Consumer {
-				if ci != nil && leads(ci.Cluster) {
+				if ci != nil && away(ci.Cluster) && b.movable(term, "$JS.API.CONSUMER.INFO."+st.Name+"."+ci.Name, &server.JSApiConsumerInfoResponse{}, data) {
 					n++
-					if err := b.ns.JetStreamStepdownConsumer(acc.Name, st.Name, ci.Name); err != nil {
-						b.log.Debug("raft leader stepdown", "stream", st.Name, "consumer", ci.Name, "error", err)
-					}
+					b.stepDown(term, "$JS.API.CONSUMER.LEADER.STEPDOWN."+st.Name+"."+ci.Name, data, "stream", st.Name, "consumer", ci.Name)
 				}
 			}
 		}
 	}
 	if n > 0 {
-		b.log.Debug("moved raft leaders away", "n", n)
+		b.log.Debug("moved raft leaders", "n", n, "to", data)
+	}
+}
+
+// movable asks a group's leader for its info (subject) and reports whether every copy is online
+// and current and, with a data server, whether it holds a copy.
+func (b *Broker) movable(ctx context.Context, subject string, resp any, data string) bool {
+	rctx, cancel := context.WithTimeout(ctx, electionCall)
+	defer cancel()
+	m, err := b.nc.RequestWithContext(rctx, subject, nil)
+	if err != nil || json.Unmarshal(m.Data, resp) != nil {
+		return false
+	}
+	var ci *server.ClusterInfo
+	switch r := resp.(type) {
+	case *server.JSApiStreamInfoResponse:
+		if r.StreamInfo != nil {
+			ci = r.StreamInfo.Cluster
+		}
+	case *server.JSApiConsumerInfoResponse:
+		if r.ConsumerInfo != nil {
+			ci = r.ConsumerInfo.Cluster
+		}
+	}
+	if ci == nil || ci.Leader == "" || ci.Leader == data || len(ci.Replicas) == 0 {
+		return false
+	}
+	holds := data == ""
+	for _, r := range ci.Replicas {
+		if r.Offline || !r.Current {
+			return false
+		}
+		holds = holds || r.Name == data
+	}
+	return holds
+}
+
+// stepDown asks a stream's or consumer's Raft leader to hand its lead to the server preferred
+// ("": any other copy).
+func (b *Broker) stepDown(ctx context.Context, subject, preferred string, what ...any) {
+	req := []byte("{}")
+	if preferred != "" {
+		req, _ = json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: preferred}})
+	}
+	rctx, cancel := context.WithTimeout(ctx, electionCall)
+	defer cancel()
+	m, err := b.nc.RequestWithContext(rctx, subject, req)
+	if err == nil {
+		var resp server.ApiResponse
+		if err = json.Unmarshal(m.Data, &resp); err == nil && resp.Error != nil {
+			err = resp.Error
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		b.log.Debug("raft leader stepdown", append(what, "to", preferred, "error", err)...)
 	}
 }
 

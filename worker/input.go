@@ -75,11 +75,11 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	o := orderer{in: in, expect: info.AckFloor.Stream + 1}
+	o := newOrderer(in, js, info.AckFloor.Stream)
 	for {
 		m, err := o.next(it)
 		if errors.Is(err, nats.ErrTimeout) {
-			if !o.flush(ctx) {
+			if !o.waited(ctx) {
 				return
 			}
 			continue
@@ -151,21 +151,46 @@ func (in *input) transient(ctx context.Context, err error) {
 }
 
 // holdWait bounds how long an input waits for a message the consumer delivered but this worker
-// never received (a connection cut while it was under way): the consumer delivers it again once
-// its ack wait (5 s) passes. Later messages wait meanwhile, so the job sees the blocks in order
-// and nothing becomes a dummy for a block that is merely late.
+// never received (a connection cut while it was under way, or a delivery the client dropped as
+// a slow consumer after a reconnect) when the stream cannot be asked for it: the consumer
+// delivers it again once its ack wait (5 s) passes. Later messages wait meanwhile, so the job
+// sees the blocks in order and nothing becomes a dummy for a block that is merely late.
 const holdWait = 7 * time.Second
+
+// Asking the stream for a missing message (orderer.fill): each request is bounded by
+// lookupCall, and one that failed (the stream's Raft group elects a leader) is made again after
+// lookupRetry, until holdWait.
+const (
+	lookupCall  = time.Second
+	lookupRetry = 250 * time.Millisecond
+)
 
 // orderer hands an input's messages to the job in stream order. In a work-queue stream the
 // sequences a consumer delivers are consecutive, except where a max_queue pipe's stream dropped
-// its oldest messages (counted, and skipped ahead) or where a delivery was lost in transit (the
-// consumer sends it again: the orderer holds the messages after it until it comes).
+// its oldest messages (counted, and skipped ahead) or where a delivery was lost in transit. A
+// lost one is still in the stream (a work queue forgets a message only once it is
+// acknowledged): the orderer reads it from there at once and hands it on, and the later
+// messages follow without waiting for the consumer's redelivery, which comes after the ack wait
+// and is then only acknowledged. A sequence the stream no longer holds was acknowledged already:
+// it is skipped. Only while the stream cannot be asked (an election) are the later messages
+// held, up to holdWait.
 type orderer struct {
 	in     *input
-	expect uint64   // the next stream sequence
-	held   []inMsg  // messages after a missing one, in sequence order
-	seqs   []uint64 // their stream sequences
-	until  time.Time
+	stream func(ctx context.Context) (jetstream.Stream, error) // the pipe's stream, for fill
+	expect uint64                                              // the next stream sequence
+	held   []inMsg                                             // messages after a missing one, in sequence order
+	seqs   []uint64                                            // their stream sequences
+	until  time.Time                                           // when to give up waiting for the missing ones
+	retry  time.Time                                           // when to ask the stream again (zero: no try pending)
+	st     jetstream.Stream                                    // the stream, once looked up
+	passed map[uint64]bool                                     // sequences below expect given up on (flush), never handed on
+}
+
+// newOrderer starts at the message after the consumer's acknowledgement floor.
+func newOrderer(in *input, js jetstream.JetStream, ackFloor uint64) *orderer {
+	return &orderer{in: in, expect: ackFloor + 1, stream: func(ctx context.Context) (jetstream.Stream, error) {
+		return js.Stream(ctx, in.pipe.Stream)
+	}}
 }
 
 func (o *orderer) next(it jetstream.MessagesContext) (jetstream.Msg, error) {
@@ -173,22 +198,52 @@ func (o *orderer) next(it jetstream.MessagesContext) (jetstream.Msg, error) {
 		return it.Next()
 	}
 	wait := time.Until(o.until)
+	if !o.retry.IsZero() {
+		wait = min(wait, time.Until(o.retry))
+	}
 	if wait <= 0 {
 		return nil, nats.ErrTimeout
 	}
 	return it.Next(jetstream.NextMaxWait(wait))
 }
 
-// offer takes one message: delivered at once when it is the next in order (or an old one
-// delivered again), held when one before it is missing.
+// waited is called when next timed out with messages held: it asks the stream again for the
+// missing ones, or, after holdWait, gives up on them (flush).
+func (o *orderer) waited(ctx context.Context) bool {
+	if len(o.held) == 0 {
+		return true
+	}
+	if !time.Now().Before(o.until) {
+		return o.flush(ctx)
+	}
+	return o.fill(ctx)
+}
+
+// offer takes one message: delivered at once when it is the next in order, only to be
+// acknowledged when this input handed it on already, held when one before it is missing, until
+// the stream hands the missing one.
 func (o *orderer) offer(ctx context.Context, im inMsg, seq uint64) bool {
 	switch {
-	case seq == 0 || seq < o.expect:
-		return o.in.deliver(ctx, im) // delivered again: the job drops its blocks by SQN
+	case seq == 0:
+		return o.in.deliver(ctx, im)
+	case seq < o.expect && o.passed[seq]:
+		delete(o.passed, seq) // given up on, late: the job judges it (a late block is dropped by SQN)
+		return o.in.deliver(ctx, im)
+	case seq < o.expect:
+		// Delivered again (an acknowledgement lost, the ack wait passed, or the consumer's own
+		// delivery of a message read from the stream): this input handed its blocks on already.
+		// Handed on without them, only to be acknowledged, with the round that takes it: a job
+		// sees each block once even where it cannot tell a duplicate by its SQN (an async
+		// input; a first block, SQN 1, which a checker takes for a reset).
+		return o.in.deliver(ctx, inMsg{msg: im.msg, redel: im.redel})
 	case seq > o.expect && o.in.pipe.MaxQueue > 0:
 		im.gap = seq - o.expect // the stream dropped the oldest: max_queue at work
 	case seq > o.expect:
+		first := len(o.held) == 0
 		o.hold(im, seq)
+		if first {
+			return o.fill(ctx)
+		}
 		return true
 	}
 	o.expect = seq + 1
@@ -213,8 +268,78 @@ func (o *orderer) hold(im inMsg, seq uint64) {
 	o.seqs = append(o.seqs[:i], append([]uint64{seq}, o.seqs[i:]...)...)
 }
 
-// release delivers the held messages that are now in order.
+// fill reads the missing messages before each held one from the stream and hands them on,
+// with the held ones in order (with nothing to acknowledge: the consumer's own delivery of each
+// comes later and is handed on without its blocks, to be acknowledged, as every redelivery of
+// what this input handed on already is), skipping those the stream no longer holds.
+// When the stream does not answer, it schedules another try and the held messages wait.
+func (o *orderer) fill(ctx context.Context) bool {
+	o.retry = time.Time{}
+	for len(o.held) > 0 {
+		for o.seqs[0] > o.expect {
+			im, found, err := o.lookup(ctx, o.expect)
+			if err != nil {
+				if ctx.Err() != nil {
+					return false
+				}
+				if o.in.log != nil {
+					o.in.log.Debug("input pipe: missing message not read from the stream; waiting", "pipe", o.in.pipe.ID, "seq", o.expect, "error", err)
+				}
+				o.retry = time.Now().Add(lookupRetry)
+				return true
+			}
+			o.expect++
+			if !found {
+				continue // acknowledged already
+			}
+			if !o.in.deliver(ctx, im) || im.err != nil {
+				return false
+			}
+		}
+		if !o.drain(ctx) {
+			return false
+		}
+	}
+	return true
+}
+
+// lookup reads the message at seq from the pipe's stream; found is false when the stream no
+// longer holds it.
+func (o *orderer) lookup(ctx context.Context, seq uint64) (inMsg, bool, error) {
+	lctx, cancel := context.WithTimeout(ctx, lookupCall)
+	defer cancel()
+	if o.st == nil {
+		st, err := o.stream(lctx)
+		if err != nil {
+			return inMsg{}, false, fmt.Errorf("input pipe %d: stream %s: %w", o.in.pipe.ID, o.in.pipe.Stream, err)
+		}
+		o.st = st
+	}
+	raw, err := o.st.GetMsg(lctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return inMsg{}, false, nil
+	}
+	if err != nil {
+		return inMsg{}, false, fmt.Errorf("input pipe %d: message %d of stream %s: %w", o.in.pipe.ID, seq, o.in.pipe.Stream, err)
+	}
+	return o.in.parse(raw.Header, raw.Data), true, nil
+}
+
+// release delivers the held messages that are now in order, and fills the gaps after them.
 func (o *orderer) release(ctx context.Context) bool {
+	if !o.drain(ctx) {
+		return false
+	}
+	if len(o.held) == 0 {
+		o.retry = time.Time{}
+		return true
+	}
+	return o.fill(ctx)
+}
+
+// drain delivers the held messages that are now in order.
+func (o *orderer) drain(ctx context.Context) bool {
+	n := len(o.held)
 	for len(o.held) > 0 && o.seqs[0] == o.expect {
 		if !o.in.deliver(ctx, o.held[0]) {
 			return false
@@ -222,7 +347,7 @@ func (o *orderer) release(ctx context.Context) bool {
 		o.expect++
 		o.held, o.seqs = o.held[1:], o.seqs[1:]
 	}
-	if len(o.held) > 0 {
+	if len(o.held) > 0 && len(o.held) < n {
 		o.until = time.Now().Add(holdWait)
 	}
 	return true
@@ -235,9 +360,16 @@ func (o *orderer) flush(ctx context.Context) bool {
 		if !o.in.deliver(ctx, o.held[0]) {
 			return false
 		}
+		for seq := o.expect; seq < o.seqs[0]; seq++ {
+			if o.passed == nil {
+				o.passed = map[uint64]bool{}
+			}
+			o.passed[seq] = true
+		}
 		o.expect = o.seqs[0] + 1
 		o.held, o.seqs = o.held[1:], o.seqs[1:]
 	}
+	o.retry = time.Time{}
 	return true
 }
 

@@ -257,14 +257,16 @@ func TestClusterKilledLeaderLosesNothing(t *testing.T) {
 	}
 }
 
-// Known defect, so it runs in make test-chaos and with MARVELO_E2E_CLUSTER_STANDBY=1 only: about
-// 1 run in 4 of make test the pipe through the two forwards stalls before any broker is killed
-// (the counter and the first forward finish, the sink stays under 1,500 of 6,000 rows for 30 s,
-// nothing logged), and once the sink held 52 early rows twice after the lead changed hands.
+// TestClusterKilledStandbyLosesNothing: kill -9 the standby the workers connect through (it runs
+// no LOCAL worker) mid-stream: the sink holds every block exactly once, in order, and the
+// restarted standby rejoins. It was gated once for a stall before the kill (about 1 run in 4 of
+// make test) and one run with 52 rows twice; neither came back in the runs since deliveries a
+// worker's client drops after a reconnect ("slow consumer" on a pull inbox, seen in most runs)
+// or loses with the server are read from the stream at once (worker/input.go) instead of holding
+// the later blocks until the consumer's redelivery. The time from the kill to the sink advancing
+// is printed: the leader gathers every Raft leader on the broker with --local (broker/leader.go),
+// so once a pipe's groups are there this standby's death costs them no election.
 func TestClusterKilledStandbyLosesNothing(t *testing.T) {
-	if os.Getenv("MARVELO_E2E_CLUSTER_STANDBY") != "1" {
-		t.Skip("known to stall about 1 run in 4 before the kill (see the comment); set MARVELO_E2E_CLUSTER_STANDBY=1")
-	}
 	// The standby that runs no LOCAL worker.
 	standby := func(h *headNodes, lead *headNode) *headNode {
 		for _, b := range h.brokers[1:] {
