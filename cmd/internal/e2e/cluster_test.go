@@ -252,8 +252,8 @@ func TestClusterKilledLeaderLosesNothing(t *testing.T) {
 	lead.start(t)
 	v := h.whole()
 	t.Logf("cluster after the restart: leader %s, %d brokers, %d servers with the state", v.Leader, len(v.Brokers), len(v.Peers))
-	if out, _, code := h.marvelo("cluster"); code != 0 || !strings.Contains(out, lead.name) {
-		t.Errorf("marvelo cluster does not list the restarted broker %s:\n%s", lead.name, out)
+	if out, errOut, code := h.marvelo("cluster"); code != 0 || !strings.Contains(out, lead.name) {
+		t.Errorf("marvelo cluster (exit %d) does not list the restarted broker %s:\n%s%s", code, lead.name, out, errOut)
 	}
 }
 
