@@ -168,10 +168,12 @@ func sinkAdvance(c *cluster, path string, since time.Time) time.Duration {
 }
 
 // The goal for the time from a leader's kill to the sink advancing again, and what the tests
-// assert: the goal with a margin for a loaded 2-core machine shared by other test runs.
+// assert: the goal with a margin for a loaded 2-core machine shared by other test runs (twice
+// the goal: 4.99 s was seen once under make test at load 7; still short of the 7 s a delivery
+// lost in transit used to cost, which it is there to catch). The figure is printed every run.
 const (
 	sinkResumeGoal  = 3 * time.Second
-	sinkResumeLimit = sinkResumeGoal * 3 / 2
+	sinkResumeLimit = sinkResumeGoal * 2
 )
 
 // localFirst starts three brokers of which b1 runs the LOCAL worker (and so leaves the lead to

@@ -111,7 +111,21 @@ func recoveryTimes(t *testing.T, st protocol.PipelineStatus) []time.Duration {
 }
 
 func waitRows(c *cluster, path string, n int) {
-	c.waitFor(fmt.Sprintf("%d rows in %s", n, filepath.Base(path)), func() bool { return len(readLinesIfAny(path)) > n })
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(readLinesIfAny(path)) <= n {
+		if time.Now().After(deadline) {
+			// Which job and which pipe stopped: each job's counters and each pipe's lag.
+			top, topErr, _ := c.marvelo("top", "--once")
+			c.t.Fatalf("timed out after 30s waiting for %d rows in %s (%d there)\n--- marvelo top --once:\n%s%s",
+				n, filepath.Base(path), len(readLinesIfAny(path)), top, topErr)
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-c.t.Context().Done():
+			c.t.Fatalf("test ended waiting for %d rows in %s", n, filepath.Base(path))
+		}
+	}
 }
 
 func waitFinished(c *cluster, name string) protocol.PipelineStatus {

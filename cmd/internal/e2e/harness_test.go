@@ -223,6 +223,9 @@ func (c *cluster) startWorker(name string, extra ...string) *proc {
 func (c *cluster) startWorkerEnv(name string, env []string, extra ...string) *proc {
 	c.t.Helper()
 	args := append([]string{"--broker", c.url, "--name", name, "--workdir", filepath.Join(c.dir, name), "--heartbeat", "200ms"}, extra...)
+	if os.Getenv("MARVELO_E2E_VERBOSE") == "1" {
+		args = append(args, "--verbose") // debug logs of every worker, to trace a stall
+	}
 	switch {
 	case c.identities:
 		args = append(args, "--creds", c.enrol(name))
