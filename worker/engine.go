@@ -313,6 +313,22 @@ func (t *task) ack(msgs []jetstream.Msg) {
 		if err := m.Ack(); err != nil {
 			t.log.Debug("ack failed; the block will be delivered again", "error", err)
 		}
+		t.noteAcked(m)
+	}
+}
+
+// noteAcked tells the input a message came from that its acknowledgement was sent (sent, not
+// received: one lost on the way is made again when the message comes back; see orderer.offer).
+func (t *task) noteAcked(m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		return
+	}
+	for _, in := range t.ins {
+		if in.pipe.Stream == md.Stream {
+			in.noteAcked(md.Sequence.Stream)
+			return
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,20 @@ type input struct {
 	gapSeen bool            // the stream dropped blocks (max_queue) before the block taken last
 	rt      *realtimeSub    // a realtime pipe's subscription, or nil
 	log     *slog.Logger    // the job's log (transient consumer errors)
+
+	// acked is the highest stream sequence of this input whose acknowledgement was sent (written
+	// by the round that releases it, read by the reader goroutine: see orderer.offer).
+	acked atomic.Uint64
+}
+
+// noteAcked raises acked to seq.
+func (in *input) noteAcked(seq uint64) {
+	for {
+		cur := in.acked.Load()
+		if seq <= cur || in.acked.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
 }
 
 func newInput(k int, pipe protocol.PipeBinding) *input {
@@ -229,12 +244,22 @@ func (o *orderer) offer(ctx context.Context, im inMsg, seq uint64) bool {
 	case seq < o.expect && o.passed[seq]:
 		delete(o.passed, seq) // given up on, late: the job judges it (a late block is dropped by SQN)
 		return o.in.deliver(ctx, im)
+	case seq < o.expect && seq <= o.in.acked.Load():
+		// Delivered again after its round acknowledged it: that acknowledgement was lost (a
+		// consumer's leader changed while it travelled). Acknowledged again at once, here: held
+		// for a later round, such messages can fill the consumer's MaxAckPending, and then no
+		// later round comes (the pipe stalled silently, redelivering them every ack wait).
+		if err := im.msg.Ack(); err != nil && o.in.log != nil {
+			o.in.log.Debug("ack failed; the block will be delivered again", "pipe", o.in.pipe.ID, "error", err)
+		}
+		return true
 	case seq < o.expect:
-		// Delivered again (an acknowledgement lost, the ack wait passed, or the consumer's own
-		// delivery of a message read from the stream): this input handed its blocks on already.
-		// Handed on without them, only to be acknowledged, with the round that takes it: a job
-		// sees each block once even where it cannot tell a duplicate by its SQN (an async
-		// input; a first block, SQN 1, which a checker takes for a reset).
+		// Delivered again while its round is still under way (the ack wait passed), or the
+		// consumer's own delivery of a message read from the stream: this input handed its
+		// blocks on already. Handed on without them, only to be acknowledged, with the round that
+		// takes it (after the round under way): a job sees each block once even where it cannot
+		// tell a duplicate by its SQN (an async input; a first block, SQN 1, which a checker takes
+		// for a reset).
 		return o.in.deliver(ctx, inMsg{msg: im.msg, redel: im.redel})
 	case seq > o.expect && o.in.pipe.MaxQueue > 0:
 		im.gap = seq - o.expect // the stream dropped the oldest: max_queue at work

@@ -39,6 +39,7 @@ func (s *stats) snapshot() protocol.JobStats {
 
 // task is one job instance on this worker: prepared (built, args checked), then started.
 type task struct {
+	ins       []*input     // the job's inputs, set before its rounds start (noteAcked reads it)
 	chk       *checkpoints // a source's checkpoints, nil without (issue 12)
 	assign    protocol.Assignment
 	label     string
@@ -143,6 +144,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); ins[k].read(pctx, js) }()
 	}
+	t.ins = ins
 	ports := newOutPorts(outs)
 	if t.execSpec != nil {
 		// A source program is stopped by draining, as Go sources are (its outputs then end
