@@ -392,7 +392,7 @@ func TestInterruptStopsThePipelineCleanly(t *testing.T) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
 	if st.State != protocol.StateStopped {
-		t.Fatalf("state %s, want stopped", st.State)
+		t.Fatalf("state %q, want stopped (error: %v)", st.State, err) // an empty state: the stop request itself failed
 	}
 	for _, j := range st.Jobs {
 		if j.State != protocol.StateStopped && j.State != protocol.StateFinished {
