@@ -158,7 +158,10 @@ func (e *Env) RunPipeline(ctx context.Context, name string, doc []byte, opts Opt
 	if err != nil {
 		return protocol.PipelineStatus{}, err
 	}
-	if _, err := e.Client.Submit(ctx, doc, opts.BaseDir); err != nil {
+	// The submission is not cut short by an interrupt: a request cut short may still have landed,
+	// and a run of this process that nobody stops would go on after it. Its answer comes within
+	// the client's request timeout; an interrupt meanwhile is then handled as a stop, below.
+	if _, err := e.Client.Submit(context.WithoutCancel(ctx), doc, opts.BaseDir); err != nil {
 		return protocol.PipelineStatus{}, err
 	}
 	if p, err := pipeline.Parse(doc); err == nil && opts.Input != nil {

@@ -652,8 +652,8 @@ func TestNoOrphans(t *testing.T) {
 			if stop != (err != nil) {
 				t.Errorf("Wait: %v", err)
 			}
-			if live := groupLive(p.Pid()); len(live) > 0 {
-				t.Errorf("live processes left in the group: %q", live)
+			if live := groupLiveAfterKill(p.Pid()); len(live) > 0 {
+				t.Errorf("live processes left in the group %s after Wait: %q", killSettle, live)
 			}
 			if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child)); err == nil && !strings.Contains(string(data), ") Z ") {
 				t.Errorf("the program's child %d is still running: %s", child, data)

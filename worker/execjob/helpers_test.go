@@ -358,6 +358,24 @@ func equalBlocks(t *testing.T, what string, got, want []block) {
 
 // groupGone reports whether no live process is left in process group pgid. Zombies count as
 // gone: they are dead and wait only for their parent (init, for orphans) to reap them.
+// groupLiveAfterKill is groupLive once the SIGKILLs sent to the group have been acted on. A
+// killed process dies when the kernel next schedules it, not at the kill: on a loaded machine a
+// killed `sleep` was seen in state R just after Wait returned. So this polls, bounded by
+// killSettle, and returns what is still alive then.
+func groupLiveAfterKill(pgid int) []string {
+	deadline := time.Now().Add(killSettle)
+	for {
+		live := groupLive(pgid)
+		if len(live) == 0 || time.Now().After(deadline) {
+			return live
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// killSettle bounds the wait for killed processes to die.
+const killSettle = 2 * time.Second
+
 func groupLive(pgid int) []string {
 	var live []string
 	entries, _ := os.ReadDir("/proc")
