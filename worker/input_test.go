@@ -166,3 +166,52 @@ func TestARedeliveredMessageIsHandedOnOnceOnly(t *testing.T) {
 		t.Errorf("messages to acknowledge %v: want the 3 delivered and their 3 redeliveries", seqs)
 	}
 }
+
+// TestAMessageWhoseAcknowledgementWasLostIsAcknowledgedWhenDeliveredAgain: a round took blocks
+// 1–3 and sent their acknowledgements, which never reached the consumer (lost while its leader
+// changed; here, simply not sent). With MaxAckPending 3 the consumer then delivers nothing new,
+// only 1–3 again after its ack wait. The input acknowledges those redeliveries itself, at once,
+// without handing them to the job, so block 4 comes. Handed on to be acknowledged with a later
+// round, they kept MaxAckPending full and no later round could come: the pipe stalled silently.
+func TestAMessageWhoseAcknowledgementWasLostIsAcknowledgedWhenDeliveredAgain(t *testing.T) {
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const ackWait = time.Second
+	if _, err := js.CreateOrUpdateConsumer(ctx, pipe.Stream, jetstream.ConsumerConfig{Durable: pipe.Consumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 3, AckWait: ackWait}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 4; i++ {
+		if _, err := js.Publish(ctx, pipe.Subject, codec.AppendBlock(nil, codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, pipe.HeadSize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := newInput(0, pipe)
+	go in.read(ctx, js)
+	var st stats
+	for want := uint64(1); want <= 3; want++ {
+		b, ok, err := in.next(ctx, &st)
+		if err != nil || !ok || b.SQN != want {
+			t.Fatalf("block %d: SQN %d, ok %v, %v", want, b.SQN, ok, err)
+		}
+	}
+	for _, m := range in.done { // the round's acknowledgements: sent, and lost on the way
+		md, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.noteAcked(md.Sequence.Stream)
+	}
+	in.done = in.done[:0]
+	wctx, wcancel := context.WithTimeout(ctx, 3*ackWait)
+	defer wcancel()
+	b, ok, err := in.next(wctx, &st)
+	if err != nil || !ok || b.SQN != 4 {
+		t.Fatalf("after the lost acknowledgements: SQN %d, ok %v, %v; want block 4 (the redeliveries of 1–3 acknowledged by the input)", b.SQN, ok, err)
+	}
+	if seqs := ackDone(t, in); fmt.Sprint(seqs) != "[4]" {
+		t.Errorf("messages handed to the job to acknowledge: %v, want only [4]", seqs)
+	}
+}
