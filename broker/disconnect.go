@@ -175,15 +175,16 @@ func (c *control) watchLiveness() error {
 }
 
 // watchConnections subscribes to the connection events (the control plane's subscriptions end
-// with it, run stops the graces).
+// with it, run stops the graces). One subscription takes both kinds, so they are handled in the
+// order the server sent them: with one subscription a subject, a worker's new connection and
+// the close of its old one were seen swapped now and then (each subscription has its own
+// goroutine), and the close started a grace although another connection was open.
 func (c *control) watchConnections() error {
-	for _, subj := range []string{subjConnect, subjDisconnect} {
-		sub, err := c.nc.Subscribe(subj, c.handleConnEvent)
-		if err != nil {
-			return fmt.Errorf("broker: subscribe %s: %w", subj, err)
-		}
-		c.subs = append(c.subs, sub)
+	sub, err := c.nc.Subscribe(subjSys, c.handleConnEvent)
+	if err != nil {
+		return fmt.Errorf("broker: subscribe %s: %w", subjSys, err)
 	}
+	c.subs = append(c.subs, sub)
 	return nil
 }
 
