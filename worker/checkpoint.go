@@ -154,18 +154,40 @@ func (s *sinkCheckpoints) record(sqn uint64, acks *roundAcks) {
 	}
 }
 
-// run stores checkpoints as they come, until close or ctx.
+// A sink's checkpoint put that failed (the KV stream elects a leader, the broker restarts) is
+// tried again after saveRetryFirst, then at doubling spaces up to saveRetryMax, until one is
+// stored. It cannot wait for the next round: the rounds it covers stay unacknowledged until it
+// is stored, and once they fill the input consumer's MaxAckPending no next round comes. (Retried
+// only with the next round, a LOCAL sink of a 3-broker chain stalled for good at 35 rows of
+// 6,000 when a put failed while the Raft leaders were gathered at the pipeline's start.)
+const (
+	saveRetryFirst = 100 * time.Millisecond
+	saveRetryMax   = 2 * time.Second
+)
+
+// run stores checkpoints as they come, and tries a failed one again, until close or ctx.
 func (s *sinkCheckpoints) run(ctx context.Context) {
 	defer close(s.done)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	var wait time.Duration // the space before the next try; 0 while the last save succeeded
 	for {
 		select {
 		case <-s.wake:
-			s.save(ctx)
+		case <-retry.C:
 		case <-s.stop:
 			return
 		case <-ctx.Done():
 			return
 		}
+		if err := s.save(ctx); err != nil {
+			wait = min(max(2*wait, saveRetryFirst), saveRetryMax)
+			retry.Reset(wait)
+			continue
+		}
+		wait = 0
+		retry.Stop()
 	}
 }
 
@@ -193,7 +215,7 @@ func (s *sinkCheckpoints) save(ctx context.Context) error {
 			}
 			s.acks = append(acks, s.acks...)
 			s.mu.Unlock()
-			s.log.Warn("checkpoint not saved; retried with the next", "sqn", sqn, "error", err)
+			s.log.Warn("checkpoint not saved; its rounds stay unacknowledged until it is (tried again)", "sqn", sqn, "error", err)
 			return fmt.Errorf("%s: save checkpoint: %w", s.c.label, err)
 		}
 	}
