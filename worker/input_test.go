@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 // TestOnlyAGoneConsumerEndsAnInput: missed heartbeats, reconnects, leader changes and timeouts
@@ -42,20 +43,8 @@ func TestOnlyAGoneConsumerEndsAnInput(t *testing.T) {
 // already) is skipped: blocks 1, 3, 4, 5, 6 of six of which 2 was acknowledged. The consumer's
 // redelivery of 1 then comes to be acknowledged, and its block is not handed on twice.
 func TestALostDeliveryIsReadFromTheStreamAtOnce(t *testing.T) {
-	_, js := startJetStream(t)
-	pipe := testPipe(t, js, 1000)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	const ackWait = 2 * time.Second
-	if _, err := js.CreateOrUpdateConsumer(ctx, pipe.Stream, jetstream.ConsumerConfig{Durable: pipe.Consumer,
-		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64, AckWait: ackWait}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 6; i++ {
-		if _, err := js.Publish(ctx, pipe.Subject, codec.AppendBlock(nil, codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, pipe.HeadSize)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ctx, js, pipe := pipeWithBlocks(t, 64, ackWait, 6)
 	cons, err := js.Consumer(ctx, pipe.Stream, pipe.Consumer)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +94,27 @@ func TestALostDeliveryIsReadFromTheStreamAtOnce(t *testing.T) {
 	}
 }
 
+// pipeWithBlocks starts a JetStream server with a pipe whose consumer has the given
+// MaxAckPending and ack wait, and stores n blocks (SQNs 1…n, one a message) in its stream. The
+// context ends with the test, or after 20 s.
+func pipeWithBlocks(t *testing.T, maxAckPending int, ackWait time.Duration, n int) (context.Context, jetstream.JetStream, protocol.PipeBinding) {
+	t.Helper()
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if _, err := js.CreateOrUpdateConsumer(ctx, pipe.Stream, jetstream.ConsumerConfig{Durable: pipe.Consumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: maxAckPending, AckWait: ackWait}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if _, err := js.Publish(ctx, pipe.Subject, codec.AppendBlock(nil, codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, pipe.HeadSize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ctx, js, pipe
+}
+
 // ackDone acknowledges the messages an input's blocks have been taken from, as a job does, and
 // returns their stream sequences.
 func ackDone(t *testing.T, in *input) []uint64 {
@@ -128,20 +138,8 @@ func ackDone(t *testing.T, in *input) []uint64 {
 // passed before the job acknowledged them) come to be acknowledged, without their blocks: the
 // first block, SQN 1, would otherwise be taken for a reset by the job's checker and counted twice.
 func TestARedeliveredMessageIsHandedOnOnceOnly(t *testing.T) {
-	_, js := startJetStream(t)
-	pipe := testPipe(t, js, 1000)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	const ackWait = time.Second
-	if _, err := js.CreateOrUpdateConsumer(ctx, pipe.Stream, jetstream.ConsumerConfig{Durable: pipe.Consumer,
-		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64, AckWait: ackWait}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 3; i++ {
-		if _, err := js.Publish(ctx, pipe.Subject, codec.AppendBlock(nil, codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, pipe.HeadSize)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ctx, js, pipe := pipeWithBlocks(t, 64, ackWait, 3)
 	in := newInput(0, pipe)
 	go in.read(ctx, js)
 	var st stats
@@ -174,20 +172,8 @@ func TestARedeliveredMessageIsHandedOnOnceOnly(t *testing.T) {
 // without handing them to the job, so block 4 comes. Handed on to be acknowledged with a later
 // round, they kept MaxAckPending full and no later round could come: the pipe stalled silently.
 func TestAMessageWhoseAcknowledgementWasLostIsAcknowledgedWhenDeliveredAgain(t *testing.T) {
-	_, js := startJetStream(t)
-	pipe := testPipe(t, js, 1000)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	const ackWait = time.Second
-	if _, err := js.CreateOrUpdateConsumer(ctx, pipe.Stream, jetstream.ConsumerConfig{Durable: pipe.Consumer,
-		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 3, AckWait: ackWait}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 4; i++ {
-		if _, err := js.Publish(ctx, pipe.Subject, codec.AppendBlock(nil, codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, pipe.HeadSize)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ctx, js, pipe := pipeWithBlocks(t, 3, ackWait, 4)
 	in := newInput(0, pipe)
 	go in.read(ctx, js)
 	var st stats
