@@ -176,9 +176,9 @@ func (c *control) watchLiveness() error {
 
 // watchConnections subscribes to the connection events (the control plane's subscriptions end
 // with it, run stops the graces). One subscription takes both kinds, so they are handled in the
-// order the server sent them: with one subscription a subject, a worker's new connection and
-// the close of its old one were seen swapped now and then (each subscription has its own
-// goroutine), and the close started a grace although another connection was open.
+// order the server sent them. With one subscription a subject (each has its own goroutine) a
+// worker's new connection and the close of its old one could be handled swapped, and the close
+// then started a grace although another connection was open.
 func (c *control) watchConnections() error {
 	sub, err := c.nc.Subscribe(subjSys, c.handleConnEvent)
 	if err != nil {

@@ -158,8 +158,9 @@ func (s *sinkCheckpoints) record(sqn uint64, acks *roundAcks) {
 // tried again after saveRetryFirst, then at doubling spaces up to saveRetryMax, until one is
 // stored. It cannot wait for the next round: the rounds it covers stay unacknowledged until it
 // is stored, and once they fill the input consumer's MaxAckPending no next round comes. (Retried
-// only with the next round, a LOCAL sink of a 3-broker chain stalled for good at 35 rows of
-// 6,000 when a put failed while the Raft leaders were gathered at the pipeline's start.)
+// only with the next round, a put failed while the Raft leaders are gathered at a pipeline's
+// start stalls the sink for good: the likely cause of a LOCAL sink of a 3-broker chain that
+// stopped at 35 rows of 6,000, its producers finished.)
 const (
 	saveRetryFirst = 100 * time.Millisecond
 	saveRetryMax   = 2 * time.Second

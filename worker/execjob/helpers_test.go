@@ -356,8 +356,6 @@ func equalBlocks(t *testing.T, what string, got, want []block) {
 	}
 }
 
-// groupGone reports whether no live process is left in process group pgid. Zombies count as
-// gone: they are dead and wait only for their parent (init, for orphans) to reap them.
 // groupLiveAfterKill is groupLive once the SIGKILLs sent to the group have been acted on. A
 // killed process dies when the kernel next schedules it, not at the kill: on a loaded machine a
 // killed `sleep` was seen in state R just after Wait returned. So this polls, bounded by
@@ -376,6 +374,8 @@ func groupLiveAfterKill(pgid int) []string {
 // killSettle bounds the wait for killed processes to die.
 const killSettle = 2 * time.Second
 
+// groupLive lists the live processes of process group pgid. Zombies count as gone: they are
+// dead and wait only for their parent (init, for orphans) to reap them.
 func groupLive(pgid int) []string {
 	var live []string
 	entries, _ := os.ReadDir("/proc")
