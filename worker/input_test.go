@@ -115,6 +115,29 @@ func pipeWithBlocks(t *testing.T, maxAckPending int, ackWait time.Duration, n in
 	return ctx, js, pipe
 }
 
+// readingInput is pipeWithBlocks with an input reading the pipe.
+func readingInput(t *testing.T, maxAckPending int, ackWait time.Duration, n int) (context.Context, *input) {
+	t.Helper()
+	ctx, js, pipe := pipeWithBlocks(t, maxAckPending, ackWait, n)
+	in := newInput(0, pipe)
+	go in.read(ctx, js)
+	return ctx, in
+}
+
+// takeBlocks takes n blocks from an input, as a job does, and returns their SQNs.
+func takeBlocks(ctx context.Context, t *testing.T, in *input, st *stats, n int) []uint64 {
+	t.Helper()
+	var got []uint64
+	for len(got) < n {
+		b, ok, err := in.next(ctx, st)
+		if err != nil || !ok {
+			t.Fatalf("next after blocks %v: ok %v, %v", got, ok, err)
+		}
+		got = append(got, b.SQN)
+	}
+	return got
+}
+
 // ackDone acknowledges the messages an input's blocks have been taken from, as a job does, and
 // returns their stream sequences.
 func ackDone(t *testing.T, in *input) []uint64 {
@@ -139,18 +162,9 @@ func ackDone(t *testing.T, in *input) []uint64 {
 // first block, SQN 1, would otherwise be taken for a reset by the job's checker and counted twice.
 func TestARedeliveredMessageIsHandedOnOnceOnly(t *testing.T) {
 	const ackWait = time.Second
-	ctx, js, pipe := pipeWithBlocks(t, 64, ackWait, 3)
-	in := newInput(0, pipe)
-	go in.read(ctx, js)
+	ctx, in := readingInput(t, 64, ackWait, 3)
 	var st stats
-	var got []uint64
-	for len(got) < 3 {
-		b, ok, err := in.next(ctx, &st)
-		if err != nil || !ok {
-			t.Fatalf("next after blocks %v: ok %v, %v", got, ok, err)
-		}
-		got = append(got, b.SQN)
-	}
+	got := takeBlocks(ctx, t, in, &st, 3)
 	first := len(in.done) // not acknowledged: the consumer delivers them again after ackWait
 	wctx, wcancel := context.WithTimeout(ctx, ackWait*5/2)
 	defer wcancel()
@@ -173,15 +187,10 @@ func TestARedeliveredMessageIsHandedOnOnceOnly(t *testing.T) {
 // round, they kept MaxAckPending full and no later round could come: the pipe stalled silently.
 func TestAMessageWhoseAcknowledgementWasLostIsAcknowledgedWhenDeliveredAgain(t *testing.T) {
 	const ackWait = time.Second
-	ctx, js, pipe := pipeWithBlocks(t, 3, ackWait, 4)
-	in := newInput(0, pipe)
-	go in.read(ctx, js)
+	ctx, in := readingInput(t, 3, ackWait, 4)
 	var st stats
-	for want := uint64(1); want <= 3; want++ {
-		b, ok, err := in.next(ctx, &st)
-		if err != nil || !ok || b.SQN != want {
-			t.Fatalf("block %d: SQN %d, ok %v, %v", want, b.SQN, ok, err)
-		}
+	if got := takeBlocks(ctx, t, in, &st, 3); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("blocks %v, want [1 2 3]", got)
 	}
 	for _, m := range in.done { // the round's acknowledgements: sent, and lost on the way
 		md, err := m.Metadata()
