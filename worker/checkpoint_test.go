@@ -61,7 +61,10 @@ func TestASinkCheckpointThatFailedIsTriedAgainWithoutANewRound(t *testing.T) {
 	go s.run(ctx)
 	tk := &task{log: log}
 	s.record(1, tk.newRoundAcks([]jetstream.Msg{m}, 0))
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		info, err := cons.Info(ctx)
 		if err != nil {
@@ -70,11 +73,12 @@ func TestASinkCheckpointThatFailedIsTriedAgainWithoutANewRound(t *testing.T) {
 		if info.NumAckPending == 0 && kv.puts.Load() == 1 {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
 			t.Fatalf("after 10 s: %d puts stored, %d failed, %d messages unacknowledged; want the checkpoint stored and the round acknowledged",
 				kv.puts.Load(), 2-max(kv.fails.Load(), 0), info.NumAckPending)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if err := s.close(ctx); err != nil {
 		t.Fatal(err)

@@ -361,13 +361,20 @@ func equalBlocks(t *testing.T, what string, got, want []block) {
 // killed `sleep` was seen in state R just after Wait returned. So this polls, bounded by
 // killSettle, and returns what is still alive then.
 func groupLiveAfterKill(pgid int) []string {
-	deadline := time.Now().Add(killSettle)
+	deadline := time.NewTimer(killSettle)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		live := groupLive(pgid)
-		if len(live) == 0 || time.Now().After(deadline) {
+		if len(live) == 0 {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
 			return live
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
