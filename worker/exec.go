@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/worker/align"
 	"github.com/marvelo/marvelo/worker/execjob"
 )
 
@@ -49,6 +52,61 @@ type execKind struct {
 	// writeCtx bounds the writes to the program: the pipes' context, not the round loop's, so
 	// that the rounds stopping after a finish never cut a round written halfway.
 	writeCtx context.Context
+	// steps numbers a source program's blocks, alike on every output.
+	steps *programSteps
+}
+
+// programSteps numbers the blocks of a source program: the n-th block of every output carries
+// the n-th step of the job's sequencer, drawn by whichever output reaches it first, so outputs
+// joined downstream stay aligned (one draw per output would number them apart).
+type programSteps struct {
+	seq *align.SourceSequencer
+
+	mu     sync.Mutex
+	base   uint64       // the index of steps[0]
+	steps  []align.Step // drawn and not yet taken by every output
+	cursor []uint64     // per output: the index of its next block
+}
+
+func newProgramSteps(seq *align.SourceSequencer, outputs int) *programSteps {
+	return &programSteps{seq: seq, cursor: make([]uint64, outputs)}
+}
+
+// next returns the step of output k's next block. The output that draws a step waits out its
+// delay (a reset requested for a later time); the others take it as drawn.
+func (p *programSteps) next(ctx context.Context, k int) (align.Step, error) {
+	p.mu.Lock()
+	i := p.cursor[k]
+	p.cursor[k]++
+	if i < p.base+uint64(len(p.steps)) {
+		step := p.steps[i-p.base]
+		p.prune()
+		p.mu.Unlock()
+		return step, nil
+	}
+	step := p.seq.NextNow()
+	p.steps = append(p.steps, step)
+	p.prune()
+	p.mu.Unlock()
+	if step.Wait > 0 {
+		timer := time.NewTimer(step.Wait)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return step, ctx.Err()
+		}
+	}
+	return step, nil
+}
+
+// prune forgets the steps every output has taken.
+func (p *programSteps) prune() {
+	low := slices.Min(p.cursor)
+	if n := low - p.base; n > 0 {
+		p.steps = p.steps[n:]
+		p.base = low
+	}
 }
 
 // errProgramFinished stops the rounds of an executable that set the finished bit itself.
@@ -261,6 +319,9 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 	for k, o := range outs {
 		e.outs[k] = &execOutput{port: o, tags: make(chan roundTag, execTagQueue)}
 	}
+	if len(ins) == 0 {
+		e.steps = newProgramSteps(t.sequencer, len(outs))
+	}
 	loopCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	e.stopRounds, e.writeCtx = cancel, ctx
@@ -352,7 +413,7 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 		}
 		buf = payload
 		if source {
-			step, err := nextSourceStep(ctx, t.sequencer)
+			step, err := e.steps.next(ctx, o.port.k)
 			if err != nil {
 				return err
 			}

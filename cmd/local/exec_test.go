@@ -267,3 +267,34 @@ func TestDrainingAnExecutableSource(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoOutputProgramSourceNumbersItsOutputsAlike: a program source writing 1…200 on both of
+// its outputs gives the n-th block of each output the same SQN, so the sink joining them sees
+// 200 aligned rows, as behind a Go counter (a shared counter numbered them apart before).
+func TestTwoOutputProgramSourceNumbersItsOutputsAlike(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "deps")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\n# two.sh -o A -o B: 1…200 on both outputs\nexec 3>&$2 4>&$4\ni=1\nwhile [ $i -le 200 ]; do echo $i >&3; echo $i >&4; i=$((i+1)); done\n"
+	if err := os.WriteFile(filepath.Join(dir, "two.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := startEnv(t, nil)
+	out := filepath.Join(base, "out.csv")
+	p := &pipeline.Pipeline{Name: "twosrc", Jobs: []pipeline.Job{
+		{ID: 1, Exec: &pipeline.Exec{Path: "./two.sh", Mode: "fd", Dependencies: "deps"}, Outputs: []int{1, 2}},
+		{ID: 2, Type: "csv_sink", Args: map[string]any{"path": out}, Inputs: []int{1, 2}},
+	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}, {ID: 2, Codec: "json"}}}
+	if _, err := runInDir(t, env, p, base); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	want := []string{"pipe_1,pipe_2"}
+	for i := 1; i <= 200; i++ {
+		want = append(want, fmt.Sprintf("%d,%d", i, i))
+	}
+	if got := csvLines(t, out); got != strings.Join(want, " ") {
+		t.Fatalf("csv: %d rows, want 200 aligned rows:\n%.400s", len(strings.Fields(got))-1, got)
+	}
+}
