@@ -4,6 +4,10 @@ BIN      := bin
 PKGS     := ./...
 # Packages whose tests must pass under the race detector (the concurrent core). The e2e suite
 # runs the binaries as separate processes: instrumenting its harness would find nothing new.
+# Python jobs' tests run Debian's python3 when it is there (it sees python3-numpy and
+# python3-cbor2, which .ci/run installs): the python3 first on PATH may be another interpreter.
+export MARVELO_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3)
+
 RACE_PKGS = ./codec/... ./pipeline/... ./broker/... ./worker/... $(shell $(GO) list ./cmd/... | grep -v /e2e)
 
 .PHONY: all build run test test-race test-short test-chaos lint bench fuzz clean

@@ -139,7 +139,7 @@ func (c *control) assignments(p *pipelineState, placement map[int]string, epochO
 			ID: pipeID, Subject: protocol.PipeSubject(doc.Name, pipeID), Stream: protocol.PipeStream(doc.Name, pipeID),
 			Codec: pp.EffectiveCodec(), BlockSize: pp.BlockSize,
 			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), Optional: pp.Optional, HeadSize: 1,
-			Realtime: pp.IsRealtime(),
+			Realtime: pp.IsRealtime(), Dtype: pp.Dtype,
 		}
 		if src != nil {
 			b.HeadSize = src.EffectiveHeadSize()

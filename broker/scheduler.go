@@ -262,8 +262,11 @@ func (c *control) releaseReservations(pipelineName string, placement map[int]str
 }
 
 func jobKind(j *pipeline.Job) string {
-	if j.Type != "" || j.Exec == nil {
-		return fmt.Sprintf("%q", j.Type)
+	switch {
+	case j.Exec != nil:
+		return fmt.Sprintf("executable %q", j.Exec.Path)
+	case j.Python != nil:
+		return fmt.Sprintf("Python class %q", j.Python.Class)
 	}
-	return fmt.Sprintf("executable %q", j.Exec.Path)
+	return fmt.Sprintf("%q", j.Type)
 }

@@ -50,6 +50,9 @@ const (
 	ProblemDecode = "decode"
 	ProblemGraph  = "graph"
 	ProblemArgs   = "args"
+	// ProblemFiles: a file the document names, checked where the document is (a Python job's
+	// dependencies folder and module).
+	ProblemFiles = "files"
 )
 
 // String is "path: message", or the message alone when there is no path.
@@ -684,6 +687,10 @@ var jobFields = fields[Job]{
 		j.Exec = &Exec{}
 		decodeFields(b, path, v, execFields, j.Exec)
 	},
+	"python": func(b *builder, j *Job, path string, v any) {
+		j.Python = &Python{}
+		decodeFields(b, path, v, pythonFields, j.Python)
+	},
 	"inputs":    func(b *builder, j *Job, path string, v any) { j.Inputs = b.ints(path, v) },
 	"outputs":   func(b *builder, j *Job, path string, v any) { j.Outputs = b.ints(path, v) },
 	"groups":    func(b *builder, j *Job, path string, v any) { j.Groups = b.strs(path, v) },
@@ -705,6 +712,14 @@ var execFields = fields[Exec]{
 	"sqn":          func(b *builder, e *Exec, path string, v any) { e.SQN = b.bool(path, v) },
 }
 
+var pythonFields = fields[Python]{
+	"class":        func(b *builder, p *Python, path string, v any) { p.Class = b.str(path, v) },
+	"dependencies": func(b *builder, p *Python, path string, v any) { p.Dependencies = b.str(path, v) },
+	"interpreter":  func(b *builder, p *Python, path string, v any) { p.Interpreter = b.str(path, v) },
+	"arrays":       func(b *builder, p *Python, path string, v any) { p.Arrays = b.enum(path, v, ArraysNumpy, ArraysList) },
+	"requires":     func(b *builder, p *Python, path string, v any) { p.Requires = b.strs(path, v) },
+}
+
 // block_size and block_count must be at least 1 when given: the struct cannot tell an explicit
 // 0 from an absent key, so decoding is the only place an explicit 0 can be caught.
 var pipeFields = fields[Pipe]{
@@ -722,6 +737,7 @@ var pipeFields = fields[Pipe]{
 	"from_types": func(b *builder, p *Pipe, path string, v any) { p.FromTypes = b.strs(path, v) },
 	"to_types":   func(b *builder, p *Pipe, path string, v any) { p.ToTypes = b.strs(path, v) },
 	"qos":        func(b *builder, p *Pipe, path string, v any) { p.QoS = b.enum(path, v, QoSReliable, QoSRealtime) },
+	"dtype":      func(b *builder, p *Pipe, path string, v any) { p.Dtype = b.str(path, v) },
 }
 
 var optionalFields = fields[Optional]{

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"path"
 	"strconv"
+	"strings"
 )
 
 // Label is the job's name as shown in logs: its name, else its type or executable, plus its id.
@@ -10,7 +11,8 @@ func (j *Job) Label() string {
 	return j.DisplayName() + " " + strconv.Itoa(j.ID)
 }
 
-// DisplayName is the job's name, else its type, else the base name of its executable.
+// DisplayName is the job's name, else its type, else the base name of its executable, else its
+// Python class.
 func (j *Job) DisplayName() string {
 	switch {
 	case j.Name != "":
@@ -19,6 +21,11 @@ func (j *Job) DisplayName() string {
 		return j.Type
 	case j.Exec != nil && j.Exec.Path != "":
 		return path.Base(j.Exec.Path)
+	case j.Python != nil && j.Python.Class != "":
+		if _, class, ok := strings.Cut(j.Python.Class, ":"); ok && class != "" {
+			return class
+		}
+		return j.Python.Class
 	}
 	return "job"
 }
@@ -145,4 +152,16 @@ func (p *Pipeline) Endpoints() map[int][2]int {
 		}
 	}
 	return ends
+}
+
+// DependenciesFolder is the folder shipped with an executable or Python job ("" for none), as
+// the document gives it: relative to the document's folder, or absolute.
+func (j *Job) DependenciesFolder() string {
+	switch {
+	case j.Exec != nil:
+		return j.Exec.Dependencies
+	case j.Python != nil:
+		return j.Python.Dependencies
+	}
+	return ""
 }

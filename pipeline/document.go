@@ -12,13 +12,15 @@ type Pipeline struct {
 	Pipes []Pipe `json:"pipes,omitempty" cbor:"pipes,omitempty"`
 }
 
-// Job is one vertex of the graph: a Go job (Type) or an executable job (Exec).
+// Job is one vertex of the graph: a Go job (Type), an executable job (Exec) or a Python job
+// (Python): exactly one of the three.
 type Job struct {
 	ID       int            `json:"id" cbor:"id"`
 	Name     string         `json:"name,omitempty" cbor:"name,omitempty"`
 	Type     string         `json:"type,omitempty" cbor:"type,omitempty"`
 	Args     map[string]any `json:"args,omitempty" cbor:"args,omitempty"`
 	Exec     *Exec          `json:"exec,omitempty" cbor:"exec,omitempty"`
+	Python   *Python        `json:"python,omitempty" cbor:"python,omitempty"`
 	Inputs   []int          `json:"inputs,omitempty" cbor:"inputs,omitempty"`
 	Outputs  []int          `json:"outputs,omitempty" cbor:"outputs,omitempty"`
 	Groups   []string       `json:"groups,omitempty" cbor:"groups,omitempty"`
@@ -43,6 +45,26 @@ type Exec struct {
 	SQN bool `json:"sqn,omitempty" cbor:"sqn,omitempty"`
 }
 
+// Python describes a Python job: a class written as MARVELO's users write them (a PythonJob),
+// run by the Python runner the worker carries (docs/python-jobs.md). The job's args are the
+// class's constructor keywords.
+type Python struct {
+	// Class is "module:Class", imported with Dependencies as the import root.
+	Class string `json:"class" cbor:"class"`
+	// Dependencies is the folder shipped to the worker (relative to the document), the import
+	// root and working directory of the job.
+	Dependencies string `json:"dependencies,omitempty" cbor:"dependencies,omitempty"`
+	// Interpreter runs the job; default: the worker's --python, then MARVELO_PYTHON, then
+	// python3 on PATH (never resolved through symlinks: a venv stays a venv).
+	Interpreter string `json:"interpreter,omitempty" cbor:"interpreter,omitempty"`
+	// Arrays is how CBOR arrays of numbers reach the job: "numpy" (numpy arrays) or "list" (the
+	// default).
+	Arrays string `json:"arrays,omitempty" cbor:"arrays,omitempty"`
+	// Requires lists modules the interpreter must import: a worker whose interpreter lacks one
+	// never takes the job.
+	Requires []string `json:"requires,omitempty" cbor:"requires,omitempty"`
+}
+
 // Pipe is one edge: a numbered, typed stream of blocks from one job to another.
 type Pipe struct {
 	ID         int       `json:"id" cbor:"id"`
@@ -56,6 +78,9 @@ type Pipe struct {
 	// QoS is "reliable" (JetStream: bounded, survives failover; the default) or "realtime" (core
 	// NATS: nothing stored, lowest latency; a receiver that falls behind drops the oldest).
 	QoS string `json:"qos,omitempty" cbor:"qos,omitempty"`
+	// Dtype is the element type of a bytes pipe's blocks as numpy spells it ("float32", "<i2"):
+	// a Python job gets each block as a writable numpy array of it. Go jobs still get bytes.
+	Dtype string `json:"dtype,omitempty" cbor:"dtype,omitempty"`
 }
 
 // Optional makes a pipe never block its receiver (OptionalMixIn of the original).
@@ -79,6 +104,9 @@ const (
 
 	DummyZero = "zero"
 	DummyPrev = "prev"
+
+	ArraysNumpy = "numpy"
+	ArraysList  = "list"
 
 	DefaultInputFlag  = "-i"
 	DefaultOutputFlag = "-o"

@@ -208,7 +208,7 @@ func dotJob(i int) string { return "j" + strconv.Itoa(i) }
 
 func dotJobStyle(j *Job) string {
 	switch {
-	case j.Exec != nil:
+	case j.Exec != nil, j.Python != nil:
 		return ", shape=component"
 	case j.IsLocal():
 		return ", style=\"rounded,bold\""

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -156,11 +157,12 @@ func (v *validator) job(i int) {
 	j := &v.p.Jobs[i]
 	path := jobPath(i)
 	v.jobID(i)
+	kinds := j.kinds()
 	switch {
-	case j.Type != "" && j.Exec != nil:
-		v.add(aboutJob, i, path, "%s: has both type and exec; give exactly one", v.jobRef(i))
-	case j.Type == "" && j.Exec == nil:
-		v.add(aboutJob, i, path, "%s: has neither type nor exec; give exactly one", v.jobRef(i))
+	case len(kinds) > 1:
+		v.add(aboutJob, i, path, "%s: has both %s; give exactly one of type, exec and python", v.jobRef(i), strings.Join(kinds, " and "))
+	case len(kinds) == 0:
+		v.add(aboutJob, i, path, "%s: has neither type nor exec nor python; give exactly one", v.jobRef(i))
 	case j.Type != "" && v.opts.Types != nil:
 		v.jobArgs(i)
 	case j.Type != "" && v.opts.KnownType != nil && !v.opts.KnownType(j.Type):
@@ -168,6 +170,9 @@ func (v *validator) job(i int) {
 	}
 	if j.Exec != nil {
 		v.exec(i)
+	}
+	if j.Python != nil {
+		v.python(i)
 	}
 	if j.HeadSize < 0 || j.HeadSize > 4 {
 		v.add(aboutJob, i, path+".head_size", "%s: head_size must be 1 to 4, got %d", v.jobRef(i), j.HeadSize)
@@ -228,6 +233,47 @@ func (v *validator) exec(i int) {
 	}
 	if e.Mode != "" && e.Mode != ModeFIFO && e.Mode != ModeFD {
 		v.add(aboutJob, i, path+".mode", "%s: exec.mode %q is not one of %s, %s", v.jobRef(i), e.Mode, ModeFIFO, ModeFD)
+	}
+}
+
+// kinds lists the job's kind keys that are set: exactly one is valid.
+func (j *Job) kinds() []string {
+	var ks []string
+	if j.Type != "" {
+		ks = append(ks, "type")
+	}
+	if j.Exec != nil {
+		ks = append(ks, "exec")
+	}
+	if j.Python != nil {
+		ks = append(ks, "python")
+	}
+	return ks
+}
+
+// pythonClass is "module:Class": a dotted module path and a class name.
+var pythonClass = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$`)
+
+// pythonModule is a dotted module name, as "requires" lists them.
+var pythonModule = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+
+func (v *validator) python(i int) {
+	j := &v.p.Jobs[i]
+	py := j.Python
+	path := jobPath(i) + ".python"
+	switch {
+	case py.Class == "":
+		v.add(aboutJob, i, path+".class", "%s: python.class is required (\"module:Class\", e.g. \"jobs:SumJob\")", v.jobRef(i))
+	case !pythonClass.MatchString(py.Class):
+		v.add(aboutJob, i, path+".class", "%s: python.class %q is not \"module:Class\" (a dotted module path, a colon, a class name; e.g. \"mypkg.jobs:SumJob\")", v.jobRef(i), py.Class)
+	}
+	for k, m := range py.Requires {
+		if !pythonModule.MatchString(m) {
+			v.add(aboutJob, i, fmt.Sprintf("%s.requires[%d]", path, k), "%s: python.requires[%d] %q is not a module name", v.jobRef(i), k, m)
+		}
+	}
+	if j.Log {
+		v.add(aboutJob, i, jobPath(i)+".log", "%s: log: true is for Go jobs; a Python job writes its own rows", v.jobRef(i))
 	}
 }
 
@@ -310,6 +356,9 @@ func (v *validator) pipeFields(rank int, path, ref string, pp *Pipe) {
 		}
 	default:
 		v.add(aboutPipe, rank, path+".codec", "%s: codec %q is not one of %s, %s, %s", ref, pp.Codec, codec.CBOR, codec.JSON, codec.Bytes)
+	}
+	if pp.Dtype != "" {
+		v.dtype(rank, path, ref, pp)
 	}
 	if pp.BlockSize < 0 {
 		v.add(aboutPipe, rank, path+".block_size", "%s: block_size must be at least 1, got %d", ref, pp.BlockSize)
@@ -506,4 +555,45 @@ func stronglyConnected(graph [][]syncEdge) [][]int {
 	}
 	sort.Slice(comps, func(a, b int) bool { return comps[a][0] < comps[b][0] })
 	return comps
+}
+
+// dtype checks a bytes pipe's element type: a numpy type name or code, whose size divides the
+// block size.
+func (v *validator) dtype(rank int, path, ref string, pp *Pipe) {
+	size, ok := DtypeSize(pp.Dtype)
+	switch {
+	case !ok:
+		v.add(aboutPipe, rank, path+".dtype", "%s: dtype %q is not a numeric numpy type (e.g. float32, int16, \"<f8\", \">i2\", uint8)", ref, pp.Dtype)
+	case pp.EffectiveCodec() != codec.Bytes:
+		v.add(aboutPipe, rank, path+".dtype", "%s: dtype is for bytes pipes; this pipe is %s (cbor carries numbers and arrays of them as they are)", ref, pp.EffectiveCodec())
+	case pp.BlockSize > 0 && pp.BlockSize%size != 0:
+		v.add(aboutPipe, rank, path+".block_size", "%s: block_size %d is not a multiple of dtype %s's %d bytes", ref, pp.BlockSize, pp.Dtype, size)
+	}
+}
+
+// dtypeNames are numpy's names of the numeric types, with their sizes in bytes.
+var dtypeNames = map[string]int{
+	"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "int64": 8,
+	"uint64": 8, "float16": 2, "float32": 4, "float64": 8, "complex64": 8, "complex128": 16,
+}
+
+// dtypeCode is numpy's short form: an optional byte order, a kind, a size ("<f4", "i2", "|u1").
+var dtypeCode = regexp.MustCompile(`^[<>=|]?([biufc])([0-9]+)$`)
+
+// DtypeSize returns the size in bytes of one element of a numpy dtype string, and whether the
+// string names a numeric type marvelo accepts.
+func DtypeSize(dtype string) (int, bool) {
+	if n, ok := dtypeNames[dtype]; ok {
+		return n, true
+	}
+	m := dtypeCode.FindStringSubmatch(dtype)
+	if m == nil {
+		return 0, false
+	}
+	n, _ := strconv.Atoi(m[2])
+	valid := map[string][]int{"b": {1}, "i": {1, 2, 4, 8}, "u": {1, 2, 4, 8}, "f": {2, 4, 8}, "c": {8, 16}}
+	if !slices.Contains(valid[m[1]], n) {
+		return 0, false
+	}
+	return n, true
 }

@@ -56,8 +56,8 @@ var invalidFixtures = map[string]string{
 	"no-jobs.json":                  "no jobs defined",
 	"zero-job-id.json":              "job 0 (counter): job id must be a positive integer, got 0",
 	"duplicate-job-id.json":         "job 1 (csv_sink): job id 1 is already used by jobs[0] (counter)",
-	"type-and-exec.json":            "job 1 (counter): has both type and exec; give exactly one",
-	"neither-type-nor-exec.json":    "job 1 (job): has neither type nor exec; give exactly one",
+	"type-and-exec.json":            "job 1 (counter): has both type and exec; give exactly one of type, exec and python",
+	"neither-type-nor-exec.json":    "job 1 (job): has neither type nor exec nor python; give exactly one",
 	"missing-exec-path.json":        "job 2 (job): exec.path is required",
 	"unknown-type.json":             `job 1 (frobnicate): unknown job type "frobnicate"`,
 	"no-source.json":                "pipe 9: no source: job 2 (csv_sink) reads it but no job lists it in outputs",
@@ -76,6 +76,12 @@ var invalidFixtures = map[string]string{
 	"negative-max-queue.json":       "job 2 (csv_sink): max_queue must not be negative, got -1",
 	"negative-buffer.json":          "pipe 1: optional.buffer must not be negative, got -2",
 	"empty-group.json":              "job 1 (counter): groups[1] is empty",
+	"python-bad-class.json":         `job 2 (jobs.SumJob): python.class "jobs.SumJob" is not "module:Class"`,
+	"python-and-type.json":          "job 1 (counter): has both type and python; give exactly one of type, exec and python",
+	"python-bad-arrays.json":        `jobs[0].python.arrays: "tensor" is not one of numpy, list`,
+	"dtype-not-bytes.json":          "pipe 1: dtype is for bytes pipes; this pipe is cbor",
+	"dtype-block-size.json":         "pipe 1: block_size 6 is not a multiple of dtype float32's 4 bytes",
+	"dtype-unknown.json":            `pipe 1: dtype "float128x" is not a numeric numpy type`,
 }
 
 func TestInvalidFixtures(t *testing.T) {

@@ -54,10 +54,10 @@ func App(reg *job.Registry, commands ...*cli.Command) *cli.App {
 	return &cli.App{
 		Version:              protocol.BuildVersion(),
 		EnableBashCompletion: true,
-		Commands:             append([]*cli.Command{ValidateCommand(reg), TypesCommand(reg)}, commands...),
+		Commands:             append([]*cli.Command{ValidateCommand(reg), TypesCommand(reg), PythonCommand(), TestJobCommand()}, commands...),
 		Name:                 "marvelo-worker",
 		Usage:                "run the marvelo jobs a broker assigns to this machine",
-		UsageText:            "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T | --creds FILE] [--tls-ca F]",
+		UsageText:            "marvelo-worker --broker nats://HEAD:4222 [--name N] [--groups dsp,mic] [--slots K] [--workdir DIR] [--auth-token T | --creds FILE] [--tls-ca F] [--python INTERP]",
 		Description: `Connects to the broker, registers with its name, groups, slots and the Go job types it carries
 (` + strings.Join(reg.Names(), ", ") + `), sends heartbeats with CPU, memory, swap and disk
 metrics, and runs the jobs assigned to it. It reconnects forever when the broker is away.
@@ -68,6 +68,7 @@ Without a command it is a worker; the commands check documents against its own j
 Example:
    marvelo-worker --broker nats://head.local:4222 --groups dsp,mic --slots 4
    marvelo-worker --broker nats://head.local:4222 --creds mic1.creds --groups mic
+   marvelo-worker --broker nats://head.local:4222 --python /opt/dsp-venv/bin/python
    marvelo-worker types`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "broker", Value: nats.DefaultURL, EnvVars: []string{"MARVELO_BROKER"}, Usage: "NATS URL of the broker; comma-separated URLs of several head nodes (a cluster)"},
@@ -79,6 +80,7 @@ Example:
 			&cli.StringFlag{Name: "creds", EnvVars: []string{"MARVELO_CREDS"}, Usage: "this worker's credentials file (marvelo-broker worker add); its name is the worker's"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the broker's TLS certificate"},
 			&cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "interval between heartbeats"},
+			&cli.StringFlag{Name: "python", EnvVars: []string{"MARVELO_PYTHON"}, Usage: "interpreter of the Python jobs that name none (a path, e.g. a venv's bin/python, or a name on PATH; default python3)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 		},
 		Action: func(c *cli.Context) error {
@@ -130,6 +132,7 @@ func runCLI(c *cli.Context, reg *job.Registry) error {
 	w, err := New(nc, Options{
 		Name: name, Groups: splitList(c.String("groups")), Slots: c.Int("slots"),
 		WorkDir: c.String("workdir"), Registry: reg, Heartbeat: c.Duration("heartbeat"), Logger: log,
+		Python: c.String("python"),
 	})
 	if err != nil {
 		if !nc.IsConnected() {

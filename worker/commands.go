@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/job"
+	"github.com/marvelo/marvelo/worker/pyjob"
 )
 
 // The document commands every worker binary has besides running jobs: validate and types. They
@@ -95,6 +97,13 @@ func ReportCheck(c *cli.Context, name string, data []byte, types func(string) (p
 	if err != nil {
 		res.Problems = ProblemsOf(err)
 	}
+	if files := checkFiles(name, p); len(files) > 0 {
+		res.Problems = append(res.Problems, files...)
+		res.OK = false
+		if err == nil {
+			err = &pipeline.ValidationError{Problems: files}
+		}
+	}
 	if c.Bool("json") {
 		out, jerr := json.MarshalIndent(res, "", "  ")
 		if jerr != nil {
@@ -112,6 +121,19 @@ func ReportCheck(c *cli.Context, name string, data []byte, types func(string) (p
 		return cli.Exit(fmt.Sprintf("%s: invalid pipeline document (%s)", name, plural(len(res.Problems), "problem")), exitUsage)
 	}
 	return nil
+}
+
+// checkFiles checks what the document's Python jobs name on disk, relative to the document's
+// folder (nothing for a document read from standard input).
+func checkFiles(name string, p *pipeline.Pipeline) []pipeline.Problem {
+	if p == nil || name == "-" {
+		return nil
+	}
+	var out []pipeline.Problem
+	for i := range p.Jobs {
+		out = append(out, pyjob.CheckFiles(filepath.Dir(name), &p.Jobs[i], i)...)
+	}
+	return out
 }
 
 // ProblemsOf lists the problems of a Parse, Validate or Check error.

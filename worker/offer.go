@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -159,9 +160,13 @@ func (w *Worker) releaseReservationsLocked(ref protocol.JobRef) {
 	}
 }
 
-// canRun says why this worker cannot run a job, if it cannot: a Go type it does not carry, or
-// an executable whose program or interpreter it lacks.
+// canRun says why this worker cannot run a job, if it cannot: a Go type it does not carry, an
+// executable whose program or interpreter it lacks, or a Python job whose interpreter is missing
+// or does not import what the job requires.
 func (w *Worker) canRun(j *pipeline.Job) error {
+	if j.Python != nil {
+		return w.python.CanRun(context.Background(), j.Python) // bounded inside
+	}
 	if j.Exec == nil {
 		if !slices.Contains(w.info.Types, j.Type) {
 			return fmt.Errorf("does not carry job type %q", j.Type)

@@ -25,6 +25,7 @@ import (
 	"github.com/marvelo/marvelo/pipeline/protocol"
 	"github.com/marvelo/marvelo/worker/align"
 	"github.com/marvelo/marvelo/worker/execjob"
+	"github.com/marvelo/marvelo/worker/pyjob"
 )
 
 // Options configure a worker.
@@ -50,6 +51,9 @@ type Options struct {
 	Heartbeat time.Duration
 	// Logger is the worker's own log.
 	Logger *slog.Logger
+	// Python is the interpreter of Python jobs that name none (--python); "" means
+	// $MARVELO_PYTHON, then python3 on PATH.
+	Python string
 }
 
 // reportGrace is how long a stopping worker keeps trying to tell the broker its jobs ended.
@@ -62,6 +66,8 @@ type Worker struct {
 	opts Options
 	log  *slog.Logger
 	info protocol.WorkerInfo
+	// python starts Python jobs: the embedded package, the interpreter, its checks.
+	python *pyjob.Runtime
 
 	ready  chan struct{}   // closed once registered
 	runCtx context.Context // ends some time after Run's ctx: the last job reports get through
@@ -125,7 +131,8 @@ func New(nc *nats.Conn, opts Options) (*Worker, error) {
 	host, _ := os.Hostname()
 	w := &Worker{
 		nc: nc, js: js, opts: opts, log: opts.Logger.With("worker", opts.Name),
-		tasks: map[taskKey]*task{}, leaving: map[*task]bool{}, reserved: map[taskKey]reservation{}, ready: make(chan struct{}),
+		python: &pyjob.Runtime{Dir: filepath.Join(opts.WorkDir, cacheDir), Interpreter: opts.Python},
+		tasks:  map[taskKey]*task{}, leaving: map[*task]bool{}, reserved: map[taskKey]reservation{}, ready: make(chan struct{}),
 		info: protocol.WorkerInfo{
 			Name: opts.Name, Groups: opts.Groups, Slots: opts.Slots, Types: opts.Registry.Names(),
 			Specs: opts.Registry.Specs(),
@@ -379,6 +386,9 @@ func (w *Worker) buildTask(a *protocol.Assignment) (*task, error) {
 	if a.Job.Exec != nil {
 		return w.buildExecTask(a, label)
 	}
+	if a.Job.Python != nil {
+		return w.buildPythonTask(a, label)
+	}
 	j, err := w.opts.Registry.New(a.Job.Type, a.Job.Args)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
@@ -466,6 +476,40 @@ func (w *Worker) buildExecTask(a *protocol.Assignment, label string) (*task, err
 	return t, nil
 }
 
+// buildPythonTask prepares a Python job: an executable job whose program is the Python runner,
+// in a working directory holding its unpacked dependencies (its import root), or the job's own
+// folder without them. The streams always carry heads (Spec), so the engine treats the job as
+// one that sees heads: a round answered with the corrupted bit is skipped.
+func (w *Worker) buildPythonTask(a *protocol.Assignment, label string) (*task, error) {
+	if a.Job.Log {
+		return nil, fmt.Errorf("%s: log: true is for Go jobs; a Python job writes its own rows", label)
+	}
+	var workDir string
+	var err error
+	if a.Dependencies != "" {
+		if workDir, err = w.execDir(a); err == nil {
+			err = w.unpackDependencies(a.Dependencies, workDir)
+		}
+	} else {
+		workDir, err = w.jobDir(a)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	spec, err := w.python.Spec(a, w.opts.Name, workDir)
+	if err != nil {
+		return nil, err
+	}
+	t, err := w.newTask(a, label, workDir, len(a.Inputs), len(a.Outputs))
+	if err != nil {
+		return nil, err
+	}
+	t.assign.Job.Head = true // the runner reads and writes heads on every stream
+	t.execSpec = &spec
+	t.stats.usage.setPid(noProcess) // its CPU and memory are its interpreter's, once it runs
+	return t, nil
+}
+
 func ports(bs []protocol.PipeBinding) ([]job.Port, error) {
 	out := make([]job.Port, len(bs))
 	for k, b := range bs {
@@ -478,10 +522,14 @@ func ports(bs []protocol.PipeBinding) ([]job.Port, error) {
 	return out, nil
 }
 
+// cacheDir is the worker's cache under its working directory: dependency archives and the Python
+// package.
+const cacheDir = ".marvelo-cache"
+
 // unpackDependencies unpacks a packed dependencies folder into dir, fetching it from the broker's
 // object store unless this worker has it already (archives are named by their content).
 func (w *Worker) unpackDependencies(digest, dir string) error {
-	cache := filepath.Join(w.opts.WorkDir, ".marvelo-cache", "deps", digest+".tar.gz")
+	cache := filepath.Join(w.opts.WorkDir, cacheDir, "deps", digest+".tar.gz")
 	archive, err := os.ReadFile(cache)
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

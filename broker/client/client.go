@@ -138,16 +138,16 @@ func (c *Client) Submit(ctx context.Context, doc []byte, baseDir string) (protoc
 	return r, nil
 }
 
-// uploadDependencies packs each executable job's dependencies folder and stores it in the
+// uploadDependencies packs each executable or Python job's dependencies folder and stores it in the
 // broker's object store, once per content. A folder that is missing is an invalid document.
 func (c *Client) uploadDependencies(ctx context.Context, p *pipeline.Pipeline, baseDir string) (map[int]string, error) {
 	var out map[int]string
 	var store jetstream.ObjectStore
 	for _, j := range p.Jobs {
-		if j.Exec == nil || j.Exec.Dependencies == "" {
+		dir := j.DependenciesFolder()
+		if dir == "" {
 			continue
 		}
-		dir := j.Exec.Dependencies
 		if !filepath.IsAbs(dir) {
 			dir = filepath.Join(baseDir, dir)
 		}

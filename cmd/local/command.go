@@ -41,6 +41,7 @@ Example:
 			&cli.StringFlag{Name: "workdir", Value: ".", Usage: "working directory of the jobs (where relative paths such as a csv_sink's land)"},
 			&cli.BoolFlag{Name: "events", Usage: "also print pipeline events (placements, job states) to stderr"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log the embedded broker and worker to stderr"},
+			&cli.StringFlag{Name: "python", EnvVars: []string{"MARVELO_PYTHON"}, Usage: "interpreter of the Python jobs that name none (default python3 on PATH)"},
 		},
 		Action: func(c *cli.Context) error { return runAction(c, reg) },
 	}
@@ -60,7 +61,7 @@ func runAction(c *cli.Context, registry *job.Registry) error {
 		return cliutil.UsageError(worker.PrefixProblems(path, err))
 	}
 	opts := Options{WorkDir: c.String("workdir"), Registry: registry, Output: c.App.Writer, Input: os.Stdin,
-		BaseDir: filepath.Dir(path)}
+		BaseDir: filepath.Dir(path), Python: c.String("python")}
 	if c.Bool("events") {
 		opts.Events = c.App.ErrWriter
 	}

@@ -39,6 +39,8 @@ type Options struct {
 	// BaseDir is the pipeline document's folder: executables' dependencies folders, and the
 	// paths of executables that have none, are relative to it.
 	BaseDir string
+	// Python is the interpreter of Python jobs that name none ("": $MARVELO_PYTHON, python3).
+	Python string
 }
 
 // ErrInvalid marks a document the broker rejected (exit code 2).
@@ -102,7 +104,7 @@ func Start(opts Options) (*Env, error) {
 	}
 	env.closes = append(env.closes, wnc.Close)
 	w, err := worker.New(wnc, worker.Options{Name: "local", Any: true, Local: true, SharedWorkDir: true,
-		WorkDir: opts.WorkDir, Registry: opts.Registry, Logger: opts.Logger})
+		WorkDir: opts.WorkDir, Registry: opts.Registry, Logger: opts.Logger, Python: opts.Python})
 	if err != nil {
 		env.Close()
 		return nil, err

@@ -24,13 +24,14 @@ func initCommand() *cli.Command {
 		ArgsUsage: "DIR",
 		Description: `Creates DIR with a project that works on its own:
    main.go             a worker of your own: the builtin jobs plus a Go job "scale"
-   scale_test.go       a test of the Go job (package pipeline/jobtest), of the Python job
-                       (worker/exectest) and of the whole pipeline in one process (cmd/local)
-   jobs/offset/        offset.py, an executable job in Python
-   pipeline.json       counter → scale → offset.py → csv_sink
+   scale_test.go       a test of the Go job (package pipeline/jobtest) and of the whole
+                       pipeline in one process (cmd/local), checking its exact rows
+   jobs/offset.py      a Python job: class Offset(PythonJob), as MARVELO's users write them
+   jobs/test_offset.py its unittest test (marvelo.testing.emulate), run by make test through
+                       bin/worker python (the marvelo package the worker carries)
+   pipeline.json       counter → scale → Offset → csv_sink
    Makefile            make test, make validate, make run (bin/worker run pipeline.json: one
-                       process, embedded broker), make build; only go is needed, found where
-                       init found it
+                       process, embedded broker), make build; only go and python3 are needed
    go.mod, go.sum      requiring marvelo
 
 How go.mod finds marvelo: when init runs from a marvelo source tree (bin/marvelo built there,
@@ -102,15 +103,12 @@ func initAction(c *cli.Context) error {
 	if d.GoVersion == "" {
 		d.GoVersion = strings.TrimPrefix(runtime.Version(), "go")
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "jobs", "offset"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "jobs"), 0o755); err != nil {
 		return cliutil.Failure(fmt.Errorf("init: %w", err))
 	}
 	for file, text := range initFiles {
 		t := template.Must(template.New(file).Delims("[[", "]]").Parse(text))
 		mode := os.FileMode(0o644)
-		if strings.HasSuffix(file, ".py") {
-			mode = 0o755
-		}
 		f, err := os.OpenFile(filepath.Join(dir, file), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
 		if err != nil {
 			return cliutil.Failure(fmt.Errorf("init: %w", err))
@@ -128,7 +126,7 @@ func initAction(c *cli.Context) error {
 			return cliutil.Failure(fmt.Errorf("init: %w", err))
 		}
 	}
-	fmt.Fprintf(c.App.ErrWriter, "created %s: main.go, scale_test.go, jobs/offset/offset.py, pipeline.json, Makefile, go.mod\nnext: cd %s && make test && make run\n", dir, dir)
+	fmt.Fprintf(c.App.ErrWriter, "created %s: main.go, scale_test.go, jobs/offset.py, jobs/test_offset.py, pipeline.json, Makefile, go.mod\nnext: cd %s && make test && make run\n", dir, dir)
 	return nil
 }
 
@@ -238,14 +236,13 @@ func main() {
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/marvelo/marvelo/cmd/local"
-	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/jobtest"
-	"github.com/marvelo/marvelo/worker/exectest"
 )
 
 // The Go job, in process: values in, values out.
@@ -263,83 +260,91 @@ func TestScaleArgs(t *testing.T) {
 	}
 }
 
-// The Python job, through the same adapter a worker uses.
-func TestOffset(t *testing.T) {
-	json := []jobtest.Pipe{{Codec: "json"}}
-	h := exectest.New(t, pipeline.Exec{Path: "./jobs/offset/offset.py", Params: []string{"--add", "1"}},
-		jobtest.Config{InputPipes: json, OutputPipes: json})
-	if got, want := h.Feed(0, 1.5, 2).Run().Values(0), []any{2.5, int64(3)}; !reflect.DeepEqual(got, want) {
-		t.Errorf("offset: got %v, want %v", got, want)
-	}
-}
-
-// The whole pipeline in this process: an embedded broker and this project's worker.
+// The whole pipeline in this process: an embedded broker and this project's worker, the Python
+// job run by the worker's Python runner. Every row of out.csv is checked.
 func TestPipeline(t *testing.T) {
 	doc, err := os.ReadFile("pipeline.json")
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir := t.TempDir()
 	var out strings.Builder
-	_, err = local.Run(context.Background(), doc, local.Options{Registry: registry(), WorkDir: t.TempDir(), BaseDir: ".", Output: &out})
+	_, err = local.Run(context.Background(), doc, local.Options{Registry: registry(), WorkDir: dir, BaseDir: ".", Output: &out})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "26") { // (10 × 2.5) + 1, the last row
-		t.Errorf("output lacks the last value 26:\n%s", out.String())
+	csv, err := os.ReadFile(filepath.Join(dir, "out.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// counter 1…10, × 2.5 (scale), + 1 (Offset)
+	want := "pipe_3\n3.5\n6\n8.5\n11\n13.5\n16\n18.5\n21\n23.5\n26\n"
+	if string(csv) != want {
+		t.Errorf("out.csv:\n%s\nwant:\n%s", csv, want)
 	}
 }
 `,
-	"jobs/offset/offset.py": `#!/usr/bin/env python3
-"""offset.py - an executable job: adds --add to every number it reads.
+	"jobs/offset.py": `"""A Python job: adds ` + "`add`" + ` to every value it gets.
 
-The worker starts it as ` + "`./offset.py --add N -i IN -o OUT`" + `; IN and OUT are named pipes
-carrying one JSON value per line (the pipes' codec is json). It must answer every line it reads
-with one line; it ends when its input ends.
+It is written as MARVELO's users write jobs: a PythonJob whose run() is called once per round
+with one argument per input, its return value going to every output. The document's "args" are
+its constructor's keywords. Test it with ` + "`make test`" + ` (jobs/test_offset.py) or by hand:
+    bin/worker test-job offset:Offset --dir jobs --args '{"add": 1}' --input '[1.5, 2]'
 """
-import argparse
-import json
-import sys
+from marvelo import PythonJob
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--add", type=float, default=0)
-    ap.add_argument("-i", dest="inp", required=True)
-    ap.add_argument("-o", dest="out", required=True)
-    args = ap.parse_args()
-    with open(args.inp) as inp, open(args.out, "w", buffering=1) as out:
-        for line in inp:
-            value = json.loads(line) + args.add
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            out.write(json.dumps(value) + "\n")
-    return 0
+class Offset(PythonJob):
+    def __init__(self, add=0, **kwargs):
+        super().__init__(**kwargs)
+        self.add = add
+
+    def run(self, value):
+        return value + self.add
+`,
+	"jobs/test_offset.py": `"""Tests of the Python job, without a cluster: run with make test (bin/worker python)."""
+import unittest
+
+from marvelo.testing import emulate
+
+from offset import Offset
+
+
+class OffsetTest(unittest.TestCase):
+    def test_adds_to_every_value(self):
+        job = emulate(Offset(add=1))
+        self.assertEqual(job(1.5), [2.5])
+        self.assertEqual(job(2), [3])
+
+    def test_rounds_through_the_pipes_codec(self):
+        values = [1, 2, 3]
+        json = {"codec": "json"}
+        result = emulate(Offset(add=0.5), inputs=[values], input_pipes=[json], output_pipes=[json])
+        self.assertEqual(result.outputs[0], [1.5, 2.5, 3.5])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    unittest.main()
 `,
 	"pipeline.json": `{
   "name": "[[.Name]]",
   "jobs": [
     {"id": 1, "type": "counter", "args": {"count": 10}, "outputs": [1]},
     {"id": 2, "type": "scale", "args": {"factor": 2.5}, "inputs": [1], "outputs": [2]},
-    {"id": 3, "name": "offset", "exec": {"path": "./offset.py", "params": ["--add", "1"], "dependencies": "jobs/offset"},
+    {"id": 3, "python": {"class": "offset:Offset", "dependencies": "jobs"}, "args": {"add": 1},
      "inputs": [2], "outputs": [3]},
     {"id": 4, "type": "csv_sink", "args": {"path": "out.csv", "echo": true}, "inputs": [3], "groups": ["LOCAL"]}
-  ],
-  "pipes": [
-    {"id": 2, "codec": "json"},
-    {"id": 3, "codec": "json"}
   ]
 }
 `,
-	"Makefile": `# make test      the tests of the jobs and of the whole pipeline
+	"Makefile": `# make test      the tests of the jobs (Go and Python) and of the whole pipeline
 # make validate  check pipeline.json against this project's job types
 # make run       run pipeline.json in one process (embedded broker, this project's worker)
 # make build     bin/worker, which also works for a broker: bin/worker --broker nats://head:4222
-# Only Go is needed; GO is where marvelo init found it.
+# Go and Python are needed; GO is where marvelo init found it, PYTHON the Python jobs'
+# interpreter (bin/worker --python, or $MARVELO_PYTHON; default python3 on PATH).
 GO ?= [[.Go]]
+PYTHON ?= $(MARVELO_PYTHON)
 
 .PHONY: build test validate run clean
 build: bin/worker
@@ -347,8 +352,9 @@ build: bin/worker
 bin/worker: $(wildcard *.go) go.mod go.sum
 	$(GO) build -o bin/worker .
 
-test:
+test: bin/worker
 	$(GO) test ./...
+	bin/worker python $(if $(PYTHON),--python $(PYTHON)) --dir jobs -- -m unittest -v
 
 validate: bin/worker
 	bin/worker validate pipeline.json
@@ -361,5 +367,8 @@ clean:
 `,
 	".gitignore": `bin/
 out.csv
+__pycache__/
+.marvelo/
+.marvelo-cache/
 `,
 }

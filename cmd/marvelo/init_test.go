@@ -47,7 +47,9 @@ func TestInitProjectWorksOnItsOwn(t *testing.T) {
 		}
 		return string(out)
 	}
-	make("test")
+	if out := make("test"); !strings.Contains(out, "test_adds_to_every_value") || !strings.Contains(out, "\nOK") || !strings.Contains(out, "ok  \tdemo") {
+		t.Errorf("make test did not run both the Go and the Python tests:\n%s", out)
+	}
 	if out := make("validate"); !strings.Contains(out, "pipeline.json: ok (4 jobs, 3 pipes)") {
 		t.Errorf("make validate:\n%s", out)
 	}

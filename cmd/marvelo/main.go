@@ -53,6 +53,8 @@ Examples:
 			local.RunCommand(registry),
 			validateCommand(),
 			worker.TypesCommand(registry),
+			worker.TestJobCommand(),
+			worker.PythonCommand(),
 			submitCommand(),
 			statusCommand(),
 			stopCommand(),

@@ -214,6 +214,8 @@ type PipeBinding struct {
 	// receiver that falls behind drops the oldest blocks.
 	Realtime bool `json:"realtime,omitempty"`
 	HeadSize int  `json:"head_size"`
+	// Dtype is a bytes pipe's element type, for Python jobs (pipeline.Pipe.Dtype).
+	Dtype string `json:"dtype,omitempty"`
 }
 
 // Assignment tells a worker to run one job.

@@ -67,6 +67,10 @@ type Spec struct {
 	// Head: every block on every stream is preceded by HeadSize head bytes (big-endian).
 	Head     bool
 	HeadSize int // 1 to 4; 0 means 1
+	// InputSQN: every block written to an input is preceded by its round's SQN (8 bytes,
+	// big-endian), while the outputs carry none and answer every round in order. The Python
+	// runner uses it to name the round a job failed at. Exec.SQN puts SQNs both ways.
+	InputSQN bool
 	// Env holds extra "KEY=value" entries added to the worker's environment (they override it;
 	// the MARVELO_* variables override them).
 	Env []string
@@ -177,7 +181,8 @@ type Process struct {
 	label    string
 	head     bool
 	headSize int
-	sqn      bool // each block is preceded by its SQN ("exec": {"sqn": true})
+	sqnIn    bool // each input block is preceded by its SQN ("exec": {"sqn": true}, InputSQN)
+	sqnOut   bool // each output block is preceded by its SQN ("exec": {"sqn": true})
 	grace    time.Duration
 	args     []string
 	cmd      *exec.Cmd
@@ -252,7 +257,7 @@ func Start(ctx context.Context, s Spec, log func(stream, line string)) (*Process
 	}
 
 	p := &Process{
-		label: label, head: s.Head, headSize: s.HeadSize, sqn: s.Exec.SQN, grace: s.Grace,
+		label: label, head: s.Head, headSize: s.HeadSize, sqnIn: s.Exec.SQN || s.InputSQN, sqnOut: s.Exec.SQN, grace: s.Grace,
 		exited: make(chan struct{}), done: make(chan struct{}),
 	}
 	var child []*os.File // the program's ends, closed here once it has started

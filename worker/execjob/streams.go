@@ -281,7 +281,8 @@ func (p *Process) BufferRound(payloads [][][]byte, heads [][]uint32) error {
 }
 
 // BufferRoundSQN is BufferRound for the round numbered sqn: on a job with "exec": {"sqn": true}
-// each block is preceded by sqn (8 bytes, big-endian), before its head; otherwise sqn is unused.
+// (or Spec.InputSQN) each block is preceded by sqn (8 bytes, big-endian), before its head;
+// otherwise sqn is unused.
 func (p *Process) BufferRoundSQN(sqn uint64, payloads [][][]byte, heads [][]uint32) error {
 	if len(payloads) != len(p.ins) {
 		return fmt.Errorf("%s: WriteRound got %d inputs, the job has %d", p.label, len(payloads), len(p.ins))
@@ -301,7 +302,7 @@ func (p *Process) BufferRoundSQN(sqn uint64, payloads [][][]byte, heads [][]uint
 				return fmt.Errorf("%s: input pipe %d: block of %d bytes, the block size is %d",
 					p.label, in.pipe, len(pl), in.size)
 			}
-			if p.sqn {
+			if p.sqnIn {
 				in.buf = codec.AppendSQN(in.buf, sqn)
 			}
 			if p.head {
@@ -475,7 +476,7 @@ func (p *Process) ReadOutputSQN(k int, dst []byte) (payload []byte, head uint32,
 	if o.err != nil {
 		return dst, 0, 0, o.err
 	}
-	if p.sqn {
+	if p.sqnOut {
 		sqn, err = o.fr.ReadSQN()
 	}
 	if err == nil && p.head {
