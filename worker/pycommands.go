@@ -41,7 +41,7 @@ func TestJobCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "test-job",
 		Usage:     "run a Python job's class on values, without a cluster, and print its outputs",
-		UsageText: "test-job module:Class [--dir DIR] [--args JSON] [--input JSON_LIST]... [--input-file FILE]... [--codec C] [--outputs N] [--rounds N]",
+		UsageText: "test-job module:Class [--dir DIR] [--args JSON] [--input JSON_LIST]... [--input-file FILE]... [--codec C] [--outputs N] [--rounds N] [--arrays numpy]",
 		Description: `Imports module:Class from DIR (the job's dependencies folder; default the current folder),
 constructs it with --args (its constructor keywords, a JSON object), runs setup() and then one
 round per value: --input gives one input's values as a JSON list (repeat it per input, in the
@@ -56,24 +56,25 @@ Example:
    marvelo test-job tdoa:Microphone --dir src --args '{"mic": 1}' --rounds 2`,
 		Flags: append(pythonFlags(),
 			&cli.StringFlag{Name: "args", Usage: "the class's constructor keywords, a JSON object"},
-			&cli.StringSliceFlag{Name: "input", Usage: "one input's values, a JSON list (once per input, in order)"},
-			&cli.StringSliceFlag{Name: "input-file", Usage: "a file holding one input's values as a JSON list"},
+			&cli.GenericFlag{Name: "input", Value: &repeated{}, Usage: "one input's values, a JSON list (once per input, in order)"},
+			&cli.GenericFlag{Name: "input-file", Value: &repeated{}, Usage: "a file holding one input's values as a JSON list"},
 			&cli.StringFlag{Name: "codec", Usage: "the pipes' codec: cbor (default), json or bytes"},
 			&cli.IntFlag{Name: "outputs", Usage: "how many outputs the job has (default: as its results say)"},
 			&cli.IntFlag{Name: "rounds", Usage: "rounds of a source to run"},
+			&cli.StringFlag{Name: "arrays", Usage: `"numpy": arrays of numbers reach the job as numpy arrays (the job key python.arrays)`},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return cli.Exit("test-job: want exactly one module:Class (see --help)", exitUsage)
 			}
 			args := []string{"-m", "marvelo.testing", c.Args().First()}
-			for _, name := range []string{"args", "codec"} {
+			for _, name := range []string{"args", "codec", "arrays"} {
 				if c.IsSet(name) {
 					args = append(args, "--"+name, c.String(name))
 				}
 			}
 			for _, name := range []string{"input", "input-file"} {
-				for _, v := range c.StringSlice(name) {
+				for _, v := range c.Generic(name).(*repeated).values {
 					args = append(args, "--"+name, v)
 				}
 			}
@@ -126,3 +127,10 @@ func runPython(c *cli.Context, args []string) error {
 	}
 	return nil
 }
+
+// repeated collects every value of a flag given several times, as it is: a JSON list's commas
+// are not separators (a StringSliceFlag would split "[1,2]").
+type repeated struct{ values []string }
+
+func (r *repeated) Set(v string) error { r.values = append(r.values, v); return nil }
+func (r *repeated) String() string     { return strings.Join(r.values, " ") }

@@ -231,6 +231,7 @@ func TestPythonJobExceptionNamesTheJobTheRoundAndTheError(t *testing.T) {
 	if err == nil {
 		t.Fatal("a job raising ZeroDivisionError finished")
 	}
+	t.Logf("the error: %v", err)
 	for _, want := range []string{"job 2 (Boom)", "SQN 3", "ZeroDivisionError", "1 / 0"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %q:\n%v", want, err)
