@@ -500,6 +500,13 @@ func (w *Worker) buildPythonTask(a *protocol.Assignment, label string) (*task, e
 	if err != nil {
 		return nil, err
 	}
+	rootKey := a.Dependencies // the archive's digest names the import root's content
+	if rootKey == "" {
+		rootKey = workDir
+	}
+	if err := w.python.CheckClass(w.runCtx, spec, a.Job.Python.Class, rootKey); err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
 	t, err := w.newTask(a, label, workDir, len(a.Inputs), len(a.Outputs))
 	if err != nil {
 		return nil, err

@@ -304,3 +304,32 @@ func TestNumpyArraysOf100kFloatsCrossFiveJobsExactly(t *testing.T) {
 		t.Errorf("check: %s, want %s", got, want)
 	}
 }
+
+// TestPythonJobWhoseClassCannotBeLoadedFailsBeforeAnyJobRuns: a class missing from its module
+// is found while the job is prepared, so the pipeline fails before it runs (the counter before
+// it never sends a block), with an error naming the module, the class and the interpreter.
+func TestPythonJobWhoseClassCannotBeLoadedFailsBeforeAnyJobRuns(t *testing.T) {
+	needPython(t)
+	base := pythonProject(t, "jobs", marveloJobs)
+	env := startEnv(t, nil)
+	p := &pipeline.Pipeline{Name: "python-noclass", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 6}, Outputs: []int{1}},
+		{ID: 2, Python: py("jobs:Nope"), Inputs: []int{1}, Outputs: []int{2}},
+		{ID: 3, Type: "discard", Inputs: []int{2}},
+	}}
+	st, err := runInDir(t, env, p, base)
+	if err == nil {
+		t.Fatal("a pipeline whose class does not exist ran")
+	}
+	interp, _ := pyjob.Interpreter("", "")
+	for _, want := range []string{"job 2 (Nope)", "module jobs", "has no class Nope", interp} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q:\n%v", want, err)
+		}
+	}
+	for _, j := range st.Jobs {
+		if j.Stats.BlocksOut > 0 {
+			t.Errorf("job %d sent %d blocks: the pipeline ran", j.ID, j.Stats.BlocksOut)
+		}
+	}
+}

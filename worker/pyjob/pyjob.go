@@ -222,6 +222,69 @@ func runCheck(ctx context.Context, interp string, requires []string) error {
 	return fmt.Errorf("python interpreter %s: %s", interp, msg)
 }
 
+// classScript imports a job's module and looks its class up, as the runner will, and says on
+// one line what failed.
+const classScript = `import importlib, sys
+module, name = sys.argv[1], sys.argv[2]
+try:
+    m = importlib.import_module(module)
+except Exception as e:
+    print("cannot import module %s (%s: %s)" % (module, type(e).__name__, e)); sys.exit(4)
+if not isinstance(getattr(m, name, None), type):
+    print("module %s (%s) has no class %s" % (module, getattr(m, "__file__", "?"), name)); sys.exit(4)
+`
+
+// classCheckTime bounds the class check: a module slower to import than this (scipy on a small
+// board) is not refused for it; the job then reports an import failure itself when it starts.
+const classCheckTime = 5 * time.Second
+
+// CheckClass imports the job's module and finds its class with the job's interpreter and path,
+// so that a job whose class cannot be loaded fails while it is prepared, before the pipeline
+// reports running. A check that runs out of time passes. Successes are remembered per
+// interpreter, import root content and class.
+func (r *Runtime) CheckClass(ctx context.Context, spec execjob.Spec, class, rootKey string) error {
+	module, name, _ := strings.Cut(class, ":")
+	key := "class\x00" + spec.Exec.Path + "\x00" + rootKey + "\x00" + class
+	if r.checker.passed(key) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, classCheckTime)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, spec.Exec.Path, "-c", classScript, module, name)
+	cmd.Dir, cmd.Env = spec.WorkDir, append(os.Environ(), spec.Env...)
+	out, err := cmd.CombinedOutput()
+	switch {
+	case err == nil:
+		r.checker.remember(key)
+		return nil
+	case ctx.Err() != nil:
+		return nil // slow, not broken: the runner says so if it is
+	}
+	msg := strings.TrimSpace(string(out))
+	if msg == "" {
+		msg = err.Error()
+	}
+	return fmt.Errorf("%s (class %s, interpreter %s, import root %s)", msg, class, spec.Exec.Path, spec.WorkDir)
+}
+
+// passed reports whether key was checked with success.
+func (c *Checker) passed(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.seen[key]
+	return ok && r.err == nil
+}
+
+// remember records key as checked with success.
+func (c *Checker) remember(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]checked{}
+	}
+	c.seen[key] = checked{at: time.Now()}
+}
+
 // PortSpec is one pipe as the runner sees it.
 type PortSpec struct {
 	Pipe       int    `json:"pipe"`
