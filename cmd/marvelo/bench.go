@@ -26,17 +26,20 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "measure throughput, latency and cost of standard pipelines, with their ceilings",
-		ArgsUsage: "[linear] [fanin] [exec] | failover | cluster [linear] [fanin]",
+		ArgsUsage: "[linear] [fanin] [exec] [python] | failover | cluster [linear] [fanin]",
 		Description: `Runs standard pipelines through exactly the machinery of marvelo run (embedded NATS with
 JetStream in memory, the broker, one worker, real NATS connections; pipes are bytes pipes of
 --size bytes) and prints a table for people, or JSON with --json.
 
-Scenarios (all three when none is named):
+Scenarios (linear, fanin and exec when none is named):
    linear   a source → --stages forward jobs → a sink (once per count of a list such as --stages 1,3)
    fanin    3 sources → a join job (one block per round of its 3 inputs) → a sink; figures are rounds
    exec     a source → a cat-like executable job (a shell script the bench writes, bytes pipes) → a
             sink; reported as "not available: <why>" where it cannot run (no executable jobs in the
             worker, no sh or cat) instead of failing the bench
+   python   (only when named) a source → a Python job whose run returns its input (the worker's
+            Python runner, bytes pipes) → a sink; compare it with linear (1 forward) in one run:
+            marvelo bench linear python --sizes 64,4096 --baseline
    failover (only when named, and alone) real processes: marvelo-broker and marvelo-worker found
             beside marvelo (or on PATH); counter → forward → csv_sink with the forward on a worker
             that gets SIGKILL, then SIGSTOP, mid-stream; reports the time from the signal to the
@@ -154,7 +157,7 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 		}
 	}
 	if len(o.scenarios) == 0 {
-		o.scenarios = benchScenarios
+		o.scenarios = defaultScenarios
 		if o.cluster {
 			o.scenarios = clusterScenarios
 		}

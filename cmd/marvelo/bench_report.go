@@ -56,6 +56,19 @@ type benchFigures struct {
 	Latency *benchLatency `json:"latency_ms,omitempty"`
 	// LateBlocks counts paced blocks the sources sent more than an interval late.
 	LateBlocks int64 `json:"late_blocks,omitempty"`
+	// JobCPUSecPerM and JobRSSMB are the python scenario's job process (the interpreter running
+	// the job), which the process columns leave out: CPU seconds per million blocks, its whole
+	// life included (start, warm-up), and its peak resident memory.
+	JobCPUSecPerM float64 `json:"job_cpu_s_per_mblock,omitempty"`
+	JobRSSMB      float64 `json:"job_rss_mb,omitempty"`
+}
+
+// addJobProcess records the CPU and peak memory of the job's own process (the run's children).
+func (f *benchFigures) addJobProcess(s benchkit.Sample, blocks int64) {
+	if blocks > 0 {
+		f.JobCPUSecPerM = s.ChildCPU.Seconds() / float64(blocks) * 1e6
+	}
+	f.JobRSSMB = float64(s.ChildPeakRSS) / 1e6
 }
 
 type benchLatency struct {
@@ -271,6 +284,10 @@ func writeTable(w io.Writer, rep benchReport) error {
 			} else {
 				notes = append(notes, fmt.Sprintf("%s, %s%s: %s", r.Label, sizeLabel(r.Size), rateLabel(r.Rate), r.Error))
 			}
+		}
+		if r.JobRSSMB > 0 || r.JobCPUSecPerM > 0 {
+			notes = append(notes, fmt.Sprintf("%s, %s%s: the Python job's own process (not in the columns): %.1f CPU s per million blocks (start included), %.0f MB peak resident",
+				r.Label, sizeLabel(r.Size), rateLabel(r.Rate), r.JobCPUSecPerM, r.JobRSSMB))
 		}
 		for _, n := range r.Notes {
 			notes = append(notes, fmt.Sprintf("%s, %s: %s", r.Label, sizeLabel(r.Size), n))

@@ -27,9 +27,14 @@ const (
 	scenarioLinear = "linear" // source → stages × forward → sink
 	scenarioFanin  = "fanin"  // 3 sources → join → sink
 	scenarioExec   = "exec"   // source → a cat-like executable job → sink
+	scenarioPython = "python" // source → a Python job returning its input (the runner) → sink
 )
 
-var benchScenarios = []string{scenarioLinear, scenarioFanin, scenarioExec}
+// benchScenarios are the scenarios a run may name; defaultScenarios run when none is named.
+var (
+	benchScenarios   = []string{scenarioLinear, scenarioFanin, scenarioExec, scenarioPython}
+	defaultScenarios = []string{scenarioLinear, scenarioFanin, scenarioExec}
+)
 
 // fanInSources is the number of sources of the fanin scenario.
 const fanInSources = 3
@@ -92,7 +97,7 @@ func (r *benchRunner) topology(scenario string) benchkit.Topology {
 	switch scenario {
 	case scenarioFanin:
 		return benchkit.Topology{Sources: fanInSources, Stages: 1}
-	case scenarioExec:
+	case scenarioExec, scenarioPython:
 		return benchkit.Topology{Sources: 1, Stages: 1}
 	}
 	return benchkit.Topology{Sources: 1, Stages: r.opts.stages}
@@ -110,6 +115,8 @@ func (r *benchRunner) label(scenario string) string {
 		return fmt.Sprintf("fanin (%d → join)", fanInSources)
 	case scenarioExec:
 		return "exec (cat)"
+	case scenarioPython:
+		return "python (forward)"
 	}
 	return scenario
 }
@@ -152,6 +159,35 @@ func (r *benchRunner) execJob() (*pipeline.Exec, error) {
 		r.scriptPath = path
 	}
 	return &pipeline.Exec{Path: r.scriptPath}, nil
+}
+
+// pythonForward is the Python scenario's job module: a PythonJob returning its input.
+const pythonForward = `from marvelo import PythonJob
+
+
+class Forward(PythonJob):
+    def run(self, block):
+        return block
+`
+
+// pythonJob returns the python part of the python scenario's job: the module above, written to
+// the bench's temporary folder and shipped as its dependencies.
+func (r *benchRunner) pythonJob() (*pipeline.Python, error) {
+	if r.scriptDir == "" {
+		dir, err := os.MkdirTemp("", "marvelo-bench-*")
+		if err != nil {
+			return nil, err
+		}
+		r.scriptDir = dir
+	}
+	deps := filepath.Join(r.scriptDir, "python")
+	if err := os.MkdirAll(deps, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(deps, "bench_forward.py"), []byte(pythonForward), 0o644); err != nil {
+		return nil, err
+	}
+	return &pipeline.Python{Class: "bench_forward:Forward", Dependencies: deps}, nil
 }
 
 func (r *benchRunner) close() {
@@ -211,6 +247,13 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 			return nil, err
 		}
 		p.Jobs = append(p.Jobs, source(1, 1), pipeline.Job{ID: 2, Exec: ex, Inputs: []int{1}, Outputs: []int{2}})
+		last = 2
+	case scenarioPython:
+		py, err := r.pythonJob()
+		if err != nil {
+			return nil, err
+		}
+		p.Jobs = append(p.Jobs, source(1, 1), pipeline.Job{ID: 2, Python: py, Inputs: []int{1}, Outputs: []int{2}})
 		last = 2
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", scenario)
@@ -273,6 +316,9 @@ func (r *benchRunner) runMarvelo(ctx context.Context, scenario string, size, cou
 	}
 	f := newFigures(rounds, float64(pr.end-pr.start)/1e9, size, sample)
 	f.WallSeconds = sample.Wall.Seconds()
+	if scenario == scenarioPython {
+		f.addJobProcess(sample, rounds)
+	}
 	if rate > 0 {
 		f.Latency = newLatency(pr.hist)
 		f.LateBlocks = pr.late
@@ -559,7 +605,7 @@ func (r *benchRunner) rowError(ctx context.Context, row *benchRow, unavailable *
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if row.Scenario == scenarioExec && execUnsupported(row.Error) {
+	if (row.Scenario == scenarioExec || row.Scenario == scenarioPython) && execUnsupported(row.Error) {
 		row.Error = "not available: " + row.Error
 		*unavailable = row.Error
 	} else {
@@ -573,7 +619,7 @@ func (r *benchRunner) rowError(ctx context.Context, row *benchRow, unavailable *
 // execUnsupported reports whether an error of the exec scenario says that the worker (or the
 // document format) does not know executable jobs, or that their adapter cannot start one here.
 func execUnsupported(msg string) bool {
-	for _, s := range []string{"not supported", "unknown key", "unknown field", "executable file not found", "no such file", "permission denied"} {
+	for _, s := range []string{"not supported", "unknown key", "unknown field", "executable file not found", "no such file", "permission denied", "python interpreter"} {
 		if strings.Contains(msg, s) {
 			return true
 		}

@@ -263,3 +263,31 @@ func TestExecUnsupported(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchPythonScenarioReportsThePythonJobsOwnProcess: marvelo bench python runs a Python
+// forward between the bench's source and sink, every block arriving, and reports the job
+// process's CPU and memory, which the process columns leave out.
+func TestBenchPythonScenarioReportsThePythonJobsOwnProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs pipelines")
+	}
+	r := runBench(t, "python", "--json", "--rate", "0", "--count", "3000", "--runs", "1", "--sizes", "64,4096")
+	r.want(t, 0)
+	var rep benchReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, r.stdout)
+	}
+	if len(rep.Results) != 2 {
+		t.Fatalf("%d rows, want 64 B and 4 KiB:\n%s", len(rep.Results), r.stdout)
+	}
+	for _, row := range rep.Results {
+		if row.Scenario != scenarioPython || row.Error != "" {
+			t.Errorf("row %s %d: %s", row.Scenario, row.Size, row.Error)
+			continue
+		}
+		checkFigures(t, "python", &row.benchFigures, 0, row.Count)
+		if row.JobCPUSecPerM <= 0 || row.JobRSSMB <= 0 {
+			t.Errorf("%d B: the Python job's process: %.2f CPU s/M, %.1f MB", row.Size, row.JobCPUSecPerM, row.JobRSSMB)
+		}
+	}
+}

@@ -25,6 +25,10 @@ type Sample struct {
 	PeakRSS int64
 	// PeakReset reports whether PeakRSS covers the work only.
 	PeakReset bool
+	// ChildCPU is the CPU time of the children that ended during the work (a job's program),
+	// which CPU leaves out; ChildPeakRSS the peak RSS of the largest child the process ever had.
+	ChildCPU     time.Duration
+	ChildPeakRSS int64
 }
 
 // Measure runs fn and returns its wall time, the process CPU time it took (getrusage before and
@@ -33,10 +37,11 @@ type Sample struct {
 func Measure(fn func() error) (Sample, error) {
 	debug.FreeOSMemory()
 	reset := ResetPeakRSS()
-	before := ReadUsage()
+	before, childBefore := ReadUsage(), ReadChildUsage()
 	start := Now()
 	err := fn()
 	wall := time.Duration(Now() - start)
-	after := ReadUsage()
-	return Sample{Wall: wall, CPU: after.CPU() - before.CPU(), PeakRSS: after.MaxRSS, PeakReset: reset}, err
+	after, childAfter := ReadUsage(), ReadChildUsage()
+	return Sample{Wall: wall, CPU: after.CPU() - before.CPU(), PeakRSS: after.MaxRSS, PeakReset: reset,
+		ChildCPU: childAfter.CPU() - childBefore.CPU(), ChildPeakRSS: childAfter.MaxRSS}, err
 }

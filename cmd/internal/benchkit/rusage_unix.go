@@ -10,9 +10,16 @@ import (
 )
 
 // ReadUsage reads getrusage(RUSAGE_SELF).
-func ReadUsage() Usage {
+func ReadUsage() Usage { return readUsage(syscall.RUSAGE_SELF) }
+
+// ReadChildUsage is the resource use of the process's children that have ended and were waited
+// for (an executable or Python job's program, once its job ends): their CPU time, and MaxRSS the
+// peak of the largest of them.
+func ReadChildUsage() Usage { return readUsage(syscall.RUSAGE_CHILDREN) }
+
+func readUsage(who int) Usage {
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	if err := syscall.Getrusage(who, &ru); err != nil {
 		return Usage{}
 	}
 	rss := int64(ru.Maxrss)
