@@ -71,6 +71,19 @@ class OddOnly(PythonJob):
         return value
 
 
+class Operator(PythonJob):
+    """An operator's source that has nothing to say: the optional pipe keeps its default."""
+
+    def run(self):
+        return
+        yield
+
+
+class Apply(PythonJob):
+    def run(self, value, factor):
+        return value * factor
+
+
 class Boom(PythonJob):
     def run(self, value):
         if value == 3:
@@ -331,5 +344,27 @@ func TestPythonJobWhoseClassCannotBeLoadedFailsBeforeAnyJobRuns(t *testing.T) {
 		if j.Stats.BlocksOut > 0 {
 			t.Errorf("job %d sent %d blocks: the pipeline ran", j.ID, j.Stats.BlocksOut)
 		}
+	}
+}
+
+// TestPythonJobWithAnOptionalOperatorPipeUsesItsDefault: a job whose second input is an optional
+// pipe (an operator's parameter, as MARVELO's OptionalMixIn pipes) runs every round on the
+// pipe's default while the operator sends nothing, and the pipeline still finishes.
+func TestPythonJobWithAnOptionalOperatorPipeUsesItsDefault(t *testing.T) {
+	needPython(t)
+	base := pythonProject(t, "jobs", marveloJobs)
+	env := startEnv(t, nil)
+	out := filepath.Join(base, "out.csv")
+	p := &pipeline.Pipeline{Name: "python-optional", Jobs: []pipeline.Job{
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 10}, Outputs: []int{1}},
+		{ID: 2, Python: py("jobs:Operator"), Outputs: []int{2}},
+		{ID: 3, Python: py("jobs:Apply"), Inputs: []int{1, 2}, Outputs: []int{3}},
+		{ID: 4, Type: "csv_sink", Args: map[string]any{"path": out}, Inputs: []int{3}},
+	}, Pipes: []pipeline.Pipe{{ID: 2, Optional: &pipeline.Optional{Default: 3}}}}
+	if _, err := runInDir(t, env, p, base); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got, want := csvLines(t, out), "pipe_3 3 6 9 12 15 18 21 24 27 30"; got != want {
+		t.Errorf("csv: %s, want %s", got, want)
 	}
 }
