@@ -1,0 +1,1 @@
+"""fission.core for job modules written for MARVELO: jobs, head and pipes."""

@@ -1,0 +1,5 @@
+"""fission.core.head: marvelo's Head."""
+
+from marvelo.head import Head
+
+__all__ = ["Head"]
