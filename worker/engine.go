@@ -120,6 +120,14 @@ func (t *task) skip(o *outPort, tag roundTag) {
 	o.last, o.fin = tag.sqn, false
 }
 
+// consume releases a round on output o that the job ended before: nothing is published for it
+// and the output's end stays where it was (downstream sees the stream end, not a dummy).
+func (t *task) consume(o *outPort, tag roundTag) {
+	if tag.acks != nil {
+		o.pub.AfterStored(tag.acks.release)
+	}
+}
+
 // closeOutputs flushes every output; one whose last block did not carry the finished bit ends
 // with a marker naming its last SQN.
 func (t *task) closeOutputs(ctx context.Context, outs []*outPort) error {

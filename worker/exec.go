@@ -38,6 +38,10 @@ type execKind struct {
 	// closed: the program stopped reading its inputs before they ended (it exited or closed
 	// one); the rounds it did not answer are then consumed all the same.
 	closed bool
+	// endsEarly: the program may end, exit status 0, before answering every round it was given:
+	// a Python job raising marvelo.End. The rounds it did not answer are consumed, as when it
+	// stops reading; a shell or C program that does so is still an error (a lost answer).
+	endsEarly bool
 	// sqn: "exec": {"sqn": true}; the program answers only the rounds it means to, each answer
 	// naming its round by SQN (see give and takeAnswer).
 	sqn bool
@@ -222,6 +226,12 @@ func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 		}
 		select {
 		case o.tags <- r.tag:
+		case <-e.proc.Exited():
+			// The program ended without reading this far (a Python job's End, a program that
+			// exits early): its queue of unanswered rounds is full and nobody answers them any
+			// more. It stopped reading: the rounds end here, as when a write finds it gone.
+			e.closed = true
+			return true, nil
 		case <-ctx.Done():
 			return false, ctx.Err()
 		}
@@ -312,7 +322,8 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 	}
 	defer proc.Stop(execjob.DefaultGrace) // releases everything once it has exited
 	t.stats.usage.setPid(proc.Pid())      // the job's CPU and memory are its program's (metrics.go)
-	e := &execKind{t: t, proc: proc, ins: ins, outs: make([]*execOutput, len(outs)), sqn: t.execSpec.Exec.SQN, window: sqnAckWindow}
+	e := &execKind{t: t, proc: proc, ins: ins, outs: make([]*execOutput, len(outs)), sqn: t.execSpec.Exec.SQN, window: sqnAckWindow,
+		endsEarly: t.assign.Job.Python != nil}
 	if t.assign.Job.MaxQueue > 0 {
 		e.window = 0 // the input's consumer lets one message out at a time
 	}
@@ -384,12 +395,17 @@ func (e *execKind) settle() error {
 		if len(o.tags) == 0 {
 			continue
 		}
-		if !e.closed && !e.finishedByProgram.Load() {
+		if !e.closed && !e.finishedByProgram.Load() && !e.endsEarly {
 			return fmt.Errorf("%s: output pipe %d: the program answered %d of the %d rounds it was given (every round needs one answer on every output; a program with head: true skips one by answering with the corrupted bit)",
 				e.t.label, o.port.pub.pipe.ID, o.answered, given)
 		}
 		for len(o.tags) > 0 {
-			e.t.skip(o.port, <-o.tags)
+			tag := <-o.tags
+			if e.endsEarly {
+				e.t.consume(o.port, tag) // the job ended (End) before this round: its output ends before it
+				continue
+			}
+			e.t.skip(o.port, tag)
 		}
 	}
 	return nil

@@ -18,7 +18,8 @@ import (
 // sink.
 
 // marveloJobs is a job module in the original's style: the seed page's examples.
-const marveloJobs = `from fission.core.jobs import PythonJob, LocalJob
+const marveloJobs = `import marvelo
+from fission.core.jobs import PythonJob, LocalJob
 
 
 class CountJob(PythonJob):
@@ -77,6 +78,13 @@ class Operator(PythonJob):
     def run(self):
         return
         yield
+
+
+class UpToThree(PythonJob):
+    def run(self, value):
+        if value > 3:
+            raise marvelo.End
+        return value
 
 
 class Apply(PythonJob):
@@ -365,6 +373,29 @@ func TestPythonJobWithAnOptionalOperatorPipeUsesItsDefault(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	if got, want := csvLines(t, out), "pipe_3 3 6 9 12 15 18 21 24 27 30"; got != want {
+		t.Errorf("csv: %s, want %s", got, want)
+	}
+}
+
+// TestPythonJobRaisingEndEndsWithTheRoundsBefore: marvelo.End ends a connector at once: its
+// sink gets the rounds before and the pipeline finishes, however many rounds were given to the
+// program after the one that raised it.
+func TestPythonJobRaisingEndEndsWithTheRoundsBefore(t *testing.T) {
+	needPython(t)
+	base := pythonProject(t, "jobs", marveloJobs)
+	env := startEnv(t, nil)
+	out := filepath.Join(base, "out.csv")
+	p := &pipeline.Pipeline{Name: "python-end", Jobs: []pipeline.Job{
+		// More rounds than a program may hold unanswered (16384): the engine, blocked on the full
+		// queue of a program that has exited, must notice the exit.
+		{ID: 1, Type: "counter", Args: map[string]any{"count": 20000}, Outputs: []int{1}},
+		{ID: 2, Python: py("jobs:UpToThree"), Inputs: []int{1}, Outputs: []int{2}},
+		{ID: 3, Type: "csv_sink", Args: map[string]any{"path": out}, Inputs: []int{2}},
+	}}
+	if _, err := runInDir(t, env, p, base); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got, want := csvLines(t, out), "pipe_2 1 2 3"; got != want {
 		t.Errorf("csv: %s, want %s", got, want)
 	}
 }
