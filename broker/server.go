@@ -5,12 +5,15 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,6 +31,18 @@ type Options struct {
 	StoreDir string
 	// Memory keeps every stream in memory (marvelo run, throwaway brokers).
 	Memory bool
+	// SyncInterval is when a stored broker's JetStream writes reach the disk (nats-server's
+	// sync_interval). Zero, the default, syncs every write before it is acknowledged (SyncAlways,
+	// `sync_interval: always`): what a stream, bucket or object store acknowledged survives a
+	// power failure or OS crash. A positive interval acknowledges writes once the operating system
+	// has them and syncs in the background every SyncInterval: faster, and a power failure or OS
+	// crash may lose what was acknowledged since the last sync. Not with Memory or NATS (ParseSync
+	// reads --sync).
+	SyncInterval time.Duration
+	// NATSMonitor are monitoring URLs (http://HOST:8222) of the servers of NATS: the broker reads
+	// each one's /varz at start and warns when it syncs lazily. A client of an account cannot
+	// learn it otherwise (the server's INFO and $JS.API.INFO do not carry it).
+	NATSMonitor []string
 	// AuthToken, when set, is required from every client: the operator's token.
 	AuthToken string
 	// WorkerToken, when set, is a second token for workers: they may run jobs but not submit,
@@ -107,6 +122,9 @@ func Start(opts Options) (*Broker, error) {
 	if err := opts.checkReplicas(); err != nil {
 		return nil, err
 	}
+	if err := opts.checkSync(); err != nil {
+		return nil, err
+	}
 	b := &Broker{opts: opts, log: opts.Logger, done: make(chan struct{}), terms: make(chan context.Context, 1)}
 	if opts.NATS == "" {
 		if err := b.startServer(); err != nil {
@@ -125,18 +143,24 @@ func Start(opts Options) (*Broker, error) {
 	}
 	b.nc = nc
 	b.opts.Replicas = b.replicas()
+	b.logSync()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
+	// Once cancel is set, Shutdown waits for done: a start that fails before the control plane
+	// runs closes it itself.
+	fail := func(err error) (*Broker, error) {
+		close(b.done)
+		b.Shutdown()
+		return nil, err
+	}
 	if b.access != nil && b.elects() {
 		if err := b.startClusterAccess(ctx); err != nil {
-			b.Shutdown()
-			return nil, err
+			return fail(err)
 		}
 	} else if b.access != nil {
 		subs, err := b.access.start(ctx, b.ns, b.sopts, nc, opts.Memory)
 		if err != nil {
-			b.Shutdown()
-			return nil, err
+			return fail(err)
 		}
 		b.accessSubs = subs
 	}
@@ -146,20 +170,19 @@ func Start(opts Options) (*Broker, error) {
 			defer close(b.done)
 			b.campaign(ctx)
 		}()
-		b.log.Info("broker ready; campaigning to lead the control plane", "url", b.ClientURL(), "server", b.serverName(), "replicas", b.opts.Replicas, "store", b.storeDescription())
+		b.log.Info("broker ready; campaigning to lead the control plane", "url", b.ClientURL(), "server", b.serverName(), "replicas", b.opts.Replicas, "store", b.storeDescription(), "sync", b.syncDescription())
 		return b, nil
 	}
 	ctl, err := newControl(ctx, nc, b.opts, b.log)
 	if err != nil {
-		b.Shutdown()
-		return nil, err
+		return fail(err)
 	}
 	b.ctl = ctl
 	go func() {
 		defer close(b.done)
 		ctl.run(ctx)
 	}()
-	b.log.Info("broker ready", "url", b.ClientURL(), "store", b.storeDescription())
+	b.log.Info("broker ready", "url", b.ClientURL(), "store", b.storeDescription(), "sync", b.syncDescription())
 	return b, nil
 }
 
@@ -238,6 +261,14 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 		}
 		b.tempDir, o.StoreDir = dir, dir
 	}
+	if !b.opts.Memory {
+		// Every file store of the server follows these — streams, buckets, the object store,
+		// consumers, and in a cluster the Raft logs (nats-server stream.go, jetstream_cluster.go).
+		// SyncAlways with SyncInterval 0 is what `sync_interval: always` sets (the server fills
+		// the interval in, for the few files it still syncs on a timer).
+		o.SyncAlways = b.opts.SyncInterval == 0
+		o.SyncInterval = b.opts.SyncInterval
+	}
 	if (b.opts.TLSCert == "") != (b.opts.TLSKey == "") {
 		return nil, errors.New("broker: --tls-cert and --tls-key go together")
 	}
@@ -259,6 +290,133 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 		return nil, err
 	}
 	return o, nil
+}
+
+// SyncAlways is what --sync says for SyncInterval 0: sync every write before acknowledging it.
+const SyncAlways = "always"
+
+// ParseSync reads --sync: "always" (SyncInterval 0) or a positive duration such as 1s or 2m.
+func ParseSync(s string) (time.Duration, error) {
+	if strings.EqualFold(s, SyncAlways) {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--sync %q: want %s or a positive duration such as 1s or 2m", s, SyncAlways)
+	}
+	return d, nil
+}
+
+// SyncName is --sync's spelling of a SyncInterval: "always" or the duration.
+func SyncName(interval time.Duration) string {
+	if interval == 0 {
+		return SyncAlways
+	}
+	return interval.String()
+}
+
+// checkSync refuses a SyncInterval that cannot apply: negative, or on a broker whose JetStream
+// does not store on disk here.
+func (o *Options) checkSync() error {
+	switch {
+	case o.SyncInterval < 0:
+		return fmt.Errorf("broker: --sync %s: want %s or a positive duration", o.SyncInterval, SyncAlways)
+	case o.SyncInterval > 0 && o.Memory:
+		return errors.New("broker: --sync applies to a stored broker; --memory keeps nothing on disk")
+	case o.SyncInterval > 0 && o.NATS != "":
+		return errors.New("broker: --sync belongs to the embedded server; on --nats the deployment's own sync_interval decides")
+	case len(o.NATSMonitor) > 0 && o.NATS == "":
+		return errors.New("broker: --nats-monitor goes with --nats (the embedded server's setting is --sync)")
+	}
+	return nil
+}
+
+// syncDescription says when this broker's JetStream writes reach the disk, for its logs.
+func (b *Broker) syncDescription() string {
+	switch {
+	case b.opts.NATS != "":
+		return "the deployment's sync_interval"
+	case b.opts.Memory:
+		return "none (memory)"
+	case b.opts.SyncInterval == 0:
+		return "always (before acknowledging)"
+	}
+	return "every " + b.opts.SyncInterval.String() + " (lazy)"
+}
+
+// logSync warns where acknowledged writes may not survive a power failure: a stored broker with
+// a sync interval, or a NATS deployment that syncs lazily (read from its monitoring endpoints,
+// the only place an account's client can learn it) or whose setting is unknown.
+func (b *Broker) logSync() {
+	switch {
+	case b.opts.NATS != "" && len(b.opts.NATSMonitor) == 0:
+		b.log.Warn("the NATS deployment's sync setting is unknown: a client of an account cannot read it (its INFO and $JS.API.INFO do not carry it); "+
+			"if a server syncs lazily (the NATS default, sync_interval 2m), a power failure or OS crash can lose acknowledged blocks. "+
+			"Give --nats-monitor with the servers' monitoring URLs to check it, and set `jetstream { sync_interval: always }` on every server",
+			"nats", b.opts.NATS)
+	case b.opts.NATS != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, u := range b.opts.NATSMonitor {
+			b.checkDeploymentSync(ctx, u)
+		}
+	case !b.opts.Memory && b.opts.SyncInterval > 0:
+		b.log.Warn("JetStream acknowledges writes before they are on disk (--sync "+b.opts.SyncInterval.String()+"): "+
+			"a power failure or OS crash of this machine can lose the blocks, checkpoints and state acknowledged since the last sync; --sync always prevents it",
+			"sync", b.opts.SyncInterval)
+	}
+}
+
+// varzSync is the part of a NATS server's /varz that says when its JetStream syncs.
+type varzSync struct {
+	ServerName string `json:"server_name"`
+	JetStream  struct {
+		Config *struct {
+			SyncInterval time.Duration `json:"sync_interval"`
+			SyncAlways   bool          `json:"sync_always"`
+		} `json:"config"`
+	} `json:"jetstream"`
+}
+
+// checkDeploymentSync reads one server's /varz and logs whether it syncs before acknowledging.
+func (b *Broker) checkDeploymentSync(ctx context.Context, monitor string) {
+	u := strings.TrimSuffix(monitor, "/")
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	v, err := readVarz(ctx, u+"/varz")
+	switch {
+	case err != nil:
+		b.log.Warn("cannot read the NATS server's sync setting", "monitor", monitor, "error", err)
+	case v.JetStream.Config == nil:
+		b.log.Warn("the NATS server's /varz shows no JetStream", "monitor", monitor, "server", v.ServerName)
+	case !v.JetStream.Config.SyncAlways:
+		b.log.Warn("the NATS server syncs JetStream lazily: a power failure or OS crash of it can lose acknowledged blocks, checkpoints and state; "+
+			"set `jetstream { sync_interval: always }` in its configuration",
+			"monitor", monitor, "server", v.ServerName, "sync_interval", v.JetStream.Config.SyncInterval)
+	default:
+		b.log.Info("the NATS server syncs JetStream before acknowledging", "monitor", monitor, "server", v.ServerName)
+	}
+}
+
+func readVarz(ctx context.Context, url string) (varzSync, error) {
+	var v varzSync
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return v, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return v, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return v, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return v, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return v, nil
 }
 
 func splitHostPort(hp string) (string, int, error) {

@@ -29,9 +29,9 @@ func main() {
 		Name:    "marvelo-broker",
 		Version: protocol.BuildVersion(),
 		Usage:   "run the marvelo head node: embedded NATS with JetStream and the control plane",
-		UsageText: "marvelo-broker [--listen 127.0.0.1:4222] [--store DIR | --memory] [--auth-token T] [--tls-cert F --tls-key F] [--monitor 127.0.0.1:8222] [--no-local | --local]\n" +
+		UsageText: "marvelo-broker [--listen 127.0.0.1:4222] [--store DIR [--sync always|DURATION] | --memory] [--auth-token T] [--tls-cert F --tls-key F] [--monitor 127.0.0.1:8222] [--no-local | --local]\n" +
 			"   marvelo-broker --cluster HOST:PORT --routes URL,URL --server-name NAME [--replicas N] [--store DIR] ...\n" +
-			"   marvelo-broker --nats URL[,URL] [--creds FILE] ...",
+			"   marvelo-broker --nats URL[,URL] [--creds FILE] [--nats-monitor URL[,URL]] ...",
 		Description: `Starts an embedded NATS server with JetStream and the marvelo control plane: the worker registry,
 the scheduler, pipeline lifecycle and logs. Workers connect with marvelo-worker --broker
 nats://THIS-HOST:PORT; pipelines are submitted with marvelo submit. A worker inside the broker
@@ -55,16 +55,30 @@ bucket, and enrolment (marvelo-broker worker add) may go to any of them.
 On an existing NATS deployment (with JetStream), --nats URL[,URL] runs the control plane and the
 LOCAL worker against it and embeds no server; --creds names the account's credentials file.
 
+Durability: a stored broker (--store, or a temporary directory) syncs every JetStream write to
+disk before acknowledging it (--sync always, the default: nats-server's sync_interval: always),
+so a block, checkpoint or state change once acknowledged survives a power failure or an OS crash
+of this machine. --sync DURATION (e.g. 1s, 2m: NATS's own default) acknowledges writes once the
+OS has them and syncs every DURATION: faster (see marvelo bench --sync), and a power failure or
+OS crash can lose what was acknowledged since the last sync; a crash of the process alone loses
+nothing either way. Give every broker of a cluster the same --sync. --memory keeps nothing on
+disk. On --nats the deployment's own sync_interval decides: an account's client cannot read it,
+so --nats-monitor names the servers' monitoring URLs and the broker warns at start when one of
+them syncs lazily (docs/operations.md has the table of what survives what).
+
 Examples:
    marvelo-broker --listen 0.0.0.0:4222 --store /var/lib/marvelo --auth-token "$TOKEN"
    marvelo-broker --server-name h1 --listen 0.0.0.0:4222 --cluster 0.0.0.0:6222 \
        --routes nats-route://h2:6222,nats-route://h3:6222 --store /var/lib/marvelo --auth-token "$TOKEN"
-   marvelo-broker --nats nats://nats1:4222,nats://nats2:4222 --creds marvelo.creds
+   marvelo-broker --store /var/lib/marvelo --sync 1s    # trade durability on power loss for speed, knowingly
+   marvelo-broker --nats nats://nats1:4222,nats://nats2:4222 --creds marvelo.creds \
+       --nats-monitor http://nats1:8222,http://nats2:8222
    marvelo-broker worker add mic1 --auth-token "$TOKEN" --out mic1.creds`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "host:port for workers and clients"},
 			&cli.StringFlag{Name: "store", Usage: "JetStream directory: pipelines and pipes survive a restart"},
 			&cli.BoolFlag{Name: "memory", Usage: "keep everything in memory (throwaway broker)"},
+			&cli.StringFlag{Name: "sync", Value: broker.SyncAlways, Usage: "when the store syncs to disk: always (before acknowledging a write: nothing acknowledged is lost on a power failure) or a DURATION such as 1s or 2m (faster; a power failure or OS crash can lose what was acknowledged in the last DURATION)"},
 			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "the operator's token: every client must present a token"},
 			&cli.StringFlag{Name: "worker-token", EnvVars: []string{"MARVELO_WORKER_TOKEN"}, Usage: "a token for workers only: they run jobs but cannot submit, stop or change pipelines"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate for the client port"},
@@ -79,6 +93,7 @@ Examples:
 			&cli.IntFlag{Name: "replicas", Usage: "copies of every pipe, state bucket and dependency (default 3 with three or more servers, else 1); a store made with another number is changed to it, e.g. --replicas 3 after growing to three brokers"},
 			&cli.StringFlag{Name: "nats", Usage: "comma-separated URLs of an existing NATS deployment with JetStream: embed no server"},
 			&cli.StringFlag{Name: "creds", Usage: "NATS credentials file for --nats"},
+			&cli.StringFlag{Name: "nats-monitor", Usage: "comma-separated monitoring URLs of the --nats servers (http://HOST:8222): warn at start when one syncs JetStream lazily"},
 			&cli.StringFlag{Name: "workdir", Value: ".", Usage: "working directory of LOCAL jobs"},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 1500 * time.Millisecond, Usage: "silence after which a worker is declared dead"},
 			&cli.DurationFlag{Name: "disconnect-grace", Value: 100 * time.Millisecond, Usage: "how long a worker whose connection closed may take to reconnect before its jobs move (e.g. --disconnect-grace 500ms over a slow WAN); not on --nats, where heartbeats decide"},
@@ -104,14 +119,23 @@ func run(c *cli.Context) error {
 	if c.Bool("local") && c.Bool("no-local") {
 		return cliutil.UsageError(fmt.Errorf("--local and --no-local exclude each other"))
 	}
+	if c.Bool("memory") && c.IsSet("sync") {
+		return cliutil.UsageError(fmt.Errorf("--sync applies to a stored broker: --memory keeps nothing on disk"))
+	}
+	syncInterval, err := broker.ParseSync(c.String("sync"))
+	if err != nil {
+		return cliutil.UsageError(err)
+	}
 	if c.String("nats") != "" {
-		for _, f := range []string{"listen", "store", "cluster", "routes", "server-name", "tls-cert", "tls-key", "monitor", "worker-token"} {
+		for _, f := range []string{"listen", "store", "sync", "cluster", "routes", "server-name", "tls-cert", "tls-key", "monitor", "worker-token"} {
 			if c.IsSet(f) {
 				return cliutil.UsageError(fmt.Errorf("--nats runs on a NATS deployment marvelo did not start: --%s belongs to the embedded server", f))
 			}
 		}
 	} else if c.String("creds") != "" {
 		return cliutil.UsageError(fmt.Errorf("--creds goes with --nats"))
+	} else if c.String("nats-monitor") != "" {
+		return cliutil.UsageError(fmt.Errorf("--nats-monitor goes with --nats"))
 	}
 	level := slog.LevelInfo
 	if c.Bool("verbose") {
@@ -119,11 +143,12 @@ func run(c *cli.Context) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	b, err := broker.Start(broker.Options{
-		Listen: c.String("listen"), StoreDir: c.String("store"), Memory: c.Bool("memory"),
+		Listen: c.String("listen"), StoreDir: c.String("store"), Memory: c.Bool("memory"), SyncInterval: syncInterval,
 		AuthToken: c.String("auth-token"), WorkerToken: c.String("worker-token"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		Monitor: c.String("monitor"), HeartbeatTimeout: c.Duration("heartbeat-timeout"), Logger: log, DisconnectGrace: c.Duration("disconnect-grace"),
 		ServerName: c.String("server-name"), Cluster: c.String("cluster"), Routes: splitList(c.String("routes")),
 		Replicas: c.Int("replicas"), NATS: c.String("nats"), Creds: c.String("creds"), PinnedLocal: c.Bool("local"),
+		NATSMonitor: splitList(c.String("nats-monitor")),
 	})
 	if err != nil {
 		return cliutil.Failure(err)

@@ -70,6 +70,11 @@ clustered JetStream in memory, with 1 and with 3 replicas of every pipe: the cos
 nodes. The bench's worker joins the cluster through the first broker with the bench job types, so
 every figure, latency too, is measured as for the single broker. --baseline does not apply to it.
 
+--sync always|DURATION stores JetStream on disk, in a temporary directory under $TMPDIR, with that
+marvelo-broker --sync setting instead of in memory: the cost of durability. A list such as
+--sync always,2m runs every scenario once per setting, in one run, its rows labelled with it.
+Not with cluster, --broker or --baseline.
+
 --broker URL measures a real deployment instead: the bench-only job types (stamping sources, the
 join, the recording sink) are not carried by remote workers, so only builtin jobs run (counter →
 forward → discard, 3 counters → sum → discard, counter → sh/cat → discard, cbor integers), the
@@ -92,6 +97,7 @@ Examples:
    marvelo bench --quick --json
    marvelo bench failover --runs 5                # kill -9 and SIGSTOP of a forward's worker
    marvelo bench cluster --count 200000 --rate 1000       # 1 broker vs 3 brokers R1 and R3
+   marvelo bench linear --sync always,2m --sizes 64,65536 --rate 1000   # synced vs lazy disk store
    marvelo bench linear fanin --broker nats://head:4222 --auth-token T --count 200000`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "qos", Value: "reliable", Usage: "the pipes' qos: reliable (JetStream, bounded, survives failover) or realtime (core NATS, nothing stored; a receiver that falls behind drops the oldest)"},
@@ -113,6 +119,7 @@ Examples:
 			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker of --broker requires"},
 			&cli.StringFlag{Name: "creds", EnvVars: []string{"MARVELO_CREDS"}, Usage: "operator credentials for --broker, instead of --auth-token"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the TLS certificate of --broker"},
+			benchSyncFlag, // bench_sync.go
 		},
 		Action: benchAction,
 	}
@@ -142,6 +149,10 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 			o.jsCount = 2_000
 		}
 	}
+	var err error
+	if o.syncs, err = parseBenchSync(c); err != nil { // bench_sync.go
+		return o, err
+	}
 	for _, a := range c.Args().Slice() {
 		for _, name := range strings.Split(a, ",") {
 			switch {
@@ -168,7 +179,6 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 	}
 	o.sizes = []int{c.Int("size")}
 	if c.IsSet("sizes") {
-		var err error
 		if o.sizes, err = parseList(c.String("sizes"), strconv.Atoi); err != nil {
 			return o, fmt.Errorf("bench: --sizes: %w", err)
 		}
@@ -221,7 +231,7 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 	case o.broker != "" && o.count == 0:
 		return o, fmt.Errorf("bench: --broker measures throughput only: --count must be positive")
 	}
-	return o, nil
+	return o, checkBenchSync(o)
 }
 
 func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
@@ -280,6 +290,9 @@ func benchAction(c *cli.Context) error {
 	}
 	if opts.cluster {
 		return benchClusterAction(ctx, c, opts, progress, out) // bench_cluster.go
+	}
+	if len(opts.syncs) > 0 {
+		return benchSyncAction(ctx, c, opts, progress, out) // bench_sync.go
 	}
 	r := &benchRunner{opts: opts, progress: progress, runID: newRunID(), baseCache: map[baseKey]*benchFigures{}}
 	defer r.close()

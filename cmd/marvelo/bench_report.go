@@ -17,7 +17,8 @@ import (
 // benchReport is what marvelo bench --json prints.
 type benchReport struct {
 	Machine  benchMachine  `json:"machine"`
-	Broker   string        `json:"broker"` // "embedded" or the URL of --broker
+	Broker   string        `json:"broker"`          // "embedded" or the URL of --broker
+	Store    string        `json:"store,omitempty"` // the embedded broker's JetStream, when not in memory (--sync)
 	Settings benchSettings `json:"settings"`
 	Results  []benchRow    `json:"results"`
 }
@@ -175,7 +176,11 @@ func writeTable(w io.Writer, rep benchReport) error {
 	fmt.Fprintf(w, "marvelo bench: %d CPUs%s, %s/%s, %s, GOMAXPROCS %d\n", m.CPUs, cpu, m.OS, m.Arch, m.Go, m.GOMAXPROCS)
 	s := rep.Settings
 	if rep.Broker == "embedded" {
-		fmt.Fprintf(w, "broker: embedded (JetStream in memory) with one worker, all in this process; bytes pipes\n")
+		store := rep.Store
+		if store == "" {
+			store = "JetStream in memory"
+		}
+		fmt.Fprintf(w, "broker: embedded (%s) with one worker, all in this process; bytes pipes\n", store)
 	} else {
 		fmt.Fprintf(w, "broker: %s (builtin jobs only: counter → forward/sum → discard, cbor integers; wall time from submit to finished)\n", rep.Broker)
 	}

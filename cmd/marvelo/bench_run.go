@@ -61,8 +61,9 @@ type benchOptions struct {
 	quick     bool
 	broker    string // a remote broker's URL; empty: the embedded one
 	verbose   bool
-	qos       string // the pipes' qos: reliable (JetStream) or realtime (core NATS)
-	cluster   bool   // marvelo bench cluster: one broker and three in a cluster (bench_cluster.go)
+	qos       string          // the pipes' qos: reliable (JetStream) or realtime (core NATS)
+	cluster   bool            // marvelo bench cluster: one broker and three in a cluster (bench_cluster.go)
+	syncs     []time.Duration // --sync: JetStream on disk with each setting in turn (bench_sync.go)
 }
 
 // benchRunner runs the scenarios and their baselines and collects the rows.
