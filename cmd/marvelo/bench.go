@@ -98,6 +98,7 @@ Examples:
    marvelo bench failover --runs 5                # kill -9 and SIGSTOP of a forward's worker
    marvelo bench cluster --count 200000 --rate 1000       # 1 broker vs 3 brokers R1 and R3
    marvelo bench linear --sync always,2m --sizes 64,65536 --rate 1000   # synced vs lazy disk store
+   marvelo bench linear python --codec cbor --rate 0                     # integers through a Python job
    marvelo bench linear fanin --broker nats://head:4222 --auth-token T --count 200000`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "qos", Value: "reliable", Usage: "the pipes' qos: reliable (JetStream, bounded, survives failover) or realtime (core NATS, nothing stored; a receiver that falls behind drops the oldest)"},
@@ -120,6 +121,7 @@ Examples:
 			&cli.StringFlag{Name: "creds", EnvVars: []string{"MARVELO_CREDS"}, Usage: "operator credentials for --broker, instead of --auth-token"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the TLS certificate of --broker"},
 			benchSyncFlag, // bench_sync.go
+			&cli.StringFlag{Name: "codec", Value: "bytes", Usage: "the pipes' codec: bytes (blocks of --size bytes), or cbor or json carrying one integer per block (the send time when paced; rows labelled int)"},
 		},
 		Action: benchAction,
 	}
@@ -187,6 +189,16 @@ func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
 		if s < benchkit.StampSize || s > 1<<20 {
 			return o, fmt.Errorf("bench: block size %d: want 8 bytes to 1 MiB", s)
 		}
+	}
+	switch o.codec = c.String("codec"); o.codec {
+	case "bytes":
+	case "cbor", "json":
+		if o.broker != "" {
+			return o, fmt.Errorf("bench: --codec goes with the embedded broker (--broker runs cbor counters already)")
+		}
+		o.sizes = []int{0} // one integer per block: no size
+	default:
+		return o, fmt.Errorf("bench: --codec %q: want bytes, cbor or json", o.codec)
 	}
 	stages, err := parseList(c.String("stages"), strconv.Atoi)
 	if err != nil || len(stages) == 0 {
@@ -345,7 +357,7 @@ func benchAction(c *cli.Context) error {
 		Machine: machine(), Broker: brokerName, Results: rows,
 		Settings: benchSettings{
 			Count: opts.count, Runs: opts.runs, Stages: opts.stages, StageList: opts.stageList, Sizes: opts.sizes, Rates: opts.rates,
-			Duration: opts.duration.Seconds(), Baseline: opts.baseline,
+			Codec: opts.codec, Duration: opts.duration.Seconds(), Baseline: opts.baseline,
 		},
 	}
 	if rep.Settings.Rates == nil {

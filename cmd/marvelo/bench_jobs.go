@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"sync"
@@ -99,6 +101,9 @@ type benchSource struct {
 	Count int     `json:"count" marvelo:"required"`
 	Rate  float64 `json:"rate"`
 	Probe string  `json:"probe"`
+	// Codec "cbor" or "json": each block is one integer (the send time when paced, else its
+	// index), encoded by the pipe's codec; "" sends bytes of Size.
+	Codec string `json:"codec"`
 }
 
 func (b *benchSource) Validate() error {
@@ -122,6 +127,9 @@ func (b *benchSource) Generate(ctx *job.Context, emit func(any) error) error {
 		if p, err = lookupProbe(b.Probe); err != nil {
 			return err
 		}
+	}
+	if b.Codec != "" {
+		return b.generateInts(ctx, emit, p)
 	}
 	buf := make([]byte, b.Size)
 	var v any = buf // boxed once: emit(v) does not allocate, and the bytes change in place
@@ -169,6 +177,51 @@ func (b *benchSource) Generate(ctx *job.Context, emit func(any) error) error {
 	return nil
 }
 
+// generateInts is Generate for integer blocks: the warm-up block, then Count integers.
+func (b *benchSource) generateInts(ctx *job.Context, emit func(any) error, p *probe) error {
+	if p != nil {
+		if err := emit(int64(0)); err != nil {
+			return err
+		}
+		timer := time.NewTimer(benchWarmUp)
+		defer timer.Stop()
+		select {
+		case <-p.warm:
+		case <-timer.C:
+			return fmt.Errorf("the warm-up block did not reach the sink within %s", benchWarmUp)
+		case <-ctx.Context().Done():
+			return ctx.Context().Err()
+		}
+	}
+	var pacer *benchkit.Pacer
+	if b.Rate > 0 {
+		pacer = benchkit.NewPacer(b.Rate)
+	} else if p != nil {
+		p.started(benchkit.Now())
+	}
+	for i := 0; i < b.Count; i++ {
+		v := int64(i + 1)
+		if pacer != nil {
+			v = pacer.Next()
+			if i == 0 && p != nil {
+				p.started(pacer.Start())
+			}
+		}
+		if i == b.Count-1 {
+			ctx.Finish()
+		}
+		if err := emit(v); err != nil {
+			return err
+		}
+	}
+	if pacer != nil && p != nil {
+		p.mu.Lock()
+		p.late += pacer.Late()
+		p.mu.Unlock()
+	}
+	return nil
+}
+
 // benchJoin passes on, per round of its inputs, the block with the newest send time: the round's
 // latency counts from the moment it was complete at the sources.
 type benchJoin struct{}
@@ -197,6 +250,8 @@ func (benchJoin) RunRaw(_ *job.Context, in [][][]byte, out [][]byte) ([][]byte, 
 type benchSink struct {
 	Probe   string `json:"probe" marvelo:"required"`
 	Stamped bool   `json:"stamped"`
+	// Codec "cbor" or "json": the blocks are integers, the send time when stamped.
+	Codec string `json:"codec"`
 
 	p      *probe
 	hist   *benchkit.Histogram
@@ -233,7 +288,7 @@ func (s *benchSink) RunRaw(ctx *job.Context, in [][][]byte, out [][]byte) ([][]b
 	var now int64
 	if s.hist != nil {
 		now = benchkit.Now()
-		if stamp := benchkit.Stamp(in[0][0]); stamp > 0 { // 0: a dummy block, never stamped
+		if stamp := s.stamp(in[0][0]); stamp > 0 { // 0: a dummy block, never stamped
 			s.hist.Record(now - stamp)
 		}
 	}
@@ -244,6 +299,39 @@ func (s *benchSink) RunRaw(ctx *job.Context, in [][][]byte, out [][]byte) ([][]b
 		s.end, s.endCPU = now, benchkit.ReadUsage().CPU()
 	}
 	return out, nil
+}
+
+// stamp reads a block's send time: the first 8 bytes of a bytes block, or the integer of a cbor
+// or json one (0 when it is none).
+func (s *benchSink) stamp(b []byte) int64 {
+	switch s.Codec {
+	case "cbor":
+		return cborUint(b)
+	case "json":
+		v, _ := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+		return v
+	}
+	return benchkit.Stamp(b)
+}
+
+// cborUint reads a CBOR unsigned integer in any of its lengths (0 for anything else).
+func cborUint(b []byte) int64 {
+	if len(b) == 0 || b[0]>>5 != 0 {
+		return 0
+	}
+	switch info := b[0] & 0x1f; {
+	case info < 24 && len(b) == 1:
+		return int64(info)
+	case info == 24 && len(b) == 2:
+		return int64(b[1])
+	case info == 25 && len(b) == 3:
+		return int64(binary.BigEndian.Uint16(b[1:]))
+	case info == 26 && len(b) == 5:
+		return int64(binary.BigEndian.Uint32(b[1:]))
+	case info == 27 && len(b) == 9:
+		return int64(binary.BigEndian.Uint64(b[1:]))
+	}
+	return 0
 }
 
 // Close reports to the probe.

@@ -42,6 +42,7 @@ type benchSettings struct {
 	Duration  float64   `json:"duration_s"`
 	Baseline  bool      `json:"baseline"`
 	JSCount   int       `json:"js_count,omitempty"`
+	Codec     string    `json:"codec,omitempty"` // the pipes' codec (--codec; bytes when empty)
 }
 
 // benchFigures are the figures of one measured run, marvelo's or a baseline's.
@@ -180,7 +181,11 @@ func writeTable(w io.Writer, rep benchReport) error {
 		if store == "" {
 			store = "JetStream in memory"
 		}
-		fmt.Fprintf(w, "broker: embedded (%s) with one worker, all in this process; bytes pipes\n", store)
+		pipes := "bytes pipes"
+		if s.Codec != "" && s.Codec != "bytes" {
+			pipes = s.Codec + " pipes, one integer per block"
+		}
+		fmt.Fprintf(w, "broker: embedded (%s) with one worker, all in this process; %s\n", store, pipes)
 	} else {
 		fmt.Fprintf(w, "broker: %s (builtin jobs only: counter → forward/sum → discard, cbor integers; wall time from submit to finished)\n", rep.Broker)
 	}
@@ -431,7 +436,7 @@ func rss(mb float64) string {
 func sizeLabel(size int) string {
 	switch {
 	case size == 0:
-		return "int (cbor)"
+		return "int"
 	case size >= 1024 && size%1024 == 0:
 		return strconv.Itoa(size/1024) + " KiB"
 	}

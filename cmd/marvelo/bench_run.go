@@ -62,6 +62,7 @@ type benchOptions struct {
 	broker    string // a remote broker's URL; empty: the embedded one
 	verbose   bool
 	qos       string          // the pipes' qos: reliable (JetStream) or realtime (core NATS)
+	codec     string          // the pipes' codec: bytes, or cbor or json carrying integers (size 0)
 	cluster   bool            // marvelo bench cluster: one broker and three in a cluster (bench_cluster.go)
 	syncs     []time.Duration // --sync: JetStream on disk with each setting in turn (bench_sync.go)
 }
@@ -210,7 +211,10 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 		if builtinOnly {
 			return pipeline.Job{ID: id, Type: "counter", Args: map[string]any{"count": count}, Outputs: []int{out}}
 		}
-		args := map[string]any{"size": size, "count": count, "probe": probe}
+		args := map[string]any{"size": max(size, benchkit.StampSize), "count": count, "probe": probe}
+		if size == 0 {
+			args["codec"] = r.opts.codec // integers, not bytes
+		}
 		if rate > 0 {
 			args["rate"] = rate
 		}
@@ -220,7 +224,11 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 		if builtinOnly {
 			return pipeline.Job{ID: id, Type: "discard", Inputs: []int{in}}
 		}
-		return pipeline.Job{ID: id, Type: "bench_sink", Args: map[string]any{"probe": probe, "stamped": rate > 0}, Inputs: []int{in}}
+		args := map[string]any{"probe": probe, "stamped": rate > 0}
+		if size == 0 {
+			args["codec"] = r.opts.codec
+		}
+		return pipeline.Job{ID: id, Type: "bench_sink", Args: args, Inputs: []int{in}}
 	}
 	var last int // the pipe into the sink
 	switch scenario {
@@ -263,6 +271,8 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 	for id := 1; id <= last; id++ {
 		if builtinOnly {
 			p.Pipes = append(p.Pipes, pipeline.Pipe{ID: id, Codec: "cbor", QoS: r.opts.qos})
+		} else if size == 0 {
+			p.Pipes = append(p.Pipes, pipeline.Pipe{ID: id, Codec: r.opts.codec, QoS: r.opts.qos})
 		} else {
 			p.Pipes = append(p.Pipes, pipeline.Pipe{ID: id, Codec: "bytes", BlockSize: size, QoS: r.opts.qos})
 		}
@@ -399,7 +409,8 @@ func runRemote(ctx context.Context, cl *client.Client, name string, doc []byte) 
 
 // runBaseline runs a scenario's topology once as plain nats.go relays.
 func (r *benchRunner) runBaseline(ctx context.Context, kind string, topo benchkit.Topology, size, count int, rate float64) (*benchFigures, error) {
-	cfg := benchkit.RelayConfig{URL: r.baseURL, Options: r.baseOpts, Topology: topo, Size: size, Count: count, Rate: rate}
+	// Integer rows (size 0) compare with relays of messages as large as a CBOR uint64.
+	cfg := benchkit.RelayConfig{URL: r.baseURL, Options: r.baseOpts, Topology: topo, Size: max(size, benchkit.StampSize+1), Count: count, Rate: rate}
 	run := benchkit.CoreRelays
 	if kind == baselineJetStream {
 		run = benchkit.JetStreamRelays

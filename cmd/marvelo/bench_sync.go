@@ -100,7 +100,7 @@ func benchSyncAction(ctx context.Context, c *cli.Context, opts benchOptions, pro
 		Store: "JetStream on disk in a temporary directory under " + os.TempDir() + ", " + strings.Join(names, ", then "),
 		Settings: benchSettings{
 			Count: opts.count, Runs: opts.runs, Stages: opts.stages, StageList: opts.stageList, Sizes: opts.sizes, Rates: opts.rates,
-			Duration: opts.duration.Seconds(),
+			Codec: opts.codec, Duration: opts.duration.Seconds(),
 		},
 	}
 	if rep.Settings.Rates == nil {

@@ -171,7 +171,7 @@ func TestBenchFormatting(t *testing.T) {
 		{ms(1234), "1234"},
 		{sizeLabel(16384), "16 KiB"},
 		{sizeLabel(64), "64 B"},
-		{sizeLabel(0), "int (cbor)"},
+		{sizeLabel(0), "int"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)
@@ -288,6 +288,39 @@ func TestBenchPythonScenarioReportsThePythonJobsOwnProcess(t *testing.T) {
 		checkFigures(t, "python", &row.benchFigures, 0, row.Count)
 		if row.JobCPUSecPerM <= 0 || row.JobRSSMB <= 0 {
 			t.Errorf("%d B: the Python job's process: %.2f CPU s/M, %.1f MB", row.Size, row.JobCPUSecPerM, row.JobRSSMB)
+		}
+	}
+}
+
+// TestBenchCodecCarriesIntegersThroughEveryScenario: with --codec cbor and json each block is one
+// integer, every block reaches the sink (the figures check the count), and paced runs read their
+// send times back from the integers.
+func TestBenchCodecCarriesIntegersThroughEveryScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs pipelines")
+	}
+	for _, codec := range []string{"cbor", "json"} {
+		r := runBench(t, "linear", "python", "--codec", codec, "--json", "--rate", "0,500", "--duration", "200ms", "--count", "2000", "--runs", "1")
+		r.want(t, 0)
+		var rep benchReport
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("%s: output is not JSON: %v\n%s", codec, err, r.stdout)
+		}
+		if len(rep.Results) != 4 || rep.Settings.Codec != codec {
+			t.Fatalf("%s: %d rows, codec %q, want 4 rows (two scenarios, two rates)", codec, len(rep.Results), rep.Settings.Codec)
+		}
+		for _, row := range rep.Results {
+			if row.Error != "" || row.Size != 0 {
+				t.Errorf("%s %s at %g: size %d, %s", codec, row.Scenario, row.Rate, row.Size, row.Error)
+				continue
+			}
+			f := row.benchFigures
+			if f.Blocks != int64(row.Count) || f.BlocksPerS <= 0 || f.MBPerS != 0 {
+				t.Errorf("%s %s at %g: %d blocks of %d, %.0f blocks/s, %.1f MB/s (integers have no size)", codec, row.Scenario, row.Rate, f.Blocks, row.Count, f.BlocksPerS, f.MBPerS)
+			}
+			if l := f.Latency; row.Rate > 0 && (l == nil || l.Samples != uint64(row.Count) || l.P50 <= 0) {
+				t.Errorf("%s %s at %g: latency %+v, want %d samples read from the integers", codec, row.Scenario, row.Rate, l, row.Count)
+			}
 		}
 	}
 }
