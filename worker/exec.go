@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/worker/align"
@@ -92,16 +91,7 @@ func (p *programSteps) next(ctx context.Context, k int) (align.Step, error) {
 	p.steps = append(p.steps, step)
 	p.prune()
 	p.mu.Unlock()
-	if step.Wait > 0 {
-		timer := time.NewTimer(step.Wait)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			return step, ctx.Err()
-		}
-	}
-	return step, nil
+	return step, waitStep(ctx, step)
 }
 
 // prune forgets the steps every output has taken.

@@ -378,16 +378,22 @@ func (t *task) syncCheckerStats(chk *align.Checker) {
 // future time (sources on several machines restart together).
 func nextSourceStep(ctx context.Context, seq *align.SourceSequencer) (align.Step, error) {
 	step := seq.NextNow()
-	if step.Wait > 0 {
-		timer := time.NewTimer(step.Wait)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			return step, ctx.Err()
-		}
+	return step, waitStep(ctx, step)
+}
+
+// waitStep waits out a step's delay (a reset requested for a later time).
+func waitStep(ctx context.Context, step align.Step) error {
+	if step.Wait <= 0 {
+		return nil
 	}
-	return step, nil
+	timer := time.NewTimer(step.Wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // takeAsync adds the async inputs to a round: the next block(s) of a plain async input, as they

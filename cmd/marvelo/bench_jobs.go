@@ -128,13 +128,12 @@ func (b *benchSource) Generate(ctx *job.Context, emit func(any) error) error {
 			return err
 		}
 	}
+	block := b.bytesBlock()
 	if b.Codec != "" {
-		return b.generateInts(ctx, emit, p)
+		block = intBlock
 	}
-	buf := make([]byte, b.Size)
-	var v any = buf // boxed once: emit(v) does not allocate, and the bytes change in place
 	if p != nil {
-		if err := emit(v); err != nil {
+		if err := emit(block(0, 0)); err != nil {
 			return err
 		}
 		timer := time.NewTimer(benchWarmUp)
@@ -154,18 +153,17 @@ func (b *benchSource) Generate(ctx *job.Context, emit func(any) error) error {
 		p.started(benchkit.Now())
 	}
 	for i := 0; i < b.Count; i++ {
+		var stamp int64
 		if pacer != nil {
-			benchkit.PutStamp(buf, pacer.Next())
+			stamp = pacer.Next()
 			if i == 0 && p != nil {
 				p.started(pacer.Start())
 			}
-		} else {
-			buf[0] = byte(i)
 		}
 		if i == b.Count-1 {
 			ctx.Finish()
 		}
-		if err := emit(v); err != nil {
+		if err := emit(block(i+1, stamp)); err != nil {
 			return err
 		}
 	}
@@ -177,49 +175,29 @@ func (b *benchSource) Generate(ctx *job.Context, emit func(any) error) error {
 	return nil
 }
 
-// generateInts is Generate for integer blocks: the warm-up block, then Count integers.
-func (b *benchSource) generateInts(ctx *job.Context, emit func(any) error, p *probe) error {
-	if p != nil {
-		if err := emit(int64(0)); err != nil {
-			return err
+// bytesBlock returns the block maker of bytes blocks: one buffer of Size bytes, boxed once (emit
+// does not allocate) and changed in place: the send time in its first 8 bytes when paced, else
+// the index's low byte.
+func (b *benchSource) bytesBlock() func(i int, stamp int64) any {
+	buf := make([]byte, b.Size)
+	var v any = buf
+	return func(i int, stamp int64) any {
+		if stamp != 0 {
+			benchkit.PutStamp(buf, stamp)
+		} else {
+			buf[0] = byte(i)
 		}
-		timer := time.NewTimer(benchWarmUp)
-		defer timer.Stop()
-		select {
-		case <-p.warm:
-		case <-timer.C:
-			return fmt.Errorf("the warm-up block did not reach the sink within %s", benchWarmUp)
-		case <-ctx.Context().Done():
-			return ctx.Context().Err()
-		}
+		return v
 	}
-	var pacer *benchkit.Pacer
-	if b.Rate > 0 {
-		pacer = benchkit.NewPacer(b.Rate)
-	} else if p != nil {
-		p.started(benchkit.Now())
+}
+
+// intBlock makes an integer block (--codec cbor or json): the send time when paced, else the
+// index.
+func intBlock(i int, stamp int64) any {
+	if stamp != 0 {
+		return stamp
 	}
-	for i := 0; i < b.Count; i++ {
-		v := int64(i + 1)
-		if pacer != nil {
-			v = pacer.Next()
-			if i == 0 && p != nil {
-				p.started(pacer.Start())
-			}
-		}
-		if i == b.Count-1 {
-			ctx.Finish()
-		}
-		if err := emit(v); err != nil {
-			return err
-		}
-	}
-	if pacer != nil && p != nil {
-		p.mu.Lock()
-		p.late += pacer.Late()
-		p.mu.Unlock()
-	}
-	return nil
+	return int64(i)
 }
 
 // benchJoin passes on, per round of its inputs, the block with the newest send time: the round's
