@@ -17,33 +17,12 @@ import (
 // fission shim), run by the worker's Python runner between Go jobs, each result checked at the
 // sink.
 
-// marveloJobs is a job module in the original's style: the seed page's examples.
+// marveloJobs is a job module in the original's style, beside the seed page's examples
+// (testdata/python/seed/src/seed.py, copied into the project by pythonProject).
 const marveloJobs = `import marvelo
 from fission.core.jobs import PythonJob, LocalJob
 
-
-class CountJob(PythonJob):
-    HEAD = True
-
-    def run(self):
-        for i in range(1, 31):
-            if i == 30:
-                self.finish()
-            yield (i, 31 - i)
-
-
-class SumJob(PythonJob):
-    def run(self, in_1, in_2):
-        return in_1 + in_2
-
-
-class MultiplySumJob(PythonJob):
-    def run(self, multiplier, *args):
-        return multiplier * sum(args)
-
-
-class LocalMultiplySumJob(LocalJob, MultiplySumJob):
-    pass
+from seed import CountJob, SumJob, MultiplySumJob, LocalMultiplySumJob  # the seed page's examples
 
 
 class Scale(PythonJob):
@@ -149,6 +128,13 @@ func pythonProject(t *testing.T, module, source string) string {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, module+".py"), []byte(source), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seed, err := os.ReadFile("../../testdata/python/seed/src/seed.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "seed.py"), seed, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return base
