@@ -41,6 +41,11 @@ type Options struct {
 	BaseDir string
 	// Python is the interpreter of Python jobs that name none ("": $MARVELO_PYTHON, python3).
 	Python string
+	// Stored makes the embedded broker keep JetStream on disk, in a temporary folder of its own
+	// removed at Close, instead of in memory; SyncInterval is then its sync setting (0: sync
+	// before every acknowledgement). For measuring the durable path (marvelo bench --sync).
+	Stored       bool
+	SyncInterval time.Duration
 }
 
 // ErrInvalid marks a document the broker rejected (exit code 2).
@@ -91,7 +96,7 @@ func Start(opts Options) (*Env, error) {
 	if opts.Registry == nil {
 		opts.Registry = job.NewRegistry()
 	}
-	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:-1", Memory: true, Logger: opts.Logger})
+	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:-1", Memory: !opts.Stored, SyncInterval: opts.SyncInterval, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -14,10 +14,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/broker"
-	"github.com/marvelo/marvelo/broker/client"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/cmd/local"
-	"github.com/marvelo/marvelo/worker"
 )
 
 // marvelo bench --sync always,2m: the cost of durability. The scenarios run, in one run, once per
@@ -134,48 +132,11 @@ func (r *benchRunner) startStored(interval time.Duration, progress io.Writer) (f
 	if r.opts.verbose {
 		logger = slog.New(slog.NewTextHandler(progress, nil))
 	}
-	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:-1", SyncInterval: interval, Logger: logger}) // a temporary store of its own
+	env, err := local.Start(local.Options{WorkDir: dir, Registry: benchRegistry(), Logger: logger,
+		Stored: true, SyncInterval: interval}) // a temporary store of its own
 	if err != nil {
 		return nil, err
 	}
-	closes := []func(){b.Shutdown}
-	stop := func() {
-		for i := len(closes) - 1; i >= 0; i-- {
-			closes[i]()
-		}
-	}
-	wnc, err := b.Connect()
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	closes = append(closes, wnc.Close)
-	w, err := worker.New(wnc, worker.Options{Name: "local", Any: true, Local: true, SharedWorkDir: true,
-		WorkDir: dir, Registry: benchRegistry(), Logger: logger})
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	wctx, wstop := context.WithCancel(context.Background())
-	werr := make(chan error, 1)
-	go func() { werr <- w.Run(wctx) }()
-	closes = append(closes, func() { wstop(); <-werr })
-	select {
-	case <-w.Ready():
-	case err := <-werr:
-		werr <- err
-		stop()
-		return nil, fmt.Errorf("worker: %w", err)
-	case <-time.After(10 * time.Second):
-		stop()
-		return nil, errors.New("the bench worker did not register with the embedded broker within 10s")
-	}
-	cnc, err := b.Connect()
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	closes = append(closes, cnc.Close)
-	r.env = &local.Env{Broker: b, Client: client.New(cnc), Worker: w}
-	return stop, nil
+	r.env = env
+	return env.Close, nil
 }
