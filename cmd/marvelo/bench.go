@@ -353,6 +353,11 @@ func benchAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.Failure(fmt.Errorf("bench: %w", err))
 	}
+	return emitReport(c, out, newBenchReport(opts, brokerName, rows), r.failed, "")
+}
+
+// newBenchReport is the report of a run: the machine, the broker, the rows and the settings.
+func newBenchReport(opts benchOptions, brokerName string, rows []benchRow) benchReport {
 	rep := benchReport{
 		Machine: machine(), Broker: brokerName, Results: rows,
 		Settings: benchSettings{
@@ -366,16 +371,24 @@ func benchAction(c *cli.Context) error {
 	if opts.baseline {
 		rep.Settings.JSCount = opts.jsCount
 	}
+	return rep
+}
+
+// emitReport prints the report as JSON (--json) or as a table after preface, and fails the
+// command when runs failed.
+func emitReport(c *cli.Context, out io.Writer, rep benchReport, failed int, preface string) error {
+	var err error
 	if c.Bool("json") {
 		err = writeJSON(out, rep)
 	} else {
+		fmt.Fprint(out, preface)
 		err = writeTable(out, rep)
 	}
 	if err != nil {
 		return cliutil.Failure(err)
 	}
-	if r.failed > 0 {
-		return cliutil.Failure(fmt.Errorf("bench: %d of %d runs failed (see the table)", r.failed, len(rows)))
+	if failed > 0 {
+		return cliutil.Failure(fmt.Errorf("bench: %d of %d runs failed (see the table)", failed, len(rep.Results)))
 	}
 	return nil
 }

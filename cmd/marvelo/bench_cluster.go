@@ -201,29 +201,8 @@ func benchClusterAction(ctx context.Context, c *cli.Context, opts benchOptions, 
 	if err != nil {
 		return cliutil.Failure(fmt.Errorf("bench: %w", err))
 	}
-	rep := benchReport{
-		Machine: machine(), Broker: "embedded", Results: rows,
-		Settings: benchSettings{
-			Count: opts.count, Runs: opts.runs, Stages: opts.stages, Sizes: opts.sizes, Rates: opts.rates,
-			Duration: opts.duration.Seconds(),
-		},
-	}
-	if rep.Settings.Rates == nil {
-		rep.Settings.Rates = []float64{}
-	}
-	if c.Bool("json") {
-		err = writeJSON(out, rep)
-	} else {
-		fmt.Fprintf(out, "setups: %s; 3 brokers form one NATS cluster (clustered JetStream in memory) on loopback, the worker joins through the first\n", clusterSetupLabels())
-		err = writeTable(out, rep)
-	}
-	if err != nil {
-		return cliutil.Failure(err)
-	}
-	if failed > 0 {
-		return cliutil.Failure(fmt.Errorf("bench: %d of %d runs failed (see the table)", failed, len(rows)))
-	}
-	return nil
+	preface := fmt.Sprintf("setups: %s; 3 brokers form one NATS cluster (clustered JetStream in memory) on loopback, the worker joins through the first\n", clusterSetupLabels())
+	return emitReport(c, out, newBenchReport(opts, "embedded", rows), failed, preface)
 }
 
 func clusterSetupLabels() string {

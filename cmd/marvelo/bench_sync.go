@@ -93,30 +93,9 @@ func benchSyncAction(ctx context.Context, c *cli.Context, opts benchOptions, pro
 			return cliutil.Failure(fmt.Errorf("bench: %w", err))
 		}
 	}
-	rep := benchReport{
-		Machine: machine(), Broker: "embedded", Results: rows,
-		Store: "JetStream on disk in a temporary directory under " + os.TempDir() + ", " + strings.Join(names, ", then "),
-		Settings: benchSettings{
-			Count: opts.count, Runs: opts.runs, Stages: opts.stages, StageList: opts.stageList, Sizes: opts.sizes, Rates: opts.rates,
-			Codec: opts.codec, Duration: opts.duration.Seconds(),
-		},
-	}
-	if rep.Settings.Rates == nil {
-		rep.Settings.Rates = []float64{}
-	}
-	var err error
-	if c.Bool("json") {
-		err = writeJSON(out, rep)
-	} else {
-		err = writeTable(out, rep)
-	}
-	if err != nil {
-		return cliutil.Failure(err)
-	}
-	if failed > 0 {
-		return cliutil.Failure(fmt.Errorf("bench: %d of %d runs failed (see the table)", failed, len(rows)))
-	}
-	return nil
+	rep := newBenchReport(opts, "embedded", rows)
+	rep.Store = "JetStream on disk in a temporary directory under " + os.TempDir() + ", " + strings.Join(names, ", then ")
+	return emitReport(c, out, rep, failed, "")
 }
 
 // startStored starts an embedded broker storing JetStream on disk with the sync interval (0:
