@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/broker"
+	"github.com/marvelo/marvelo/broker/liveview"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/worker"
@@ -29,7 +30,7 @@ func main() {
 		Name:    "marvelo-broker",
 		Version: protocol.BuildVersion(),
 		Usage:   "run the marvelo head node: embedded NATS with JetStream and the control plane",
-		UsageText: "marvelo-broker [--listen 127.0.0.1:4222] [--store DIR [--sync always|DURATION] | --memory] [--auth-token T] [--tls-cert F --tls-key F] [--monitor 127.0.0.1:8222] [--no-local | --local]\n" +
+		UsageText: "marvelo-broker [--listen 127.0.0.1:4222] [--store DIR [--sync always|DURATION] | --memory] [--auth-token T] [--tls-cert F --tls-key F] [--monitor 127.0.0.1:8222] [--metrics 127.0.0.1:9090] [--ui 127.0.0.1:8080] [--no-local | --local]\n" +
 			"   marvelo-broker --cluster HOST:PORT --routes URL,URL --server-name NAME [--replicas N] [--store DIR] ...\n" +
 			"   marvelo-broker --nats URL[,URL] [--creds FILE] [--nats-monitor URL[,URL]] ...",
 		Description: `Starts an embedded NATS server with JetStream and the marvelo control plane: the worker registry,
@@ -66,11 +67,21 @@ disk. On --nats the deployment's own sync_interval decides: an account's client 
 so --nats-monitor names the servers' monitoring URLs and the broker warns at start when one of
 them syncs lazily (docs/operations.md has the table of what survives what).
 
+Live view: --ui HOST:PORT serves a read-only web page at http://HOST:PORT/ with each pipeline's
+graph (every job's state, worker and rates, every pipe's messages per second and lag), the
+workers and their load, the events and a log tail, updated every second. Without --auth-token it
+listens on loopback only; with it, the page asks for the operator token (HTTP basic
+authentication: any user name, the token as password) or an operator or read-only identity's name
+and secret (marvelo-broker operator add NAME --read-only), and scripts may send the header
+Authorization: Bearer TOKEN. Its JSON: /api/pipelines, /api/workers, /api/events?pipeline=P,
+/api/logs?pipeline=P&tail=N.
+
 Examples:
    marvelo-broker --listen 0.0.0.0:4222 --store /var/lib/marvelo --auth-token "$TOKEN"
    marvelo-broker --server-name h1 --listen 0.0.0.0:4222 --cluster 0.0.0.0:6222 \
        --routes nats-route://h2:6222,nats-route://h3:6222 --store /var/lib/marvelo --auth-token "$TOKEN"
    marvelo-broker --store /var/lib/marvelo --sync 1s    # trade durability on power loss for speed, knowingly
+   marvelo-broker --memory --ui 127.0.0.1:8080          # then open http://127.0.0.1:8080/ in a browser
    marvelo-broker --nats nats://nats1:4222,nats://nats2:4222 --creds marvelo.creds \
        --nats-monitor http://nats1:8222,http://nats2:8222
    marvelo-broker worker add mic1 --auth-token "$TOKEN" --out mic1.creds`,
@@ -84,6 +95,7 @@ Examples:
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate for the client port"},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS key for the client port"},
 			&cli.StringFlag{Name: "metrics", Usage: "host:port serving Prometheus metrics on /metrics: per job, pipe and worker; a Go job's CPU and memory are its worker process's, an executable's its program's (off when empty; e.g. --metrics 127.0.0.1:9090)"},
+			&cli.StringFlag{Name: "ui", Usage: "host:port serving the live view, a read-only web page: the pipeline graph with each job's state, worker and rates, the workers' load, the events and a log tail (off when empty; e.g. --ui 127.0.0.1:8080); beyond loopback only with --auth-token, which the page then asks for"},
 			&cli.StringFlag{Name: "monitor", Usage: "host:port of the NATS monitoring endpoint (off when empty)"},
 			&cli.BoolFlag{Name: "no-local", Usage: "do not run a worker for LOCAL jobs in the broker"},
 			&cli.BoolFlag{Name: "local", Usage: "in a cluster, run the worker for LOCAL jobs here whichever broker leads (default: on the leader)"},
@@ -161,6 +173,19 @@ func run(c *cli.Context) error {
 		}
 		defer m.Close()
 		fmt.Fprintf(os.Stderr, "marvelo-broker metrics on http://%s/metrics\n", m.Addr())
+	}
+	if addr := c.String("ui"); addr != "" {
+		src, err := b.LiveSource()
+		if err != nil {
+			return cliutil.Failure(err)
+		}
+		defer src.Close()
+		ui, err := liveview.Serve(liveview.Options{Addr: addr, Source: src, Authorize: b.LiveAuthorizer(), Logger: log})
+		if err != nil {
+			return cliutil.Failure(err)
+		}
+		defer ui.Close()
+		fmt.Fprintf(os.Stderr, "marvelo-broker live view on http://%s/\n", ui.Addr())
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
