@@ -45,12 +45,15 @@ test-chaos: test-crash
 	echo "full log: $$log"; \
 	! grep -q '^--- FAIL' $$log
 
-## test-crash: a real power cut of the head node (broker/durability_crash_test.go): the brokers'
-## stores on ext4 on loop devices, the brokers SIGKILLed, each disk copied without the page cache,
-## the brokers restarted on the copies; --sync always keeps every acknowledged message, a lazy
-## sync loses them (one broker and three). Needs root, losetup, mkfs.ext4. Not part of make test.
+## test-crash: a real power cut of the head node (cmd/internal/crashkit): the brokers' stores on ext4
+## on loop devices, the brokers SIGKILLed, each disk copied without the page cache, the brokers
+## restarted on the copies; --sync always keeps every acknowledged message, a lazy sync loses them
+## (cmd/internal/crashkit/broker_crash_test.go: one broker and three), and a pipeline cut mid-stream resumes
+## with its csv sink exact (cmd/internal/e2e/powercut_test.go). Needs root, losetup, mkfs.ext4.
+## Not part of make test.
 test-crash:
-	MARVELO_CRASH_TEST=1 $(GO) test -count=1 -timeout 10m -v -run '^TestPowerCut' ./broker/
+	MARVELO_CRASH_TEST=1 $(GO) test -count=1 -timeout 10m -v -run '^TestPowerCut' ./cmd/internal/crashkit/
+	MARVELO_CRASH_TEST=1 $(GO) test -count=1 -timeout 5m -v -run '^TestPowerCutOfTheHeadNode' ./cmd/internal/e2e/
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)

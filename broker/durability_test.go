@@ -15,7 +15,7 @@ import (
 // what each server runs with from its /varz (Varz.JetStream.Config, the configuration every
 // file store, consumer store and Raft log of the server is made with: nats-server's stream.go
 // and jetstream_cluster.go copy SyncAlways and SyncInterval from the server's options). The
-// crash test (durability_crash_test.go, MARVELO_CRASH_TEST=1) shows what the setting does when
+// crash test (cmd/internal/crashkit/broker_crash_test.go, MARVELO_CRASH_TEST=1) shows what the setting does when
 // the power goes.
 
 // jetStreamSync is the sync configuration a running server reports.

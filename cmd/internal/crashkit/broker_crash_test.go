@@ -1,15 +1,14 @@
-package broker
+package crashkit_test
 
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,43 +17,38 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/broker"
+	"github.com/marvelo/marvelo/cmd/internal/crashkit"
 )
 
-// The crash test: a power cut of the head node, for real. Each broker's store lies on an ext4
-// file system on a loop device. A child process runs the brokers (one, or three forming a
-// cluster), publishes to a stream and reports how many messages JetStream acknowledged; the test
-// kills it (SIGKILL) and at once copies each loop device's backing file. The copy holds what the
-// device had received, and nothing of what was still in the kernel's page cache: it is the disk
-// as a power failure or a kernel crash leaves it. The brokers then start again on the copies, and
-// the test counts what the stream kept.
+// The crash test: a power cut of the head node, for real (internal/crashkit). Each broker's store
+// lies on an ext4 file system on a loop device. A child process runs the brokers (one, or three
+// forming a cluster), publishes to a stream and reports how many messages JetStream acknowledged;
+// the test kills it (SIGKILL) and at once copies each loop device's backing file: the disk as a
+// power failure or a kernel crash leaves it. The brokers then start again on the copies, and the
+// test counts what the stream kept.
 //
 // With --sync always every acknowledged message is there. With --sync 2m (NATS's default) the
 // acknowledged messages are lost: that half is the control — a harness that lost nothing there
 // would prove nothing with always.
 //
-// It needs root, loop devices, losetup, mkfs.ext4 and mount, so it runs only with
-// MARVELO_CRASH_TEST=1 (make test-crash). Device-mapper (dm-flakey, dm-log-writes) is not in
-// every kernel (not in the development VM's); copying the backing file needs nothing of it.
-// ext4 is mounted with commit=300 so its own 5 s journal commit writes nothing the brokers did
-// not sync, and the test is done well within the kernel's 30 s writeback of dirty pages.
+// It needs root and loop devices, so it runs only with MARVELO_CRASH_TEST=1 (make test-crash).
+// The same power cut of a whole pipeline: cmd/internal/e2e/powercut_test.go.
 
 const (
-	crashChildEnv = "MARVELO_CRASH_CHILD"  // set in the child: the stores, comma-separated
-	crashSyncEnv  = "MARVELO_CRASH_SYNC"   // the child's --sync
-	crashCountEnv = "MARVELO_CRASH_COUNT"  // messages the child publishes
-	crashStream   = "CRASH"                // the stream the child publishes to
-	crashAcked    = "ACKED "               // the child's report: ACKED N
-	crashMsgSize  = 1024                   // bytes per message
-	crashWait     = 60 * time.Second       // for the child's report and the restarted stream
-	crashImgSize  = 512 << 20              // bytes of each loop device (a sparse file): the log stream reserves 256 MiB
-	crashMountOpt = "commit=300,nodiscard" // see above
+	crashChildEnv = "MARVELO_CRASH_CHILD" // set in the child: the stores, comma-separated
+	crashSyncEnv  = "MARVELO_CRASH_SYNC"  // the child's --sync
+	crashCountEnv = "MARVELO_CRASH_COUNT" // messages the child publishes
+	crashStream   = "CRASH"               // the stream the child publishes to
+	crashAcked    = "ACKED "              // the child's report: ACKED N
+	crashMsgSize  = 1024                  // bytes per message
+	crashWait     = 60 * time.Second      // for the child's report and the restarted stream
+	crashDiskSize = 512 << 20             // bytes of each broker's disk: the log stream reserves 256 MiB
 )
 
 func TestPowerCutKeepsEveryAcknowledgedMessageWithSyncAlwaysAndLosesThemWithALazySync(t *testing.T) {
-	if os.Getenv("MARVELO_CRASH_TEST") != "1" {
-		t.Skip("mounts loop devices as root: MARVELO_CRASH_TEST=1 (make test-crash)")
-	}
-	requireLoopDevices(t)
+	crashkit.Require(t)
 	for _, c := range []struct {
 		name    string
 		brokers int
@@ -67,17 +61,17 @@ func TestPowerCutKeepsEveryAcknowledgedMessageWithSyncAlwaysAndLosesThemWithALaz
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			const count = 400
+			disks := make([]*crashkit.Disk, c.brokers)
 			stores := make([]string, c.brokers)
-			imgs := make([]string, c.brokers)
-			for i := range stores {
-				imgs[i] = filepath.Join(t.TempDir(), "disk.img")
-				stores[i] = newLoopFS(t, imgs[i])
+			for i := range disks {
+				disks[i] = crashkit.NewDisk(t, crashDiskSize)
+				stores[i] = disks[i].Dir
 			}
 			acked := runCrashChild(t, stores, c.sync, count)
 			// The power is cut: the child is dead, the page cache is not on the disks.
-			crashed := make([]string, len(imgs))
-			for i, img := range imgs {
-				crashed[i] = mountCopy(t, img)
+			crashed := make([]string, len(disks))
+			for i, d := range disks {
+				crashed[i] = d.AfterPowerCut(t).Dir
 			}
 			kept, err := countAfterRestart(t, crashed, c.sync)
 			t.Logf("--sync %s, %d broker(s): %d messages acknowledged, %d kept after the power cut (%v)", c.sync, c.brokers, acked, kept, err)
@@ -103,7 +97,7 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("the crash test's child process")
 	}
 	stores := strings.Split(os.Getenv(crashChildEnv), ",")
-	interval, err := ParseSync(os.Getenv(crashSyncEnv))
+	interval, err := broker.ParseSync(os.Getenv(crashSyncEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +143,7 @@ func TestCrashChild(t *testing.T) {
 }
 
 // startCrashBrokers starts one broker per store with the sync setting; several form a cluster.
-func startCrashBrokers(t *testing.T, stores []string, interval time.Duration) []*Broker {
+func startCrashBrokers(t *testing.T, stores []string, interval time.Duration) []*broker.Broker {
 	t.Helper()
 	var routes []string
 	ports := make([]int, len(stores))
@@ -159,13 +153,13 @@ func startCrashBrokers(t *testing.T, stores []string, interval time.Duration) []
 			routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
 		}
 	}
-	var out []*Broker
+	var out []*broker.Broker
 	for i, dir := range stores {
-		opts := Options{Listen: "127.0.0.1:-1", StoreDir: dir, SyncInterval: interval, Logger: slog.New(slog.DiscardHandler)}
+		opts := broker.Options{Listen: "127.0.0.1:-1", StoreDir: dir, SyncInterval: interval, Logger: slog.New(slog.DiscardHandler)}
 		if len(stores) > 1 {
 			opts.ServerName, opts.Cluster, opts.Routes = fmt.Sprintf("c%d", i+1), fmt.Sprintf("127.0.0.1:%d", ports[i]), routes
 		}
-		b, err := Start(opts)
+		b, err := broker.Start(opts)
 		if err != nil {
 			t.Fatalf("broker %d: %v", i+1, err)
 		}
@@ -175,7 +169,7 @@ func startCrashBrokers(t *testing.T, stores []string, interval time.Duration) []
 	return out
 }
 
-func crashClient(t *testing.T, b *Broker) (*nats.Conn, jetstream.JetStream) {
+func crashClient(t *testing.T, b *broker.Broker) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := b.Connect()
 	if err != nil {
@@ -247,7 +241,7 @@ func runCrashChild(t *testing.T, stores []string, sync string, count int) int {
 // of the stream, once it answers with them all checked: message i is "message i".
 func countAfterRestart(t *testing.T, stores []string, sync string) (int, error) {
 	t.Helper()
-	interval, err := ParseSync(sync)
+	interval, err := broker.ParseSync(sync)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,68 +293,13 @@ func checkCrashMessages(ctx context.Context, st jetstream.Stream, state jetstrea
 	return int(state.Msgs), nil
 }
 
-// requireLoopDevices fails the test, saying what is missing, where a loop device cannot be made.
-func requireLoopDevices(t *testing.T) {
+// freePort returns a loopback port free at the time of the call (for the cluster's routes).
+func freePort(t *testing.T) int {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("the crash test mounts loop devices: run it as root")
-	}
-	for _, tool := range []string{"losetup", "mkfs.ext4", "mount", "umount", "cp"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the crash test needs %s: %v", tool, err)
-		}
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Fatalf("no loop devices here: %v", err)
-	}
-}
-
-// newLoopFS makes an ext4 file system in the file img, mounts it through a loop device and
-// returns the mount point; the test's cleanup unmounts it.
-func newLoopFS(t *testing.T, img string) string {
-	t.Helper()
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, crashImgSize); err != nil {
-		t.Fatal(err)
-	}
-	run(t, "mkfs.ext4", "-q", "-F", img)
-	return mountImage(t, img)
-}
-
-// mountCopy copies the backing file of a mounted loop device, as it is on the device at this
-// moment, and mounts the copy (ext4 replays its journal); it returns the copy's mount point.
-func mountCopy(t *testing.T, img string) string {
-	t.Helper()
-	dst := filepath.Join(t.TempDir(), "crashed.img")
-	run(t, "cp", "--sparse=always", img, dst)
-	return mountImage(t, dst)
-}
-
-func mountImage(t *testing.T, img string) string {
-	t.Helper()
-	dev := strings.TrimSpace(run(t, "losetup", "--find", "--show", img))
-	t.Cleanup(func() { _, _ = exec.Command("losetup", "-d", dev).CombinedOutput() })
-	dir := t.TempDir()
-	run(t, "mount", "-t", "ext4", "-o", crashMountOpt, dev, dir)
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-		}
-		t.Fatalf("%s: %v", name, err)
+		t.Fatal(err)
 	}
-	return string(out)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
