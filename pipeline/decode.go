@@ -18,11 +18,13 @@ import (
 	"github.com/marvelo/marvelo/codec"
 )
 
-// Decoding happens in two passes. The first turns JSON or CBOR into a generic tree (objects keep
-// their members in document order, duplicates included) and stops only at malformed input. The
-// second walks the tree into the structs and collects every problem it meets (unknown keys, wrong
-// types, out-of-range values) so that a user fixes a document in one round, not one error at a
-// time. Both formats share the second pass, so they are equally strict.
+// Decoding happens in two passes. The first turns JSON, YAML (yaml.go) or CBOR into a generic
+// tree (objects keep their members in document order, duplicates included) and stops only at
+// malformed input. The second walks the tree into the structs and collects every problem it
+// meets (unknown keys, wrong types, out-of-range values) so that a user fixes a document in one
+// round, not one error at a time. The formats share the second pass, so they are equally
+// strict. Where each problem is in the text (line and column) is found only when there are
+// problems (locate.go).
 
 // maxNesting bounds how deeply arrays and objects may nest, so that a hostile document cannot
 // exhaust the stack. Real documents nest a handful of levels; args rarely more than a few more.
@@ -43,6 +45,18 @@ type Problem struct {
 	// Kind says what found it: "" (or KindDecode) decoding, "graph" Validate's checks of the
 	// document, "args" the check of a job's args against its type.
 	Kind string `json:"kind,omitempty"`
+	// Line and Column (1-based, in bytes) are where the problem is in a JSON or YAML document:
+	// the key of an object member, an array element, or the nearest enclosing one of these that
+	// the document has (a missing key is placed at its object). Zero when unknown (CBOR, or a
+	// problem found without the document's text). Set by Parse, Check and Locate.
+	Line   int `json:"line,omitempty"`
+	Column int `json:"column,omitempty"`
+
+	// at is the path to place a problem that has no Path of its own (a pipe's problem, at the
+	// job entry naming the pipe).
+	at string
+	// placed: the message states the position itself (a syntax error).
+	placed bool
 }
 
 // Problem kinds.
@@ -51,8 +65,10 @@ const (
 	ProblemGraph  = "graph"
 	ProblemArgs   = "args"
 	// ProblemFiles: a file the document names, checked where the document is (a Python job's
-	// dependencies folder and module).
+	// dependencies folder and module, an executable job's program and its interpreter).
 	ProblemFiles = "files"
+	// ProblemWarning: allowed, and valid, but likely not what was meant (Notes).
+	ProblemWarning = "warning"
 )
 
 // String is "path: message", or the message alone when there is no path.
@@ -61,6 +77,20 @@ func (p Problem) String() string {
 		return p.Message
 	}
 	return p.Path + ": " + p.Message
+}
+
+// Located is String followed by the problem's line and column when they are known:
+// "jobs[1].type: job 2 (x): unknown job type ... (line 6, column 15)".
+func (p Problem) Located() string {
+	s := p.String()
+	switch {
+	case p.Line == 0 || p.placed:
+	case p.Column == 0:
+		s += fmt.Sprintf(" (line %d)", p.Line)
+	default:
+		s += fmt.Sprintf(" (line %d, column %d)", p.Line, p.Column)
+	}
+	return s
 }
 
 // DocumentError reports why a document could not be decoded: either one problem saying where the
@@ -101,16 +131,19 @@ func ParseFile(path string) (*Pipeline, error) {
 	return p, err
 }
 
-// Parse decodes a pipeline document, JSON or CBOR, judged by content: a document whose first
-// non-whitespace byte is '{' is JSON, anything else is CBOR. Decoding is strict: unknown keys,
+// Parse decodes a pipeline document, JSON, YAML or CBOR, judged by content: a document whose
+// first non-whitespace byte is '{' is JSON, other text (UTF-8 without control characters) is
+// YAML, anything else is CBOR. Decoding is strict, the same for the three: unknown keys,
 // duplicate keys, wrong types and unknown enum values are all errors. The error is a
-// *DocumentError. Parse does not validate the graph; see Validate.
+// *DocumentError, each problem with its line and column in JSON and YAML. Parse does not
+// validate the graph; see Validate.
 func Parse(data []byte) (*Pipeline, error) {
 	p, problems, err := parsePartial(data)
 	if err != nil {
 		return nil, err
 	}
 	if len(problems) > 0 {
+		Locate(data, problems)
 		return nil, &DocumentError{Problems: problems}
 	}
 	return p, nil
@@ -149,6 +182,7 @@ func Check(data []byte, opts ValidateOptions) (*Pipeline, error) {
 		}
 	}
 	if len(problems) > 0 {
+		Locate(data, problems)
 		return p, &ValidationError{Problems: problems}
 	}
 	return p, nil
@@ -171,14 +205,41 @@ func underAny(path string, problems []Problem) bool {
 }
 
 func parseTree(data []byte) (any, error) {
+	switch documentFormat(data) {
+	case formatEmpty:
+		return nil, &DocumentError{Problems: []Problem{{Message: "empty document"}}}
+	case formatJSON:
+		return parseJSONTree(data)
+	case formatYAML:
+		return parseYAMLTree(data)
+	}
+	return parseCBORTree(data)
+}
+
+// The formats of a document, judged by content.
+const (
+	formatEmpty = iota
+	formatJSON
+	formatYAML
+	formatCBOR
+)
+
+// documentFormat judges a document by content: JSON starts with '{' (after whitespace); other
+// text is YAML; anything else, CBOR. JSON saved with a byte order mark goes to the CBOR reader,
+// whose error says to save it without the mark.
+func documentFormat(data []byte) int {
 	i := skipSpace(data, 0)
 	switch {
 	case i == len(data):
-		return nil, &DocumentError{Problems: []Problem{{Message: "empty document"}}}
+		return formatEmpty
 	case data[i] == '{':
-		return parseJSONTree(data)
+		return formatJSON
+	case bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) && skipSpace(data, 3) < len(data) && data[skipSpace(data, 3)] == '{':
+		return formatCBOR // reported as CBOR with the hint to save the JSON without the mark
+	case looksLikeText(data):
+		return formatYAML
 	}
-	return parseCBORTree(data)
+	return formatCBOR
 }
 
 func skipSpace(data []byte, i int) int {
@@ -237,6 +298,8 @@ func typeName(v any) string {
 		return "number " + v.text
 	case unsupported:
 		return v.what
+	case yamlAlias:
+		return v.String()
 	}
 	return fmt.Sprintf("%T", v)
 }
@@ -248,12 +311,19 @@ func typeName(v any) string {
 type jsonTree struct {
 	dec  *json.Decoder
 	data []byte
+	// pos, when set, receives where every path is (Locate); paths are built only then.
+	pos positions
 }
 
 func parseJSONTree(data []byte) (any, error) {
 	t := &jsonTree{dec: json.NewDecoder(bytes.NewReader(data)), data: data}
+	return t.parse()
+}
+
+func (t *jsonTree) parse() (any, error) {
 	t.dec.UseNumber()
-	v, err := t.value(0)
+	t.mark("")
+	v, err := t.value(0, "")
 	if err == nil {
 		err = t.end()
 	}
@@ -263,7 +333,24 @@ func parseJSONTree(data []byte) (any, error) {
 	return v, nil
 }
 
-func (t *jsonTree) value(depth int) (any, error) {
+// mark records that path starts at the next token, when positions are wanted.
+func (t *jsonTree) mark(path string) {
+	if t.pos != nil {
+		t.pos.add(path, position{off: t.next()})
+	}
+}
+
+// next is the offset of the next token: past the end of the last one, the whitespace and the
+// separator after it.
+func (t *jsonTree) next() int {
+	off := int(t.dec.InputOffset())
+	for off < len(t.data) && strings.IndexByte(" \t\r\n,:", t.data[off]) >= 0 {
+		off++
+	}
+	return off
+}
+
+func (t *jsonTree) value(depth int, path string) (any, error) {
 	tok, err := t.dec.Token()
 	if err != nil {
 		return nil, err
@@ -275,9 +362,9 @@ func (t *jsonTree) value(depth int) (any, error) {
 		}
 		switch tok {
 		case '{':
-			return t.object(depth + 1)
+			return t.object(depth+1, path)
 		case '[':
-			return t.array(depth + 1)
+			return t.array(depth+1, path)
 		}
 		return nil, &syntaxError{int(t.dec.InputOffset()) - 1, fmt.Sprintf("unexpected %q", rune(tok))}
 	case json.Number:
@@ -286,15 +373,24 @@ func (t *jsonTree) value(depth int) (any, error) {
 	return tok, nil // string, bool or nil
 }
 
-func (t *jsonTree) object(depth int) (any, error) {
+func (t *jsonTree) object(depth int, path string) (any, error) {
 	obj := object{}
 	for t.dec.More() {
+		start := 0
+		if t.pos != nil {
+			start = t.next()
+		}
 		tok, err := t.dec.Token()
 		if err != nil {
 			return nil, err
 		}
 		key, _ := tok.(string) // the tokenizer accepts only strings as object keys
-		v, err := t.value(depth)
+		mpath := ""
+		if t.pos != nil { // a member is where its key is
+			mpath = joinKey(path, key)
+			t.pos.add(mpath, position{off: start})
+		}
+		v, err := t.value(depth, mpath)
 		if err != nil {
 			return nil, err
 		}
@@ -304,10 +400,15 @@ func (t *jsonTree) object(depth int) (any, error) {
 	return obj, err
 }
 
-func (t *jsonTree) array(depth int) (any, error) {
+func (t *jsonTree) array(depth int, path string) (any, error) {
 	arr := []any{}
 	for t.dec.More() {
-		v, err := t.value(depth)
+		elem := ""
+		if t.pos != nil {
+			elem = indexPath(path, len(arr))
+			t.mark(elem)
+		}
+		v, err := t.value(depth, elem)
 		if err != nil {
 			return nil, err
 		}
@@ -344,6 +445,7 @@ func (t *jsonTree) fail(err error) error {
 	line, col := lineColumn(t.data, off)
 	return &DocumentError{Problems: []Problem{{
 		Message: fmt.Sprintf("invalid JSON at line %d, column %d (byte %d): %s", line, col, off, msg),
+		Line:    line, Column: col, placed: true,
 	}}}
 }
 
@@ -753,7 +855,9 @@ var optionalFields = fields[Optional]{
 func (b *builder) pipeline(v any) *Pipeline {
 	p := &Pipeline{}
 	if _, ok := v.(object); !ok {
-		b.add("", "a pipeline document must be an object, got %s", typeName(v))
+		if !b.alias("", v) {
+			b.add("", "a pipeline document must be an object, got %s", typeName(v))
+		}
 		return p
 	}
 	decodeFields(b, "", v, pipelineFields, p)
@@ -763,6 +867,9 @@ func (b *builder) pipeline(v any) *Pipeline {
 // decodeFields decodes an object with a fixed set of keys into t: each member goes to its
 // field's decoder; unknown, duplicate and non-string keys are problems.
 func decodeFields[T any](b *builder, path string, v any, fs fields[T], t *T) {
+	if b.alias(path, v) {
+		return
+	}
 	obj, ok := v.(object)
 	if !ok {
 		b.add(path, "expected object, got %s", typeName(v))
@@ -781,6 +888,7 @@ func decodeFields[T any](b *builder, path string, v any, fs fields[T], t *T) {
 			b.add(p, "duplicate key")
 		case !known:
 			b.add(p, "unknown key%s", didYouMean(m.key, slices.Sorted(maps.Keys(fs))))
+		case b.alias(p, m.val):
 		default:
 			decode(b, t, p, m.val)
 		}
@@ -949,8 +1057,21 @@ func (b *builder) plain(path string, v any) any {
 	case unsupported:
 		b.add(path, "%s is not allowed: a pipeline document holds JSON values only", v.what)
 		return nil
+	case yamlAlias:
+		b.alias(path, v)
+		return nil
 	}
 	return v
+}
+
+// alias reports a YAML alias, which a document may not use: it is a problem of its own, not a
+// value of the wrong type.
+func (b *builder) alias(path string, v any) bool {
+	a, ok := v.(yamlAlias)
+	if ok {
+		b.add(path, "%s is not allowed: write the value out", a)
+	}
+	return ok
 }
 
 // joinKey extends a path by an object key: a.b for plain keys, a["odd key"] for the rest.
@@ -976,26 +1097,32 @@ func isPlainKey(key string) bool {
 	return true
 }
 
-// didYouMean suggests the known key closest to an unknown one: the same but for case and
-// separators, or at most two edits away.
+// didYouMean suggests the known key closest to an unknown one: " (did you mean block_count?)",
+// or "" when none is close.
 func didYouMean(key string, known []string) string {
-	if len(key) > 64 {
+	if best := closest(key, known); best != "" {
+		return " (did you mean " + best + "?)"
+	}
+	return ""
+}
+
+// closest is the known name closest to an unknown one: the same but for case and separators,
+// or at most two edits away; "" when none is. Unknown keys, args and job types use it.
+func closest(name string, known []string) string {
+	if len(name) > 64 {
 		return ""
 	}
 	best, bestDist := "", 3
 	for _, k := range known {
-		d := editDistance(key, k)
-		if normalizeKey(key) == normalizeKey(k) {
+		d := editDistance(name, k)
+		if normalizeKey(name) == normalizeKey(k) {
 			d = 0
 		}
 		if d < bestDist {
 			best, bestDist = k, d
 		}
 	}
-	if best == "" {
-		return ""
-	}
-	return " (did you mean " + best + "?)"
+	return best
 }
 
 // keySeparators are ignored when comparing keys: blockCount, block-count and BLOCK_COUNT all

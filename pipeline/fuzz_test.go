@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -77,7 +78,7 @@ func FuzzParse(f *testing.F) {
 		if cb3 := mustCBOR(t, fromJSON); !bytes.Equal(cb, cb3) {
 			t.Fatalf("CBOR changed on a JSON round trip:\n%x\n%x\n%s", cb, cb3, js)
 		}
-		if !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
+		if isCBOR(data) {
 			var fx pipeline.Pipeline
 			if err := fxDecoder.Unmarshal(data, &fx); err != nil {
 				t.Fatalf("our reader accepted CBOR that fxamacker/cbor rejects: %v", err)
@@ -89,4 +90,22 @@ func FuzzParse(f *testing.F) {
 		_ = pipeline.Validate(p, pipeline.ValidateOptions{KnownType: func(string) bool { return true }})
 		_ = pipeline.EncodeDOT(p)
 	})
+}
+
+// isCBOR tells a CBOR document from a JSON one (starting with '{') and a YAML one (other text:
+// UTF-8 without control characters but tab, CR and LF), as Parse judges them.
+func isCBOR(data []byte) bool {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] == '{' {
+		return false
+	}
+	if !utf8.Valid(data) {
+		return true
+	}
+	for _, c := range data {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return true
+		}
+	}
+	return false
 }

@@ -19,6 +19,11 @@ type ValidateOptions struct {
 	// Types, when set, looks up a Go job type's spec: an unknown type is a problem, and the
 	// job's args are checked against the spec (CheckArgs). It takes precedence over KnownType.
 	Types func(name string) (TypeSpec, bool)
+	// TypeNames lists the known types, for an unknown type's "did you mean" (nil: none).
+	TypeNames []string
+	// UnknownTypeHint follows the message of an unknown type that is close to no known one:
+	// where the types were looked up and what to do ("no live worker of URL carries it; ...").
+	UnknownTypeHint string
 }
 
 // ValidationError lists every problem Validate found, in a stable order: the document first,
@@ -114,6 +119,25 @@ func (v *validator) add(about, index int, path, format string, args ...any) {
 	v.problems = append(v.problems, keyedProblem{about, index, Problem{Path: path, Message: fmt.Sprintf(format, args...), Kind: ProblemGraph}})
 }
 
+// addAt adds a problem that has no path of its own, placed in the document at path at (a pipe's
+// problem at the job entry naming it).
+func (v *validator) addAt(about, index int, at, format string, args ...any) {
+	v.add(about, index, "", format, args...)
+	v.problems[len(v.problems)-1].at = at
+}
+
+// pipeEntry is the path of the entry of a job's inputs or outputs that names a pipe.
+func (v *validator) pipeEntry(i int, field string, id int) string {
+	ids := v.p.Jobs[i].Inputs
+	if field == "outputs" {
+		ids = v.p.Jobs[i].Outputs
+	}
+	if k := slices.Index(ids, id); k >= 0 {
+		return fmt.Sprintf("%s.%s[%d]", jobPath(i), field, k)
+	}
+	return jobPath(i)
+}
+
 func (v *validator) result() error {
 	if len(v.problems) == 0 {
 		return nil
@@ -166,7 +190,7 @@ func (v *validator) job(i int) {
 	case j.Type != "" && v.opts.Types != nil:
 		v.jobArgs(i)
 	case j.Type != "" && v.opts.KnownType != nil && !v.opts.KnownType(j.Type):
-		v.add(aboutJob, i, path+".type", "%s: unknown job type %q", v.jobRef(i), j.Type)
+		v.unknownType(i)
 	}
 	if j.Exec != nil {
 		v.exec(i)
@@ -195,13 +219,27 @@ func (v *validator) jobArgs(i int) {
 	j := &v.p.Jobs[i]
 	spec, ok := v.opts.Types(j.Type)
 	if !ok {
-		v.add(aboutJob, i, jobPath(i)+".type", "%s: unknown job type %q", v.jobRef(i), j.Type)
+		v.unknownType(i)
 		return
 	}
 	for _, pr := range CheckArgs(spec, j.Args) {
 		v.add(aboutJob, i, jobPath(i)+".args"+dotted(pr.Path), "%s: %s", v.jobRef(i), pr.Message)
 		v.problems[len(v.problems)-1].Kind = ProblemArgs
 	}
+}
+
+// unknownType reports a job whose type is not known: with the closest known type, as an
+// unknown key gets, else with the hint where the types come from and what to do.
+func (v *validator) unknownType(i int) {
+	t := v.p.Jobs[i].Type
+	more := ""
+	switch best := closest(t, v.opts.TypeNames); {
+	case best != "":
+		more = fmt.Sprintf(" (did you mean %q?)", best)
+	case v.opts.UnknownTypeHint != "":
+		more = ": " + v.opts.UnknownTypeHint
+	}
+	v.add(aboutJob, i, jobPath(i)+".type", "%s: unknown job type %q%s", v.jobRef(i), t, more)
 }
 
 // dotted joins a relative path (`count`, `["odd key"]`) to a parent.
@@ -388,27 +426,32 @@ func (v *validator) pipeEnds(id int) {
 	rank := v.pipeRank[id]
 	ref := "pipe " + strconv.Itoa(id)
 	if len(src) == 0 {
-		v.add(aboutPipe, rank, "", "%s: no source: %s reads it but no job lists it in outputs", ref, v.jobRef(dst[0]))
+		v.addAt(aboutPipe, rank, v.pipeEntry(dst[0], "inputs", id), "%s: no source: %s reads it but no job lists it in outputs", ref, v.jobRef(dst[0]))
 	}
 	if len(dst) == 0 {
-		v.add(aboutPipe, rank, "", "%s: no destination: %s writes it but no job lists it in inputs", ref, v.jobRef(src[0]))
+		v.addAt(aboutPipe, rank, v.pipeEntry(src[0], "outputs", id), "%s: no destination: %s writes it but no job lists it in inputs", ref, v.jobRef(src[0]))
 	}
 	pp := v.p.PipeByID(id)
-	v.endTypes(rank, ref, src, pp.FromTypes, "source", "from_types")
-	v.endTypes(rank, ref, dst, pp.ToTypes, "destination", "to_types")
+	v.endTypes(rank, id, src, pp.FromTypes, "source", "from_types")
+	v.endTypes(rank, id, dst, pp.ToTypes, "destination", "to_types")
 }
 
-func (v *validator) endTypes(rank int, ref string, jobs []int, allowed []string, end, field string) {
+func (v *validator) endTypes(rank, id int, jobs []int, allowed []string, end, field string) {
 	if len(allowed) == 0 {
 		return
+	}
+	ref := "pipe " + strconv.Itoa(id)
+	entry := "outputs"
+	if end == "destination" {
+		entry = "inputs"
 	}
 	for _, i := range jobs {
 		t := v.p.Jobs[i].Type
 		switch {
 		case t == "":
-			v.add(aboutPipe, rank, "", "%s: %s %s is an exec job, but %s allows only %s", ref, end, v.jobRef(i), field, strings.Join(allowed, ", "))
+			v.addAt(aboutPipe, rank, v.pipeEntry(i, entry, id), "%s: %s %s is an exec job, but %s allows only %s", ref, end, v.jobRef(i), field, strings.Join(allowed, ", "))
 		case !contains(allowed, t):
-			v.add(aboutPipe, rank, "", "%s: %s %s has type %q, which %s does not allow (allowed: %s)", ref, end, v.jobRef(i), t, field, strings.Join(allowed, ", "))
+			v.addAt(aboutPipe, rank, v.pipeEntry(i, entry, id), "%s: %s %s has type %q, which %s does not allow (allowed: %s)", ref, end, v.jobRef(i), t, field, strings.Join(allowed, ", "))
 		}
 	}
 }

@@ -50,6 +50,15 @@ var invalidFixtures = map[string]string{
 	"trailing-data.json":       "invalid JSON at line 2, column 1 (byte 118): unexpected data after the document",
 	"not-an-object.json":       "(the input looks like text, but a JSON document must be an object starting with '{')",
 	"truncated.cbor":           "invalid CBOR at byte ",
+	// YAML: the same decoder after the YAML parser
+	"yaml-unknown-key.yaml":   "pipes[0].blockcount: unknown key (did you mean block_count?)",
+	"yaml-duplicate-key.yaml": "jobs[0].outputs: duplicate key",
+	"yaml-wrong-type.yaml":    "jobs[1].inputs[1]: expected integer, got string",
+	"yaml-malformed.yaml":     "invalid YAML at line 5",
+	"yaml-alias.yaml":         "jobs[1].args: a YAML alias (*common) is not allowed: write the value out",
+	"yaml-two-documents.yaml": "a pipeline document is one YAML document, this file has a second",
+	"yaml-sequence.yaml":      "a pipeline document must be a YAML mapping or a JSON object, got array",
+	"yaml-tagged.yaml":        "jobs[0].args.count: YAML tag !!binary is not allowed: a pipeline document holds JSON values only",
 	// validation
 	"missing-name.json":             "name is required",
 	"bad-name.json":                 `name "my pipeline" must match ^[A-Za-z0-9_-]{1,64}$`,

@@ -49,7 +49,8 @@ Example:
 			if err != nil {
 				return cli.Exit(err.Error(), exitUsage)
 			}
-			return ReportCheck(c, name, data, reg.Spec)
+			return ReportCheck(c, name, data, pipeline.ValidateOptions{Types: reg.Spec, TypeNames: reg.Names(),
+				UnknownTypeHint: "this worker does not carry it (" + c.App.Name + " types lists what it does)"})
 		},
 	}
 }
@@ -82,14 +83,17 @@ type CheckResult struct {
 	Jobs     int                `json:"jobs"`
 	Pipes    int                `json:"pipes"`
 	Problems []pipeline.Problem `json:"problems"`
+	// Warnings are allowed but likely not meant (pipeline.Notes): they leave OK true.
+	Warnings []pipeline.Problem `json:"warnings,omitempty"`
 }
 
-// ReportCheck checks a document (pipeline.Check) against the job types types finds and prints
-// the result to c.App.Writer (as JSON with --json): every problem with its JSON path, one per
-// line, prefixed with name, and exit code 2; or "name: ok (N jobs, M pipes)". It is `marvelo
-// validate` and the `validate` command of every worker built with Main.
-func ReportCheck(c *cli.Context, name string, data []byte, types func(string) (pipeline.TypeSpec, bool)) error {
-	p, err := pipeline.Check(data, pipeline.ValidateOptions{Types: types})
+// ReportCheck checks a document (pipeline.Check with opts, then the files it names: CheckFiles)
+// and prints the result to c.App.Writer (as JSON with --json): every problem with its JSON path
+// and its line and column, one per line, prefixed with name, and exit code 2; or "name: ok (N
+// jobs, M pipes)", after a line for each warning (pipeline.Notes). It is `marvelo validate` and
+// the `validate` command of every worker built with Main.
+func ReportCheck(c *cli.Context, name string, data []byte, opts pipeline.ValidateOptions) error {
+	p, err := pipeline.Check(data, opts)
 	res := CheckResult{File: name, OK: err == nil, Problems: []pipeline.Problem{}}
 	if p != nil {
 		res.Jobs, res.Pipes = len(p.Jobs), countPipes(p)
@@ -97,12 +101,17 @@ func ReportCheck(c *cli.Context, name string, data []byte, types func(string) (p
 	if err != nil {
 		res.Problems = ProblemsOf(err)
 	}
-	if files := checkFiles(name, p); len(files) > 0 {
+	if files := CheckFiles(name, p); len(files) > 0 {
+		pipeline.Locate(data, files)
 		res.Problems = append(res.Problems, files...)
 		res.OK = false
 		if err == nil {
 			err = &pipeline.ValidationError{Problems: files}
 		}
+	}
+	if p != nil {
+		res.Warnings = pipeline.Notes(p)
+		pipeline.Locate(data, res.Warnings)
 	}
 	if c.Bool("json") {
 		out, jerr := json.MarshalIndent(res, "", "  ")
@@ -110,11 +119,15 @@ func ReportCheck(c *cli.Context, name string, data []byte, types func(string) (p
 			return cli.Exit(jerr.Error(), exitFailure)
 		}
 		fmt.Fprintf(c.App.Writer, "%s\n", out)
-	} else if err == nil {
-		fmt.Fprintf(c.App.Writer, "%s: ok (%d jobs, %d pipes)\n", name, res.Jobs, res.Pipes)
 	} else {
+		for _, w := range res.Warnings {
+			fmt.Fprintf(c.App.Writer, "%s: warning: %s\n", name, w.Located())
+		}
+		if err == nil {
+			fmt.Fprintf(c.App.Writer, "%s: ok (%d jobs, %d pipes)\n", name, res.Jobs, res.Pipes)
+		}
 		for _, pr := range res.Problems {
-			fmt.Fprintf(c.App.Writer, "%s: %s\n", name, pr.String())
+			fmt.Fprintf(c.App.Writer, "%s: %s\n", name, pr.Located())
 		}
 	}
 	if err != nil {
@@ -123,17 +136,66 @@ func ReportCheck(c *cli.Context, name string, data []byte, types func(string) (p
 	return nil
 }
 
-// checkFiles checks what the document's Python jobs name on disk, relative to the document's
-// folder (nothing for a document read from standard input).
-func checkFiles(name string, p *pipeline.Pipeline) []pipeline.Problem {
-	if p == nil || name == "-" {
+// CheckFiles checks what the document in the file name names on disk, relative to the
+// document's folder, as far as it can be checked here (nothing for a document read from standard
+// input): a Python job's dependencies folder and module (pyjob.CheckFiles), an executable job's
+// dependencies folder and program (checkExecFiles). Each problem has kind files and names job,
+// key and file.
+func CheckFiles(name string, p *pipeline.Pipeline) []pipeline.Problem {
+	if p == nil || name == "-" || name == "<stdin>" {
 		return nil
 	}
 	var out []pipeline.Problem
 	for i := range p.Jobs {
 		out = append(out, pyjob.CheckFiles(filepath.Dir(name), &p.Jobs[i], i)...)
+		out = append(out, checkExecFiles(filepath.Dir(name), &p.Jobs[i], i)...)
 	}
 	return out
+}
+
+// checkExecFiles checks an executable job's files here, as the job will find them: its
+// dependencies folder (relative to the document) exists and holds the program; without one, a
+// relative program is beside the document (where marvelo run looks for it); a program found
+// here is executable and its #! interpreter is present (programReady, what a worker's bid
+// checks too). A program on PATH or at an absolute path that is not here may be on the workers:
+// not a problem.
+func checkExecFiles(baseDir string, j *pipeline.Job, index int) []pipeline.Problem {
+	e := j.Exec
+	if e == nil || e.Path == "" {
+		return nil // the graph check names a missing path
+	}
+	path := fmt.Sprintf("jobs[%d].exec", index)
+	label := fmt.Sprintf("job %d (%s)", j.ID, j.DisplayName())
+	problem := func(key, format string, args ...any) []pipeline.Problem {
+		return []pipeline.Problem{{Path: path + "." + key, Kind: pipeline.ProblemFiles, Message: label + ": " + fmt.Sprintf(format, args...)}}
+	}
+	if abs, err := filepath.Abs(baseDir); err == nil {
+		baseDir = abs // the messages name whole paths
+	}
+	dir := baseDir // without dependencies, marvelo run looks beside the document
+	if e.Dependencies != "" {
+		dir = e.Dependencies
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(baseDir, dir)
+		}
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return problem("dependencies", "dependencies folder %s can't be found or isn't a directory", dir)
+		}
+	}
+	local := programHere(e, dir)
+	switch {
+	case local == "" && filepath.IsAbs(e.Path), local == "" && !strings.ContainsRune(e.Path, '/'):
+		return nil // on the workers' machines, maybe
+	case local == "" && e.Dependencies != "":
+		return problem("path", "%s is not in the dependencies folder: %s does not exist", e.Path, filepath.Join(dir, e.Path))
+	case local == "":
+		return problem("path", `%s is not beside the document: %s does not exist; put it there, or give the job "dependencies" `+
+			"(the folder holding it, relative to the document), or an absolute path", e.Path, filepath.Join(dir, e.Path))
+	}
+	if err := programReady(local, local); err != nil {
+		return problem("path", "%v", err)
+	}
+	return nil
 }
 
 // ProblemsOf lists the problems of a Parse, Validate or Check error.
@@ -244,11 +306,11 @@ func argDefaultText(a pipeline.ArgSpec) string {
 }
 
 // PrefixProblems names the file on every line of a Parse, Validate or Check error: one line per
-// problem, "name: path: message".
+// problem, "name: path: message (line L, column C)".
 func PrefixProblems(name string, err error) error {
 	var lines []string
 	for _, p := range ProblemsOf(err) {
-		for _, l := range strings.Split(p.String(), "\n") {
+		for _, l := range strings.Split(p.Located(), "\n") {
 			lines = append(lines, name+": "+l)
 		}
 	}

@@ -184,38 +184,76 @@ var interpreters = map[string]string{
 }
 
 // canExec checks that an executable job could start here: a program named by an absolute path
-// exists; a bare name not shipped with the dependencies is on PATH; a script's interpreter (its
-// `#!` line when the file is here, else its extension) is present.
+// exists; a bare name not shipped with the dependencies is on PATH; a program here is executable
+// and its `#!` interpreter present; a script still to come with the dependencies has the
+// interpreter of its extension.
 func canExec(e *pipeline.Exec) error {
 	path, shipped := e.Path, e.Dependencies != ""
-	local := "" // the program file, when it is on this machine already
+	local := programHere(e, "") // the dependencies are not here yet
 	switch {
 	case path == "":
 		return fmt.Errorf("exec.path is empty")
+	case local != "":
+		return programReady(local, path)
+	case shipped:
 	case filepath.IsAbs(path):
-		if _, err := os.Stat(path); err == nil {
-			local = path
-		} else if !shipped {
-			return fmt.Errorf("executable %s is not on this worker", path)
-		}
+		return fmt.Errorf("executable %s is not on this worker", path)
 	case !strings.ContainsRune(path, '/'):
-		if bin, err := exec.LookPath(path); err == nil {
-			local = bin
-		} else if !shipped {
-			return fmt.Errorf("executable %q is not on PATH", path)
-		}
-	}
-	if local != "" {
-		interp, err := shebang(local)
-		if err != nil || interp == "" {
-			return nil // a binary, or a file it will read at start
-		}
-		return present(interp, path)
+		return fmt.Errorf("executable %q is not on PATH", path)
 	}
 	if interp := interpreters[filepath.Ext(path)]; interp != "" {
 		return present(interp, path)
 	}
 	return nil
+}
+
+// programHere finds an executable job's program on this machine, as the job would find it:
+// in depsDir, where its dependencies folder is here ("" when it is not: on a worker, before the
+// job comes), at its absolute path, or on PATH for a bare name not in depsDir. "" when it is not
+// here. It is what a worker bids on (canExec) and what validate checks (CheckFiles).
+func programHere(e *pipeline.Exec, depsDir string) string {
+	path := e.Path
+	switch {
+	case path == "":
+	case filepath.IsAbs(path):
+		if _, err := os.Stat(path); err == nil {
+			return path
+		}
+	case depsDir != "" && (strings.ContainsRune(path, '/') || exists(filepath.Join(depsDir, path))):
+		if f := filepath.Join(depsDir, path); exists(f) {
+			return f
+		}
+	case !strings.ContainsRune(path, '/'):
+		if bin, err := exec.LookPath(path); err == nil {
+			return bin
+		}
+	}
+	return ""
+}
+
+func exists(file string) bool {
+	_, err := os.Stat(file)
+	return err == nil
+}
+
+// programReady checks a program file here: a file, executable, and the interpreter its `#!`
+// line names present (a file without one is a binary, or one it reads at start). script names
+// the program in messages.
+func programReady(file, script string) error {
+	st, err := os.Stat(file)
+	switch {
+	case err != nil:
+		return err
+	case st.IsDir():
+		return fmt.Errorf("%s is a folder, not a program", file)
+	case st.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("%s is not executable: chmod +x it", file)
+	}
+	interp, err := shebang(file)
+	if err != nil || interp == "" {
+		return nil
+	}
+	return present(interp, script)
 }
 
 // present checks that a script's interpreter is on this worker: an absolute path exists, a bare

@@ -56,7 +56,7 @@ func runAction(c *cli.Context, registry *job.Registry) error {
 	if err != nil {
 		return cliutil.UsageError(fmt.Errorf("run: %w", err))
 	}
-	p, err := pipeline.Check(doc, pipeline.ValidateOptions{Types: registry.Spec})
+	p, err := pipeline.Check(doc, pipeline.ValidateOptions{Types: registry.Spec, TypeNames: registry.Names()})
 	if err != nil {
 		return cliutil.UsageError(worker.PrefixProblems(path, err))
 	}

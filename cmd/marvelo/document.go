@@ -7,18 +7,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/marvelo/marvelo/broker/client"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 	"github.com/marvelo/marvelo/worker"
 )
 
-// The document commands: encode, decode, validate and graph. Each takes one FILE, JSON or CBOR
-// judged by content ("-" reads standard input), and leaves the work to package pipeline.
+// The document commands: encode, decode, validate and graph. Each takes one FILE, JSON, YAML or
+// CBOR judged by content ("-" reads standard input), and leaves the work to package pipeline.
 
 func outputFlag(usage string) cli.Flag {
 	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: usage}
@@ -29,7 +31,7 @@ func encodeCommand() *cli.Command {
 		Name:      "encode",
 		Usage:     "encode a pipeline document as CBOR",
 		UsageText: "marvelo encode FILE [-o OUT.cbor] [--no-validate]",
-		Description: `Reads a pipeline document (JSON or CBOR, judged by content; "-" reads standard input),
+		Description: `Reads a pipeline document (JSON, YAML or CBOR, judged by content; "-" reads standard input),
 checks it as validate does (all but the job type check) and writes it as CBOR in core
 deterministic encoding (RFC 8949 §4.2): the same document always gives the same bytes.
 Without -o the CBOR goes to standard output.
@@ -64,8 +66,8 @@ func decodeCommand() *cli.Command {
 		Name:      "decode",
 		Usage:     "print a pipeline document as indented JSON",
 		UsageText: "marvelo decode FILE [-o OUT.json]",
-		Description: `Reads a pipeline document (CBOR or JSON, judged by content; "-" reads standard input),
-decodes it strictly and prints it as JSON indented by two spaces. It does not validate the
+		Description: `Reads a pipeline document (CBOR, JSON or YAML, judged by content; "-" reads standard
+input), decodes it strictly and prints it as JSON indented by two spaces. It does not validate the
 graph: use validate for that.
 
 Example:
@@ -90,14 +92,18 @@ func validateCommand() *cli.Command {
 		Name:      "validate",
 		Usage:     "check a pipeline document and report every problem",
 		UsageText: "marvelo validate FILE [--json] [--broker URL]",
-		Description: `Decodes a pipeline document (JSON or CBOR, judged by content; "-" reads standard input)
-and reports every problem at once, each with its JSON path: decoding problems (unknown keys,
-wrong types), graph problems (ids, pipe ends, codecs, synchronous cycles, ...) and the args of
-every Go job checked against its type (unknown, missing, wrong type, out of range).
+		Description: `Decodes a pipeline document (JSON, YAML or CBOR, judged by content; "-" reads standard
+input) and reports every problem at once, each with its JSON path and, for JSON and YAML, its
+line and column: decoding problems (unknown keys, wrong types), graph problems (ids, pipe
+ends, codecs, synchronous cycles, ...), the args of every Go job checked against its type
+(unknown, missing, wrong type, out of range), and the files the document names, as far as
+they can be checked here (dependencies folders, an executable's program, its execute bit
+and its #! interpreter, a Python job's module), relative to the document.
 
 Job types are those this marvelo carries (marvelo types); with --broker, those the live
 workers of that broker carry. Prints "FILE: ok (N jobs, M pipes)", or every problem, one per
-line, prefixed with the file name; the exit code is then 2.
+line, prefixed with the file name; the exit code is then 2. Warnings (an executable job's
+pipe without a codec is cbor) are printed before and leave the document valid.
 
 Example:
    marvelo validate pipeline.json
@@ -111,35 +117,51 @@ Example:
 			if err != nil {
 				return err
 			}
-			types := registry.Spec
+			opts := localTypes()
 			if c.IsSet("broker") {
-				if types, err = brokerTypes(c); err != nil {
+				if opts, err = brokerTypes(c, nil); err != nil {
 					return err
 				}
 			}
-			return worker.ReportCheck(c, name, data, types)
+			return worker.ReportCheck(c, name, data, opts)
 		},
 	}
 }
 
-// brokerTypes looks job types up among the live workers of the broker named by --broker.
-func brokerTypes(c *cli.Context) (func(string) (pipeline.TypeSpec, bool), error) {
-	nc, cl, err := connect(c)
-	if err != nil {
-		return nil, err
+// localTypes checks job types against this marvelo's: the builtin ones.
+func localTypes() pipeline.ValidateOptions {
+	return pipeline.ValidateOptions{Types: registry.Spec, TypeNames: registry.Names(),
+		UnknownTypeHint: "this marvelo carries only the builtin types (marvelo types); check a pipeline of your own job types " +
+			"with your worker (a project of marvelo init: bin/worker validate pipeline.json)"}
+}
+
+// brokerTypes looks job types up among the live workers of the broker named by --broker,
+// connecting to it unless cl is given.
+func brokerTypes(c *cli.Context, cl *client.Client) (pipeline.ValidateOptions, error) {
+	if cl == nil {
+		nc, own, err := connect(c)
+		if err != nil {
+			return pipeline.ValidateOptions{}, err
+		}
+		defer nc.Close()
+		cl = own
 	}
-	defer nc.Close()
 	ws, err := cl.Workers(c.Context)
 	if err != nil {
-		return nil, cliutil.Failure(fmt.Errorf("validate: listing the workers of %s: %w", c.String("broker"), err))
+		return pipeline.ValidateOptions{}, cliutil.Failure(fmt.Errorf("%s: listing the workers of %s: %w", c.Command.Name, c.String("broker"), err))
 	}
 	var live []protocol.WorkerInfo
+	var names []string
 	for _, w := range ws {
 		if w.Alive {
 			live = append(live, w.WorkerInfo)
+			names = append(names, w.Types...)
 		}
 	}
-	return protocol.SpecLookup(live), nil
+	slices.Sort(names)
+	url := c.String("broker")
+	return pipeline.ValidateOptions{Types: protocol.SpecLookup(live), TypeNames: slices.Compact(names),
+		UnknownTypeHint: fmt.Sprintf("no live worker of %s carries it; start a worker built with it (a project of marvelo init: bin/worker --broker %s)", url, url)}, nil
 }
 
 func graphCommand() *cli.Command {
@@ -196,7 +218,8 @@ func readDocument(c *cli.Context) (string, []byte, error) {
 	return name, data, nil
 }
 
-// loadDocument reads and decodes the FILE argument; an undecodable document is exit code 2.
+// loadDocument reads and decodes the FILE argument (JSON, YAML or CBOR); an undecodable document
+// is exit code 2.
 func loadDocument(c *cli.Context) (string, *pipeline.Pipeline, error) {
 	name, data, err := readDocument(c)
 	if err != nil {

@@ -76,17 +76,17 @@ func TestValidateCommand(t *testing.T) {
 		"pipes": [{"id": 3, "codec": "bytes"}]}`)
 	r := runDocCmd(t, "", "validate", bad)
 	r.want(t, 2,
-		bad+": name: name is required\n"+
-			bad+": jobs[1].outputs[0]: pipe 3: source defined twice: job 1 (counter) and job 2 (counter)\n"+
-			bad+": jobs[2].args.path: job 3 (csv_sink): missing required arg \"path\" (string)\n"+
-			bad+": pipes[0].block_size: pipe 3: codec bytes needs block_size of at least 1\n")
+		bad+": name: name is required (line 1, column 1)\n"+
+			bad+": jobs[1].outputs[0]: pipe 3: source defined twice: job 1 (counter) and job 2 (counter) (line 3, column 44)\n"+
+			bad+": jobs[2].args.path: job 3 (csv_sink): missing required arg \"path\" (string) (line 4, column 3)\n"+
+			bad+": pipes[0].block_size: pipe 3: codec bytes needs block_size of at least 1 (line 5, column 13)\n")
 	if !strings.Contains(r.stderr, bad+": invalid pipeline document (4 problems)") {
 		t.Errorf("stderr: %s", r.stderr)
 	}
 
 	// Decoding problems are reported the same way, with their paths.
 	typo := writeFile(t, "typo.json", `{"name": "x", "jobs": [], "pipes": [{"id": 1, "blockcount": 2}]}`)
-	runDocCmd(t, "", "validate", typo).want(t, 2, typo+": pipes[0].blockcount: unknown key (did you mean block_count?)\n")
+	runDocCmd(t, "", "validate", typo).want(t, 2, typo+": pipes[0].blockcount: unknown key (did you mean block_count?) (line 1, column 47)\n")
 
 	// The job types are those the workers carry (knownJobType).
 	unknown := writeFile(t, "unknown.json", `{"name": "x", "jobs": [{"id": 1, "type": "frobnicate"}]}`)

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,11 +37,14 @@ func initCommand() *cli.Command {
                        process, embedded broker), make build; only go and python3 are needed
    go.mod, go.sum      requiring marvelo
 
-How go.mod finds marvelo: when init runs from a marvelo source tree (bin/marvelo built there,
-go run in it, or --marvelo DIR), a replace directive points at that tree and go.mod and go.sum
-carry its requirements, so the project builds offline from the same module cache. Otherwise it
-requires the version this binary was built from (go build then fetches it through the Go module
-proxy). DIR must not exist or be empty.
+How go.mod finds marvelo: it builds against a marvelo source tree, through a replace
+directive, with go.mod and go.sum carrying that tree's requirements, so the project builds
+offline from the same module cache. The tree is --marvelo DIR (or $MARVELO_SOURCE), else the
+one this binary was built from (found beside bin/marvelo, or where the build recorded it: a
+binary copied to ~/bin still finds it), else the one the working directory is in. Without
+any, a marvelo of a published version requires that version (init runs go mod tidy, which
+fetches it through the Go module proxy); any other refuses at once, before writing anything,
+and says to give --marvelo. DIR must not exist or be empty.
 
 Example:
    marvelo init demo && cd demo && make test && make run`,
@@ -75,6 +81,9 @@ func initAction(c *cli.Context) error {
 	if d.Replace == "" {
 		d.Replace = marveloSourceTree()
 	}
+	if d.Replace == "" && !published(builtVersion) {
+		return cliutil.UsageError(noSourceTree())
+	}
 	if bin, err := exec.LookPath("go"); err == nil {
 		if abs, err := filepath.Abs(bin); err == nil {
 			d.Go = abs
@@ -95,10 +104,8 @@ func initAction(c *cli.Context) error {
 		if sum, err = os.ReadFile(filepath.Join(abs, "go.sum")); err != nil {
 			return cliutil.Failure(fmt.Errorf("init: %w", err))
 		}
-	} else if bi, ok := debug.ReadBuildInfo(); ok {
-		if v := bi.Main.Version; v != "" && v != "(devel)" {
-			d.Version = v
-		}
+	} else {
+		d.Version = builtVersion
 	}
 	if d.GoVersion == "" {
 		d.GoVersion = strings.TrimPrefix(runtime.Version(), "go")
@@ -125,6 +132,8 @@ func initAction(c *cli.Context) error {
 		if err := os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644); err != nil {
 			return cliutil.Failure(fmt.Errorf("init: %w", err))
 		}
+	} else if err := tidy(c, d.Go, dir); err != nil {
+		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "created %s: main.go, scale_test.go, jobs/offset.py, jobs/test_offset.py, pipeline.json, Makefile, go.mod\nnext: cd %s && make test && make run\n", dir, dir)
 	return nil
@@ -159,12 +168,92 @@ func modRequirements(mod []byte) (goVersion string, reqs []string) {
 	return goVersion, reqs
 }
 
+// builtFrom is this file where the build compiled it: in the source tree the binary was built
+// from, which the binary thus knows wherever it is copied to (unless built with -trimpath, when
+// the path is not absolute).
+var builtFrom = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return file
+}()
+
+// builtVersion is the version of marvelo this binary was built as: "(devel)" or empty for a
+// build in a source tree, a pseudo-version for one stamped from a commit, a release's version
+// for `go install github.com/marvelo/marvelo/cmd/marvelo@vX.Y.Z`.
+var builtVersion = func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return ""
+}()
+
+// pseudoVersion is the tail of a Go pseudo-version (v0.0.0-20240102150405-abcdef123456): a
+// commit's version, which the Go module proxy has only if the commit is public.
+var pseudoVersion = regexp.MustCompile(`[-.]?[0-9]{14}-[0-9a-f]{12}$`)
+
+// published reports whether a project can require marvelo at version v from the Go module
+// proxy: a release's version, not a local build's "(devel)" or a commit's pseudo-version.
+func published(v string) bool {
+	return semverRelease.MatchString(v) && !pseudoVersion.MatchString(v)
+}
+
+var semverRelease = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+
+// noSourceTree says why init cannot make a project that builds, and what to give it.
+func noSourceTree() error {
+	where := "this marvelo was built without recording its source tree (-trimpath)"
+	if root, ok := treeOf(builtFrom); ok {
+		where = "this marvelo was built from " + root + ", which is no longer a marvelo source tree"
+	}
+	version := builtVersion
+	if version == "" {
+		version = "unknown"
+	}
+	return fmt.Errorf("init: a project builds against marvelo's source, and none was found: %s, the working directory is in none, "+
+		"and its version (%s) is not one the Go module proxy has, so a go.mod requiring it would not build. "+
+		"Give a marvelo source tree: marvelo init --marvelo /path/to/marvelo DIR (or set MARVELO_SOURCE=/path/to/marvelo)", where, version)
+}
+
+// treeOf is the root of the source tree a file of cmd/marvelo was compiled from, when the path
+// is absolute.
+func treeOf(file string) (string, bool) {
+	if !filepath.IsAbs(file) {
+		return "", false
+	}
+	return filepath.Dir(filepath.Dir(filepath.Dir(file))), true
+}
+
+// tidy completes the go.mod and go.sum of a project that requires a published marvelo (go mod
+// tidy fetches it through the Go module proxy). On failure the project's files are removed and
+// the error says how to go on.
+func tidy(c *cli.Context, goBin, dir string) error {
+	ctx, cancel := context.WithTimeout(c.Context, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "mod", "tidy")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	if entries, rerr := os.ReadDir(dir); rerr == nil {
+		for _, e := range entries {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+	return cliutil.Failure(fmt.Errorf("init: go mod tidy in %s, to fetch marvelo %s: %v\n%s\n"+
+		"init removed what it wrote. Give a marvelo source tree instead: marvelo init --marvelo /path/to/marvelo %s",
+		dir, builtVersion, err, strings.TrimSpace(string(out)), dir))
+}
+
 // marveloSourceTree finds a marvelo source tree to build against: the one this binary was built
-// in (bin/marvelo inside the repository), or the one the working directory is in (go run).
+// in (bin/marvelo inside the repository, or where the build recorded it: the binary may have
+// been copied elsewhere), or the one the working directory is in (go run).
 func marveloSourceTree() string {
 	var starts []string
 	if exe, err := os.Executable(); err == nil {
 		starts = append(starts, filepath.Dir(filepath.Dir(exe)))
+	}
+	if root, ok := treeOf(builtFrom); ok {
+		starts = append(starts, root)
 	}
 	if wd, err := os.Getwd(); err == nil {
 		for d := wd; ; d = filepath.Dir(d) {
