@@ -88,6 +88,7 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		protocol.From(protocol.SubjLeave, "*"):      c.handleLeave, // a worker asks to be drained
 		protocol.SubjDrain:                          c.handleDrain,
 		protocol.SubjUncordon:                       c.handleUncordon,
+		protocol.SubjRemove:                         c.handleRemove, // remove.go
 		protocol.SubjHeartbeatPrefix + "*":          c.handleHeartbeat,
 	}
 	for subj, h := range handlers {

@@ -17,10 +17,15 @@ func (c *control) event(name string, jobID int, kind, msg string) {
 	}
 	c.mu.Lock()
 	ev := protocol.Event{Time: time.Now(), Pipeline: name, Job: jobID, Kind: kind, Message: msg}
+	line := protocol.LogLine{Time: ev.Time, Pipeline: name, Job: jobID, Name: "pipeline", Level: protocol.LevelEvent, Kind: kind, Text: msg}
 	var saved savedPipeline
 	var snapErr error
 	p, ok := c.pipelines[name]
+	save := ok && !p.removing // a pipeline being removed is not saved back (remove.go)
 	if ok {
+		if j := p.jobs[jobID]; j != nil {
+			line.Name, line.Worker = j.job.DisplayName(), j.worker
+		}
 		ev.State = string(p.state)
 		p.events = append(p.events, ev)
 		if len(p.events) > 200 {
@@ -30,7 +35,7 @@ func (c *control) event(name string, jobID int, kind, msg string) {
 	}
 	c.mu.Unlock()
 	// Every change of a pipeline's state comes with an event: saving here keeps KV current.
-	if ok {
+	if save {
 		if snapErr == nil {
 			snapErr = c.store.savePipeline(context.Background(), name, saved)
 		}
@@ -45,5 +50,13 @@ func (c *control) event(name string, jobID int, kind, msg string) {
 	}
 	if err != nil {
 		c.log.Warn("event not published", "pipeline", name, "error", err)
+	}
+	// The event is also a line of the job's log (job 0: the pipeline's), kept with its output:
+	// marvelo logs --job N shows the job placed, its worker lost, moved, failed, among its lines.
+	if data, err = json.Marshal(line); err == nil {
+		err = c.nc.Publish(protocol.LogSubject(name, jobID), data)
+	}
+	if err != nil {
+		c.log.Warn("event not written to the log", "pipeline", name, "error", err)
 	}
 }

@@ -71,6 +71,9 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 		c.releaseReservations(r.pipeline, map[int]string{r.job: w}, newEpoch) // moved or ended meanwhile
 		return
 	}
+	// The instance left behind counted what it read and wrote: the next one's counts go on from
+	// there (its own start from 0), as marvelo status and top show them.
+	j.prior, j.stats = j.stats.Plus(j.prior), protocol.JobStats{}
 	if w == "" {
 		again := j.state == protocol.StatePending // a retry that found no worker either
 		j.worker = ""

@@ -31,6 +31,7 @@ type pipelineState struct {
 	deps      map[int]string // executable job id → packed dependencies object
 	endCh     chan struct{}  // closed when the pipeline reaches a final state
 	launching bool           // launch is under way: failover leaves its jobs to launch
+	removing  bool           // marvelo rm is forgetting it (remove.go): its name is not free yet
 }
 
 type jobState struct {
@@ -38,7 +39,8 @@ type jobState struct {
 	worker   string
 	state    jobPhase
 	err      string
-	stats    protocol.JobStats
+	stats    protocol.JobStats // as its current instance last reported them
+	prior    protocol.JobStats // the counts of its earlier instances in this run (it moved)
 	epoch    uint64
 	restarts int
 	// placing: a move of the job is offering it (relocate, placement by offer); another move
@@ -70,6 +72,10 @@ func (c *control) handleSubmit(m *nats.Msg) any {
 			why = "its stop has not ended yet"
 		}
 		return protocol.SubmitReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is still %s: %s", doc.Name, old.state, why)}, Pipeline: doc.Name}
+	}
+	if hadOld && old.removing {
+		c.mu.Unlock()
+		return protocol.SubmitReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is being removed (marvelo rm): submit it again in a moment", doc.Name)}, Pipeline: doc.Name}
 	}
 	p := &pipelineState{doc: doc, state: protocol.StatePending, submitted: time.Now(), jobs: map[int]*jobState{}, deps: req.Dependencies,
 		endCh: make(chan struct{}), run: 1}
@@ -309,6 +315,10 @@ func (c *control) stopPipeline(req protocol.StopRequest) protocol.StopReply {
 	if done {
 		c.endPipeline(p, pevAllEnded)
 	}
+	var stuck []stuckJob
+	if first && grace > 0 {
+		stuck = undrainable(p)
+	}
 	ended := p.endCh
 	c.mu.Unlock()
 	if done {
@@ -316,7 +326,22 @@ func (c *control) stopPipeline(req protocol.StopRequest) protocol.StopReply {
 		return c.stopReply(req.Pipeline, nil)
 	}
 	if first {
-		c.event(req.Pipeline, 0, "stopping", fmt.Sprintf("draining for at most %s: sources end, the other jobs finish what is in flight", grace))
+		msg := fmt.Sprintf("draining for at most %s: sources end, the other jobs finish what is in flight", grace)
+		if len(stuck) > 0 {
+			var names []string
+			for _, s := range stuck {
+				names = append(names, s.label)
+			}
+			msg += "; stopped at once, since a job that feeds them is not running: " + strings.Join(names, ", ")
+		}
+		c.event(req.Pipeline, 0, "stopping", msg)
+		// What cannot drain stops now: waiting for an end its input will never carry would
+		// only spend the grace.
+		for _, s := range stuck {
+			if err := c.requestWorker(context.Background(), s.worker, protocol.VerbStop, s.ref); err != nil {
+				c.log.Warn("stop request failed", "pipeline", req.Pipeline, "job", s.ref.Job, "worker", s.worker, "error", err)
+			}
+		}
 		if grace > 0 {
 			for w := range workers {
 				ref := protocol.JobRef{Pipeline: req.Pipeline, Drain: true}
@@ -334,6 +359,46 @@ func (c *control) stopPipeline(req protocol.StopRequest) protocol.StopReply {
 		c.recordStopped(req.Pipeline)
 	}
 	return c.stopReply(req.Pipeline, forced)
+}
+
+// stuckJob is a running job a stop cannot drain.
+type stuckJob struct {
+	ref    protocol.JobRef
+	worker string
+	label  string
+}
+
+// undrainable lists the running jobs of p that a drain cannot end: an input of theirs comes,
+// directly or through other such jobs, from a job that is not running (pending, stopped or
+// failed: it will never end its stream), so they would wait out the whole grace. A finished
+// producer ended its stream and is no obstacle. Callers hold mu.
+func undrainable(p *pipelineState) []stuckJob {
+	ends := p.doc.Endpoints()
+	can := map[int]bool{}
+	for id, j := range p.jobs {
+		can[id] = j.state == protocol.StateFinished || !j.state.terminal() && j.worker != "" && j.state != protocol.StatePending
+	}
+	for changed := true; changed; {
+		changed = false
+		for id, j := range p.jobs {
+			if !can[id] || j.state.terminal() {
+				continue
+			}
+			for _, pipe := range j.job.Inputs {
+				if from := ends[pipe][0]; from != 0 && !can[from] {
+					can[id], changed = false, true
+					break
+				}
+			}
+		}
+	}
+	var out []stuckJob
+	for _, jd := range p.doc.Jobs {
+		if j := p.jobs[jd.ID]; !can[jd.ID] && !j.state.terminal() && j.worker != "" {
+			out = append(out, stuckJob{ref: protocol.JobRef{Pipeline: p.doc.Name, Job: jd.ID, Epoch: j.epoch}, worker: j.worker, label: jd.Label()})
+		}
+	}
+	return out
 }
 
 // waitClosed waits at most d for ch to be closed.

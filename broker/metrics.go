@@ -89,7 +89,7 @@ func (c *control) snapshot() ([]protocol.PipelineStatus, []protocol.WorkerStatus
 	var workers []protocol.WorkerStatus
 	for _, w := range c.workers {
 		workers = append(workers, protocol.WorkerStatus{WorkerInfo: w.info, Alive: w.alive,
-			LastHeartbeat: w.lastSeen, Metrics: w.metrics, SlotsUsed: used[w.info.Name]})
+			LastHeartbeat: w.heard, Metrics: w.metrics, SlotsUsed: used[w.info.Name]})
 	}
 	sort.Slice(pipes, func(i, k int) bool { return pipes[i].Name < pipes[k].Name })
 	sort.Slice(workers, func(i, k int) bool { return workers[i].Name < workers[k].Name })
@@ -166,6 +166,9 @@ func writeMetrics(w io.Writer, pipes []protocol.PipelineStatus, workers []protoc
 	}
 	header(metric{"marvelo_worker_heartbeat_age_seconds", "time since the worker's last heartbeat", "gauge"})
 	for _, wk := range workers {
+		if wk.LastHeartbeat.IsZero() {
+			continue // not heard since the broker restarted: unknown, not 0
+		}
 		fmt.Fprintf(w, "marvelo_worker_heartbeat_age_seconds{worker=%s} %.3f\n", quote(wk.Name), now.Sub(wk.LastHeartbeat).Seconds())
 	}
 	header(metric{"marvelo_worker_cpu_free_percent", "idle CPU of the worker's machine", "gauge"})

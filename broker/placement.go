@@ -137,7 +137,7 @@ func (c *control) assignments(p *pipelineState, placement map[int]string, epochO
 		src, dst := doc.JobByID(ends[pipeID][0]), doc.JobByID(ends[pipeID][1])
 		b := protocol.PipeBinding{
 			ID: pipeID, Subject: protocol.PipeSubject(doc.Name, pipeID), Stream: protocol.PipeStream(doc.Name, pipeID),
-			Codec: pp.EffectiveCodec(), BlockSize: pp.BlockSize,
+			Codec: pp.EffectiveCodec(), CodecDefault: pp.Codec == "", BlockSize: pp.BlockSize,
 			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), Optional: pp.Optional, HeadSize: 1,
 			Realtime: pp.IsRealtime(), Dtype: pp.Dtype,
 		}

@@ -15,9 +15,13 @@ import (
 
 type workerState struct {
 	info     protocol.WorkerInfo
-	lastSeen time.Time
-	metrics  protocol.Metrics
-	alive    bool
+	lastSeen time.Time // the liveness clock: a loaded worker gets a heartbeat timeout from the load
+	// heard is when this worker was last heard (heartbeat or registration), by this broker or,
+	// for a worker saved dead, by the one before a restart; zero: unknown (alive when the broker
+	// stopped, and silent since). marvelo workers shows it, never the liveness clock.
+	heard   time.Time
+	metrics protocol.Metrics
+	alive   bool
 	// confirmed is false for a worker loaded from the saved state until it speaks again.
 	confirmed bool
 	// cordoned: drained or leaving; it takes no new job (marvelo uncordon clears it).
@@ -63,9 +67,10 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	}
 	// The same process registering again (after a reconnect) stays cordoned if it was.
 	cordoned := known && !replaced && old.cordoned
-	c.workers[info.Name] = &workerState{info: info, lastSeen: time.Now(), alive: true, confirmed: true, cordoned: cordoned}
+	now := time.Now()
+	c.workers[info.Name] = &workerState{info: info, lastSeen: now, heard: now, alive: true, confirmed: true, cordoned: cordoned}
 	c.mu.Unlock()
-	c.saveWorker(info, true)
+	c.saveWorker(info, true, now)
 	if replaced {
 		// A new process under a known name: whatever the old one ran is gone. The moves offer
 		// jobs and ask workers — this one too, once it hears its reply — so they run beside the
@@ -108,11 +113,12 @@ func (c *control) handleDeregister(m *nats.Msg) any {
 		return protocol.Reply{Error: err.Error()}
 	}
 	c.mu.Lock()
+	var heard time.Time
 	if w, ok := c.workers[info.Name]; ok {
-		w.alive = false
+		w.alive, heard = false, w.heard
 	}
 	c.mu.Unlock()
-	c.saveWorker(info, false)
+	c.saveWorker(info, false, heard)
 	c.log.Info("worker left", "worker", info.Name)
 	c.workerLost(info.Name, "left")
 	return protocol.Reply{OK: true}
@@ -136,6 +142,7 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 	}
 	back, first := !w.alive, !w.bidding
 	w.lastSeen, w.metrics, w.confirmed, w.alive, w.bidding = time.Now(), hb.Metrics, true, true, true
+	w.heard = w.lastSeen
 	var stale []protocol.JobRef
 	for _, s := range hb.Stats {
 		p, ok := c.pipelines[s.Pipeline]
@@ -162,11 +169,11 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 			j.stats = s.Stats
 		}
 	}
-	info := w.info
+	info, heard := w.info, w.heard
 	c.mu.Unlock()
 	if back {
 		c.log.Warn("worker declared dead is heartbeating again", "worker", hb.Worker)
-		c.saveWorker(info, true)
+		c.saveWorker(info, true, heard)
 	}
 	if back || first {
 		c.kickPlacement() // it bids from now on: place what is pending
@@ -219,9 +226,9 @@ func (c *control) declareDead(name, why string, still func(*workerState) bool) b
 		return false
 	}
 	w.alive = false
-	info := w.info
+	info, heard := w.info, w.heard
 	c.mu.Unlock()
-	c.saveWorker(info, false)
+	c.saveWorker(info, false, heard)
 	c.workerLost(name, why)
 	return true
 }
@@ -239,11 +246,12 @@ func (c *control) slotsUsed() map[string]int {
 	return used
 }
 
-func (c *control) saveWorker(info protocol.WorkerInfo, alive bool) {
+// saveWorker saves a worker's registration, whether it is alive and when it was last heard.
+func (c *control) saveWorker(info protocol.WorkerInfo, alive bool, heard time.Time) {
 	if c.opts.fenced() != nil {
 		return // another broker's control plane acts now (leader.go)
 	}
-	if err := c.store.saveWorker(context.Background(), info, alive); err != nil {
+	if err := c.store.saveWorker(context.Background(), info, alive, heard); err != nil {
 		c.log.Error("worker state not saved", "worker", info.Name, "error", err)
 	}
 }

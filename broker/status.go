@@ -23,7 +23,7 @@ func (c *control) handleWorkers(*nats.Msg) any {
 	refused := c.access.Violations() // access (issue 12)
 	for _, w := range c.workers {
 		out.Workers = append(out.Workers, protocol.WorkerStatus{WorkerInfo: w.info, Alive: w.alive,
-			LastHeartbeat: w.lastSeen, Metrics: w.metrics, SlotsUsed: used[w.info.Name], Refused: refused[w.info.Name], Cordoned: w.cordoned})
+			LastHeartbeat: w.heard, Metrics: w.metrics, SlotsUsed: used[w.info.Name], Refused: refused[w.info.Name], Cordoned: w.cordoned})
 	}
 	sort.Slice(out.Workers, func(i, k int) bool { return out.Workers[i].Name < out.Workers[k].Name })
 	return out
@@ -99,7 +99,7 @@ func (p *pipelineState) status() protocol.PipelineStatus {
 	for _, jd := range p.doc.Jobs {
 		j := p.jobs[jd.ID]
 		st.Jobs = append(st.Jobs, protocol.JobStatus{ID: jd.ID, Name: jd.DisplayName(), Worker: j.worker,
-			State: string(j.state), Error: j.err, Stats: j.stats, Restarts: j.restarts})
+			State: string(j.state), Error: j.err, Stats: j.stats.Plus(j.prior), Restarts: j.restarts})
 	}
 	return st
 }

@@ -43,6 +43,8 @@ type savedJob struct {
 	Epoch    uint64            `json:"epoch,omitempty"`
 	Stats    protocol.JobStats `json:"stats"`
 	Restarts int               `json:"restarts,omitempty"`
+	// Prior holds the counts of the job's earlier instances (jobState.prior).
+	Prior protocol.JobStats `json:"prior,omitzero"`
 }
 
 type store struct {
@@ -83,7 +85,7 @@ func (p *pipelineState) snapshot() (savedPipeline, error) {
 		sp.Events = sp.Events[len(sp.Events)-50:]
 	}
 	for id, j := range p.jobs {
-		sp.Jobs[id] = savedJob{Worker: j.worker, State: string(j.state), Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts}
+		sp.Jobs[id] = savedJob{Worker: j.worker, State: string(j.state), Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts, Prior: j.prior}
 	}
 	return sp, nil
 }
@@ -109,8 +111,8 @@ func (s *store) deletePipeline(ctx context.Context, name string, prev *savedPipe
 	return err
 }
 
-func (s *store) saveWorker(ctx context.Context, info protocol.WorkerInfo, alive bool) error {
-	data, err := json.Marshal(savedWorker{Info: info, Alive: alive})
+func (s *store) saveWorker(ctx context.Context, info protocol.WorkerInfo, alive bool, heard time.Time) error {
+	data, err := json.Marshal(savedWorker{Info: info, Alive: alive, Heard: heard})
 	if err != nil {
 		return err
 	}
@@ -121,10 +123,14 @@ func (s *store) saveWorker(ctx context.Context, info protocol.WorkerInfo, alive 
 type savedWorker struct {
 	Info  protocol.WorkerInfo `json:"info"`
 	Alive bool                `json:"alive"`
+	// Heard is when the worker was last heard (workerState.heard); zero: unknown.
+	Heard time.Time `json:"heard,omitzero"`
 }
 
 // load reads the saved pipelines and workers. Workers that were alive are assumed alive for one
-// heartbeat timeout, so their jobs keep running if they come back in time.
+// heartbeat timeout, so their jobs keep running if they come back in time; when they were last
+// heard is unknown (not saved at every heartbeat), while a dead worker's is the one saved with
+// its death.
 func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string]*workerState, uint64, error) {
 	pipelines := map[string]*pipelineState{}
 	workers := map[string]*workerState{}
@@ -158,7 +164,7 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		for i := range doc.Jobs {
 			j := &doc.Jobs[i]
 			sj := sp.Jobs[j.ID]
-			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: jobPhase(sj.State), err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, restarts: sj.Restarts,
+			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: jobPhase(sj.State), err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, prior: sj.Prior, restarts: sj.Restarts,
 				recovered: !p.state.terminal() && !jobPhase(sj.State).terminal() && hasStoredInput(doc, j)}
 			epoch = max(epoch, sj.Epoch)
 		}
@@ -180,7 +186,11 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		if err := json.Unmarshal(e.Value(), &sw); err != nil {
 			return nil, nil, 0, fmt.Errorf("worker %s: %w", name, err)
 		}
-		workers[name] = &workerState{info: sw.Info, alive: sw.Alive, lastSeen: time.Now()}
+		ws := &workerState{info: sw.Info, alive: sw.Alive, lastSeen: time.Now()}
+		if !sw.Alive {
+			ws.heard = sw.Heard
+		}
+		workers[name] = ws
 	}
 	return pipelines, workers, epoch, nil
 }

@@ -54,6 +54,17 @@ func NewFrameReader(c Codec, r io.Reader) *FrameReader {
 // Offset is the stream offset of the next byte to read.
 func (f *FrameReader) Offset() int64 { return f.off }
 
+// Peek returns the bytes read from the stream and not consumed yet, waiting for one at least
+// (as the next read would); nil at the end of the stream or on an error, which the next read
+// reports. The bytes are valid until the next read.
+func (f *FrameReader) Peek() []byte {
+	if _, err := f.r.Peek(1); err != nil {
+		return nil
+	}
+	b, _ := f.r.Peek(f.r.Buffered())
+	return b
+}
+
 // Next reads one frame and appends its payload to dst. It returns io.EOF at a clean end of the
 // stream; every other error is a *FrameError naming the frame's offset.
 func (f *FrameReader) Next(dst []byte) ([]byte, error) {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/worker/align"
@@ -34,6 +36,7 @@ type execKind struct {
 	// written: a sink program's rounds buffered, acknowledged once written to it.
 	written []*roundAcks
 	given   atomic.Uint64 // rounds written to the program
+	answers atomic.Uint64 // answers read, on all outputs (watchStall)
 	// closed: the program stopped reading its inputs before they ended (it exited or closed
 	// one); the rounds it did not answer are then consumed all the same.
 	closed bool
@@ -338,6 +341,9 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 			}
 		}()
 	}
+	if len(ins) > 0 && len(outs) > 0 && !e.sqn && !e.endsEarly {
+		wg.Go(func() { e.watchStall(loopCtx) })
+	}
 	var loopErr error
 	if len(ins) > 0 {
 		loopErr = t.runRounds(loopCtx, ins, outs, e)
@@ -354,16 +360,16 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 	wg.Wait()
 	waitErr := proc.Wait()
 	if err := errors.Join(outErrs...); err != nil {
-		return err
+		return t.defaultCodecNote(err)
 	}
 	drained := procCtx.Err() != nil && ctx.Err() == nil
 	if waitErr != nil && !drained {
-		return waitErr
+		return t.defaultCodecNote(waitErr)
 	}
 	if loopErr != nil {
 		return loopErr
 	}
-	return e.settle()
+	return t.defaultCodecNote(e.settle())
 }
 
 // settle checks, once the program has closed its outputs, that it answered every round it was
@@ -386,8 +392,8 @@ func (e *execKind) settle() error {
 			continue
 		}
 		if !e.closed && !e.finishedByProgram.Load() && !e.endsEarly {
-			return fmt.Errorf("%s: output pipe %d: the program answered %d of the %d rounds it was given (every round needs one answer on every output; a program with head: true skips one by answering with the corrupted bit)",
-				e.t.label, o.port.pub.pipe.ID, o.answered, given)
+			return fmt.Errorf("%s: output pipe %d: the program answered %d of the %d rounds it was given (every round needs one answer on every output; a program with head: true skips one by answering with the corrupted bit)%s",
+				e.t.label, o.port.pub.pipe.ID, o.answered, given, e.mismatch(o))
 		}
 		for len(o.tags) > 0 {
 			tag := <-o.tags
@@ -439,6 +445,7 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 				t.skip(o.port, s) // not answered before a later round: downstream makes a dummy
 			}
 			o.answered++
+			e.answers.Add(1)
 			if err := e.give(ctx, o, tg, head, payload); err != nil {
 				return err
 			}
@@ -447,10 +454,11 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 		select {
 		case tag = <-o.tags:
 		default:
-			return fmt.Errorf("%s: output pipe %d: the program answered %d times, more than the %d rounds it was given (every round needs exactly one answer on every output)",
-				t.label, o.port.pub.pipe.ID, o.answered+1, e.given.Load())
+			return fmt.Errorf("%s: output pipe %d: the program answered %d times, more than the %d rounds it was given (every round needs exactly one answer on every output)%s",
+				t.label, o.port.pub.pipe.ID, o.answered+1, e.given.Load(), e.mismatch(o))
 		}
 		o.answered++
+		e.answers.Add(1)
 		if err := e.give(ctx, o, tag, head, payload); err != nil {
 			return err
 		}
@@ -484,6 +492,76 @@ func (e *execKind) give(ctx context.Context, o *execOutput, tag roundTag, head u
 		}
 	}
 	return nil
+}
+
+// stallAfter is how long a program may hold rounds it has read without answering any before
+// its job reports it, once (a variable: tests shorten it).
+var stallAfter = 5 * time.Second
+
+// watchStall reports, once, a program that has read the rounds it was given and answered none
+// of them for stallAfter: most often its output is block-buffered (a Python file opened without
+// buffering=1, C stdio without fflush), and the pipeline stalls without a word. A program whose
+// inputs still hold rounds it has not read is busy, not stalled, and is not reported. It is a
+// notice (the job's log and a "job notice" event in marvelo status and logs), not an error: a
+// program may also be slow. It returns when ctx ends or the program exits.
+func (e *execKind) watchStall(ctx context.Context) {
+	tick := time.NewTicker(stallAfter)
+	defer tick.Stop()
+	answers, since := e.answers.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.proc.Exited():
+			return
+		case <-tick.C:
+		}
+		now := e.answers.Load()
+		if now != answers {
+			answers, since = now, time.Now()
+			continue
+		}
+		given, answered := e.given.Load(), now/uint64(len(e.outs))
+		if given < answered+2 || !e.proc.InputsRead() {
+			continue // at most one round in hand, or rounds not read yet: the program is busy
+		}
+		quiet := time.Since(since).Round(100 * time.Millisecond)
+		what := fmt.Sprintf("read %d rounds, answered %d in %s", given, answered, quiet)
+		if answered > 0 {
+			what = fmt.Sprintf("read %d rounds, answered %d, none in the last %s", given, answered, quiet)
+		}
+		e.t.jctx.Notify(what + ": is its output buffered? A program writes each answer when it has it " +
+			"(Python: print(..., flush=True) or open(out, \"w\", buffering=1); C: fflush after each block)")
+		return
+	}
+}
+
+// defaultCodecNote adds to a program's failure the input pipes it read as cbor because the
+// document declares no codec for them: a program that reads JSON lines fails on CBOR bytes (or
+// waits for a newline), and nothing else would name the codec.
+func (t *task) defaultCodecNote(err error) error {
+	if err == nil || t.assign.Job.Python != nil {
+		return err // the runner reads every codec
+	}
+	var notes []string
+	for _, b := range t.assign.Inputs {
+		if b.CodecDefault {
+			notes = append(notes, fmt.Sprintf(`input pipe %d is cbor, the default, as the document declares no codec for it (a program that reads JSON lines needs {"id": %d, "codec": "json"} in "pipes")`, b.ID, b.ID))
+		}
+	}
+	if len(notes) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\nnote: %s", err, strings.Join(notes, "; "))
+}
+
+// mismatch is "; " and what the program's first bytes on output o look like when they do not
+// fit its pipe's codec (a count of answers is off when the frames are cut wrong), else "".
+func (e *execKind) mismatch(o *execOutput) string {
+	if hint := e.proc.OutputMismatch(o.port.k); hint != "" {
+		return "; " + hint
+	}
+	return ""
 }
 
 // hasSyncInput reports whether a job has an input the checker aligns.

@@ -3,7 +3,9 @@ package worker
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,16 +32,35 @@ func (m *metricsReader) sample() protocol.Metrics {
 	if swapTotal > 0 {
 		out.SwapUsed = 100 * float64(swapTotal-swapFree) / float64(swapTotal)
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(m.dir, &st); err == nil && st.Blocks > 0 {
-		out.DiskFree = 100 * float64(st.Bavail) / float64(st.Blocks)
-	}
+	out.DiskFree = diskFree(m.dir)
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 0 {
 			out.Load1, _ = strconv.ParseFloat(f[0], 64)
 		}
 	}
 	return out
+}
+
+// diskFree is the percentage of the file system holding dir that an unprivileged user may still
+// fill. The working directory is made when the first job runs, so until then the file system is
+// that of its nearest existing parent (statfs of the missing folder failed, and every heartbeat
+// reported 0 % free).
+func diskFree(dir string) float64 {
+	for {
+		var st syscall.Statfs_t
+		err := syscall.Statfs(dir, &st)
+		if err == nil {
+			if st.Blocks == 0 {
+				return 0
+			}
+			return 100 * float64(st.Bavail) / float64(st.Blocks)
+		}
+		parent := filepath.Dir(dir)
+		if !errors.Is(err, syscall.ENOENT) || parent == dir {
+			return 0
+		}
+		dir = parent
+	}
 }
 
 // cpuFree is the percentage of CPU time idle since the previous sample (100 on the first).

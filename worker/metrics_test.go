@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"math"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -31,5 +33,20 @@ func TestJobUsage(t *testing.T) {
 	_ = cmd.Wait()
 	if _, after := exe.sample(); after != mem {
 		t.Errorf("after the program exited: mem %d B, want the last sample %d B", after, mem)
+	}
+}
+
+// TestDiskFreeOfAWorkDirNotMadeYet: a worker's working directory is made when its first job
+// runs; before, its heartbeats reported 0 % disk free (statfs of a missing folder). The file
+// system is that of its nearest existing parent, and its free share is reported.
+func TestDiskFreeOfAWorkDirNotMadeYet(t *testing.T) {
+	base := t.TempDir()
+	want := diskFree(base)
+	if want <= 0 {
+		t.Skipf("the file system of %s reports %.1f%% free", base, want)
+	}
+	got := (&metricsReader{dir: filepath.Join(base, "work", "not", "made")}).sample().DiskFree
+	if got <= 0 || got > 100 || math.Abs(got-want) > 1 {
+		t.Errorf("disk free %.2f%% for a working directory not made yet, want %.2f%% (its parent's file system)", got, want)
 	}
 }

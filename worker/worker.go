@@ -211,13 +211,27 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	w.closing = true // no more bids nor reservations
 	w.mu.Unlock()
-	w.leave()
+	away := !w.brokerReachable(brokerAwayGrace)
+	if away {
+		// Nobody to drain this worker, take its jobs' reports or its deregistration: it stops
+		// its jobs and exits; a broker that comes back finds it gone and moves them.
+		w.log.Warn("the broker is away: stopping without being drained; its jobs move once the broker finds this worker gone",
+			"waited", brokerAwayGrace)
+		cancel() // the job reports give up at once
+	} else {
+		w.leave()
+	}
 	hbStop()
 	<-hbDone
 	w.stopAll()
 	w.wg.Wait()
+	if away || !w.brokerReachable(0) {
+		return nil
+	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer dcancel()
+	dctx, dstop := w.whileConnected(dctx)
+	defer dstop()
 	if err := w.request(dctx, protocol.From(protocol.SubjDeregister, w.opts.Name), w.info, nil); err != nil {
 		w.log.Warn("deregister failed; the broker will notice the missing heartbeats", "error", err)
 	}
@@ -751,6 +765,8 @@ func (w *Worker) handleReset(data []byte) (any, error) {
 func (w *Worker) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), protocol.LeaveGrace+10*time.Second)
 	defer cancel()
+	ctx, stop := w.whileConnected(ctx) // a broker that goes away meanwhile drains nothing
+	defer stop()
 	var r protocol.DrainReply
 	if err := w.request(ctx, protocol.From(protocol.SubjLeave, w.opts.Name), protocol.WorkerRequest{Worker: w.opts.Name}, &r); err != nil {
 		w.log.Warn("broker did not drain this worker; its jobs move once it is found gone", "error", err)

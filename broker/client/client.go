@@ -260,6 +260,16 @@ func (c *Client) DrainGroup(ctx context.Context, group string, shutdown bool) ([
 	return r.Moved, r.Err()
 }
 
+// Remove forgets ended pipelines: the ones named, and with ended every pipeline that has ended.
+// It returns those removed, and an error naming those refused (not ended, unknown).
+func (c *Client) Remove(ctx context.Context, names []string, ended bool) ([]string, error) {
+	var r protocol.RemoveReply
+	if err := c.call(ctx, protocol.SubjRemove, protocol.RemoveRequest{Pipelines: names, Ended: ended}, &r); err != nil {
+		return nil, err
+	}
+	return r.Removed, r.Err()
+}
+
 // Uncordon lets a drained worker take jobs again.
 func (c *Client) Uncordon(ctx context.Context, worker string) error {
 	var r protocol.Reply
@@ -294,7 +304,8 @@ func (c *Client) Follow(name string) (*Follower, error) {
 	f := &Follower{c: c, name: name, lines: make(chan protocol.LogLine, 1024), events: make(chan protocol.Event, 256), done: make(chan struct{})}
 	logSub, err := c.nc.Subscribe(protocol.LogFilter(name), func(m *nats.Msg) {
 		var l protocol.LogLine
-		if json.Unmarshal(m.Data, &l) == nil {
+		// An event written into the log comes as an event too (onEvent): once is enough.
+		if json.Unmarshal(m.Data, &l) == nil && l.Level != protocol.LevelEvent {
 			select {
 			case f.lines <- l:
 			case <-f.done:

@@ -14,7 +14,8 @@ import (
 
 // TestLogsJSONPrintsOneObjectALine: marvelo logs --json prints each line of the run as one JSON
 // object with its time, pipeline, run, job, name, worker, stream, level and text; a job's
-// printed rows are stream stdout, its log records stream log with their level.
+// printed rows are stream stdout, its log records stream log with their level, the pipeline's
+// events stream event with their kind.
 func TestLogsJSONPrintsOneObjectALine(t *testing.T) {
 	env, err := local.Start(local.Options{Registry: registry, WorkDir: t.TempDir()})
 	if err != nil {
@@ -37,7 +38,7 @@ func TestLogsJSONPrintsOneObjectALine(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("logs --json: exit %d: %s", r.code, r.stderr)
 	}
-	var rows, logs int
+	var rows, logs, events int
 	sc := bufio.NewScanner(strings.NewReader(r.stdout))
 	for sc.Scan() {
 		var l map[string]any
@@ -61,11 +62,15 @@ func TestLogsJSONPrintsOneObjectALine(t *testing.T) {
 			if l["level"] == "info" {
 				logs++
 			}
+		case "event":
+			if l["kind"] == "job finished" && l["job"] == 2.0 && l["level"] == nil {
+				events++
+			}
 		default:
 			t.Errorf("stream %v: %s", l["stream"], sc.Text())
 		}
 	}
-	if rows < 3 || logs == 0 {
-		t.Errorf("%d printed lines of job 2 (want the header and 3 rows), %d info log lines:\n%s", rows, logs, r.stdout)
+	if rows < 3 || logs == 0 || events != 1 {
+		t.Errorf("%d printed lines of job 2 (want the header and 3 rows), %d info log lines, %d events of job 2 finishing:\n%s", rows, logs, events, r.stdout)
 	}
 }

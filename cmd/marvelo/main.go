@@ -32,7 +32,8 @@ func newApp() *cli.App {
 		Usage:   "run distributed signal-processing pipelines on NATS",
 		Version: protocol.BuildVersion(),
 		Description: `A pipeline is a graph of jobs joined by numbered pipes, written as JSON (pipeline.json)
-and submitted as CBOR (pipeline.cbor); every command that takes a pipeline accepts either.
+or YAML (pipeline.yaml, comments allowed) and submitted as CBOR (pipeline.cbor); every command
+that takes a pipeline accepts any of the three, judged by content.
 
 Exit codes (every command): 0 success; 1 a failure (a pipeline or job failed, the broker
 refused or could not be reached); 2 bad usage or an unreadable or invalid file; 130
@@ -58,6 +59,7 @@ Examples:
 			submitCommand(),
 			statusCommand(),
 			stopCommand(),
+			rmCommand(), // ops.go
 			resetCommand(),
 			workersCommand(),
 			drainCommand(),

@@ -56,18 +56,24 @@ func submitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "submit",
 		Usage:     "submit a pipeline to a running broker",
-		ArgsUsage: "pipeline.cbor|pipeline.json",
-		Description: `Sends the pipeline document (CBOR or JSON, judged by content) to the broker, which validates
-it against the job types its workers carry, places every job and starts them. With --wait,
-waits until the pipeline ends; with --follow, also prints job output and events meanwhile.
+		ArgsUsage: "pipeline.cbor|pipeline.json|pipeline.yaml",
+		Description: `Sends the pipeline document (CBOR, JSON or YAML, judged by content) to the broker, which
+validates it against the job types its live workers carry (checked here first, each problem
+with its line and column), places every job and starts them. With --wait, waits until the
+pipeline ends, saying once why it is pending while it is; with --follow, also prints job
+output and events meanwhile. --timeout bounds that wait: when it runs out, the command exits 1
+naming the pipeline's state and its reason (the pipeline stays: marvelo stop NAME).
 
-Exit codes: 0 submitted (or finished, with --wait/--follow), 1 failed, 2 invalid document.
+Exit codes: 0 submitted (or finished, with --wait/--follow), 1 failed or timed out, 2 invalid
+document.
 
 Example:
-   marvelo submit pipeline.cbor --broker nats://head:4222 --follow`,
+   marvelo submit pipeline.cbor --broker nats://head:4222 --follow
+   marvelo submit pipeline.yaml --wait --timeout 5m`,
 		Flags: append(brokerFlags(),
 			&cli.BoolFlag{Name: "wait", Usage: "wait until the pipeline has ended"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "print job output and events until the pipeline has ended"},
+			&cli.DurationFlag{Name: "timeout", Usage: "with --wait or --follow: give up waiting after `DURATION` (exit 1, naming the state and why)"},
 		),
 		Action: submitAction,
 	}
@@ -82,6 +88,10 @@ func submitAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError(fmt.Errorf("submit: %w", err))
 	}
+	wait := c.Bool("wait") || c.Bool("follow")
+	if c.IsSet("timeout") && (!wait || c.Duration("timeout") <= 0) {
+		return cliutil.UsageError(fmt.Errorf("submit: --timeout %s: want a positive duration, with --wait or --follow", c.Duration("timeout")))
+	}
 	// Every problem the document has on its own, before it is sent; the broker then checks the
 	// job types and args against its workers' before placing anything.
 	p, err := pipeline.Check(doc, pipeline.ValidateOptions{})
@@ -94,8 +104,23 @@ func submitAction(c *cli.Context) error {
 		return err
 	}
 	defer nc.Close()
+	// The job types against the live workers' here, where the document's text is: each problem
+	// with its line and column, an unknown type with the closest known one or with what must
+	// run. The broker checks again (a worker may leave meanwhile).
+	opts, err := brokerTypes(c, cl)
+	if err != nil {
+		return err
+	}
+	if _, err := pipeline.Check(doc, opts); err != nil {
+		return cliutil.UsageError(prefixLines(path, err))
+	}
+	if pipeline.IsYAML(doc) { // the wire carries CBOR or JSON: a broker of before YAML reads it too
+		if doc, err = pipeline.EncodeCBOR(p); err != nil {
+			return cliutil.Failure(err)
+		}
+	}
 	var f *client.Follower
-	if c.Bool("wait") || c.Bool("follow") {
+	if wait {
 		if f, err = cl.Follow(p.Name); err != nil {
 			return cliutil.Failure(err)
 		}
@@ -108,7 +133,8 @@ func submitAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.Failure(err)
 	}
-	fmt.Fprintf(os.Stderr, "pipeline %s submitted: %s\n", r.Pipeline, r.State)
+	stderr := c.App.ErrWriter
+	fmt.Fprintf(stderr, "pipeline %s submitted: %s\n", r.Pipeline, r.State)
 	if f == nil {
 		return nil
 	}
@@ -117,29 +143,78 @@ func submitAction(c *cli.Context) error {
 		// with the process.
 		go func() { _ = cl.ForwardInput(p.Name, ids, os.Stdin) }()
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx := sigCtx
+	if d := c.Duration("timeout"); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(sigCtx, d)
+		defer cancel()
+	}
 	var onLine func(protocol.LogLine)
 	var onEvent func(protocol.Event)
 	if c.Bool("follow") {
-		onLine = func(l protocol.LogLine) { printLogLine(os.Stdout, l, false) }
+		onLine = func(l protocol.LogLine) { printLogLine(c.App.Writer, l, false) }
 		onEvent = func(e protocol.Event) {
-			fmt.Fprintf(os.Stderr, "%s %s: %s\n", e.Time.Format("15:04:05.000"), e.Kind, e.Message)
+			fmt.Fprintf(stderr, "%s %s: %s\n", e.Time.Format("15:04:05.000"), e.Kind, e.Message)
+		}
+	} else {
+		// --wait is silent but for why the pipeline waits, said once (the reason when it gives
+		// up is the latest).
+		said := false
+		pending := func(reason string) {
+			if reason != "" && !said {
+				said = true
+				fmt.Fprintf(stderr, "pipeline %s is pending: %s (still waiting)\n", p.Name, reason)
+			}
+		}
+		onEvent = func(e protocol.Event) {
+			if e.Job == 0 && e.Kind == protocol.StatePending {
+				pending(e.Message)
+			}
+		}
+		if r.State == protocol.StatePending { // its event may have gone before the follower heard it
+			if sts, err := cl.Status(ctx, p.Name); err == nil && len(sts) == 1 && sts[0].State == protocol.StatePending {
+				pending(sts[0].Reason)
+			}
 		}
 	}
 	st, err := f.Wait(ctx, onLine, onEvent)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintf(os.Stderr, "stopped waiting; pipeline %s keeps running (marvelo stop %s)\n", p.Name, p.Name)
+		switch {
+		case sigCtx.Err() != nil:
+			fmt.Fprintf(stderr, "stopped waiting; pipeline %s keeps running (marvelo stop %s)\n", p.Name, p.Name)
 			return cli.Exit("", cliutil.ExitSignaled)
+		case ctx.Err() != nil:
+			return cliutil.Failure(timedOut(c, cl, p.Name))
 		}
 		return cliutil.Failure(err)
 	}
 	if st.State != protocol.StateFinished {
 		return cliutil.Failure(fmt.Errorf("pipeline %s %s: %s", st.Name, st.State, st.Error))
 	}
-	fmt.Fprintf(os.Stderr, "pipeline %s finished\n", st.Name)
+	fmt.Fprintf(stderr, "pipeline %s finished\n", st.Name)
 	return nil
+}
+
+// timedOut says where a pipeline stands when submit's --timeout runs out: its state and why.
+func timedOut(c *cli.Context, cl *client.Client, name string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), 5*time.Second)
+	defer cancel()
+	d := c.Duration("timeout")
+	sts, err := cl.Status(ctx, name)
+	if err != nil || len(sts) != 1 {
+		return fmt.Errorf("pipeline %s has not ended after %s, and its status is unknown: %v (marvelo status %s)", name, d, err, name)
+	}
+	st := sts[0]
+	why := st.Reason
+	if st.Error != "" {
+		why = strings.TrimPrefix(why+"; "+st.Error, "; ")
+	}
+	if why == "" {
+		why = "no reason given (marvelo status " + name + ")"
+	}
+	return fmt.Errorf("pipeline %s is still %s after %s: %s; it stays on the broker (marvelo stop %s)", name, st.State, d, why, name)
 }
 
 func statusCommand() *cli.Command {
@@ -147,12 +222,15 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show pipelines and their jobs",
 		ArgsUsage: "[PIPELINE]",
-		Description: `Shows each pipeline's state and, per job, the worker it runs on, its state, blocks in and out,
-blocks dropped as stale or by max_queue, dummies and restarts; with a pipeline name, also its
-events.
+		Description: `Without a name, shows one line per pipeline: its state, its jobs running of all, its run, its
+age and why it is degraded, failed or when it ended. With a pipeline name, shows it in full: per
+job, the worker it runs on, its state, blocks in and out, blocks dropped as stale or by
+max_queue, dummies and restarts, then its events. --json prints every pipeline (or the one
+named) in full. marvelo rm forgets ended pipelines.
 
 Example:
    marvelo status
+   marvelo status demo
    marvelo status demo --json`,
 		Flags: append(brokerFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}),
 		Action: func(c *cli.Context) error {
@@ -171,10 +249,66 @@ Example:
 			if c.Bool("json") {
 				return printJSON(sts)
 			}
-			printStatus(os.Stdout, sts, c.NArg() == 1)
+			if c.NArg() == 1 {
+				printStatus(c.App.Writer, sts, true)
+				return nil
+			}
+			printSummary(c.App.Writer, c.App.ErrWriter, sts, time.Now())
 			return nil
 		},
 	}
+}
+
+// printSummary prints one line per pipeline (marvelo status without a name): the full status
+// of every pipeline, one after the other, drowned the one that mattered.
+func printSummary(w, hints io.Writer, sts []protocol.PipelineStatus, now time.Time) {
+	if len(sts) == 0 {
+		fmt.Fprintln(w, "no pipelines")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PIPELINE\tSTATE\tJOBS RUNNING\tRUN\tAGE\tNOTE")
+	ended := 0
+	for _, st := range sts {
+		running := 0
+		for _, j := range st.Jobs {
+			if j.State == protocol.StateRunning {
+				running++
+			}
+		}
+		note := st.Reason
+		if st.Error != "" {
+			note = st.Error
+		}
+		if protocol.Terminal(st.State) {
+			ended++
+			if note == "" && !st.Ended.IsZero() {
+				note = "ended " + roundAge(now.Sub(st.Ended)) + " ago"
+			}
+		}
+		if i := strings.IndexByte(note, '\n'); i >= 0 {
+			note = note[:i] + " …"
+		}
+		if r := []rune(note); len(r) > 100 {
+			note = string(r[:99]) + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%s\t%s\n", st.Name, st.State, running, len(st.Jobs), st.Run, roundAge(now.Sub(st.Submitted)), note)
+	}
+	_ = tw.Flush()
+	if ended > 0 {
+		fmt.Fprintf(hints, "%d ended; marvelo status NAME shows one in full, marvelo rm NAME (or --ended) forgets them\n", ended)
+	}
+}
+
+// roundAge writes an age to the second (to the minute past an hour): 42s, 3m12s, 2h5m.
+func roundAge(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
 func printJSON(v any) error {
@@ -276,6 +410,51 @@ Example:
 	}
 }
 
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "forget ended pipelines: their status, events, checkpoints and logs",
+		ArgsUsage: "PIPELINE... | --ended",
+		Description: `Removes pipelines that have ended (finished, failed or stopped) from the broker: they no longer
+show in marvelo status and top, and their saved state, events, checkpoints and log lines are
+deleted. A pipeline that has not ended is refused (marvelo stop it first). --ended removes
+every pipeline that has ended. A name removed can be submitted again; its runs start at 1.
+
+Exit codes: 0 every pipeline named removed, 1 one refused (its reason is printed).
+
+Example:
+   marvelo rm demo
+   marvelo rm --ended`,
+		Flags: append(brokerFlags(), &cli.BoolFlag{Name: "ended", Usage: "remove every pipeline that has ended"}),
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 && !c.Bool("ended") {
+				return cliutil.UsageError(fmt.Errorf("rm: want pipeline names, or --ended"))
+			}
+			for _, name := range c.Args().Slice() {
+				if err := protocol.CheckName("pipeline", name); err != nil {
+					return cliutil.UsageError(fmt.Errorf("rm: %w", err))
+				}
+			}
+			nc, cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			removed, err := cl.Remove(c.Context, c.Args().Slice(), c.Bool("ended"))
+			for _, name := range removed {
+				fmt.Fprintf(c.App.ErrWriter, "pipeline %s removed\n", name)
+			}
+			if err != nil {
+				return cliutil.Failure(err)
+			}
+			if len(removed) == 0 {
+				fmt.Fprintln(c.App.ErrWriter, "no ended pipeline to remove")
+			}
+			return nil
+		},
+	}
+}
+
 func resetCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "reset",
@@ -356,9 +535,13 @@ func workersCommand() *cli.Command {
 				} else if w.Cordoned {
 					state = "cordoned"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%s ago\t%s\t%d\t%s\n", w.Name, groups, w.SlotsUsed, w.Slots,
+				heard := "unknown since restart" // alive when the broker restarted, silent since
+				if !w.LastHeartbeat.IsZero() {
+					heard = time.Since(w.LastHeartbeat).Round(time.Millisecond).String() + " ago"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%s\t%s\t%d\t%s\n", w.Name, groups, w.SlotsUsed, w.Slots,
 					w.Metrics.CPUFree, w.Metrics.MemFree, w.Metrics.SwapUsed, w.Metrics.DiskFree,
-					time.Since(w.LastHeartbeat).Round(time.Millisecond), state, w.Refused, w.Version)
+					heard, state, w.Refused, w.Version)
 			}
 			return tw.Flush()
 		},
@@ -466,12 +649,15 @@ func logsCommand() *cli.Command {
 		ArgsUsage: "PIPELINE",
 		Description: `Prints what the jobs of a pipeline wrote (their output and log lines) in its latest run, or in
 the run given by --run (marvelo status lists the runs), kept by the broker for 24 hours. With
--f, keeps printing new lines until the run ends or the command is interrupted.
+-f, keeps printing new lines until the run ends or the command is interrupted. Among them,
+marked (event), come the pipeline's events: a job placed, started, its worker lost, moved,
+pending, finished or failed, its notices; with --job N, those of job N.
 
 With --json, prints one JSON object a line: {"time", "pipeline", "run", "job", "name",
 "worker", "stream", "level", "text"}. stream is "stdout" for what a job printed (a Go job's
-Printf and Out, an executable's standard output) and "log" for its log records, whose level
-is "debug", "info", "warn" or "error" (an executable's standard error is logged at "warn").
+Printf and Out, an executable's standard output), "log" for its log records, whose level
+is "debug", "info", "warn" or "error" (an executable's standard error is logged at "warn"),
+and "event" for an event, whose "kind" names it (job 0: the pipeline's own).
 
 Example:
    marvelo logs demo --job 6
@@ -658,8 +844,9 @@ type logLineJSON struct {
 	Job      int       `json:"job"`
 	Name     string    `json:"name"`
 	Worker   string    `json:"worker"`
-	Stream   string    `json:"stream"` // "stdout" or "log"
+	Stream   string    `json:"stream"` // "stdout", "log" or "event"
 	Level    string    `json:"level,omitempty"`
+	Kind     string    `json:"kind,omitempty"` // an event's kind: placed, worker lost, moved, job failed…
 	Text     string    `json:"text"`
 }
 
@@ -668,14 +855,24 @@ type logLineJSON struct {
 func jsonLogLine(l protocol.LogLine, run int) logLineJSON {
 	out := logLineJSON{Time: l.Time, Pipeline: l.Pipeline, Run: run, Job: l.Job, Name: l.Name, Worker: l.Worker,
 		Stream: "log", Level: l.Level, Text: l.Text}
-	if l.Level == "out" {
+	switch l.Level {
+	case "out":
 		out.Stream, out.Level = "stdout", ""
+	case protocol.LevelEvent:
+		out.Stream, out.Level, out.Kind = "event", "", l.Kind
 	}
 	return out
 }
 
 func printLogLine(w io.Writer, l protocol.LogLine, withTime bool) {
 	prefix := l.Name + " " + strconv.Itoa(l.Job)
+	if l.Level == protocol.LevelEvent { // the job's lifecycle (or, job 0, the pipeline's)
+		if l.Job == 0 {
+			prefix = "pipeline"
+		}
+		fmt.Fprintf(w, "%s %s (event) | %s: %s\n", l.Time.Format("15:04:05.000"), prefix, l.Kind, l.Text)
+		return
+	}
 	if withTime {
 		fmt.Fprintf(w, "%s %s %s | %s\n", l.Time.Format("15:04:05.000"), prefix, l.Worker, l.Text)
 		return

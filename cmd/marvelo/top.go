@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"text/tabwriter"
@@ -21,7 +22,7 @@ func topCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "top",
 		Usage:     "show the running pipelines' jobs live, with rates",
-		UsageText: "marvelo top [PIPELINE] [--once] [--json] [--interval 1s] [--broker URL]",
+		UsageText: "marvelo top [PIPELINE] [--all] [--once] [--json] [--interval 1s] [--broker URL]",
 		Description: `Asks the broker for the status of the pipelines (or of one) every --interval and shows, per
 job, its state, worker, blocks in and out per second, rounds per second, payload bytes in and
 out per second, CPU (percent of one core) and resident memory, the lag of its inputs (messages
@@ -30,13 +31,15 @@ the dummies, stale blocks, queue drops, redeliveries and restarts so far. Rates 
 of the workers' counters between two samples. CPU and memory are an executable's own program's;
 a Go job's are its worker process's, shared by every Go job on that worker. --once takes two
 samples one interval apart, prints them and exits; --json prints the rows as JSON (rates end
-in _per_s, cpu_percent, mem_bytes, lag).
+in _per_s, cpu_percent, mem_bytes, lag). Without a PIPELINE, the pipelines that have ended are
+left out unless --all is given (marvelo rm forgets them).
 
 Example:
    marvelo top --broker nats://head:4222
    marvelo top demo --once --json`,
 		Flags: append(brokerFlags(),
 			&cli.BoolFlag{Name: "once", Usage: "print one sample and exit"},
+			&cli.BoolFlag{Name: "all", Usage: "also the pipelines that have ended (without a PIPELINE)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (with --once: one array; otherwise one array a line)"},
 			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "time between samples"},
 		),
@@ -84,7 +87,8 @@ func topAction(c *cli.Context) error {
 	}
 	defer nc.Close()
 	name := c.Args().First()
-	prev, prevAt, err := topSample(c.Context, cl, name)
+	all := c.Bool("all") || name != "" // a pipeline asked for by name is shown, ended or not
+	prev, prevAt, err := topSample(c.Context, cl, name, all)
 	if err != nil {
 		return cliutil.Failure(err)
 	}
@@ -96,7 +100,7 @@ func topAction(c *cli.Context) error {
 			return nil
 		case <-ticker.C:
 		}
-		cur, at, err := topSample(c.Context, cl, name)
+		cur, at, err := topSample(c.Context, cl, name, all)
 		if err != nil {
 			return cliutil.Failure(err)
 		}
@@ -117,10 +121,14 @@ func topAction(c *cli.Context) error {
 	}
 }
 
-func topSample(ctx context.Context, cl *client.Client, name string) ([]protocol.PipelineStatus, time.Time, error) {
+// topSample asks for the pipelines' status with their pipes; all keeps those that have ended.
+func topSample(ctx context.Context, cl *client.Client, name string, all bool) ([]protocol.PipelineStatus, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := cl.StatusWithPipes(ctx, name)
+	if !all {
+		st = slices.DeleteFunc(st, func(p protocol.PipelineStatus) bool { return protocol.Terminal(p.State) })
+	}
 	return st, time.Now(), err
 }
 

@@ -44,6 +44,9 @@ const (
 	SubjDrain = "marvelo.api.drain"
 	// SubjUncordon: WorkerRequest → Reply. A drained worker takes jobs again.
 	SubjUncordon = "marvelo.api.uncordon"
+	// SubjRemove: RemoveRequest → RemoveReply. Ended pipelines are forgotten: their state,
+	// events, checkpoints and logs.
+	SubjRemove = "marvelo.api.remove"
 
 	// LogStream keeps the logs of all pipelines for `marvelo logs`.
 	LogStream = "MARVELO_LOGS"
@@ -216,6 +219,9 @@ type PipeBinding struct {
 	HeadSize int  `json:"head_size"`
 	// Dtype is a bytes pipe's element type, for Python jobs (pipeline.Pipe.Dtype).
 	Dtype string `json:"dtype,omitempty"`
+	// CodecDefault: the document declares no codec for the pipe; Codec is the default (cbor).
+	// An executable's output that does not fit says so.
+	CodecDefault bool `json:"codec_default,omitempty"`
 }
 
 // Assignment tells a worker to run one job.
@@ -265,6 +271,22 @@ type JobStats struct {
 	// an executable's own program, a Go job's worker process (shared by its Go jobs).
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 	MemBytes   uint64  `json:"mem_bytes,omitempty"`
+}
+
+// Plus returns the counts of s and o together: s an instance of a job, o its instances before
+// (the job moved). The resident memory is a gauge: s's own.
+func (s JobStats) Plus(o JobStats) JobStats {
+	s.BlocksIn += o.BlocksIn
+	s.BlocksOut += o.BlocksOut
+	s.Rounds += o.Rounds
+	s.Stale += o.Stale
+	s.Dummies += o.Dummies
+	s.QueueDrops += o.QueueDrops
+	s.BytesIn += o.BytesIn
+	s.BytesOut += o.BytesOut
+	s.Redeliveries += o.Redeliveries
+	s.CPUSeconds += o.CPUSeconds
+	return s
 }
 
 // PipeStats is one pipe's stream and its consumer as JetStream reports them (marvelo top and
@@ -346,6 +368,19 @@ const DefaultStopGrace = 10 * time.Second
 // jobs it stopped outright; a job still unreported then is recorded stopped by the broker. A
 // stop therefore ends within Grace + StopKillWait.
 const StopKillWait = 5 * time.Second
+
+// RemoveRequest names the ended pipelines to forget (marvelo rm); Ended names every pipeline
+// that has ended. A pipeline that has not ended is refused.
+type RemoveRequest struct {
+	Pipelines []string `json:"pipelines,omitempty"`
+	Ended     bool     `json:"ended,omitempty"`
+}
+
+// RemoveReply lists the pipelines removed; Error names those refused (not ended, unknown).
+type RemoveReply struct {
+	Reply
+	Removed []string `json:"removed,omitempty"`
+}
 
 // StopReply answers a stop with the pipeline's end state and the jobs that had to be stopped
 // outright because they did not drain within the grace.
@@ -441,7 +476,9 @@ type StatusReply struct {
 // WorkerStatus is one worker as `marvelo workers` shows it.
 type WorkerStatus struct {
 	WorkerInfo
-	Alive         bool      `json:"alive"`
+	Alive bool `json:"alive"`
+	// LastHeartbeat is when the worker was last heard; zero when unknown: it was alive when the
+	// broker restarted and has not spoken since.
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	Metrics       Metrics   `json:"metrics"`
 	SlotsUsed     int       `json:"slots_used"`
@@ -456,7 +493,9 @@ type WorkersReply struct {
 	Workers []WorkerStatus `json:"workers"`
 }
 
-// LogLine is one line of a job's output or log.
+// LogLine is one line of a job's output or log. The broker also writes each event of a pipeline
+// into its log (level LevelEvent, Kind the event's kind, Text its message; job 0 for the
+// pipeline's own), so marvelo logs shows a job's lifecycle among its lines.
 type LogLine struct {
 	Time     time.Time `json:"time"`
 	Pipeline string    `json:"pipeline"`
@@ -465,7 +504,11 @@ type LogLine struct {
 	Worker   string    `json:"worker"`
 	Level    string    `json:"level"`
 	Text     string    `json:"text"`
+	Kind     string    `json:"kind,omitempty"`
 }
+
+// LevelEvent is the level of a log line that is an event of the pipeline (LogLine).
+const LevelEvent = "event"
 
 // ---- Placement by offer (DESIGN.md §8, "Placement by offer") ----
 

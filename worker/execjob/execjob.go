@@ -74,6 +74,9 @@ type Spec struct {
 	// Env holds extra "KEY=value" entries added to the worker's environment (they override it;
 	// the MARVELO_* variables override them).
 	Env []string
+	// DefaultCodec holds the pipes whose codec the document does not declare (cbor, the
+	// default): an output whose bytes do not fit says so ("pipe 4 is cbor (the default), ...").
+	DefaultCodec map[int]bool
 	// Grace is the time between SIGTERM and SIGKILL when Start's ctx is cancelled (default
 	// DefaultGrace).
 	Grace time.Duration
@@ -112,6 +115,7 @@ func SpecFromAssignment(a *protocol.Assignment, worker, workDir string) (Spec, e
 	if j.Exec == nil {
 		return Spec{}, fmt.Errorf("%s: not an executable job", label)
 	}
+	defaults := map[int]bool{}
 	ports := func(bs []protocol.PipeBinding, dir string) ([]Port, error) {
 		out := make([]Port, len(bs))
 		for k, b := range bs {
@@ -120,6 +124,9 @@ func SpecFromAssignment(a *protocol.Assignment, worker, workDir string) (Spec, e
 				return nil, fmt.Errorf("%s: %s pipe %d: %w", label, dir, b.ID, err)
 			}
 			out[k] = Port{Pipe: b.ID, Codec: c, BlockCount: max(b.BlockCount, 1)}
+			if b.CodecDefault {
+				defaults[b.ID] = true
+			}
 		}
 		return out, nil
 	}
@@ -133,7 +140,7 @@ func SpecFromAssignment(a *protocol.Assignment, worker, workDir string) (Spec, e
 	}
 	return Spec{
 		Pipeline: a.Pipeline, JobID: j.ID, Name: j.DisplayName(), Worker: worker, WorkDir: workDir,
-		Exec: *j.Exec, Inputs: ins, Outputs: outs, Head: j.Head, HeadSize: j.EffectiveHeadSize(),
+		Exec: *j.Exec, Inputs: ins, Outputs: outs, Head: j.Head, HeadSize: j.EffectiveHeadSize(), DefaultCodec: defaults,
 	}, nil
 }
 
@@ -279,6 +286,9 @@ func Start(ctx context.Context, s Spec, log func(stream, line string)) (*Process
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
+	for _, o := range p.outs {
+		o.defaultCodec = s.DefaultCodec[o.pipe]
+	}
 
 	args := append([]string{s.Exec.Path}, s.Exec.Params...)
 	for _, a := range inArgs {
@@ -289,7 +299,11 @@ func Start(ctx context.Context, s Spec, log func(stream, line string)) (*Process
 	}
 	p.args = args
 
-	env := append(os.Environ(), s.Env...)
+	// A Python program's print() reaches the log when it prints, in its order with what it
+	// writes to stderr (a pipe would make its stdout block-buffered); the worker's own setting
+	// and the spec's win.
+	env := append([]string{"PYTHONUNBUFFERED=1"}, os.Environ()...)
+	env = append(env, s.Env...)
 	env = append(env,
 		"MARVELO_PIPELINE="+s.Pipeline,
 		"MARVELO_JOB="+strconv.Itoa(s.JobID),

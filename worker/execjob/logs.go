@@ -19,6 +19,13 @@ const drainTimeout = 2 * time.Second
 
 // logSink reads the program's stdout and stderr continuously, line by line, into the log
 // callback, and keeps the last lines of stderr for the exit error.
+//
+// On Linux one goroutine reads both streams (logs_linux.go: poll(2) on the two pipes), so the
+// lines reach the callback in the order their bytes reached the pipes: two readers, one a
+// stream, handed lines to the callback in whichever order the scheduler woke them, and a line
+// written to stderr a fraction of a millisecond after one written to stdout could come first.
+// Lines written to the two pipes between two wake-ups of the reader cannot be told apart in
+// time; the stdout pipe is read first then.
 type logSink struct {
 	fn func(stream, line string)
 	mu sync.Mutex // serialises fn
@@ -26,6 +33,8 @@ type logSink struct {
 	stdoutR, stdoutW *os.File
 	stderrR, stderrW *os.File
 	wg               sync.WaitGroup
+	// wakeR and wakeW end the poll loop once the drain timeout has passed (nil with two readers).
+	wakeR, wakeW *os.File
 
 	tailMu sync.Mutex
 	ring   [StderrTail]string
@@ -46,10 +55,14 @@ func newLogSink(fn func(stream, line string)) (*logSink, error) {
 	return l, nil
 }
 
-// start closes the write ends (the program has its copies) and reads until both streams end.
+// start closes the write ends (the program has its copies) and reads until both streams end:
+// in one loop where the system allows it, else with a reader a stream.
 func (l *logSink) start() {
 	l.stdoutW.Close()
 	l.stderrW.Close()
+	if l.startPoll() {
+		return
+	}
 	l.wg.Add(2)
 	go l.read(Stdout, l.stdoutR)
 	go l.read(Stderr, l.stderrR)
@@ -71,9 +84,55 @@ func (l *logSink) wait() {
 	select {
 	case <-done:
 	case <-t.C:
-		l.stdoutR.Close()
-		l.stderrR.Close()
+		if l.wakeW == nil {
+			l.stdoutR.Close()
+			l.stderrR.Close()
+		}
+		l.closeWake() // the poll loop ends
 		<-done
+	}
+	l.closeWake()
+}
+
+// closeWake closes the write end of the poll loop's wake pipe: the loop sees it hang up.
+func (l *logSink) closeWake() {
+	if l.wakeW != nil {
+		l.wakeW.Close()
+	}
+}
+
+// lineSplitter cuts the bytes of one stream into lines, and lines longer than maxLogLine into
+// pieces of that size.
+type lineSplitter struct {
+	stream string
+	buf    []byte
+}
+
+// feed adds the bytes b and emits every complete line.
+func (s *lineSplitter) feed(b []byte, emit func(stream, line string)) {
+	s.buf = append(s.buf, b...)
+	start := 0
+	for {
+		i := bytes.IndexByte(s.buf[start:], '\n')
+		if i < 0 {
+			break
+		}
+		line := bytes.TrimSuffix(s.buf[start:start+i], []byte("\r"))
+		emit(s.stream, string(line))
+		start += i + 1
+	}
+	for len(s.buf)-start >= maxLogLine {
+		emit(s.stream, string(s.buf[start:start+maxLogLine]))
+		start += maxLogLine
+	}
+	s.buf = s.buf[:copy(s.buf, s.buf[start:])]
+}
+
+// flush emits what is left without a newline, at the end of the stream.
+func (s *lineSplitter) flush(emit func(stream, line string)) {
+	if len(s.buf) > 0 {
+		emit(s.stream, string(bytes.TrimSuffix(s.buf, []byte("\r"))))
+		s.buf = s.buf[:0]
 	}
 }
 

@@ -1,6 +1,7 @@
 package execjob
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -119,13 +120,20 @@ type outStream struct {
 	keep *os.File // fifo mode: a writer held while the program runs
 	fr   *codec.FrameReader
 	err  error // sticky: the error ReadOutput returned
+	// codec and defaultCodec: the pipe's codec, and whether the document left it to the default.
+	// first holds the first bytes the program wrote (sniffed: looked at), for the errors that
+	// say the bytes do not fit the codec. Used by the output's reader only.
+	codec        string
+	defaultCodec bool
+	sniffed      bool
+	first        []byte
 
 	closeOnce sync.Once
 	goneOnce  sync.Once
 }
 
 func newOutStream(pt Port, f, keep *os.File) *outStream {
-	return &outStream{pipe: pt.Pipe, f: f, keep: keep, fr: codec.NewFrameReader(pt.Codec, f)}
+	return &outStream{pipe: pt.Pipe, f: f, keep: keep, fr: codec.NewFrameReader(pt.Codec, f), codec: pt.Codec.Name()}
 }
 
 func (s *outStream) close() { s.closeOnce.Do(func() { s.f.Close() }) }
@@ -482,6 +490,19 @@ func (p *Process) ReadOutputSQN(k int, dst []byte) (payload []byte, head uint32,
 	if err == nil && p.head {
 		head, err = o.fr.ReadHead(p.headSize)
 	}
+	if err == nil && !o.sniffed {
+		// The first frame: text on a cbor pipe (a program writing JSON lines where no codec is
+		// declared) would be read as small integers; it fails before any block is taken.
+		o.sniffed = true
+		if b := o.fr.Peek(); len(b) > 0 {
+			o.first = bytes.Clone(b[:min(len(b), 64)])
+		}
+		if o.codec == codec.CBOR && codec.TextOnCBOR(o.first) {
+			o.err = fmt.Errorf("%s: output %s", p.label, codec.Mismatch(o.codec, o.defaultCodec, o.pipe, o.first))
+			o.close()
+			return dst, 0, 0, o.err
+		}
+	}
 	if err == nil {
 		payload, err = o.fr.Next(dst)
 	}
@@ -493,6 +514,15 @@ func (p *Process) ReadOutputSQN(k int, dst []byte) (payload []byte, head uint32,
 	return payload, head, sqn, nil
 }
 
+// OutputMismatch says how the first bytes the program wrote on output k do not fit the
+// pipe's codec ("pipe 4 is cbor (the default), but the program wrote JSON lines
+// ("-18\n…"): declare ..."), or "" when they fit or nothing is known. Call it from the
+// goroutine that reads output k, or once reading has ended.
+func (p *Process) OutputMismatch(k int) string {
+	o := p.outs[k]
+	return codec.Mismatch(o.codec, o.defaultCodec, o.pipe, o.first)
+}
+
 func (p *Process) outputErr(o *outStream, err error) error {
 	switch {
 	case err == io.EOF && !p.stopping.Load():
@@ -502,7 +532,21 @@ func (p *Process) outputErr(o *outStream, err error) error {
 	case p.stopping.Load():
 		return fmt.Errorf("%s: output pipe %d: %w: %w", p.label, o.pipe, ErrStopped, err)
 	}
+	if hint := codec.Mismatch(o.codec, o.defaultCodec, o.pipe, o.first); hint != "" {
+		return fmt.Errorf("%s: output pipe %d: %w; %s", p.label, o.pipe, err, hint)
+	}
 	return fmt.Errorf("%s: output pipe %d: %w", p.label, o.pipe, err)
+}
+
+// InputsRead reports whether the program has read everything written to its inputs (false
+// when that cannot be told). It may be called from any goroutine.
+func (p *Process) InputsRead() bool {
+	for _, in := range p.ins {
+		if n, err := unread(in.f); err != nil || n > 0 {
+			return false
+		}
+	}
+	return len(p.ins) > 0
 }
 
 // OutputOffset is the number of bytes read so far from output k.
