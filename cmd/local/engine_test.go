@@ -233,14 +233,22 @@ func TestExecAnsweringTooFewRoundsFails(t *testing.T) {
 // gets the 5 newest blocks: the marker takes no block's place.
 func TestMaxQueueKeepsTheNewestBlocksOfASourceThatEndsByExiting(t *testing.T) {
 	base := protoBase(t)
-	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in -o) out=$2; shift 2;; *) shift;; esac; done\ni=1\nwhile [ $i -le 60 ]; do echo $i; i=$((i+1)); done > \"$out\"\n"
+	// The source writes 1, waits until the sink has it (and stalls), then writes 2…60: the sink
+	// holds an early block while the queue fills, so the newest 5 behind it are told apart from a
+	// marker that took a block's place.
+	gate := filepath.Join(base, "gate")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\ngate=$1; shift\nwhile [ $# -gt 0 ]; do case $1 in -o) out=$2; shift 2;; *) shift;; esac; done\n" +
+		"exec 3>\"$out\"\necho 1 >&3\nread go < \"$gate\"\ni=2\nwhile [ $i -le 60 ]; do echo $i >&3; i=$((i+1)); done\n"
 	if err := os.WriteFile(filepath.Join(base, "deps", "sixty.sh"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	rec := &recorder{release: make(chan struct{}), stalled: make(chan struct{})}
 	env := startEnv(t, registryWith("record", func() any { return rec }))
 	p := &pipeline.Pipeline{Name: "maxqend", Jobs: []pipeline.Job{
-		{ID: 1, Exec: &pipeline.Exec{Path: "./sixty.sh", Dependencies: "deps"}, Outputs: []int{1}},
+		{ID: 1, Exec: &pipeline.Exec{Path: "./sixty.sh", Params: []string{gate}, Dependencies: "deps"}, Outputs: []int{1}},
 		{ID: 2, Type: "record", Inputs: []int{1}, MaxQueue: 5},
 	}, Pipes: []pipeline.Pipe{{ID: 1, Codec: "json"}}}
 	done := make(chan error, 1)
@@ -249,6 +257,9 @@ func TestMaxQueueKeepsTheNewestBlocksOfASourceThatEndsByExiting(t *testing.T) {
 		done <- err
 	}()
 	<-rec.stalled
+	if err := os.WriteFile(gate, []byte("go\n"), 0); err != nil { // the source writes the rest
+		t.Fatal(err)
+	}
 	waitJobState(t, env, "maxqend", 1, protocol.StateFinished)
 	close(rec.release)
 	if err := <-done; err != nil {
