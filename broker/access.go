@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -40,9 +41,16 @@ import (
 // client again and gives it its new permissions: checks on the data path stay the server's
 // cached per-subject ones.
 //
-// Lock order: access.apply before access.mu; access.mu is never held across a reload, a network
-// call or a call into the server (the reload calls back into Check, which takes access.mu, and
-// the server logs violations, which take it too, holding locks of its own).
+// Changes reach the server and the identity bucket in rounds (commit): a change edits the tables
+// and queues its bucket writes under access.mu, then commits; one round at a time writes what is
+// queued and reloads the server once, with no lock held, and every caller whose change it carries
+// returns when it is done. So the jobs placed together cost one reload (grantAll), and changes
+// made at once share one.
+//
+// Locks: access.mu alone guards the tables, the queue and the round under way; it is never held
+// across a reload, a network call or a call into the server (the reload calls back into Check,
+// which takes access.mu, and the server logs violations, which take it too, holding locks of its
+// own). accessCluster.mu (access_cluster.go) is never taken with access.mu held, nor the reverse.
 
 // Roles of an identity.
 const (
@@ -68,9 +76,8 @@ type grantKey struct {
 type access struct {
 	log *slog.Logger
 
-	apply sync.Mutex // serialises table changes with the reload that applies them
-	ns    *server.Server
-	base  *server.Options // the options the server started with; reloads differ in Nkeys only
+	ns   *server.Server
+	base *server.Options // the options the server started with; reloads differ in Users only
 
 	mu         sync.RWMutex
 	byName     map[string]Identity // name → identity
@@ -80,8 +87,30 @@ type access struct {
 	violations map[string]uint64   // identity name → permission violations
 	kv         jetstream.KeyValue
 	reloading  atomic.Bool    // a reload is under way (auth.go)
-	gen        uint64         // counts grant and revoke changes (under mu)
+	reloads    atomic.Uint64  // reloads made (tests)
+	gen        uint64         // counts changes of the tables (under mu)
 	cl         *accessCluster // set in a cluster of brokers (access_cluster.go), else nil
+
+	// Under mu: the bucket writes queued by changes not yet committed, in order; the round
+	// under way (nil: none); the gen the server has applied (the last round that reloaded).
+	queued  []kvOp
+	round   *commitRound
+	applied uint64
+}
+
+// kvOp is a write of the identity bucket queued by a change of the tables: a put, or a delete
+// (value nil).
+type kvOp struct {
+	key   string
+	value []byte
+}
+
+// commitRound is one write of the queued bucket changes and one reload, carrying every change
+// up to gen.
+type commitRound struct {
+	gen  uint64
+	done chan struct{} // closed when the round is over; err is set then
+	err  error
 }
 
 func newAccess(log *slog.Logger) *access {
@@ -332,10 +361,9 @@ func (a *access) handleAdd(m *nats.Msg) error {
 	if len(id.Hash) != 2*sha256.Size {
 		return fmt.Errorf("identity %s: the secret's hash is not a hex SHA-256", id.Name)
 	}
-	a.apply.Lock()
-	defer a.apply.Unlock()
 	a.mu.RLock()
 	_, exists := a.byName[id.Name]
+	kv := a.kv
 	a.mu.RUnlock()
 	if exists {
 		return fmt.Errorf("identity %s exists already; remove it first", id.Name)
@@ -343,7 +371,12 @@ func (a *access) handleAdd(m *nats.Msg) error {
 	data, _ := json.Marshal(id)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := a.kv.Put(ctx, id.Name, data); err != nil {
+	// Create, not Put: of two enrolments of one name at once (here or on another broker of a
+	// cluster), the second is refused by the bucket.
+	if _, err := kv.Create(ctx, id.Name, data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("identity %s exists already; remove it first", id.Name)
+		}
 		return fmt.Errorf("identity %s: save: %w", id.Name, err)
 	}
 	a.mu.Lock()
@@ -358,11 +391,12 @@ func (a *access) handleRemove(m *nats.Msg) error {
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	a.apply.Lock()
-	defer a.apply.Unlock()
+	a.mu.RLock()
+	kv := a.kv
+	a.mu.RUnlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := a.kv.Delete(ctx, req.Name); err != nil {
+	if err := kv.Delete(ctx, req.Name); err != nil {
 		return fmt.Errorf("identity %s: remove: %w", req.Name, err)
 	}
 	a.mu.Lock()
@@ -370,9 +404,13 @@ func (a *access) handleRemove(m *nats.Msg) error {
 	delete(a.grants, req.Name)
 	delete(a.groups, req.Name)
 	a.gen++
+	gen := a.gen
 	a.mu.Unlock()
 	a.log.Info("identity removed", "name", req.Name)
-	return a.reloadLocked() // disconnects its clients
+	if err := a.commit(gen); err != nil { // disconnects its clients
+		return fmt.Errorf("identity %s: remove: %w", req.Name, err)
+	}
+	return nil
 }
 
 // enrolled reports whether name is an enrolled worker identity: its permissions follow placement.
@@ -385,24 +423,62 @@ func (a *access) enrolled(name string) bool {
 // Grant gives worker the subjects of an assignment; it returns once the server applies them.
 // The control plane calls it before it asks the worker to prepare the job.
 func (a *access) Grant(worker string, as protocol.Assignment) error {
-	if a == nil || !a.enrolled(worker) {
-		return nil
+	_, err := a.grantAll([]placedAssignment{{worker: worker, a: as}})
+	return err
+}
+
+// grantAll gives each worker the subjects of the assignments placed on it, with one reload of
+// the server and the bucket writes made together; it returns once the server applies them, and
+// reports whether anything changed (an assignment granted already is not granted again).
+// Placement calls it for all the jobs it places together, before it asks for the prepares.
+func (a *access) grantAll(assigns []placedAssignment) (changed bool, err error) {
+	if a == nil {
+		return false, nil
 	}
-	a.apply.Lock()
-	defer a.apply.Unlock()
+	a.mu.RLock()
+	assigns = slices.DeleteFunc(slices.Clone(assigns), func(pa placedAssignment) bool {
+		return a.byName[pa.worker].Role != RoleWorker // the shared worker token: nothing to grant
+	})
+	a.mu.RUnlock()
+	if len(assigns) == 0 {
+		return false, nil
+	}
+	var data [][]byte
+	for _, pa := range assigns {
+		b, err := json.Marshal(pa.a)
+		if err != nil {
+			return false, fmt.Errorf("broker: grant %s to %s: %w", pa.a.Job.Label(), pa.worker, err)
+		}
+		data = append(data, b)
+	}
 	a.mu.Lock()
-	g := a.grants[worker]
-	if g == nil {
-		g = map[grantKey]protocol.Assignment{}
-		a.grants[worker] = g
+	for i, pa := range assigns {
+		if a.byName[pa.worker].Role != RoleWorker {
+			continue // removed meanwhile
+		}
+		g := a.grants[pa.worker]
+		if g == nil {
+			g = map[grantKey]protocol.Assignment{}
+			a.grants[pa.worker] = g
+		}
+		k := grantKey{pa.a.Pipeline, pa.a.Job.ID}
+		if old, ok := g[k]; ok && reflect.DeepEqual(old, pa.a) {
+			continue
+		}
+		g[k] = pa.a
+		a.queued = append(a.queued, kvOp{key: grantKVKey(pa.worker, k.pipeline, k.job), value: data[i]})
+		changed = true
 	}
-	g[grantKey{as.Pipeline, as.Job.ID}] = as
-	a.gen++
+	if changed {
+		a.gen++
+	}
+	// Unchanged, the grants may still be on their way to the server in another caller's round.
+	gen := a.gen
 	a.mu.Unlock()
-	if err := a.saveGrant(worker, as); err != nil {
-		return err
+	if err := a.commit(gen); err != nil {
+		return changed, fmt.Errorf("broker: grant: %w", err)
 	}
-	return a.reloadLocked()
+	return changed, nil
 }
 
 // groupsKVPrefix keys a worker's group subjects beside the identities ("groups.WORKER"), so a
@@ -426,28 +502,24 @@ func (a *access) GrantGroups(worker string, subjects []string) error {
 func (a *access) grantGroups(worker string, subjects []string) (changed bool, err error) {
 	subjects = slices.Clone(subjects)
 	sort.Strings(subjects)
-	a.apply.Lock()
-	defer a.apply.Unlock()
+	data, err := json.Marshal(subjects)
+	if err != nil {
+		return false, fmt.Errorf("broker: groups of %s: %w", worker, err)
+	}
 	a.mu.Lock()
 	if slices.Equal(a.groups[worker], subjects) {
 		a.mu.Unlock()
 		return false, nil
 	}
 	a.groups[worker] = subjects
+	a.queued = append(a.queued, kvOp{key: groupsKVPrefix + worker, value: data})
 	a.gen++
+	gen := a.gen
 	a.mu.Unlock()
-	if a.kv != nil {
-		data, err := json.Marshal(subjects)
-		if err != nil {
-			return true, fmt.Errorf("broker: groups of %s: %w", worker, err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := a.kv.Put(ctx, groupsKVPrefix+worker, data); err != nil {
-			return true, fmt.Errorf("broker: save the groups of %s: %w", worker, err)
-		}
+	if err := a.commit(gen); err != nil {
+		return true, fmt.Errorf("broker: groups of %s: %w", worker, err)
 	}
-	return true, a.reloadLocked()
+	return true, nil
 }
 
 // Grants are kept beside the identities, so that a broker restarted with its store gives the
@@ -465,22 +537,6 @@ func grantWorker(key string) (string, bool) {
 	return w, ok
 }
 
-func (a *access) saveGrant(worker string, as protocol.Assignment) error {
-	if a.kv == nil {
-		return nil
-	}
-	data, err := json.Marshal(as)
-	if err != nil {
-		return fmt.Errorf("broker: grant: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := a.kv.Put(ctx, grantKVKey(worker, as.Pipeline, as.Job.ID), data); err != nil {
-		return fmt.Errorf("broker: save grant: %w", err)
-	}
-	return nil
-}
-
 // Revoke takes from worker the subjects of one job of a pipeline, or of every job of it when job
 // is 0, and of every pipeline when pipeline is "". It returns once the server applies it: from
 // then on the worker can no longer publish to the job's pipes.
@@ -488,37 +544,133 @@ func (a *access) Revoke(worker, pipeline string, job int) error {
 	if a == nil || !a.enrolled(worker) {
 		return nil
 	}
-	a.apply.Lock()
-	defer a.apply.Unlock()
 	a.mu.Lock()
-	var gone []grantKey
+	gone := 0
 	for k := range a.grants[worker] {
 		if pipeline == "" || (k.pipeline == pipeline && (job == 0 || k.job == job)) {
 			delete(a.grants[worker], k)
-			gone = append(gone, k)
+			a.queued = append(a.queued, kvOp{key: grantKVKey(worker, k.pipeline, k.job)})
+			gone++
 		}
 	}
-	a.gen++
-	a.mu.Unlock()
-	if len(gone) == 0 {
+	if gone == 0 {
+		a.mu.Unlock()
 		return nil
 	}
-	err := a.reloadLocked()
-	if a.kv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, k := range gone {
-			if derr := a.kv.Delete(ctx, grantKVKey(worker, k.pipeline, k.job)); derr != nil {
-				err = errors.Join(err, fmt.Errorf("broker: forget grant: %w", derr))
-			}
-		}
+	a.gen++
+	gen := a.gen
+	a.mu.Unlock()
+	if err := a.commit(gen); err != nil {
+		return fmt.Errorf("broker: revoke from %s: %w", worker, err)
 	}
-	return err
+	return nil
 }
 
-// reloadLocked makes the server authenticate every client again with the current table. Callers
-// hold a.apply.
-func (a *access) reloadLocked() error {
+// commit returns once the server has applied the tables as they were at gen (a.gen right after
+// the caller's change), and the bucket writes queued until then are made; with the error of the
+// round that carried them. A round under way may have started before the change: its caller
+// waits for it, then starts the next round unless another caller did. No lock is held across the
+// writes or the reload.
+func (a *access) commit(gen uint64) error {
+	for {
+		a.mu.Lock()
+		if r := a.round; r != nil {
+			a.mu.Unlock()
+			<-r.done
+			if r.gen >= gen {
+				return r.err
+			}
+			continue
+		}
+		if a.applied >= gen {
+			a.mu.Unlock()
+			return nil
+		}
+		r := &commitRound{gen: a.gen, done: make(chan struct{})}
+		ops, kv := a.queued, a.kv
+		a.queued = nil
+		a.round = r
+		users := a.usersLocked(r.gen)
+		a.mu.Unlock()
+
+		werr := writeOps(kv, ops)
+		rerr := a.reload(users)
+		r.err = errors.Join(werr, rerr)
+		a.mu.Lock()
+		a.round = nil
+		if rerr == nil {
+			a.applied = max(a.applied, r.gen)
+		}
+		a.mu.Unlock()
+		close(r.done)
+		return r.err // r.gen >= gen: gen was a.gen or less when the caller came
+	}
+}
+
+// writeOpsParallel bounds the bucket writes of one round in flight at once.
+const writeOpsParallel = 32
+
+// writeOps makes the queued bucket writes: the last of each key only (the queue is in the order
+// of the changes, and rounds never overlap, so a key's writes land in that order), the keys at
+// once.
+func writeOps(kv jetstream.KeyValue, ops []kvOp) error {
+	if kv == nil || len(ops) == 0 {
+		return nil // no bucket yet (a cluster's JetStream is starting): the tables carry it
+	}
+	last := map[string]int{}
+	for i, op := range ops {
+		last[op.key] = i
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sem := make(chan struct{}, writeOpsParallel)
+	errs := make([]error, len(ops))
+	var wg sync.WaitGroup
+	for i, op := range ops {
+		if last[op.key] != i {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var err error
+			if op.value == nil {
+				err = kv.Delete(ctx, op.key)
+			} else {
+				_, err = kv.Put(ctx, op.key, op.value)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("identity bucket: %s: %w", op.key, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// reloadMarker names a user no client can be (not a valid identity name) whose password is the
+// generation of the tables: every round's reload differs from the one before, which is what makes
+// the server authenticate every client again (Check, with the tables as they are then), even when
+// the permissions came back to what they were (a grant and its revocation in one round, while a
+// client logged in between).
+const reloadMarker = "$marvelo-generation"
+
+// usersLocked lists the identities, as the server lists its users, and the marker of gen. The
+// custom authenticator decides who is who and with which permissions, so the list carries none:
+// computing them for every identity at every reload would double its cost. Callers hold a.mu.
+func (a *access) usersLocked(gen uint64) []*server.User {
+	users := []*server.User{{Username: reloadMarker, Password: strconv.FormatUint(gen, 10), Permissions: denyAll}}
+	for _, id := range a.byName {
+		users = append(users, &server.User{Username: id.Name, Password: id.Hash, Permissions: denyAll})
+	}
+	sort.Slice(users, func(i, k int) bool { return users[i].Username < users[k].Username })
+	return users
+}
+
+// reload makes the server authenticate every client again (with the tables as they are then:
+// Check reads them). Only commit calls it, one round at a time.
+func (a *access) reload(users []*server.User) error {
 	if a.ns == nil {
 		return nil
 	}
@@ -530,19 +682,12 @@ func (a *access) reloadLocked() error {
 	if m := a.ns.MonitorAddr(); m != nil {
 		o.HTTPPort = m.Port
 	}
-	a.mu.RLock()
-	// The users with their permissions now, as the server lists them. The custom authenticator
-	// decides who is who; the list changes whenever a permission does, which is what makes the
-	// server authenticate its clients again and give them their new permissions.
-	for _, id := range a.byName {
-		o.Users = append(o.Users, &server.User{Username: id.Name, Password: id.Hash, Permissions: a.permissionsLocked(id)})
-	}
-	a.mu.RUnlock()
-	sort.Slice(o.Users, func(i, k int) bool { return o.Users[i].Username < o.Users[k].Username })
+	o.Users = users
+	a.reloads.Add(1)
 	a.reloading.Store(true)
 	defer a.reloading.Store(false)
 	if err := a.ns.ReloadOptions(o); err != nil {
-		return fmt.Errorf("broker: apply permissions: %w", err)
+		return fmt.Errorf("apply permissions: %w", err)
 	}
 	return nil
 }
@@ -615,10 +760,30 @@ func (a *access) beforeRequest(worker, verb string, req any) error {
 	if !ok {
 		return nil
 	}
-	if err := a.Grant(worker, as); err != nil {
+	// Placement granted it already (grantAll), unless the job is placed alone (a move).
+	changed, err := a.grantAll([]placedAssignment{{worker: worker, a: as}})
+	if err != nil {
 		return fmt.Errorf("worker %s: %s: %w", worker, verb, err)
 	}
-	a.syncWarn("grant to " + worker) // a cluster: every broker's server (access_cluster.go)
+	if changed {
+		a.syncWarn("grant to " + worker) // a cluster: every broker's server (access_cluster.go)
+	}
+	return nil
+}
+
+// grantPlaced grants every job placed together before any of them is prepared: one reload for
+// all (and, in a cluster, one wait for every broker to apply them).
+func (a *access) grantPlaced(assigns []placedAssignment) error {
+	if a == nil {
+		return nil
+	}
+	changed, err := a.grantAll(assigns)
+	if err != nil {
+		return err
+	}
+	if changed {
+		a.syncWarn(fmt.Sprintf("grants of %d jobs", len(assigns)))
+	}
 	return nil
 }
 

@@ -10,7 +10,8 @@ package broker
 // it (syncCluster), so a job is prepared only when its worker may use its subjects whichever
 // server it is connected to, and a moved job's old worker has lost them everywhere first.
 //
-// Lock order as in access.go: apply before mu; neither is held across a network call here.
+// Locks as in access.go: access.mu and accessCluster.mu are never held together, nor across a
+// network call or a reload; the follower applies the bucket's changes with access.commit.
 
 import (
 	"bytes"
@@ -127,9 +128,9 @@ func (a *access) follow(ctx context.Context, js jetstream.JetStream, cfg jetstre
 			}
 		}
 	}
-	a.apply.Lock()
+	a.mu.Lock()
 	a.kv = kv
-	a.apply.Unlock()
+	a.mu.Unlock()
 	for ctx.Err() == nil {
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
@@ -170,10 +171,10 @@ func (a *access) applyUpdates(ctx context.Context, w jetstream.KeyWatcher) {
 			}
 		}
 		if changed {
-			a.apply.Lock()
-			err := a.reloadLocked()
-			a.apply.Unlock()
-			if err != nil {
+			a.mu.RLock()
+			gen := a.gen
+			a.mu.RUnlock()
+			if err := a.commit(gen); err != nil {
 				a.log.Error("identities not applied", "error", err)
 				continue // applied not advanced: the writer is told this broker did not follow
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,5 +106,93 @@ func TestGrantAndRevokeApplyToAConnectedWorker(t *testing.T) {
 	}
 	if got := b.access.Violations()["w1"]; got != 3 {
 		t.Errorf("%d violations counted for w1, want 3", got)
+	}
+}
+
+// TestJobsPlacedTogetherAreGrantedWithOneReload: placement grants all its jobs at once (grantAll)
+// with one reload of the server, after which the worker may publish to every job's output pipe
+// without reconnecting; the prepares that follow grant nothing again; revoking the pipeline takes
+// them all back.
+func TestJobsPlacedTogetherAreGrantedWithOneReload(t *testing.T) {
+	b, token := enrolled(t, "w1")
+	errs := make(chan error, 16)
+	nc, err := nats.Connect(b.ClientURL(), nats.Token(token), nats.CustomInboxPrefix(protocol.InboxPrefix("w1")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const n = 100
+	var assigns []placedAssignment
+	for id := 1; id <= n; id++ {
+		assigns = append(assigns, placedAssignment{worker: "w1", a: protocol.Assignment{Pipeline: "p", Epoch: 1, Job: pipeline.Job{ID: id},
+			Outputs: []protocol.PipeBinding{{ID: id, Subject: protocol.PipeSubject("p", id), Stream: protocol.PipeStream("p", id)}}}})
+	}
+	before := b.access.reloads.Load()
+	if err := b.access.grantPlaced(assigns); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.access.reloads.Load() - before; got != 1 {
+		t.Fatalf("%d reloads for %d jobs placed together, want 1", got, n)
+	}
+	for _, id := range []int{1, n / 2, n} {
+		if !publishAllowed(t, nc, errs, protocol.PipeSubject("p", id)) {
+			t.Fatalf("refused the output pipe of job %d, granted", id)
+		}
+	}
+	before = b.access.reloads.Load()
+	for _, a := range assigns { // what each prepare asks for (requestWorker)
+		if err := b.access.beforeRequest(a.worker, protocol.VerbPrepare, a.a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.access.reloads.Load() - before; got != 0 {
+		t.Fatalf("%d reloads for prepares of jobs granted already, want 0", got)
+	}
+	b.access.revokePipeline("p")
+	if publishAllowed(t, nc, errs, protocol.PipeSubject("p", n)) {
+		t.Fatal("published to a pipe of a pipeline taken back")
+	}
+}
+
+// TestGrantsAndRevokesAtOnceEndAsTheLastOfEach: grants and revocations made at once share
+// reloads (commit), and each returns once what it changed is applied: in the end the worker may
+// publish to the pipes of the jobs still granted, and of those only.
+func TestGrantsAndRevokesAtOnceEndAsTheLastOfEach(t *testing.T) {
+	b, token := enrolled(t, "w1")
+	errs := make(chan error, 64)
+	nc, err := nats.Connect(b.ClientURL(), nats.Token(token), nats.CustomInboxPrefix(protocol.InboxPrefix("w1")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const n = 16
+	var wg sync.WaitGroup
+	for id := 1; id <= n; id++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			as := protocol.Assignment{Pipeline: "p", Epoch: 1, Job: pipeline.Job{ID: id},
+				Outputs: []protocol.PipeBinding{{ID: id, Subject: protocol.PipeSubject("p", id), Stream: protocol.PipeStream("p", id)}}}
+			if err := b.access.Grant("w1", as); err != nil {
+				t.Error(err)
+				return
+			}
+			if id%2 == 1 {
+				if err := b.access.Revoke("w1", "p", id); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if reloads := b.access.reloads.Load(); reloads > 2*n {
+		t.Errorf("%d reloads for %d changes", reloads, 2*n)
+	}
+	for _, id := range []int{1, 2, n - 1, n} {
+		if got, want := publishAllowed(t, nc, errs, protocol.PipeSubject("p", id)), id%2 == 0; got != want {
+			t.Errorf("job %d's pipe: published %v, want %v", id, got, want)
+		}
 	}
 }

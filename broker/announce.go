@@ -17,7 +17,7 @@ import (
 // drainGroup drains every live worker of a group as drainWorker drains one: each is cordoned,
 // told on the group's subject to end its jobs (bounded by LeaveGrace), and its jobs move. With
 // shutdown the workers are then told to stop, as on SIGTERM.
-func (c *control) drainGroup(group string, shutdown bool) protocol.DrainReply {
+func (c *control) drainGroup(ctx context.Context, group string, shutdown bool) protocol.DrainReply {
 	c.mu.Lock()
 	members := map[string]bool{}
 	for name, w := range c.workers {
@@ -26,24 +26,12 @@ func (c *control) drainGroup(group string, shutdown bool) protocol.DrainReply {
 			w.cordoned = true
 		}
 	}
-	var moving []string
-	for _, p := range c.pipelines {
-		if p.state.terminal() {
-			continue
-		}
-		for _, jd := range p.doc.Jobs {
-			if j := p.jobs[jd.ID]; members[j.worker] && !j.state.terminal() {
-				moving = append(moving, fmt.Sprintf("%s: %s", p.doc.Name, jd.Label()))
-			}
-		}
-	}
+	moving := c.jobsOn(members)
 	c.mu.Unlock()
 	if len(members) == 0 {
 		return protocol.DrainReply{Reply: protocol.Reply{Error: fmt.Sprintf("no live worker in group %q", group)}}
 	}
-	sort.Strings(moving)
 	c.log.Info("draining group", "group", group, "workers", len(members), "jobs", len(moving), "shutdown", shutdown)
-	ctx := context.Background()
 	missing := c.announce(ctx, group, protocol.VerbGroupLeave, protocol.LeaveRequest{Grace: protocol.LeaveGrace}, members, protocol.LeaveGrace+5*time.Second)
 	if len(missing) > 0 {
 		// They did not confirm their jobs ended: the jobs move anyway, as when a worker dies; a
@@ -63,7 +51,7 @@ func (c *control) drainGroup(group string, shutdown bool) protocol.DrainReply {
 			c.log.Warn("workers did not confirm the shutdown", "group", group, "workers", missing)
 		}
 	}
-	return protocol.DrainReply{Reply: protocol.Reply{OK: true}, Moved: moving}
+	return c.drainOutcome(moving, members)
 }
 
 // announce tells every worker of members on the group's subject and waits, at most wait, for

@@ -42,6 +42,13 @@ type control struct {
 	// kicks counts kickPlacement's calls: a placement that ends pending asks for another pass if
 	// a kick came while it offered (a worker that joined meanwhile was not offered the job).
 	kicks atomic.Uint64
+
+	// Owned concurrency (spawn): ctx is the control plane's (its term in a cluster); work
+	// started by spawn runs on it and run waits for it (spawned) before it returns.
+	ctx     context.Context
+	spawnMu sync.Mutex // guards closing against spawned.Add: nothing starts once run waits
+	closing bool
+	spawned sync.WaitGroup
 }
 
 func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logger) (*control, error) {
@@ -55,6 +62,7 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		access: opts.access, // issue 12
 		kick:   make(chan struct{}, 1),
 		conns:  newConnWatch(opts.DisconnectGrace),
+		ctx:    ctx,
 	}
 	if opts.Memory {
 		c.storage = jetstream.MemoryStorage
@@ -122,6 +130,52 @@ func (c *control) respond(m *nats.Msg, reply any) {
 	}
 }
 
+// spawn runs f on a goroutine of the control plane, with its context: the one way control-plane
+// work leaves the goroutine that asked for it (a subscription's, run's). The slow work goes
+// inside f — arguments of a plain `go` statement are evaluated by the caller. run waits for
+// every spawned f before it returns, so Shutdown (and the end of a term) waits for them too; f
+// must end soon once ctx does. It reports false, and runs nothing, once run is stopping (as
+// nats-server's startGoRoutine does).
+func (c *control) spawn(name string, f func(ctx context.Context)) bool {
+	c.spawnMu.Lock()
+	if c.closing {
+		c.spawnMu.Unlock()
+		c.log.Debug("not started: the control plane is stopping", "work", name)
+		return false
+	}
+	c.spawned.Add(1)
+	c.spawnMu.Unlock()
+	go func() {
+		defer c.spawned.Done()
+		f(c.context())
+	}()
+	return true
+}
+
+// context is the control plane's context (Background for a control built by hand in a test).
+func (c *control) context() context.Context {
+	if c.ctx == nil {
+		return context.Background()
+	}
+	return c.ctx
+}
+
+// respondLater answers a request with what f returns, computed on a spawned goroutine: a request
+// whose answer takes long (a stop, a drain) never holds up the next one on its subscription.
+func (c *control) respondLater(m *nats.Msg, name string, f func(ctx context.Context) any) {
+	if !c.spawn(name, func(ctx context.Context) { c.respond(m, f(ctx)) }) {
+		c.respond(m, protocol.Reply{Error: name + ": the broker's control plane is stopping; try again"})
+	}
+}
+
+// stopSpawning refuses new spawned work and waits for what runs (run calls it as it ends).
+func (c *control) stopSpawning() {
+	c.spawnMu.Lock()
+	c.closing = true
+	c.spawnMu.Unlock()
+	c.spawned.Wait()
+}
+
 // kickPlacement asks run to place the pending jobs: a worker joined, came back, was uncordoned
 // or freed a slot. Kicks coalesce; placement runs on run's goroutine, one pass at a time.
 func (c *control) kickPlacement() {
@@ -139,6 +193,7 @@ func (c *control) run(ctx context.Context) {
 			_ = s.Unsubscribe()
 		}
 		c.conns.stop()
+		c.stopSpawning() // ctx has ended: what was spawned on it ends soon
 	}()
 	t := time.NewTicker(livenessTick(c.opts.HeartbeatTimeout))
 	defer t.Stop()

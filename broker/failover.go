@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -51,7 +50,7 @@ func (c *control) workerLost(name, why string) {
 // reserves the chosen worker's slot) without any lock; the job is marked placing meanwhile so a
 // second move of it waits its turn, and what changed meanwhile is checked again under mu.
 func (c *control) relocate(r jobRef, from string, since time.Time) {
-	ctx := context.Background()
+	ctx := c.context() // the control plane's: a move ends with it
 	c.mu.Lock()
 	p, j, ok := c.movable(r, from)
 	if !ok || j.placing {
@@ -76,7 +75,7 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 	j.prior, j.stats = j.stats.Plus(j.prior), protocol.JobStats{}
 	if w == "" {
 		again := j.state == protocol.StatePending // a retry that found no worker either
-		j.worker = ""
+		j.worker, j.waiting = "", reason
 		c.jobTo(j, jevWaits)
 		if c.pipeTo(p, pevJobWaits) && p.state == protocol.StateDegraded {
 			p.reason = fmt.Sprintf("%s: %s", j.job.Label(), reason)

@@ -114,9 +114,12 @@ const (
 	jevFinished jobEvent = "finished" // its worker reports it finished
 	jevFailed   jobEvent = "failed"   // its worker reports it failed, or it could not be moved
 	jevStopped  jobEvent = "stopped"  // its worker reports it stopped, or the broker records it so
+	// jevUnneeded: every consumer of its outputs has ended, so what it makes goes nowhere; the
+	// broker records it finished and has its worker stop it (lifecycle.go, endUpstream).
+	jevUnneeded jobEvent = "consumers ended"
 )
 
-var jobEvents = []jobEvent{jevAssigned, jevWaits, jevRunning, jevFinished, jevFailed, jevStopped}
+var jobEvents = []jobEvent{jevAssigned, jevWaits, jevRunning, jevFinished, jevFailed, jevStopped, jevUnneeded}
 
 var jobPhases = []jobPhase{protocol.StatePending, protocol.StateStarting, protocol.StateRunning,
 	protocol.StateFinished, protocol.StateFailed, protocol.StateStopped}
@@ -126,15 +129,17 @@ var jobPhases = []jobPhase{protocol.StatePending, protocol.StateStarting, protoc
 var jobTable = map[jobPhase]map[jobEvent]jobPhase{
 	protocol.StatePending: {
 		jevAssigned: protocol.StateStarting, jevWaits: protocol.StatePending, jevFailed: protocol.StateFailed,
-		jevStopped: protocol.StateStopped,
+		jevStopped: protocol.StateStopped, jevUnneeded: protocol.StateFinished,
 	},
 	protocol.StateStarting: {
 		jevAssigned: protocol.StateStarting, jevWaits: protocol.StatePending, jevRunning: protocol.StateRunning,
 		jevFinished: protocol.StateFinished, jevFailed: protocol.StateFailed, jevStopped: protocol.StateStopped,
+		jevUnneeded: protocol.StateFinished,
 	},
 	protocol.StateRunning: {
 		jevAssigned: protocol.StateStarting, jevWaits: protocol.StatePending, jevRunning: protocol.StateRunning,
 		jevFinished: protocol.StateFinished, jevFailed: protocol.StateFailed, jevStopped: protocol.StateStopped,
+		jevUnneeded: protocol.StateFinished,
 	},
 	protocol.StateFinished: {},
 	protocol.StateFailed:   {},

@@ -46,18 +46,21 @@ pending  assigned starting
 pending  waits    pending
 pending  failed   failed
 pending  stopped  stopped
+pending  consumers-ended finished
 starting assigned starting
 starting waits    pending
 starting running  running
 starting finished finished
 starting failed   failed
 starting stopped  stopped
+starting consumers-ended finished
 running  assigned starting
 running  waits    pending
 running  running  running
 running  finished finished
 running  failed   failed
 running  stopped  stopped
+running  consumers-ended finished
 `
 
 func parseSpec(t *testing.T, spec string) map[[2]string]string {

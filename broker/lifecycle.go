@@ -49,6 +49,11 @@ type jobState struct {
 	// recovered: loaded from the saved state by a restarted broker; its worker's deliveries in
 	// flight were lost with the broker, so it resumes with new consumers once the worker is back.
 	recovered bool
+	// waiting: why its last move found no worker (it is pending); a drain reports it.
+	waiting string
+	// unneeded: every consumer of its outputs has ended (endUpstream): its worker was told to
+	// stop it, and its own report ends it, as finished, with its final counts.
+	unneeded bool
 }
 
 func (c *control) handleSubmit(m *nats.Msg) any {
@@ -152,14 +157,14 @@ func (c *control) abort(p *pipelineState, err error) {
 		}
 	}
 	c.mu.Unlock()
-	c.stopOnWorkers(p.doc.Name, workers)
+	c.stopOnWorkers(c.context(), p.doc.Name, workers)
 	c.deletePipes(p.doc)
 	c.event(p.doc.Name, 0, "failed", err.Error())
 }
 
-func (c *control) stopOnWorkers(name string, workers map[string]bool) {
+func (c *control) stopOnWorkers(ctx context.Context, name string, workers map[string]bool) {
 	for w := range workers {
-		if err := c.requestWorker(context.Background(), w, protocol.VerbStop, protocol.JobRef{Pipeline: name}); err != nil {
+		if err := c.requestWorker(ctx, w, protocol.VerbStop, protocol.JobRef{Pipeline: name}); err != nil {
 			c.log.Warn("stop request failed", "pipeline", name, "worker", w, "error", err)
 		}
 	}
@@ -192,10 +197,16 @@ func (c *control) applyJobState(s protocol.JobState) {
 	j, ok := p.jobs[s.Job]
 	if !ok || (s.Epoch != 0 && j.epoch != 0 && s.Epoch != j.epoch) || j.state.terminal() ||
 		s.Worker != j.worker { // only the job's worker reports it (access, issue 12); a pending job has none
+		if ok && j.unneeded && s.Worker == j.worker && s.Epoch == j.epoch && protocol.Terminal(s.State) {
+			j.stats = s.Stats // the last counts of a job ended for want of consumers
+		}
 		c.mu.Unlock()
 		return // a stale instance (its job moved, or waits pending), or a job already ended
 	}
 	ev, ok := reportEvent(s.State)
+	if ok && j.unneeded && ev == jevStopped {
+		ev = jevFinished // stopped because what it makes goes nowhere: its work is done
+	}
 	if !ok {
 		c.mu.Unlock()
 		c.log.Warn("job state report with an unknown state", "pipeline", s.Pipeline, "job", s.Job, "state", s.State)
@@ -207,6 +218,10 @@ func (c *control) applyJobState(s protocol.JobState) {
 		return
 	}
 	j.err, j.stats = s.Error, s.Stats
+	var unneeded []upstreamEnd
+	if ev != jevFailed && !p.state.terminal() && p.state != protocol.StateStopping {
+		unneeded = c.endUpstream(p) // upstream ending (issue 23)
+	}
 	var stopWorkers map[string]bool
 	var pipelineEvent, pipelineMsg string
 	switch {
@@ -237,8 +252,9 @@ func (c *control) applyJobState(s protocol.JobState) {
 		msg += ": " + s.Error
 	}
 	c.event(s.Pipeline, s.Job, "job "+s.State, msg)
+	c.stopUnneeded(c.context(), s.Pipeline, unneeded) // before the pipes go with a cleanup
 	if stopWorkers != nil {
-		c.stopOnWorkers(s.Pipeline, stopWorkers)
+		c.stopOnWorkers(c.context(), s.Pipeline, stopWorkers)
 	}
 	if cleanup {
 		c.access.revokePipeline(s.Pipeline) // access (issue 12)
@@ -246,6 +262,78 @@ func (c *control) applyJobState(s protocol.JobState) {
 	}
 	if pipelineEvent != "" {
 		c.event(s.Pipeline, 0, pipelineEvent, pipelineMsg)
+	}
+}
+
+// upstreamEnd is a job ended because every consumer of its outputs had ended.
+type upstreamEnd struct {
+	ref    protocol.JobRef // its instance; Drain for a source (its stream ends cleanly)
+	worker string          // "" for a job that was pending
+	label  string
+	why    string // the consumers and their states
+}
+
+// endUpstream ends every job of p all of whose consumers have ended (upstream ending, issue
+// 23): what it makes goes nowhere. Without it a source whose consumers had all ended — an endless
+// clock on the optional input of a job that finished — ran for ever and the pipeline never
+// finished. A job placed on a worker is told to stop (stopUnneeded) and ends with its own report,
+// as finished, with its final counts: the pipeline is not finished before the counts are in (a job
+// finishing on its own at the same moment simply reports it). A job that was pending ends now,
+// and so on up the graph. Callers hold mu.
+func (c *control) endUpstream(p *pipelineState) []upstreamEnd {
+	ends := p.doc.Endpoints()
+	var out []upstreamEnd
+	for changed := true; changed; {
+		changed = false
+		for _, jd := range p.doc.Jobs {
+			j := p.jobs[jd.ID]
+			if j.state.terminal() || j.unneeded || len(jd.Outputs) == 0 {
+				continue
+			}
+			var consumers []string
+			for _, pipe := range jd.Outputs {
+				to := ends[pipe][1]
+				if to == 0 || !p.jobs[to].state.terminal() {
+					consumers = nil // a consumer still running (or a pipe nobody reads)
+					break
+				}
+				consumers = append(consumers, fmt.Sprintf("%s %s", p.jobs[to].job.Label(), p.jobs[to].state))
+			}
+			if consumers == nil {
+				continue
+			}
+			worker, epoch := j.worker, j.epoch
+			if worker != "" {
+				j.unneeded = true // its report ends it
+			} else if !c.jobTo(j, jevUnneeded) {
+				continue
+			} else {
+				j.unneeded, changed = true, true // nothing runs: ended now, its producers may follow
+			}
+			out = append(out, upstreamEnd{ref: protocol.JobRef{Pipeline: p.doc.Name, Job: jd.ID, Epoch: epoch, Drain: len(jd.Inputs) == 0},
+				worker: worker, label: jd.Label(), why: strings.Join(consumers, ", ")})
+		}
+	}
+	return out
+}
+
+// stopUnneeded has the workers stop the jobs endUpstream found unneeded and records why. A
+// source is drained (its stream ends as at the end of its count), any other job stopped; its
+// report then ends it. A worker that does not answer is told again when it heartbeats the
+// instance (a stale instance, registry.go).
+func (c *control) stopUnneeded(ctx context.Context, name string, ended []upstreamEnd) {
+	for _, u := range ended {
+		if u.worker == "" {
+			c.event(name, u.ref.Job, "job finished", fmt.Sprintf("%s finished: every consumer of its output has ended (%s)", u.label, u.why))
+			continue // it was pending: nothing runs
+		}
+		c.event(name, u.ref.Job, "job ending", fmt.Sprintf("%s ends: every consumer of its output has ended (%s)", u.label, u.why))
+		if err := c.requestWorker(ctx, u.worker, protocol.VerbStop, u.ref); err != nil {
+			c.log.Warn("stop of a job whose consumers have ended failed", "pipeline", name, "job", u.ref.Job, "worker", u.worker, "error", err)
+		}
+	}
+	if len(ended) > 0 {
+		c.kickPlacement() // slots are free
 	}
 }
 
@@ -269,14 +357,14 @@ func allTerminal(p *pipelineState) bool {
 	return true
 }
 
-// handleStop stops a pipeline and answers once it has ended (see stopPipeline); the answer is
-// sent from its own goroutine, so a stop never holds up the next request.
+// handleStop stops a pipeline and answers once it has ended (see stopPipeline); the stop runs
+// on a spawned goroutine, so a stop never holds up the next request (another stop).
 func (c *control) handleStop(m *nats.Msg) any {
 	var req protocol.StopRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		return protocol.StopReply{Reply: protocol.Reply{Error: "stop: " + err.Error()}}
 	}
-	go c.respond(m, c.stopPipeline(req))
+	c.respondLater(m, "stop "+req.Pipeline, func(ctx context.Context) any { return c.stopPipeline(ctx, req) })
 	return nil
 }
 
@@ -284,7 +372,8 @@ func (c *control) handleStop(m *nats.Msg) any {
 // at most the grace, then stops outright what still runs and waits StopKillWait for the workers
 // to report it; a job still unreported then (its worker does not answer) is recorded stopped
 // here. So nothing stays stopping past grace + StopKillWait, and the reply names the forced jobs.
-func (c *control) stopPipeline(req protocol.StopRequest) protocol.StopReply {
+// A control plane that stops meanwhile (ctx) cuts the wait short and says so.
+func (c *control) stopPipeline(ctx context.Context, req protocol.StopRequest) protocol.StopReply {
 	grace := req.Grace
 	if grace <= 0 {
 		grace = protocol.DefaultStopGrace
@@ -338,27 +427,41 @@ func (c *control) stopPipeline(req protocol.StopRequest) protocol.StopReply {
 		// What cannot drain stops now: waiting for an end its input will never carry would
 		// only spend the grace.
 		for _, s := range stuck {
-			if err := c.requestWorker(context.Background(), s.worker, protocol.VerbStop, s.ref); err != nil {
+			if err := c.requestWorker(ctx, s.worker, protocol.VerbStop, s.ref); err != nil {
 				c.log.Warn("stop request failed", "pipeline", req.Pipeline, "job", s.ref.Job, "worker", s.worker, "error", err)
 			}
 		}
 		if grace > 0 {
 			for w := range workers {
 				ref := protocol.JobRef{Pipeline: req.Pipeline, Drain: true}
-				if err := c.requestWorker(context.Background(), w, protocol.VerbStop, ref); err != nil {
+				if err := c.requestWorker(ctx, w, protocol.VerbStop, ref); err != nil {
 					c.log.Warn("drain request failed", "pipeline", req.Pipeline, "worker", w, "error", err)
 				}
 			}
 		}
 	}
-	if waitClosed(ended, grace) {
+	if waitClosed(ctx, ended, grace) {
 		return c.stopReply(req.Pipeline, nil)
 	}
-	forced := c.forceStop(req.Pipeline, grace)
-	if !waitClosed(ended, protocol.StopKillWait) {
+	if ctx.Err() != nil {
+		return c.stopCutShort(req.Pipeline)
+	}
+	forced := c.forceStop(ctx, req.Pipeline, grace)
+	if !waitClosed(ctx, ended, protocol.StopKillWait) {
+		if ctx.Err() != nil {
+			return c.stopCutShort(req.Pipeline)
+		}
 		c.recordStopped(req.Pipeline)
 	}
 	return c.stopReply(req.Pipeline, forced)
+}
+
+// stopCutShort answers a stop whose wait the control plane's end cut short.
+func (c *control) stopCutShort(name string) protocol.StopReply {
+	r := c.stopReply(name, nil)
+	r.OK = false
+	r.Error = fmt.Sprintf("stop of %s cut short: the broker's control plane stopped (its pipeline is %s; a broker that takes over goes on with it)", name, r.State)
+	return r
 }
 
 // stuckJob is a running job a stop cannot drain.
@@ -401,8 +504,8 @@ func undrainable(p *pipelineState) []stuckJob {
 	return out
 }
 
-// waitClosed waits at most d for ch to be closed.
-func waitClosed(ch <-chan struct{}, d time.Duration) bool {
+// waitClosed waits at most d for ch to be closed, or until ctx ends.
+func waitClosed(ctx context.Context, ch <-chan struct{}, d time.Duration) bool {
 	if d <= 0 {
 		select {
 		case <-ch:
@@ -417,6 +520,8 @@ func waitClosed(ch <-chan struct{}, d time.Duration) bool {
 	case <-ch:
 		return true
 	case <-t.C:
+		return false
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -433,7 +538,7 @@ func (c *control) stopReply(name string, forced []string) protocol.StopReply {
 }
 
 // forceStop stops outright the jobs of a pipeline that did not drain in time and returns them.
-func (c *control) forceStop(name string, grace time.Duration) []string {
+func (c *control) forceStop(ctx context.Context, name string, grace time.Duration) []string {
 	c.mu.Lock()
 	p, ok := c.pipelines[name]
 	if !ok || p.state != protocol.StateStopping {
@@ -452,7 +557,7 @@ func (c *control) forceStop(name string, grace time.Duration) []string {
 		c.log.Warn("pipeline did not drain in time; stopping its jobs", "pipeline", name, "grace", grace, "jobs", forced)
 		c.event(name, 0, "forced", fmt.Sprintf("stopped outright after %s: %s", grace, strings.Join(forced, ", ")))
 	}
-	c.stopOnWorkers(name, workers)
+	c.stopOnWorkers(ctx, name, workers)
 	return forced
 }
 

@@ -78,21 +78,17 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 		}
 		return "", err
 	}
+	placed := make([]eventNote, 0, len(assigns))
 	for _, a := range assigns {
-		c.event(name, a.a.Job.ID, "placed", fmt.Sprintf("%s on worker %s", a.a.Job.Label(), a.worker))
+		placed = append(placed, eventNote{a.a.Job.ID, "placed", fmt.Sprintf("%s on worker %s", a.a.Job.Label(), a.worker)})
 	}
+	c.events(name, placed...) // one save for all
 	c.mu.Lock()
 	if p.state == protocol.StateStarting {
 		c.pipeTo(p, pevStarted)
 	}
 	c.mu.Unlock()
-	var errs []error
-	for _, a := range assigns {
-		if err := c.requestWorker(ctx, a.worker, protocol.VerbStart, a.a.Ref()); err != nil {
-			errs = append(errs, fmt.Errorf("%s on worker %s: start: %w", a.a.Job.Label(), a.worker, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := c.startAll(ctx, assigns); err != nil {
 		c.abort(p, err)
 		return "", err
 	}
@@ -165,8 +161,15 @@ func (c *control) assignments(p *pipelineState, placement map[int]string, epochO
 	return out
 }
 
-// prepareAll asks each worker to build its jobs; it reports every failure at once.
+// prepareAll grants every job's subjects to its worker, all with one reload of the server
+// (DESIGN.md §10), then asks each worker to build its jobs; it reports every failure at once.
 func (c *control) prepareAll(ctx context.Context, assigns []placedAssignment) error {
+	if err := c.access.grantPlaced(assigns); err != nil {
+		if len(assigns) > 0 {
+			c.access.revokePipeline(assigns[0].a.Pipeline) // what was granted: none is prepared
+		}
+		return err
+	}
 	errs := make([]error, len(assigns))
 	var wg sync.WaitGroup
 	for i, a := range assigns {
@@ -175,6 +178,24 @@ func (c *control) prepareAll(ctx context.Context, assigns []placedAssignment) er
 			defer wg.Done()
 			if err := c.requestWorker(ctx, a.worker, protocol.VerbPrepare, a.a); err != nil {
 				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// startAll starts every prepared job, the requests all sent at once (each worker answers its
+// own in turn); it reports every failure at once.
+func (c *control) startAll(ctx context.Context, assigns []placedAssignment) error {
+	errs := make([]error, len(assigns))
+	var wg sync.WaitGroup
+	for i, a := range assigns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.requestWorker(ctx, a.worker, protocol.VerbStart, a.a.Ref()); err != nil {
+				errs[i] = fmt.Errorf("%s on worker %s: start: %w", a.a.Job.Label(), a.worker, err)
 			}
 		}()
 	}

@@ -75,7 +75,8 @@ func (c *control) handleRegister(m *nats.Msg) any {
 		// A new process under a known name: whatever the old one ran is gone. The moves offer
 		// jobs and ask workers — this one too, once it hears its reply — so they run beside the
 		// reply: done on the reply's path, they made the registration time out.
-		go c.workerLost(info.Name, "restarted")
+		name := info.Name
+		c.spawn("move the jobs of restarted worker "+name, func(context.Context) { c.workerLost(name, "restarted") })
 	} else {
 		c.resumeRecovered(info.Name)
 	}
@@ -101,7 +102,7 @@ func (c *control) resumeRecovered(worker string) {
 	if len(refs) == 0 {
 		return
 	}
-	go c.redeliverNow(refs) // JetStream requests: not on the registration's reply path
+	c.spawn("hurry redeliveries", func(ctx context.Context) { c.redeliverNow(ctx, refs) }) // JetStream requests: not on the registration's reply path
 }
 
 func (c *control) handleDeregister(m *nats.Msg) any {
@@ -181,11 +182,11 @@ func (c *control) handleHeartbeat(m *nats.Msg) any {
 	for _, ref := range stale {
 		c.log.Warn("stopping a stale job instance", "worker", hb.Worker, "pipeline", ref.Pipeline, "job", ref.Job, "epoch", ref.Epoch)
 		c.event(ref.Pipeline, ref.Job, "stale instance", fmt.Sprintf("job %d: worker %s still runs epoch %d, replaced meanwhile; told to stop it", ref.Job, hb.Worker, ref.Epoch))
-		go func() {
-			if err := c.requestWorker(context.Background(), hb.Worker, protocol.VerbStop, ref); err != nil {
-				c.log.Warn("stale job not stopped", "worker", hb.Worker, "error", err)
+		c.spawn("stop a stale job instance", func(ctx context.Context) {
+			if err := c.requestWorker(ctx, hb.Worker, protocol.VerbStop, ref); err != nil {
+				c.log.Warn("stale job not stopped", "worker", hb.Worker, "pipeline", ref.Pipeline, "job", ref.Job, "error", err)
 			}
-		}()
+		})
 	}
 	return nil
 }

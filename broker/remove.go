@@ -30,7 +30,7 @@ func (c *control) handleRemove(m *nats.Msg) any {
 	if err := c.opts.fenced(); err != nil {
 		return protocol.RemoveReply{Reply: protocol.Reply{Error: "remove: " + err.Error()}}
 	}
-	go c.respond(m, c.remove(req)) // store and stream requests: not on the subscription's goroutine
+	c.respondLater(m, "remove", func(context.Context) any { return c.remove(req) }) // store and stream requests: not on the subscription's goroutine
 	return nil
 }
 

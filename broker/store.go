@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,6 +53,36 @@ type store struct {
 	pipelines   jetstream.KeyValue
 	workers     jetstream.KeyValue
 	checkpoints jetstream.KeyValue
+
+	// One writer per pipeline (saveLine): mu guards lines and what is in them. It is never held
+	// across a write, nor while a snapshot is taken (the snapshot takes control.mu).
+	mu    sync.Mutex
+	lines map[string]*saveLine
+
+	// Tests only: beforePut sees each pipeline snapshot just before it is written; waiting is
+	// called when a save waits for another write of the same pipeline to end.
+	beforePut func(name string, sp savedPipeline)
+	waiting   func(name string)
+}
+
+// saveLine orders the writes of one pipeline's key: one at a time, each of the state as it is
+// when the write starts. A save asked for while a write is under way waits for it and then makes
+// the next write (or finds it made by another save that waited with it), so an older snapshot
+// never lands after a newer one, and saves asked for at once share one write. Each write is
+// also checked against the key's revision, so a write by anyone else meanwhile (another broker
+// that took over) is noticed: the write is then made again from a fresh snapshot, which the
+// snapshot function may decline (a fenced control plane).
+type saveLine struct {
+	asked   uint64     // saves asked for so far
+	written uint64     // saves covered by the last write that ended without error
+	round   *saveRound // the write under way, nil if none
+	rev     uint64     // the key's revision as last written or read here; 0: unknown or deleted
+}
+
+type saveRound struct {
+	covers uint64 // the saves asked for before it started: its snapshot has their changes
+	done   chan struct{}
+	err    error
 }
 
 func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.StorageType, replicas int) (*store, error) {
@@ -70,7 +101,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, storage jetstream.St
 	if _, err := openObjectStore(ctx, js, jetstream.ObjectStoreConfig{Bucket: protocol.DepsBucket, Storage: storage, Replicas: replicas}); err != nil {
 		return nil, fmt.Errorf("broker: dependencies bucket: %w", err)
 	}
-	return &store{js: js, pipelines: p, workers: w, checkpoints: cp}, nil
+	return &store{js: js, pipelines: p, workers: w, checkpoints: cp, lines: map[string]*saveLine{}}, nil
 }
 
 // snapshot copies a pipeline's state for saving. Callers hold mu.
@@ -90,25 +121,128 @@ func (p *pipelineState) snapshot() (savedPipeline, error) {
 	return sp, nil
 }
 
-func (s *store) savePipeline(ctx context.Context, name string, sp savedPipeline) error {
-	data, err := json.Marshal(sp)
-	if err != nil {
-		return err
+// savePipeline saves a pipeline's state as snap takes it when the write starts (snap reports
+// false: nothing to save, the pipeline is gone or another control plane acts); it returns once a
+// write that started after the call has ended. The caller changes the state before it calls.
+func (s *store) savePipeline(ctx context.Context, name string, snap func() (savedPipeline, bool, error)) error {
+	return s.inLine(ctx, name, func(l *saveLine) error {
+		for attempt := 0; ; attempt++ {
+			sp, ok, err := snap()
+			if err != nil || !ok {
+				return err
+			}
+			if s.beforePut != nil {
+				s.beforePut(name, sp)
+			}
+			data, err := json.Marshal(sp)
+			if err != nil {
+				return err
+			}
+			err = s.writeChecked(ctx, l, name, data)
+			if !errors.Is(err, jetstream.ErrKeyExists) || attempt == 2 {
+				return err
+			}
+			// Written meanwhile by someone else: its revision is known now; a fresh snapshot.
+		}
+	})
+}
+
+// writeChecked puts data under name if the key is still at the revision this line knows (or
+// absent, or deleted, when it knows none). On a mismatch it learns the key's revision and
+// returns jetstream.ErrKeyExists. Called by the line's round only.
+func (s *store) writeChecked(ctx context.Context, l *saveLine, name string, data []byte) error {
+	s.mu.Lock()
+	rev := l.rev
+	s.mu.Unlock()
+	var err error
+	if rev == 0 {
+		rev, err = s.pipelines.Create(ctx, name, data)
+	} else {
+		rev, err = s.pipelines.Update(ctx, name, data, rev)
 	}
-	_, err = s.pipelines.Put(ctx, name, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		rev = 0
+		e, gerr := s.pipelines.Get(ctx, name)
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound): // deleted: Create writes over it
+		case gerr != nil:
+			return fmt.Errorf("pipeline %s: saved by someone else meanwhile: %w", name, gerr)
+		default:
+			rev = e.Revision()
+		}
+	} else if err != nil {
+		return fmt.Errorf("pipeline %s: save: %w", name, err)
+	}
+	s.mu.Lock()
+	l.rev = rev
+	s.mu.Unlock()
 	return err
 }
 
-// deletePipeline forgets a pipeline, or puts back the run it replaced (prev not nil).
+// inLine runs write as a round of name's line (saveLine): after the write under way, if any,
+// and shared with the saves that came meanwhile.
+func (s *store) inLine(ctx context.Context, name string, write func(*saveLine) error) error {
+	s.mu.Lock()
+	l := s.lines[name]
+	if l == nil {
+		l = &saveLine{}
+		s.lines[name] = l
+	}
+	l.asked++
+	want := l.asked
+	for {
+		if r := l.round; r != nil {
+			s.mu.Unlock()
+			if s.waiting != nil {
+				s.waiting(name)
+			}
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return fmt.Errorf("pipeline %s: save: %w", name, ctx.Err())
+			}
+			if r.covers >= want {
+				return r.err
+			}
+			s.mu.Lock()
+			continue
+		}
+		if l.written >= want {
+			s.mu.Unlock()
+			return nil
+		}
+		r := &saveRound{covers: l.asked, done: make(chan struct{})}
+		l.round = r
+		s.mu.Unlock()
+		r.err = write(l)
+		s.mu.Lock()
+		l.round = nil
+		if r.err == nil {
+			l.written = max(l.written, r.covers)
+		}
+		s.mu.Unlock()
+		close(r.done)
+		return r.err
+	}
+}
+
+// deletePipeline forgets a pipeline, or puts back the run it replaced (prev not nil); in the
+// pipeline's line, after any write of it under way.
 func (s *store) deletePipeline(ctx context.Context, name string, prev *savedPipeline) error {
 	if prev != nil {
-		return s.savePipeline(ctx, name, *prev)
+		sp := *prev
+		return s.savePipeline(ctx, name, func() (savedPipeline, bool, error) { return sp, true, nil })
 	}
-	err := s.pipelines.Delete(ctx, name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	return err
+	return s.inLine(ctx, name, func(l *saveLine) error {
+		err := s.pipelines.Delete(ctx, name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
+		s.mu.Lock()
+		l.rev = 0 // a delete marker now: the next write creates the key anew
+		s.mu.Unlock()
+		return err
+	})
 }
 
 func (s *store) saveWorker(ctx context.Context, info protocol.WorkerInfo, alive bool, heard time.Time) error {
@@ -151,6 +285,9 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 		if err := json.Unmarshal(e.Value(), &sp); err != nil {
 			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)
 		}
+		s.mu.Lock()
+		s.lines[name] = &saveLine{rev: e.Revision()} // the next write of it checks against this
+		s.mu.Unlock()
 		doc, err := pipeline.Parse(sp.Document)
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("pipeline %s: %w", name, err)

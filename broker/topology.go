@@ -131,8 +131,8 @@ const (
 )
 
 // redeliverNow hurries the redelivery of the recovered jobs' input consumers (see above).
-func (c *control) redeliverNow(refs []jobRef) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func (c *control) redeliverNow(ctx context.Context, refs []jobRef) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var hurried []jetstream.ConsumerConfig
 	var streams []string

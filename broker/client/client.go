@@ -239,25 +239,26 @@ func (c *Client) Reset(ctx context.Context, name string, at time.Time) error {
 	return r.Err()
 }
 
-// Drain cordons a worker and moves its jobs to other workers; it returns the jobs moved once
-// they have moved. The worker keeps running and takes no new job until Uncordon.
-func (c *Client) Drain(ctx context.Context, worker string) ([]string, error) {
+// Drain cordons a worker and moves its jobs to other workers; once the moves are over it returns
+// the jobs moved and those pending (no worker took them), with why. The worker keeps running and
+// takes no new job until Uncordon.
+func (c *Client) Drain(ctx context.Context, worker string) (protocol.DrainReply, error) {
 	var r protocol.DrainReply
 	if err := c.callWithin(ctx, protocol.LeaveGrace+c.Timeout, protocol.SubjDrain, protocol.WorkerRequest{Worker: worker}, &r); err != nil {
-		return nil, err
+		return r, err
 	}
-	return r.Moved, r.Err()
+	return r, r.Err()
 }
 
 // DrainGroup drains every worker of a group at once (told on the group's subject); with shutdown
-// the workers then exit as on SIGTERM. It returns the jobs that moved.
-func (c *Client) DrainGroup(ctx context.Context, group string, shutdown bool) ([]string, error) {
+// the workers then exit as on SIGTERM. It returns the jobs moved and those pending, as Drain.
+func (c *Client) DrainGroup(ctx context.Context, group string, shutdown bool) (protocol.DrainReply, error) {
 	var r protocol.DrainReply
 	req := protocol.WorkerRequest{Group: group, Shutdown: shutdown}
 	if err := c.callWithin(ctx, protocol.LeaveGrace+10*time.Second+c.Timeout, protocol.SubjDrain, req, &r); err != nil {
-		return nil, err
+		return r, err
 	}
-	return r.Moved, r.Err()
+	return r, r.Err()
 }
 
 // Remove forgets ended pipelines: the ones named, and with ended every pipeline that has ended.

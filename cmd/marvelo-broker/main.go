@@ -6,6 +6,7 @@ import (
 	"github.com/marvelo/marvelo/pipeline/protocol"
 
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -196,10 +197,38 @@ func run(c *cli.Context) error {
 		return nil
 	}
 	if c.Bool("local") {
-		return runLocalWorker(ctx, b, c.String("workdir"), log)
+		name := localWorkerName(c.String("server-name"), c.String("cluster") != "" || c.String("nats") != "")
+		return runLocalWorker(ctx, b, name, c.String("workdir"), log)
 	}
 	// LOCAL jobs follow the control plane: a broker alone always leads.
-	return b.WhileLeader(ctx, func(ctx context.Context) error { return runLocalWorker(ctx, b, c.String("workdir"), log) })
+	return b.WhileLeader(ctx, func(ctx context.Context) error { return runLocalWorker(ctx, b, "head", c.String("workdir"), log) })
+}
+
+// localWorkerName names the LOCAL worker of a broker started with --local: in a cluster
+// "head-SERVER" (its --server-name, else its host name), so that it can collide neither with the
+// leader's worker of brokers without --local or --no-local, which follows the lead as "head",
+// nor with another --local broker's; alone, "head".
+func localWorkerName(server string, cluster bool) string {
+	if !cluster {
+		return "head"
+	}
+	if server == "" {
+		server, _ = os.Hostname()
+	}
+	var sb strings.Builder
+	for _, r := range server {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			sb.WriteRune(r)
+		default:
+			sb.WriteRune('_')
+		}
+	}
+	name := "head-" + sb.String()
+	if sb.Len() == 0 {
+		name = "head-local"
+	}
+	return name[:min(len(name), 64)]
 }
 
 func splitList(s string) []string {
@@ -212,21 +241,60 @@ func splitList(s string) []string {
 	return out
 }
 
-// runLocalWorker runs the worker of the LOCAL group inside the broker until ctx ends.
-func runLocalWorker(ctx context.Context, b *broker.Broker, workdir string, log *slog.Logger) error {
+// runLocalWorker runs the worker of the LOCAL group inside the broker until ctx ends. A worker
+// that stops on an error (its registration refused, "name head is taken by a live worker": the
+// worker of a leader that has not noticed yet that it lost the lead) is started again, 1 s
+// doubling to 30 s later: the broker never exits for its worker, since in a cluster that exit
+// could take the cluster below its quorum. Only a worker that cannot be made at all (its
+// options) ends the broker, at start.
+func runLocalWorker(ctx context.Context, b *broker.Broker, name, workdir string, log *slog.Logger) error {
+	wait := time.Second
+	for {
+		started := time.Now()
+		err := runLocalWorkerOnce(ctx, b, name, workdir, log)
+		if ctx.Err() != nil {
+			log.Info("shutting down")
+			return nil
+		}
+		var bad badWorkerOptions
+		if errors.As(err, &bad) {
+			return cliutil.Failure(err)
+		}
+		if time.Since(started) > time.Minute {
+			wait = time.Second // it ran a while: a new trouble
+		}
+		log.Error("the broker's LOCAL worker stopped; the broker goes on and starts it again", "worker", name, "in", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			log.Info("shutting down")
+			return nil
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// badWorkerOptions is a LOCAL worker that cannot be made: trying again would not help.
+type badWorkerOptions struct{ error }
+
+func (e badWorkerOptions) Unwrap() error { return e.error }
+
+// runLocalWorkerOnce runs one LOCAL worker until ctx ends (nil) or it stops on an error.
+func runLocalWorkerOnce(ctx context.Context, b *broker.Broker, name, workdir string, log *slog.Logger) error {
 	nc, err := b.Connect()
 	if err != nil {
-		return cliutil.Failure(err)
+		return fmt.Errorf("LOCAL worker %s: connect: %w", name, err)
 	}
 	defer nc.Close()
-	w, err := worker.New(nc, worker.Options{Name: "head", Local: true, SharedWorkDir: true, WorkDir: workdir,
+	w, err := worker.New(nc, worker.Options{Name: name, Local: true, SharedWorkDir: true, WorkDir: workdir,
 		Registry: builtin.Registry(), Logger: log})
 	if err != nil {
-		return cliutil.Failure(err)
+		return badWorkerOptions{fmt.Errorf("LOCAL worker %s: %w", name, err)}
 	}
 	if err := w.Run(ctx); err != nil && ctx.Err() == nil {
-		return cliutil.Failure(err)
+		return fmt.Errorf("LOCAL worker %s: %w", name, err)
 	}
-	log.Info("shutting down")
 	return nil
 }

@@ -555,8 +555,9 @@ func drainCommand() *cli.Command {
 		ArgsUsage: "WORKER | --group GROUP",
 		Description: `Cordons the worker (it takes no new job) and moves its jobs to other workers exactly as a dead
 worker's jobs are moved: each ends on the worker, then resumes elsewhere from what it had not
-acknowledged. A job no other worker fits waits pending. The worker keeps running; marvelo
-uncordon lets it take jobs again. SIGTERM on marvelo-worker drains it the same way before it exits.
+acknowledged. A job no other worker fits waits pending. It prints what moved and what did not,
+with why, and exits 1 when a job did not move. The worker keeps running; marvelo uncordon lets
+it take jobs again. SIGTERM on marvelo-worker drains it the same way before it exits.
 
 With --group, every live worker of the group is drained at once, told on the group's subject
 (marvelo.group.GROUP.leave); with --shutdown as well, they then exit as on SIGTERM.
@@ -587,14 +588,15 @@ Example:
 			if group != "" {
 				return drainGroup(c, cl, group)
 			}
-			moved, err := cl.Drain(c.Context, c.Args().First())
+			name := c.Args().First()
+			r, err := cl.Drain(c.Context, name)
 			if err != nil {
 				return cliutil.Failure(err)
 			}
-			for _, j := range moved {
-				fmt.Fprintf(os.Stderr, "moved %s\n", j)
+			if err := printDrain(os.Stderr, r, "worker "+name); err != nil {
+				return err
 			}
-			fmt.Fprintf(os.Stderr, "worker %s drained (%d jobs moved); marvelo uncordon %s lets it take jobs again\n", c.Args().First(), len(moved), c.Args().First())
+			fmt.Fprintf(os.Stderr, "worker %s drained (%d jobs moved); marvelo uncordon %s lets it take jobs again\n", name, len(r.Moved), name)
 			return nil
 		},
 	}
@@ -602,18 +604,34 @@ Example:
 
 // drainGroup drains every worker of a group (marvelo drain --group).
 func drainGroup(c *cli.Context, cl *client.Client, group string) error {
-	moved, err := cl.DrainGroup(c.Context, group, c.Bool("shutdown"))
+	r, err := cl.DrainGroup(c.Context, group, c.Bool("shutdown"))
 	if err != nil {
 		return cliutil.Failure(err)
 	}
-	for _, j := range moved {
-		fmt.Fprintf(os.Stderr, "moved %s\n", j)
+	if err := printDrain(os.Stderr, r, "group "+group); err != nil {
+		return err
 	}
 	if c.Bool("shutdown") {
-		fmt.Fprintf(os.Stderr, "group %s drained (%d jobs moved); its workers are shutting down\n", group, len(moved))
+		fmt.Fprintf(os.Stderr, "group %s drained (%d jobs moved); its workers are shutting down\n", group, len(r.Moved))
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "group %s drained (%d jobs moved); marvelo uncordon each worker to let it take jobs again\n", group, len(moved))
+	fmt.Fprintf(os.Stderr, "group %s drained (%d jobs moved); marvelo uncordon each worker to let it take jobs again\n", group, len(r.Moved))
+	return nil
+}
+
+// printDrain prints what a drain moved and what it could not, with why; jobs that could not
+// move make it a failure (exit 1), though what was drained stays cordoned.
+func printDrain(w io.Writer, r protocol.DrainReply, what string) error {
+	for _, j := range r.Moved {
+		fmt.Fprintf(w, "moved %s\n", j)
+	}
+	for _, j := range r.Pending {
+		fmt.Fprintf(w, "not moved %s\n", j)
+	}
+	if len(r.Pending) > 0 {
+		return cliutil.Failure(fmt.Errorf("%s drained and cordoned, but %d of its %d jobs did not move (see \"not moved\" above); a pending job starts once a worker that fits joins or is uncordoned",
+			what, len(r.Pending), len(r.Pending)+len(r.Moved)))
+	}
 	return nil
 }
 

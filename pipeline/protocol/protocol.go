@@ -400,10 +400,14 @@ type WorkerRequest struct {
 	Shutdown bool   `json:"shutdown,omitempty"`
 }
 
-// DrainReply answers a drain: the jobs that moved away from the worker.
+// DrainReply answers a drain with what happened to each job the drained workers ran: Moved
+// ("PIPELINE: JOB to worker W"), or Pending ("PIPELINE: JOB: why"), still waiting for a worker
+// or failed to move; a job that ended meanwhile is in neither. A drain with jobs pending is not
+// a failure of the request (the worker is cordoned all the same), but marvelo drain exits 1.
 type DrainReply struct {
 	Reply
-	Moved []string `json:"moved,omitempty"`
+	Moved   []string `json:"moved,omitempty"`
+	Pending []string `json:"pending,omitempty"`
 }
 
 // LeaveRequest asks a worker to end its jobs so that they move elsewhere.
