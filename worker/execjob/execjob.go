@@ -196,8 +196,9 @@ type Process struct {
 	pid      int
 	fifoDir  string // the private folder of named pipes, "" in fd mode
 
-	ins  []*inStream
-	outs []*outStream
+	ins   []*inStream
+	outs  []*outStream
+	opens *inputOpens // fifo mode: when the program opens its inputs
 
 	watchMu sync.Mutex
 	cw      ctxWatch // the context of the last WriteRound
@@ -338,6 +339,9 @@ func Start(ctx context.Context, s Spec, log func(stream, line string)) (*Process
 	p.pid = p.cmd.Process.Pid
 	p.logs.start()
 	p.stopAfter = context.AfterFunc(ctx, func() { p.Stop(p.grace) })
+	if p.opens != nil {
+		go p.opens.run() // stopped by the waiter
+	}
 	go p.waiter()
 	return p, nil
 }
@@ -469,6 +473,9 @@ func (p *Process) waiter() {
 	for _, in := range p.ins {
 		in.programGone()
 	}
+	if p.opens != nil {
+		p.opens.stop()
+	}
 	for _, o := range p.outs {
 		o.programGone()
 	}
@@ -503,6 +510,9 @@ func (p *Process) exitError(werr error) error {
 func (p *Process) release() {
 	for _, in := range p.ins {
 		in.programGone()
+	}
+	if p.opens != nil {
+		p.opens.f.Close() // its goroutine was not started
 	}
 	for _, o := range p.outs {
 		o.close()

@@ -854,6 +854,60 @@ func TestLateOpenAfterCloseInputs(t *testing.T) {
 	}
 }
 
+// A program that opens its input only after upstream has finished (CloseInputs) still reads the
+// data and then EOF when, at that moment, another process holds a copy of the adapter's end of
+// the named pipe: a child the worker forks (another job's program starting) holds a copy of
+// every descriptor of the worker, close-on-exec ones too, from its fork until its exec. The
+// adapter used to end the input once an open for writing, which returns when the pipe has a
+// reader, came back, taking that reader for the program: the child's copy of the adapter's own
+// reader let it return, both write ends were closed before the program had the pipe open, and
+// the program's open then waited for a writer for good (the exec-jobs pipeline hung so with a
+// NATS connection per job: scale.py was still starting while offset's sum.sh was forked).
+func TestLateOpenAfterCloseInputsWhileAChildHoldsThePipe(t *testing.T) {
+	json := mustCodec(t, codec.JSON, 0)
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script(t, dir, "late.sh", `read go < "$GATE"; open_in 7 "$2"; open_out 8 "$4"; exec cat <&7 >&8`)
+	spec := Spec{JobID: 1, WorkDir: dir, Env: []string{"GATE=" + gate},
+		Exec:   pipeline.Exec{Path: "./late.sh", Mode: pipeline.ModeFIFO},
+		Inputs: ports(json, 1, 1), Outputs: ports(json, 1, 2)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := Start(ctx, spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(0)
+	outs := drain(p, 1)
+	// The copy a child forked now would hold: a duplicate of the adapter's reader of the input.
+	child := dupFile(t, p.ins[0].keep)
+	defer child.Close()
+	if err := feed(ctx, p, spec, [][]block{jsonBlocks("1", "2", "3")}); err != nil {
+		t.Fatal(err)
+	}
+	// Only now let the program open its streams.
+	g, err := os.OpenFile(gate, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.WriteString("go\n")
+	g.Close()
+	select {
+	case res := <-outs:
+		if got := payloads(res[0].blocks); res[0].err != nil || !slices.Equal(got, []string{"1", "2", "3"}) {
+			t.Errorf("output %q, %v", got, res[0].err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatalf("the output did not end within %v: the program did not see EOF on its input (the program: %s; wait_for_partner is its open waiting for a writer)", testTimeout, wchan(p.Pid()))
+	}
+	if err := p.Wait(); err != nil {
+		t.Error(err)
+	}
+}
+
 // After a round interrupted by its context, the next round, with another context, writes again.
 func TestWriteAfterInterruptedRound(t *testing.T) {
 	big := mustCodec(t, codec.Bytes, bigBlock)

@@ -11,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -412,4 +414,29 @@ func isExitError(err error) (*ExitError, bool) {
 	var ee *ExitError
 	ok := errors.As(err, &ee)
 	return ee, ok
+}
+
+// dupFile duplicates f's descriptor, as a fork does, without touching f's mode.
+func dupFile(t *testing.T, f *os.File) *os.File {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	var derr error
+	if err := rc.Control(func(d uintptr) { fd, derr = syscall.Dup(int(d)) }); err != nil || derr != nil {
+		t.Fatalf("dup: %v %v", err, derr)
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), f.Name()+" (dup)")
+}
+
+// wchan is what the kernel says process pid waits in.
+func wchan(pid int) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "wchan"))
+	if err != nil {
+		return err.Error()
+	}
+	return "wchan " + string(b)
 }

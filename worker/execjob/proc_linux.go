@@ -3,9 +3,13 @@
 package execjob
 
 import (
+	"encoding/binary"
+	"fmt"
 	"os"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 const supported = true
@@ -99,4 +103,41 @@ func growPipe(f *os.File) {
 	_ = rc.Control(func(fd uintptr) {
 		_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, fSETPIPE_SZ, pipeSize)
 	})
+}
+
+// watchOpens watches each of paths for opens (inotify IN_OPEN), in one inotify instance; wds
+// are the watch descriptors, in the order of paths. The file reads as events (readOpens), and
+// closing it ends a read under way.
+func watchOpens(paths []string) (f *os.File, wds []int, err error) {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inotify (fs.inotify.max_user_instances?): %w", err)
+	}
+	f = os.NewFile(uintptr(fd), "inotify")
+	for _, path := range paths {
+		wd, err := unix.InotifyAddWatch(fd, path, unix.IN_OPEN)
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("inotify watch of %s: %w", path, err)
+		}
+		wds = append(wds, wd)
+	}
+	return f, wds, nil
+}
+
+// readOpens waits for the next events of a watchOpens file and calls event with the watch
+// descriptor of each; overflow is true when the kernel's queue overflowed (events were lost).
+func readOpens(f *os.File, buf []byte, event func(wd int, overflow bool)) error {
+	n, err := f.Read(buf)
+	if err != nil {
+		return err
+	}
+	// struct inotify_event: int wd, u32 mask, u32 cookie, u32 len, char name[len].
+	for off := 0; off+unix.SizeofInotifyEvent <= n; {
+		wd := int(int32(binary.NativeEndian.Uint32(buf[off:])))
+		mask := binary.NativeEndian.Uint32(buf[off+4:])
+		event(wd, mask&unix.IN_Q_OVERFLOW != 0)
+		off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[off+12:]))
+	}
+	return nil
 }

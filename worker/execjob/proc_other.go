@@ -40,3 +40,7 @@ func setBlocking(*os.File) error { return errUnsupported }
 func unread(*os.File) (int, error) { return 0, errUnsupported }
 
 func growPipe(*os.File) {}
+
+func watchOpens([]string) (*os.File, []int, error) { return nil, nil, errUnsupported }
+
+func readOpens(*os.File, []byte, func(int, bool)) error { return errUnsupported }

@@ -31,11 +31,15 @@ import (
 //     with EPIPE, and its outputs end once their data has been read.
 //   - fifo mode, CloseInputs: the program must see EOF after the data, even if it opens the
 //     input only later (a slow start after a quick upstream). A named pipe's open for reading
-//     waits for a writer, so the adapter keeps its write end open until the program has the pipe
-//     open: it drops the keep reader and opens the pipe for writing once more, blocking, in a
-//     goroutine; that open returns when a reader — the program — has the pipe open, and both
-//     write ends are then closed. If the program exits first, the adapter opens the pipe itself
-//     (read-write, which never blocks on Linux) to let that open return.
+//     waits for a writer, so the adapter keeps its write end (and the keep reader) open until the
+//     program has opened the pipe, or has exited, and closes both then. "Opened" is an open of
+//     the pipe's path, which the adapter watches from before the program starts (inotify
+//     IN_OPEN, inputOpens), not "the pipe has a reader": a child the worker forks (another job's
+//     program starting) holds a copy of every descriptor of the worker, close-on-exec ones too,
+//     until its exec, so the keep reader the adapter has just closed may still be open there.
+//     The adapter used to wait for a reader (an open for writing, which returns once the pipe
+//     has one): that copy let it return, the write ends were closed before the program had the
+//     pipe open, and the program's open then waited for a writer for good.
 
 // inStream is one input: the adapter writes the program's blocks to it.
 type inStream struct {
@@ -45,8 +49,11 @@ type inStream struct {
 	size       int      // block size of a bytes codec, 0 for the others
 	path       string   // fifo mode: the named pipe
 	f          *os.File // the adapter's write end
-	keep       *os.File // fifo mode: a reader held until CloseInputs or the program's exit
+	keep       *os.File // fifo mode: a reader held until the input ends for the program
 	buf        []byte
+	// fifo mode: opened is closed once the program has opened the pipe (inputOpens), gone once
+	// it has exited (programGone).
+	opened, gone chan struct{}
 
 	mu         sync.Mutex
 	closed     bool          // CloseInputs, Stop or the program's exit ended the input
@@ -58,6 +65,9 @@ func newInStream(pt Port, path string, f, keep *os.File) *inStream {
 	s := &inStream{pipe: pt.Pipe, c: pt.Codec, blockCount: max(pt.BlockCount, 1), path: path, f: f, keep: keep}
 	if pt.Codec.Name() == codec.Bytes {
 		s.size = len(pt.Codec.Zero())
+	}
+	if keep != nil {
+		s.opened, s.gone = make(chan struct{}), make(chan struct{})
 	}
 	return s
 }
@@ -74,14 +84,19 @@ func (s *inStream) close() error {
 	if s.keep == nil {
 		return s.f.Close()
 	}
-	s.keep.Close()
+	if isClosed(s.opened) {
+		s.keep.Close()
+		return s.f.Close()
+	}
 	s.closer = make(chan struct{})
 	go func() {
 		defer close(s.closer)
-		// Returns once a reader has the pipe open; until then f keeps the data and the pipe.
-		if w, err := os.OpenFile(s.path, os.O_WRONLY, 0); err == nil {
-			w.Close()
+		// Until the program has opened the pipe, f keeps the data and lets that open return.
+		select {
+		case <-s.opened:
+		case <-s.gone:
 		}
+		s.keep.Close()
 		s.f.Close()
 	}()
 	return nil
@@ -90,6 +105,9 @@ func (s *inStream) close() error {
 // programGone ends the input when the program has exited: nothing reads it any more.
 func (s *inStream) programGone() {
 	s.mu.Lock()
+	if s.gone != nil && !isClosed(s.gone) {
+		close(s.gone)
+	}
 	if !s.closed {
 		s.closed = true
 		if s.keep != nil {
@@ -101,16 +119,71 @@ func (s *inStream) programGone() {
 	}
 	closer := s.closer
 	s.mu.Unlock()
-	if closer == nil || isClosed(closer) {
-		return
-	}
-	// The closer waits for a reader that will never come: be that reader for a moment.
-	if d, err := os.OpenFile(s.path, os.O_RDWR|oNonblock, 0); err == nil {
+	if closer != nil {
 		<-closer
-		d.Close()
-		return
 	}
-	<-closer
+}
+
+// inputOpens tells each fifo-mode input when the program has opened its named pipe: an open of
+// the pipe's path (inotify IN_OPEN, watched from before the program starts, after the adapter's
+// own opens), which a copy of a descriptor held elsewhere cannot stand in for. Its goroutine
+// (run) ends once every input has been opened, or when the file is closed (the program exited),
+// so the inotify instance lives through the program's start only, as a rule.
+type inputOpens struct {
+	f    *os.File
+	byWD map[int]*inStream // the inputs not opened yet, by watch descriptor
+	done chan struct{}     // run has returned
+}
+
+// watchInputOpens starts watching the named pipes of ins (fifo mode) for the program's opens.
+func watchInputOpens(ins []*inStream) (*inputOpens, error) {
+	paths := make([]string, len(ins))
+	for k, in := range ins {
+		paths[k] = in.path
+	}
+	f, wds, err := watchOpens(paths)
+	if err != nil {
+		return nil, fmt.Errorf("input pipes: watching for the program's opens: %w", err)
+	}
+	w := &inputOpens{f: f, byWD: make(map[int]*inStream, len(ins)), done: make(chan struct{})}
+	for k, wd := range wds {
+		w.byWD[wd] = ins[k]
+	}
+	return w, nil
+}
+
+// run marks the inputs opened as the program opens them. Where opens may have been missed (the
+// kernel's queue overflowed, or a read failed otherwise than by stop), every input left counts
+// as opened.
+func (w *inputOpens) run() {
+	defer close(w.done)
+	defer w.f.Close()
+	buf := make([]byte, 4096)
+	for len(w.byWD) > 0 {
+		err := readOpens(w.f, buf, func(wd int, overflow bool) {
+			for k, in := range w.byWD {
+				if overflow || k == wd {
+					close(in.opened)
+					delete(w.byWD, k)
+				}
+			}
+		})
+		if errors.Is(err, os.ErrClosed) {
+			return // stop: the program has exited, and programGone ended its inputs
+		}
+		if err != nil {
+			for k, in := range w.byWD {
+				close(in.opened)
+				delete(w.byWD, k)
+			}
+		}
+	}
+}
+
+// stop ends run and waits for it.
+func (w *inputOpens) stop() {
+	w.f.Close()
+	<-w.done
 }
 
 // outStream is one output: the adapter reads the program's blocks from it.
@@ -206,6 +279,11 @@ func (p *Process) openFIFOs(wd string, s Spec) (inArgs, out []string, err error)
 		growInput(w, s)
 		p.ins = append(p.ins, newInStream(pt, path, w, keep))
 		inArgs = append(inArgs, path)
+	}
+	if len(p.ins) > 0 {
+		if p.opens, err = watchInputOpens(p.ins); err != nil {
+			return nil, nil, err
+		}
 	}
 	for _, pt := range s.Outputs {
 		path := filepath.Join(dir, "out_"+strconv.Itoa(pt.Pipe))
