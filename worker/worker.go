@@ -651,7 +651,9 @@ func (w *Worker) runTask(ctx context.Context, t *task) {
 	key := taskKey{t.assign.Pipeline, t.assign.Job.ID}
 	w.report(t, protocol.StateRunning, nil)
 	started := time.Now()
-	err := t.run(ctx, w.js)
+	js, release := w.openJobConn(t.label)
+	err := t.run(ctx, js)
+	release()
 	state := protocol.StateFinished
 	switch {
 	case err != nil && ctx.Err() != nil:
