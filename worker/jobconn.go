@@ -44,13 +44,7 @@ func (w *Worker) openJobConn(label string) (js jetstream.JetStream, release func
 		return w.js, func() {}
 	}
 	return js, func() {
-		// The job's last acknowledgements: any not flushed are delivered again to its next
-		// instance, which drops them by SQN. No flush while the broker is away: it cannot succeed.
-		if nc.IsConnected() {
-			if err := nc.FlushTimeout(jobConnFlush); err != nil {
-				w.log.Debug("job connection: last acknowledgements not flushed", "job", label, "error", err)
-			}
-		}
+		_ = nc.FlushTimeout(jobConnFlush) // the last acknowledgements; any lost are delivered again
 		nc.Close()
 	}
 }
