@@ -651,9 +651,7 @@ func (w *Worker) runTask(ctx context.Context, t *task) {
 	key := taskKey{t.assign.Pipeline, t.assign.Job.ID}
 	w.report(t, protocol.StateRunning, nil)
 	started := time.Now()
-	js, release := w.openJobConn(t.label)
-	err := t.run(ctx, js)
-	release()
+	err := t.run(ctx, w.js)
 	state := protocol.StateFinished
 	switch {
 	case err != nil && ctx.Err() != nil:
