@@ -25,6 +25,7 @@ import (
 	"github.com/marvelo/marvelo/pipeline/protocol"
 	"github.com/marvelo/marvelo/worker/align"
 	"github.com/marvelo/marvelo/worker/execjob"
+	"github.com/marvelo/marvelo/worker/objget"
 	"github.com/marvelo/marvelo/worker/pyjob"
 )
 
@@ -548,19 +549,26 @@ func ports(bs []protocol.PipeBinding) ([]job.Port, error) {
 const cacheDir = ".marvelo-cache"
 
 // unpackDependencies unpacks a packed dependencies folder into dir, fetching it from the broker's
-// object store unless this worker has it already (archives are named by their content).
+// object store unless this worker has it already (archives are named by their content). The
+// name is the archive's digest end to end: a cached archive that no longer matches it is fetched
+// again, and a fetched one that does not match is refused, neither cached nor unpacked.
 func (w *Worker) unpackDependencies(digest, dir string) error {
+	if !isDigest(digest) {
+		return fmt.Errorf("dependencies %q: not a SHA-256 digest: refused", digest)
+	}
 	cache := filepath.Join(w.opts.WorkDir, cacheDir, "deps", digest+".tar.gz")
 	archive, err := os.ReadFile(cache)
+	if err == nil {
+		if got := deps.Digest(archive); got != digest {
+			w.log.Warn("cached dependencies do not match their digest: fetched again", "digest", digest, "got", got, "cache", cache)
+			err = errors.New("cache altered")
+		}
+	}
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		store, err := w.js.ObjectStore(ctx, protocol.DepsBucket)
-		if err != nil {
-			return fmt.Errorf("dependencies store: %w", err)
-		}
-		if archive, err = store.GetBytes(ctx, digest); err != nil {
-			return fmt.Errorf("fetch dependencies %s: %w", digest, err)
+		if archive, err = w.fetchDependencies(ctx, digest); err != nil {
+			return err
 		}
 		if err := writeFileAtomic(cache, archive); err != nil {
 			w.log.Warn("dependencies not cached", "digest", digest, "error", err)
@@ -570,6 +578,33 @@ func (w *Worker) unpackDependencies(digest, dir string) error {
 		return fmt.Errorf("unpack dependencies %s: %w", digest, err)
 	}
 	return nil
+}
+
+// fetchDependencies reads the archive named digest from the dependencies bucket with direct gets
+// only (a worker may not create consumers), and refuses it unless its SHA-256 is that name.
+func (w *Worker) fetchDependencies(ctx context.Context, digest string) ([]byte, error) {
+	archive, _, err := objget.GetBytes(ctx, w.nc, protocol.DepsBucket, digest)
+	if err != nil {
+		return nil, fmt.Errorf("fetch dependencies %s: %w", digest, err)
+	}
+	if got := deps.Digest(archive); got != digest {
+		return nil, fmt.Errorf("dependencies %s: archive digest is %s, not the name it was fetched by: refused", digest, got)
+	}
+	return archive, nil
+}
+
+// isDigest tells whether s is a digest as deps.Digest writes it: 64 lower-case hex digits (so it
+// is also a safe file name in the cache).
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // writeFileAtomic writes a file through a temporary one, so a crash never leaves half a file
