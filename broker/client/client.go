@@ -27,91 +27,49 @@ import (
 type Client struct {
 	nc      *nats.Conn
 	Timeout time.Duration
+	// Identity is who the connection is, as its credentials file says (the zero Identity: a
+	// shared token); the permission errors name it. Set it before the first request.
+	Identity Identity
 
-	mu      sync.Mutex
-	current context.CancelCauseFunc // the request under way, cut short by a permission error
+	mu     sync.Mutex
+	guards map[*guard]struct{} // the requests and subscriptions under way (request.go)
 }
 
-// New returns a client on nc. It takes over nc's error handler to learn at once when the broker
-// refuses a request for lack of permission (a worker's token), instead of waiting for a timeout.
+// New returns a client on nc. It takes over nc's error handler to learn at once when the server
+// refuses a request or a subscription for lack of permission, instead of waiting for a timeout.
 func New(nc *nats.Conn) *Client {
-	c := &Client{nc: nc, Timeout: 30 * time.Second}
-	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		if errors.Is(err, nats.ErrPermissionViolation) {
-			c.mu.Lock()
-			if c.current != nil {
-				c.current(fmt.Errorf("the broker refused: %w (use the operator's token)", err))
-			}
-			c.mu.Unlock()
-		}
-	})
+	c := &Client{nc: nc, Timeout: 30 * time.Second, guards: map[*guard]struct{}{}}
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { c.refused(err) })
 	return c
 }
 
 // ErrInvalid marks a submission the broker rejected because the document is wrong.
 var ErrInvalid = errors.New("invalid pipeline")
 
-func (c *Client) call(ctx context.Context, subject string, req, out any) error {
+// Call sends req as JSON on subject, within the client's Timeout, and decodes the broker's reply
+// into out: the marvelo commands' one way to ask the broker (see Request).
+func (c *Client) Call(ctx context.Context, subject string, req, out any) error {
 	return c.callWithin(ctx, c.Timeout, subject, req, out)
 }
 
-// callWithin is call with its own timeout.
+func (c *Client) call(ctx context.Context, subject string, req, out any) error {
+	return c.Call(ctx, subject, req, out)
+}
+
+// callWithin is Call with its own timeout.
 func (c *Client) callWithin(ctx context.Context, timeout time.Duration, subject string, req, out any) error {
 	data, err := json.Marshal(req)
 	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	ctx, refuse := context.WithCancelCause(ctx)
-	defer refuse(nil)
-	c.mu.Lock()
-	c.current = refuse
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.current = nil
-		c.mu.Unlock()
-	}()
-	m, err := c.request(ctx, subject, data)
-	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
-		return cause
-	}
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return fmt.Errorf("no broker answers on %s: is marvelo-broker running?", c.nc.ConnectedUrlRedacted())
-		}
 		return fmt.Errorf("%s: %w", subject, err)
+	}
+	m, err := c.Request(ctx, timeout, subject, data)
+	if err != nil {
+		return err
 	}
 	if err := json.Unmarshal(m.Data, out); err != nil {
 		return fmt.Errorf("%s: bad reply: %w", subject, err)
 	}
 	return nil
-}
-
-// noResponderWait bounds how long a request is sent again while no control plane listens: a
-// standby taking over (within about 2 s) or a broker that just restarted and whose subscriptions
-// are not yet known to the server the client is connected to. Past it the error says so; a
-// longer wait would only delay the answer "no broker" when there is none.
-const noResponderWait = 3 * time.Second
-
-// request sends one request, again every 100 ms while nobody listens (noResponderWait): nobody
-// received it, so sending it again is safe for every request, a submit included.
-func (c *Client) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
-	until := time.Now().Add(noResponderWait)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		m, err := c.nc.RequestWithContext(ctx, subject, data)
-		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(until) {
-			return m, err
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return m, err
-		}
-	}
 }
 
 // Submit sends a pipeline document (JSON or CBOR) to the broker. The dependencies folders of its
@@ -167,12 +125,22 @@ func (c *Client) uploadDependencies(ctx context.Context, p *pipeline.Pipeline, b
 				return nil, fmt.Errorf("dependencies store: %w", err)
 			}
 		}
-		if _, err := store.GetInfo(ctx, digest); errors.Is(err, jetstream.ErrObjectNotFound) {
+		// The name is the archive's digest: an object stored under it whose digest (nats.go's
+		// "SHA-256=<base64url>" in its metadata) or size is another's, replaced or cut short, is
+		// uploaded again, so the next submission heals the store. The workers check the bytes.
+		info, err := store.GetInfo(ctx, digest)
+		if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return nil, fmt.Errorf("%s: dependencies store: %w", j.Label(), err)
+		}
+		stored := false
+		if err == nil {
+			sum, err := jetstream.DecodeObjectDigest(info.Digest)
+			stored = err == nil && fmt.Sprintf("%x", sum) == digest && info.Size == uint64(len(archive))
+		}
+		if !stored {
 			if _, err := store.PutBytes(ctx, digest, archive); err != nil {
 				return nil, fmt.Errorf("%s: upload dependencies: %w", j.Label(), err)
 			}
-		} else if err != nil {
-			return nil, fmt.Errorf("%s: dependencies store: %w", j.Label(), err)
 		}
 		if out == nil {
 			out = map[int]string{}
@@ -287,112 +255,6 @@ func (c *Client) Workers(ctx context.Context) ([]protocol.WorkerStatus, error) {
 		return nil, err
 	}
 	return r.Workers, r.Err()
-}
-
-// Follower receives a pipeline's log lines and events as they happen. Create it before
-// submitting, so nothing is missed.
-type Follower struct {
-	c      *Client
-	name   string
-	subs   []*nats.Subscription
-	lines  chan protocol.LogLine
-	events chan protocol.Event
-	done   chan struct{} // closed by Close, so a blocked callback returns
-}
-
-// Follow subscribes to the logs and events of a pipeline.
-func (c *Client) Follow(name string) (*Follower, error) {
-	f := &Follower{c: c, name: name, lines: make(chan protocol.LogLine, 1024), events: make(chan protocol.Event, 256), done: make(chan struct{})}
-	logSub, err := c.nc.Subscribe(protocol.LogFilter(name), func(m *nats.Msg) {
-		var l protocol.LogLine
-		// An event written into the log comes as an event too (onEvent): once is enough.
-		if json.Unmarshal(m.Data, &l) == nil && l.Level != protocol.LevelEvent {
-			select {
-			case f.lines <- l:
-			case <-f.done:
-			}
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", name, err)
-	}
-	evSub, err := c.nc.Subscribe(protocol.EventSubject(name), func(m *nats.Msg) {
-		var e protocol.Event
-		if json.Unmarshal(m.Data, &e) == nil {
-			select {
-			case f.events <- e:
-			case <-f.done:
-			}
-		}
-	})
-	if err != nil {
-		_ = logSub.Unsubscribe()
-		return nil, fmt.Errorf("follow %s: %w", name, err)
-	}
-	f.subs = []*nats.Subscription{logSub, evSub}
-	return f, c.nc.Flush()
-}
-
-// Close ends the subscriptions.
-func (f *Follower) Close() {
-	close(f.done)
-	for _, s := range f.subs {
-		_ = s.Unsubscribe()
-	}
-}
-
-// Wait calls onLine for each log line and onEvent for each event until the pipeline reaches a
-// final state, which it returns. Events travel as plain NATS messages; a status poll every
-// second covers one that was lost.
-func (f *Follower) Wait(ctx context.Context, onLine func(protocol.LogLine), onEvent func(protocol.Event)) (protocol.PipelineStatus, error) {
-	poll := time.NewTicker(time.Second)
-	defer poll.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return protocol.PipelineStatus{}, ctx.Err()
-		case l := <-f.lines:
-			if onLine != nil {
-				onLine(l)
-			}
-		case e := <-f.events:
-			if onEvent != nil {
-				onEvent(e)
-			}
-			if e.Job == 0 && protocol.Terminal(e.State) {
-				return f.final(ctx, onLine)
-			}
-		case <-poll.C:
-			st, err := f.c.Status(ctx, f.name)
-			if err == nil && len(st) == 1 && protocol.Terminal(st[0].State) {
-				return f.final(ctx, onLine)
-			}
-		}
-	}
-}
-
-// final drains the log lines already delivered and returns the final status.
-func (f *Follower) final(ctx context.Context, onLine func(protocol.LogLine)) (protocol.PipelineStatus, error) {
-	_ = f.c.nc.Flush()
-	for {
-		select {
-		case l := <-f.lines:
-			if onLine != nil {
-				onLine(l)
-			}
-			continue
-		default:
-		}
-		break
-	}
-	st, err := f.c.Status(ctx, f.name)
-	if err != nil {
-		return protocol.PipelineStatus{}, err
-	}
-	if len(st) != 1 {
-		return protocol.PipelineStatus{}, fmt.Errorf("pipeline %s: no status", f.name)
-	}
-	return st[0], nil
 }
 
 // ForwardInput sends each line read from r to the standard input of the given jobs (the

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/broker"
+	"github.com/marvelo/marvelo/broker/client"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
@@ -39,7 +38,7 @@ func identityCommands() []*cli.Command {
 				if c.Bool("read-only") {
 					r = broker.RoleReader
 				}
-				return addIdentity(c, r)
+				return addIdentity(c, r, c.StringSlice("groups"))
 			},
 		}
 	}
@@ -55,12 +54,15 @@ func identityCommands() []*cli.Command {
 			Subcommands: []*cli.Command{add(broker.RoleWorker, "enrol a worker: write its credentials file",
 				`Makes a new secret for worker NAME, tells the running broker its SHA-256, and writes the
 credentials file (the secret) that the worker presents with marvelo-worker --creds FILE.
-The worker may then publish and read only the subjects of the jobs placed on it.
+The worker may then publish and read only the subjects of the jobs placed on it. With --groups,
+it may register with those groups only (a registration naming another is refused); without, with
+any. A worker identity never registers as the head node's worker (local) nor of every group (any).
 
 Example:
-   marvelo-broker worker add mic1 --auth-token "$TOKEN" --out mic1.creds
+   marvelo-broker worker add mic1 --groups mic --auth-token "$TOKEN" --out mic1.creds
    scp mic1.creds mic1:   # then on mic1:
-   marvelo-worker --broker nats://head:4222 --creds mic1.creds --groups mic`), remove},
+   marvelo-worker --broker nats://head:4222 --creds mic1.creds --groups mic`,
+				&cli.StringSliceFlag{Name: "groups", Usage: "the only groups it may register with, comma-separated (default: any)"}), remove},
 		},
 		{
 			Name: "operator", Usage: "enrol or remove an operator identity (marvelo submit/stop/... --creds FILE)",
@@ -77,10 +79,15 @@ Example:
 	}
 }
 
-func addIdentity(c *cli.Context, role string) error {
+func addIdentity(c *cli.Context, role string, groups []string) error {
 	name, err := oneName(c)
 	if err != nil {
 		return err
+	}
+	for _, g := range groups {
+		if err := protocol.CheckName("group", g); err != nil {
+			return cliutil.UsageError(err)
+		}
 	}
 	out := c.String("out")
 	if out == "" {
@@ -97,12 +104,12 @@ func addIdentity(c *cli.Context, role string) error {
 	if err != nil {
 		return cliutil.Failure(fmt.Errorf("credentials file: %w", err))
 	}
-	if err := call(c, protocol.SubjIdentityAdd, broker.Identity{Name: name, Role: role, Hash: hex.EncodeToString(sum[:])}); err != nil {
+	if err := call(c, "enrol "+role+" "+name, protocol.SubjIdentityAdd, broker.Identity{Name: name, Role: role, Hash: hex.EncodeToString(sum[:]), Groups: groups}); err != nil {
 		f.Close()
 		os.Remove(out)
 		return err
 	}
-	_, werr := f.Write(protocol.FormatCreds(name, secret))
+	_, werr := f.Write(protocol.FormatCreds(name, role, secret))
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
@@ -118,7 +125,7 @@ func removeIdentity(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := call(c, protocol.SubjIdentityRemove, broker.Identity{Name: name}); err != nil {
+	if err := call(c, "remove identity "+name, protocol.SubjIdentityRemove, broker.Identity{Name: name}); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "%s removed\n", name)
@@ -136,38 +143,24 @@ func oneName(c *cli.Context) (string, error) {
 	return name, nil
 }
 
-// call sends one enrolment request to the running broker.
-func call(c *cli.Context, subject string, req broker.Identity) error {
-	opts := []nats.Option{nats.Name("marvelo-broker enrol"), nats.Timeout(5 * time.Second)}
-	auth, err := cliutil.AuthOptions(c)
+// call sends one enrolment request to the running broker, as the token or identity given; what
+// names the request in its errors ("enrol worker mic1").
+func call(c *cli.Context, what, subject string, req broker.Identity) error {
+	nc, cl, err := cliutil.Connect(c, "marvelo-broker enrol")
 	if err != nil {
 		return err
 	}
-	opts = append(opts, auth...)
-	if ca := c.String("tls-ca"); ca != "" {
-		opts = append(opts, nats.RootCAs(ca))
-	}
-	nc, err := nats.Connect(c.String("broker"), opts...)
-	if err != nil {
-		return cliutil.Failure(fmt.Errorf("connect to broker %s: %w", c.String("broker"), err))
-	}
 	defer nc.Close()
-	data, _ := json.Marshal(req)
-	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
-	defer cancel()
-	m, err := nc.RequestWithContext(ctx, subject, data)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			err = errors.New("the broker does not enrol identities: start it with --auth-token")
-		}
-		return cliutil.Failure(fmt.Errorf("%s %s: %w", subject, req.Name, err))
-	}
+	cl.Timeout = 10 * time.Second
 	var r protocol.Reply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return cliutil.Failure(fmt.Errorf("%s: bad reply: %w", subject, err))
+	if err := cl.Call(c.Context, subject, req, &r); err != nil {
+		if errors.Is(err, client.ErrNoBroker) {
+			err = fmt.Errorf("the broker does not enrol identities: start it with --auth-token (%w)", err)
+		}
+		return cliutil.Failure(fmt.Errorf("%s: %w", what, err))
 	}
 	if err := r.Err(); err != nil {
-		return cliutil.Failure(err)
+		return cliutil.Failure(fmt.Errorf("%s: %w", what, err))
 	}
 	return nil
 }

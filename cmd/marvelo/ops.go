@@ -11,20 +11,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/broker/client"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
-	"github.com/marvelo/marvelo/worker"
 )
 
 // brokerFlags connect a command to a running broker.
@@ -35,21 +32,9 @@ func brokerFlags() []cli.Flag {
 	)
 }
 
+// connect reaches the broker of the brokerFlags (cliutil.Connect).
 func connect(c *cli.Context) (*nats.Conn, *client.Client, error) {
-	opts := []nats.Option{nats.Name("marvelo"), nats.Timeout(5 * time.Second)}
-	auth, err := cliutil.AuthOptions(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	opts = append(opts, auth...)
-	if ca := c.String("tls-ca"); ca != "" {
-		opts = append(opts, nats.RootCAs(ca))
-	}
-	nc, err := nats.Connect(c.String("broker"), opts...)
-	if err != nil {
-		return nil, nil, cliutil.Failure(worker.DescribeConnectError(c.String("broker"), err))
-	}
-	return nc, client.New(nc), nil
+	return cliutil.Connect(c, "marvelo")
 }
 
 func submitCommand() *cli.Command {
@@ -371,7 +356,8 @@ func stopCommand() *cli.Command {
 		Description: `Drains the pipeline: its sources end and the other jobs finish what is in flight, for at
 most --grace; what still runs then is stopped outright and named in the output. --force stops
 every job outright at once. The command returns once the pipeline has ended and exits 0 only
-when it ended stopped.
+when it ended stopped. A pipeline that has already ended (failed) is not stopped again, but
+--force still stops outright those of its jobs a worker still runs, and names them.
 
 Example:
    marvelo stop demo
@@ -749,109 +735,38 @@ func readLogs(ctx context.Context, c *cli.Context, name string) error {
 	if err != nil {
 		return cliutil.Failure(err)
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return cliutil.Failure(err)
-	}
-	filter := protocol.LogFilter(name)
+	// The run's lines: from its submission until the next run's (bound), or, with -f on the
+	// latest run, until it has ended.
+	q := client.LogQuery{Filter: protocol.LogFilter(name), From: run.Submitted, Until: bound}
 	if j := c.Int("job"); j > 0 {
-		filter = protocol.LogSubject(name, j)
+		q.Filter = protocol.LogSubject(name, j)
 	}
-	start := run.Submitted
-	cons, err := js.OrderedConsumer(ctx, protocol.LogStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
-	if err != nil {
-		return cliutil.Failure(fmt.Errorf("logs: %w", err))
-	}
-	follow := c.Bool("follow") && bound.IsZero()
-	// done ends the reading: at once on a signal; without -f once nothing is pending; with -f once
-	// the run has ended and nothing is pending (checked every half second, by a goroutine that
-	// ends with the command).
-	done, finish := context.WithCancel(ctx)
-	defer finish()
-	var printed atomic.Uint64 // the stream sequence of the last line handled
-	watchErr := make(chan error, 1)
-	go func() {
-		watchErr <- watchLogsEnd(done, cl, cons, &printed, name, run.ID, follow)
-		finish()
-	}()
-	it, err := cons.Messages()
-	if err != nil {
-		return cliutil.Failure(fmt.Errorf("logs: %w", err))
-	}
-	defer context.AfterFunc(done, it.Stop)()
-	if follow {
+	if c.Bool("follow") && bound.IsZero() {
+		q.Ended = func(ctx context.Context) (bool, error) {
+			sts, err := cl.Status(ctx, name)
+			if err != nil {
+				return false, err
+			}
+			return len(sts) != 1 || sts[0].Run != run.ID || protocol.Terminal(sts[0].State), nil
+		}
 		fmt.Fprintf(os.Stderr, "following the logs of pipeline %s, run %d, until it ends (Ctrl-C stops)\n", name, run.ID)
 	}
 	asJSON, enc := c.Bool("json"), json.NewEncoder(c.App.Writer)
-	for {
-		m, err := it.Next()
+	err = cl.ReadLogs(ctx, q, func(e client.LogEntry) error {
+		l, err := e.Line()
 		if err != nil {
-			if done.Err() != nil {
-				if werr := <-watchErr; werr != nil && ctx.Err() == nil {
-					return cliutil.Failure(werr)
-				}
-				return nil
-			}
-			return cliutil.Failure(fmt.Errorf("logs: %w", err))
+			return nil // not a log line: nothing to print
 		}
-		md, err := m.Metadata()
-		if err == nil && !bound.IsZero() && !md.Timestamp.Before(bound) {
-			finish() // the next run's lines: this run's are all printed
-			continue
+		if asJSON {
+			return enc.Encode(jsonLogLine(l, run.ID))
 		}
-		var l protocol.LogLine
-		if err := json.Unmarshal(m.Data(), &l); err == nil {
-			if asJSON {
-				if err := enc.Encode(jsonLogLine(l, run.ID)); err != nil {
-					return cliutil.Failure(fmt.Errorf("logs: %w", err))
-				}
-			} else {
-				printLogLine(c.App.Writer, l, true)
-			}
-		}
-		if md != nil {
-			printed.Store(md.Sequence.Stream)
-		}
+		printLogLine(c.App.Writer, l, true)
+		return nil
+	})
+	if err != nil {
+		return cliutil.Failure(fmt.Errorf("logs of pipeline %s: %w", name, err))
 	}
-}
-
-// watchLogsEnd returns when the lines to print are all delivered: without follow, once none is
-// pending; with follow, once the run has ended and none is pending. It returns early, with
-// nil, when ctx ends.
-func watchLogsEnd(ctx context.Context, cl *client.Client, cons jetstream.Consumer, printed *atomic.Uint64, name string, run int, follow bool) error {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		ended := !follow
-		if follow {
-			sts, err := cl.Status(ctx, name)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			ended = len(sts) != 1 || sts[0].Run != run || protocol.Terminal(sts[0].State)
-		}
-		if ended {
-			info, err := cons.Info(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("logs: %w", err)
-			}
-			if info.NumPending == 0 && (info.Delivered.Consumer == 0 || printed.Load() >= info.Delivered.Stream) {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return nil
 }
 
 // logLineJSON is one line of marvelo logs --json.
