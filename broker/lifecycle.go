@@ -389,7 +389,14 @@ func (c *control) stopPipeline(ctx context.Context, req protocol.StopRequest) pr
 	}
 	if p.state.terminal() {
 		state := p.state
+		var still []stuckJob
+		if req.Force {
+			still = stillRunning(p)
+		}
 		c.mu.Unlock()
+		if len(still) > 0 {
+			return c.forceStopEnded(ctx, req.Pipeline, state, still)
+		}
 		return protocol.StopReply{Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s", req.Pipeline, state)}}
 	}
 	first := p.state != protocol.StateStopping
@@ -559,6 +566,108 @@ func (c *control) forceStop(ctx context.Context, name string, grace time.Duratio
 	}
 	c.stopOnWorkers(ctx, name, workers)
 	return forced
+}
+
+// stillRunning lists the jobs of an ended pipeline that a worker still runs: placed, and never
+// reported ended (the stop that followed a failure did not reach the worker, or the job did not
+// heed it). Callers hold mu.
+func stillRunning(p *pipelineState) []stuckJob {
+	var out []stuckJob
+	for _, jd := range p.doc.Jobs {
+		if j := p.jobs[jd.ID]; j.worker != "" && !j.state.terminal() {
+			out = append(out, stuckJob{ref: protocol.JobRef{Pipeline: p.doc.Name, Job: jd.ID, Epoch: j.epoch}, worker: j.worker, label: jd.Label()})
+		}
+	}
+	return out
+}
+
+// forceStopEnded is stop --force of a pipeline that has ended (failed, say) while its workers
+// still run some of its jobs: each worker is told to stop its job outright, the reports are
+// awaited for StopKillWait (a job still unreported then is recorded stopped), and the reply names
+// the jobs stopped. The pipeline keeps its end state, so the reply is still an error.
+func (c *control) forceStopEnded(ctx context.Context, name string, state pipeState, jobs []stuckJob) protocol.StopReply {
+	names := make([]string, len(jobs))
+	for i, s := range jobs {
+		names[i] = fmt.Sprintf("%s on worker %s", s.label, s.worker)
+	}
+	c.log.Warn("forced stop of an ended pipeline whose jobs still run; stopping them", "pipeline", name, "state", state, "jobs", names)
+	c.event(name, 0, "forced", fmt.Sprintf("pipeline already %s; stopped outright what still ran: %s", state, strings.Join(names, ", ")))
+	for _, s := range jobs {
+		if err := c.requestWorker(ctx, s.worker, protocol.VerbStop, s.ref); err != nil {
+			c.log.Warn("stop request failed", "pipeline", name, "job", s.ref.Job, "worker", s.worker, "error", err)
+		}
+	}
+	c.awaitEnded(ctx, name, jobs, protocol.StopKillWait)
+	c.recordJobsStopped(name, jobs)
+	return protocol.StopReply{
+		Reply: protocol.Reply{Error: fmt.Sprintf("pipeline %s is already %s; stopped outright the jobs it still ran: %s", name, state, strings.Join(names, ", "))},
+		State: string(state), Forced: names,
+	}
+}
+
+// awaitEnded waits at most d (or until ctx ends) for the given jobs of pipeline name to report
+// their end.
+func (c *control) awaitEnded(ctx context.Context, name string, jobs []stuckJob, d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !c.jobsEnded(name, jobs) {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// jobsEnded reports whether every one of the jobs is in a final state (or gone with its pipeline).
+func (c *control) jobsEnded(name string, jobs []stuckJob) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pipelines[name]
+	if !ok {
+		return true
+	}
+	for _, s := range jobs {
+		if j, ok := p.jobs[s.ref.Job]; ok && j.epoch == s.ref.Epoch && !j.state.terminal() {
+			return false
+		}
+	}
+	return true
+}
+
+// recordJobsStopped records as stopped the jobs of an ended pipeline whose workers did not
+// report the forced stop, and cleans the pipeline up once every job has ended.
+func (c *control) recordJobsStopped(name string, jobs []stuckJob) {
+	c.mu.Lock()
+	p, ok := c.pipelines[name]
+	if !ok {
+		c.mu.Unlock()
+		return
+	}
+	var recorded []stuckJob
+	for _, s := range jobs {
+		if j, ok := p.jobs[s.ref.Job]; ok && j.epoch == s.ref.Epoch && !j.state.terminal() && c.jobTo(j, jevStopped) {
+			j.err = fmt.Sprintf("worker %s did not report the stop", j.worker)
+			recorded = append(recorded, s)
+		}
+	}
+	cleanup := allTerminal(p) && p.state.terminal() && !p.cleaned
+	if cleanup {
+		p.cleaned = true
+	}
+	c.mu.Unlock()
+	for _, s := range recorded {
+		c.access.revoke(s.worker, name, s.ref.Job) // access (issue 12)
+		c.event(name, s.ref.Job, "job stopped", fmt.Sprintf("%s stopped on worker %s: recorded without its worker's report", s.label, s.worker))
+	}
+	if cleanup {
+		c.access.revokePipeline(name) // access (issue 12)
+		c.deletePipes(p.doc)
+	}
 }
 
 // recordStopped ends a stopping pipeline whose workers did not report its last jobs: they are

@@ -14,13 +14,27 @@ import (
 
 // Stream topology: the log stream, the pipe streams and their consumers.
 
+// The log stream allows direct gets: the marvelo command reads it that way (client.ReadLogs),
+// with no consumer, which read-only identities may not create.
 func (c *control) createLogStream(ctx context.Context) error {
-	_, err := openStream(ctx, c.js, jetstream.StreamConfig{
+	st, err := openStream(ctx, c.js, jetstream.StreamConfig{
 		Name: protocol.LogStream, Subjects: []string{protocol.LogSubjects}, Storage: c.storage, Replicas: c.opts.Replicas,
-		MaxAge: 24 * time.Hour, MaxBytes: 256 << 20, Discard: jetstream.DiscardOld,
+		MaxAge: 24 * time.Hour, MaxBytes: 256 << 20, Discard: jetstream.DiscardOld, AllowDirect: true,
 	})
 	if err != nil {
 		return fmt.Errorf("broker: log stream: %w", err)
+	}
+	// A store made before the logs were read by direct gets keeps its stream: allow them there.
+	if info := st.CachedInfo(); info != nil && !info.Config.AllowDirect {
+		// Its configuration now, not as looked up: openStream may have changed its replicas.
+		if info, err = st.Info(ctx); err != nil {
+			return fmt.Errorf("broker: log stream: %w", err)
+		}
+		cfg := info.Config
+		cfg.AllowDirect = true
+		if _, err := c.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("broker: log stream: allowing direct gets: %w", err)
+		}
 	}
 	return nil
 }
@@ -28,7 +42,7 @@ func (c *control) createLogStream(ctx context.Context) error {
 // Pipe stream limits: a pipe without max_queue holds up to this much unread data and then makes
 // its writer wait (backpressure), so a slow job never grows memory without bound.
 const (
-	pipeMaxMsgs  = 4096
+	pipeMaxMsgs  = protocol.PipeMaxMsgs
 	pipeMaxBytes = 64 << 20
 )
 

@@ -177,11 +177,20 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 		return b, ok, err
 	}
 	r := &round{payloads: make([][][]byte, len(ins)), heads: make([][]uint32, len(ins))}
+	done := ctx.Done()
 	for {
+		// A stop ends the rounds here too, not only where an input waits: rounds of dummies for
+		// a gap (the checker holds the next block) take nothing from an input, and neither does
+		// a round a sink only writes.
+		select {
+		case <-done:
+			return ctx.Err()
+		default:
+		}
 		if chk != nil {
 			cr, ok, err := chk.Next(take)
 			if err != nil {
-				return err
+				return t.protocolViolation(err)
 			}
 			if !ok {
 				return nil
@@ -248,6 +257,17 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 			return nil
 		}
 	}
+}
+
+// protocolViolation names the pipeline and the job in an SQN jump (a block further ahead than its
+// pipe can have in flight), so that status and logs show where it came from; other errors pass.
+func (t *task) protocolViolation(err error) error {
+	var jump *SQNJumpError
+	if !errors.As(err, &jump) {
+		return err
+	}
+	t.log.Error("input pipe: protocol violation; the job fails", "pipe", jump.Pipe, "expected_sqn", jump.Expected, "received_sqn", jump.Received)
+	return fmt.Errorf("pipeline %s: %s: %w", t.assign.Pipeline, t.label, jump)
 }
 
 // queueDummies reports whether a round holds a dummy on an input whose pipe has a max_queue.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -43,8 +44,14 @@ type input struct {
 	lastMsg jetstream.Msg   // the message of the block taken last
 	endSQN  uint64          // the SQN an end marker named
 	gapSeen bool            // the stream dropped blocks (max_queue) before the block taken last
-	rt      *realtimeSub    // a realtime pipe's subscription, or nil
-	log     *slog.Logger    // the job's log (transient consumer errors)
+	// top is the highest SQN taken from a synchronous input since its sequence (re)started, 0
+	// before its first block; dropped is how many blocks were dropped on purpose (max_queue,
+	// realtime) just before the next one. They bound how far ahead the next SQN may be
+	// (checkJump).
+	top     uint64
+	dropped uint64
+	rt      *realtimeSub // a realtime pipe's subscription, or nil
+	log     *slog.Logger // the job's log (transient consumer errors)
 
 	// acked is the highest stream sequence of this input whose acknowledgement was sent (written
 	// by the round that releases it, read by the reader goroutine: see orderer.offer).
@@ -466,6 +473,9 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			if in.pos == len(in.cur.blocks) {
 				in.consumed(in.cur.msg)
 			}
+			if err := in.checkJump(b.SQN, b.Head, false); err != nil {
+				return codec.Block{}, false, err
+			}
 			if _, _, fin := codec.Flags(b.Head, in.pipe.HeadSize); fin {
 				in.ended = true
 			}
@@ -492,8 +502,12 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 				st.redeliveries.Add(1)
 			}
 			in.gapSeen = in.gapSeen || m.gap > 0
+			in.dropped += m.gap
 			in.cur, in.pos = m, 0
 			if m.end {
+				if err := in.checkJump(m.endSQN, 0, true); err != nil {
+					return codec.Block{}, false, err
+				}
 				in.consumed(m.msg)
 				in.ended, in.endSQN = true, m.endSQN
 			} else if len(m.blocks) == 0 {
@@ -503,4 +517,76 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			return codec.Block{}, false, ctx.Err()
 		}
 	}
+}
+
+// maxSQNJump is how far ahead of the highest SQN a synchronous input has taken the next SQN may
+// lie: the most blocks its pipe can have in flight, its stream's message limit (or its
+// max_queue, if larger) times the most blocks one message carries (DESIGN §7). Every SQN in
+// between becomes a dummy, so this also bounds the dummies one block can cause.
+func maxSQNJump(p protocol.PipeBinding) uint64 {
+	return uint64(max(protocol.PipeMaxMsgs, p.MaxQueue, realtimeQueue)) * maxBatchBlocks
+}
+
+// SQNJumpError is a protocol violation: a block (or an end-of-stream marker) of a synchronous
+// input whose SQN lies further ahead of the input's last SQN than its pipe can have in flight.
+// The job fails with it; no dummy is made for the SQNs skipped.
+type SQNJumpError struct {
+	Pipe     int
+	Expected uint64 // the SQN after the highest one taken
+	Received uint64
+	Limit    uint64 // maxSQNJump, raised by blocks dropped on purpose just before
+	End      bool   // an end-of-stream marker named Received
+}
+
+func (e *SQNJumpError) Error() string {
+	what := "a block with SQN"
+	if e.End {
+		what = "an end-of-stream marker naming SQN"
+	}
+	return fmt.Sprintf("input pipe %d: protocol violation: expected SQN %d, received %s %d, %d ahead; "+
+		"a pipe can have at most %d blocks in flight, so no dummies are made for the gap", e.Pipe, e.Expected, what, e.Received,
+		e.Received-e.Expected, e.Limit)
+}
+
+// checkJump checks the SQN of a block (head) or of an end marker (end) taken from a synchronous
+// input against the highest one taken before: a first block, a block that restarts the sequence
+// (reset bit, or SQN 1) and a late one pass; one further ahead than maxSQNJump (times one plus
+// the blocks dropped on purpose just before it: each of those may have been as far ahead) is an
+// SQNJumpError.
+func (in *input) checkJump(sqn uint64, head uint32, end bool) error {
+	dropped := in.dropped
+	in.dropped = 0
+	switch {
+	case in.pipe.Async || sqn == 0:
+		return nil // async inputs bypass alignment: no dummies; SQN 0 is dropped as stale
+	case sqn == in.top+1:
+		in.top = sqn // the usual case
+		return nil
+	}
+	if !end {
+		if _, reset, _ := codec.Flags(head, in.pipe.HeadSize); reset || sqn == 1 || in.top == 0 {
+			in.top = sqn
+			return nil
+		}
+	}
+	if in.top == 0 || sqn <= in.top {
+		return nil
+	}
+	limit := maxSQNJump(in.pipe)
+	if dropped > 0 {
+		limit = satMul(limit, dropped+1)
+	}
+	if sqn-in.top > limit {
+		return &SQNJumpError{Pipe: in.pipe.ID, Expected: in.top + 1, Received: sqn, Limit: limit, End: end}
+	}
+	in.top = sqn
+	return nil
+}
+
+// satMul is a*b, or the largest uint64 where that overflows.
+func satMul(a, b uint64) uint64 {
+	if a != 0 && b > math.MaxUint64/a {
+		return math.MaxUint64
+	}
+	return a * b
 }
