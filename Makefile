@@ -10,7 +10,7 @@ export MARVELO_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/pytho
 
 RACE_PKGS = ./codec/... ./pipeline/... ./broker/... ./worker/... $(shell $(GO) list ./cmd/... | grep -v /e2e)
 
-.PHONY: all build run test test-race test-short test-chaos test-crash lint bench fuzz clean
+.PHONY: all build run test test-race test-short test-chaos test-crash test-security lint bench fuzz clean
 
 all: build
 
@@ -54,6 +54,14 @@ test-chaos: test-crash
 test-crash:
 	MARVELO_CRASH_TEST=1 $(GO) test -count=1 -timeout 10m -v -run '^TestPowerCut' ./cmd/internal/crashkit/
 	MARVELO_CRASH_TEST=1 $(GO) test -count=1 -timeout 5m -v -run '^TestPowerCutOfTheHeadNode' ./cmd/internal/e2e/
+
+## test-security: the whole end-to-end security suite (cmd/internal/e2e/routes_test.go and
+## security_test.go): a raw NATS client holding a worker identity's, a read-only identity's or the
+## worker token's credentials tries every route of issue 22, and each test checks the refusal and
+## that nothing changed (sink rows, pipeline state, checkpoint, archive bytes, identities).
+## make test runs its fast subset. About a minute.
+test-security:
+	MARVELO_SECURITY=1 $(GO) test -count=1 -timeout 10m -v -run '^(TestSecurity.*|TestSteered.*|TestWorkerIdentityAttacksAreRefused|TestMovedJobsOldWorkerCannotPublishToItsPipe|TestOperatorAndReadOnlyIdentities)$$' ./cmd/internal/e2e/
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)

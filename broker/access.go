@@ -66,6 +66,8 @@ type Identity struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
 	Hash string `json:"hash"` // hex SHA-256 of the identity's secret
+	// Groups, when set at enrolment, are the only groups a worker identity may register with.
+	Groups []string `json:"groups,omitempty"`
 }
 
 type grantKey struct {
@@ -90,6 +92,10 @@ type access struct {
 	reloads    atomic.Uint64  // reloads made (tests)
 	gen        uint64         // counts changes of the tables (under mu)
 	cl         *accessCluster // set in a cluster of brokers (access_cluster.go), else nil
+	iso        *isolation     // the accounts of the isolated identities (isolation.go)
+	// sharedWorker: the broker has a shared worker token, whose clients share an account of
+	// their own (isolation.go). Set before start.
+	sharedWorker bool
 
 	// Under mu: the bucket writes queued by changes not yet committed, in order; the round
 	// under way (nil: none); the gen the server has applied (the last round that reloaded).
@@ -116,7 +122,7 @@ type commitRound struct {
 func newAccess(log *slog.Logger) *access {
 	return &access{log: log, byName: map[string]Identity{}, grants: map[string]map[grantKey]protocol.Assignment{},
 		groups:  map[string][]string{},
-		clients: map[uint64]string{}, violations: map[string]uint64{}}
+		clients: map[uint64]string{}, violations: map[string]uint64{}, iso: newIsolation()}
 }
 
 // checkIdentity authenticates a client presenting an identity's token (protocol.IdentityToken)
@@ -133,14 +139,25 @@ func (a *access) checkIdentity(c server.ClientAuthentication, name, secret strin
 			a.mu.Unlock()
 			return false
 		}
-		a.clients[c.GetID()] = id.Name
 		perms, gen := a.permissionsLocked(id), a.gen
 		// Not held into the server's client lock: the server logs violations (serverLogger)
 		// holding locks of its own.
 		a.mu.Unlock()
+		// A worker or read-only identity is in an account of its own (isolation.go), made before
+		// the identity is in the tables the server reads; an operator is in the global account.
+		var acc *server.Account
+		if name := accountName(id); name != "" {
+			if acc = a.iso.account(name); acc == nil {
+				a.log.Debug("identity refused: its account is not made yet", "identity", id.Name)
+				return false
+			}
+		}
+		a.mu.Lock()
+		a.clients[c.GetID()] = id.Name
+		a.mu.Unlock()
 		// No Username: the server would then look the client up in its own user table on the
 		// next reload, find it absent (this authenticator decides) and close it.
-		c.RegisterUser(&server.User{Permissions: perms})
+		c.RegisterUser(&server.User{Permissions: perms, Account: acc})
 		a.mu.RLock()
 		current := a.gen == gen
 		a.mu.RUnlock()
@@ -185,12 +202,11 @@ func WorkerPermissions(name string, groups []string, grants []protocol.Assignmen
 		protocol.From(protocol.SubjLeave, name), // lifecycle (issue 11): drained on SIGTERM
 		"$JS.API.INFO", protocol.BrokerInboxPrefix + ".>",
 		"$JS.API.STREAM.INFO.KV_" + protocol.CheckpointBucket,
-		// Dependencies: the object store's metadata and chunks, read only.
+		// Dependencies: the object store's metadata and chunks, read by direct gets only (no
+		// consumer: its deliver subject could name any subject of the global account).
 		"$JS.API.STREAM.INFO.OBJ_" + protocol.DepsBucket,
+		"$JS.API.DIRECT.GET.OBJ_" + protocol.DepsBucket,
 		"$JS.API.DIRECT.GET.OBJ_" + protocol.DepsBucket + ".>",
-		"$JS.API.CONSUMER.CREATE.OBJ_" + protocol.DepsBucket + ".*.$O." + protocol.DepsBucket + ".C.*",
-		"$JS.API.CONSUMER.DELETE.OBJ_" + protocol.DepsBucket + ".*",
-		"$JS.FC.OBJ_" + protocol.DepsBucket + ".>",
 	}
 	sub := []string{
 		"marvelo.worker." + name + ".>", protocol.InboxPrefix(name) + ".>",
@@ -212,7 +228,7 @@ func WorkerPermissions(name string, groups []string, grants []protocol.Assignmen
 		}
 		for _, in := range g.Inputs {
 			if in.Realtime {
-				sub = append(sub, in.Subject)
+				sub = append(sub, in.Subject, protocol.RealtimeRelaySubject(in.Subject))
 				continue
 			}
 			pub = append(pub, "$JS.API.STREAM.INFO."+in.Stream,
@@ -233,20 +249,19 @@ func WorkerPermissions(name string, groups []string, grants []protocol.Assignmen
 	}
 }
 
-// readerPermissions: status, workers, logs and top, nothing that changes anything.
+// readerPermissions: status, workers, logs and top, nothing that changes anything. The log
+// stream is read by direct gets: no consumer, whose deliver subject could name any subject.
 func readerPermissions(name string) *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			protocol.SubjStatus, protocol.SubjWorkers, "$JS.API.INFO",
 			"$JS.API.STREAM.INFO." + protocol.LogStream,
-			"$JS.API.CONSUMER.CREATE." + protocol.LogStream + ".>",
-			"$JS.API.CONSUMER.DELETE." + protocol.LogStream + ".>",
-			"$JS.API.CONSUMER.INFO." + protocol.LogStream + ".>",
-			"$JS.API.CONSUMER.MSG.NEXT." + protocol.LogStream + ".>",
-			"$JS.FC." + protocol.LogStream + ".>",
+			"$JS.API.DIRECT.GET." + protocol.LogStream,
+			"$JS.API.DIRECT.GET." + protocol.LogStream + ".>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			protocol.InboxPrefix(name) + ".>", protocol.SubjHeartbeatPrefix + "*", "marvelo.*.event",
+			protocol.LogSubjects, // woken by live lines when following (broker/client/logs.go)
 		}},
 	}
 }
@@ -264,6 +279,12 @@ func dedup(s []string) []string {
 // start loads the enrolled identities and serves the enrolment API. Called once the server runs.
 func (a *access) start(ctx context.Context, ns *server.Server, base *server.Options, nc *nats.Conn, memory bool) ([]*nats.Subscription, error) {
 	a.ns, a.base = ns, base
+	if err := exportGlobal(ns); err != nil {
+		return nil, err
+	}
+	if err := a.isolateSharedWorker(); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -321,6 +342,14 @@ func (a *access) start(ctx context.Context, ns *server.Server, base *server.Opti
 	}
 	if n > 0 {
 		a.log.Info("identities loaded", "count", n)
+		// Make their accounts (isolation.go): the identities log in once they exist.
+		a.mu.Lock()
+		a.gen++
+		gen := a.gen
+		a.mu.Unlock()
+		if err := a.commit(gen); err != nil {
+			return nil, fmt.Errorf("broker: identities: %w", err)
+		}
 	}
 	var subs []*nats.Subscription
 	for subj, h := range map[string]func(*nats.Msg) error{
@@ -361,6 +390,14 @@ func (a *access) handleAdd(m *nats.Msg) error {
 	if len(id.Hash) != 2*sha256.Size {
 		return fmt.Errorf("identity %s: the secret's hash is not a hex SHA-256", id.Name)
 	}
+	if len(id.Groups) > 0 && id.Role != RoleWorker {
+		return fmt.Errorf("identity %s: only a worker is enrolled with groups", id.Name)
+	}
+	for _, g := range id.Groups {
+		if err := protocol.CheckName("group", g); err != nil {
+			return fmt.Errorf("identity %s: %w", id.Name, err)
+		}
+	}
 	a.mu.RLock()
 	_, exists := a.byName[id.Name]
 	kv := a.kv
@@ -381,7 +418,13 @@ func (a *access) handleAdd(m *nats.Msg) error {
 	}
 	a.mu.Lock()
 	a.byName[id.Name] = id
+	a.gen++
+	gen := a.gen
 	a.mu.Unlock()
+	// Its account, and the imports the other accounts gain from it (isolation.go).
+	if err := a.commit(gen); err != nil {
+		return fmt.Errorf("identity %s: %w", id.Name, err)
+	}
 	a.log.Info("identity enrolled", "name", id.Name, "role", id.Role)
 	return nil
 }
@@ -418,6 +461,38 @@ func (a *access) enrolled(name string) bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.byName[name].Role == RoleWorker
+}
+
+// checkClaims refuses a registration that claims what its identity may not: a worker identity
+// never registers as the head node's worker (local) or as a worker of every group (any) — those
+// are the broker's own workers' and marvelo run's —, and only with groups its enrolment names,
+// when it names any. A worker on a shared token is trusted, as that token is (DESIGN.md §10).
+func (a *access) checkClaims(info protocol.WorkerInfo) error {
+	if a == nil {
+		return nil
+	}
+	a.mu.RLock()
+	id, ok := a.byName[info.Name]
+	a.mu.RUnlock()
+	if !ok || id.Role != RoleWorker {
+		return nil
+	}
+	switch {
+	case info.Local:
+		return fmt.Errorf("register %s: worker identity %s may not register as the head node's worker (local): refused", info.Name, id.Name)
+	case info.Any:
+		return fmt.Errorf("register %s: worker identity %s may not register as a worker of every group (any): refused", info.Name, id.Name)
+	}
+	if len(id.Groups) == 0 {
+		return nil
+	}
+	for _, g := range info.Groups {
+		if !slices.Contains(id.Groups, g) {
+			return fmt.Errorf("register %s: worker identity %s is enrolled for groups %s, not %s: refused",
+				info.Name, id.Name, strings.Join(id.Groups, ","), g)
+		}
+	}
+	return nil
 }
 
 // Grant gives worker the subjects of an assignment; it returns once the server applies them.
@@ -591,10 +666,11 @@ func (a *access) commit(gen uint64) error {
 		a.queued = nil
 		a.round = r
 		users := a.usersLocked(r.gen)
+		accounts := a.isolatedLocked()
 		a.mu.Unlock()
 
 		werr := writeOps(kv, ops)
-		rerr := a.reload(users)
+		rerr := a.reload(users, accounts)
 		r.err = errors.Join(werr, rerr)
 		a.mu.Lock()
 		a.round = nil
@@ -668,13 +744,41 @@ func (a *access) usersLocked(gen uint64) []*server.User {
 	return users
 }
 
+// isolatedLocked are the accounts of the identities and of the shared worker token
+// (isolation.go). Callers hold a.mu.
+func (a *access) isolatedLocked() []isolated {
+	ids := make([]Identity, 0, len(a.byName))
+	for _, id := range a.byName {
+		ids = append(ids, id)
+	}
+	return isolatedAccounts(ids, a.sharedWorker)
+}
+
+// isolateSharedWorker makes the shared worker token's account at once, before any identity is
+// loaded: its clients are refused until it exists.
+func (a *access) isolateSharedWorker() error {
+	if !a.sharedWorker {
+		return nil
+	}
+	return a.iso.ensure(a.ns, []isolated{{sharedWorkerAccount, RoleWorker}})
+}
+
 // reload makes the server authenticate every client again (with the tables as they are then:
-// Check reads them). Only commit calls it, one round at a time.
-func (a *access) reload(users []*server.User) error {
+// Check reads them), with the accounts of the identities given (isolation.go): those not made yet
+// are made first. Only commit calls it, one round at a time.
+func (a *access) reload(users []*server.User, accounts []isolated) error {
 	if a.ns == nil {
 		return nil
 	}
+	if err := a.iso.ensure(a.ns, accounts); err != nil {
+		return err
+	}
+	tmpl, err := templates(a.ns, accounts)
+	if err != nil {
+		return err
+	}
 	o := a.base.Clone()
+	o.Accounts = tmpl
 	// Ports chosen at random (-1) are the ones the server took, or the reload would refuse.
 	if addr, ok := a.ns.Addr().(*net.TCPAddr); ok {
 		o.Port = addr.Port

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +63,12 @@ type appliedReply struct {
 func (a *access) startCluster(ctx context.Context, ns *server.Server, base *server.Options, nc *nats.Conn, storage jetstream.StorageType,
 	replicas int, serverName string) ([]*nats.Subscription, <-chan struct{}, error) {
 	a.ns, a.base = ns, base
+	if err := exportGlobal(ns); err != nil {
+		return nil, nil, err
+	}
+	if err := a.isolateSharedWorker(); err != nil {
+		return nil, nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("broker: %w", err)
@@ -249,7 +256,7 @@ func (a *access) applyEntry(e jetstream.KeyValueEntry) bool {
 		a.log.Warn("identity bucket: identity", "key", e.Key(), "error", err)
 		return false
 	}
-	if had && old == id {
+	if had && reflect.DeepEqual(old, id) {
 		return false
 	}
 	a.byName[id.Name] = id

@@ -1,9 +1,6 @@
 package broker
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
@@ -26,18 +23,7 @@ func enrolled(t *testing.T, name string) (*Broker, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Shutdown)
-	secret := "s3cret-" + name
-	sum := sha256.Sum256([]byte(secret))
-	data, _ := json.Marshal(Identity{Name: name, Role: RoleWorker, Hash: hex.EncodeToString(sum[:])})
-	m, err := b.nc.Request(protocol.SubjIdentityAdd, data, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r protocol.Reply
-	if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
-		t.Fatalf("enrol %s: %s %v", name, m.Data, err)
-	}
-	return b, protocol.IdentityToken(name, secret)
+	return b, enrol(t, b, name, RoleWorker)
 }
 
 // publishAllowed publishes on subject and reports whether the server let it through.

@@ -40,7 +40,16 @@ func (a tokenAuth) Check(c server.ClientAuthentication) bool {
 		c.RegisterUser(&server.User{}) // no Username: see access.go
 		return true
 	case a.worker != "" && subtle.ConstantTimeCompare(token, []byte(a.worker)) == 1:
-		c.RegisterUser(&server.User{Permissions: &server.Permissions{
+		// Its clients share an account of their own (isolation.go): the server answers them
+		// there only, never in the global account, whatever reply subject they name.
+		var acc *server.Account
+		if a.ids != nil {
+			acc = a.ids.iso.account(sharedWorkerAccount)
+		}
+		if acc == nil {
+			return false // not made yet: the broker is starting
+		}
+		c.RegisterUser(&server.User{Account: acc, Permissions: &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: workerDenied},
 			// The server's connection events name every client and its address (disconnect.go).
 			Subscribe: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{subjSys}},

@@ -17,8 +17,9 @@ import (
 //
 // The embedded server publishes a connect and a disconnect event for every client connection
 // in its system account ($SYS.ACCOUNT.<account>.CONNECT / DISCONNECT), the servers of a cluster
-// those of each other's clients too. The global account, where marvelo's clients are, imports
-// the two (importConnEvents) as subjConnect and subjDisconnect, which workers may not publish
+// those of each other's clients too. The global account, where the broker is, imports them for
+// every account (importConnEvents: worker identities have accounts of their own) as
+// subjConnect.<account> and subjDisconnect.<account>, which workers may not publish
 // (workerDenied, WorkerPermissions), so the control plane needs no system-account user. An event
 // names the connection by server and client id, and its worker by the client name
 // (protocol.WorkerConnName); an enrolled identity may only name itself (access.checkIdentity).
@@ -41,16 +42,18 @@ const (
 	defaultDisconnectGrace = 100 * time.Millisecond
 )
 
-// importConnEvents makes the embedded server's connect and disconnect events of the global
-// account visible there as subjConnect and subjDisconnect.
+// importConnEvents makes the embedded server's connect and disconnect events of every account
+// visible in the global account as subjConnect.<account> and subjDisconnect.<account>.
 func importConnEvents(ns *server.Server) error {
 	sys, global := ns.SystemAccount(), ns.GlobalAccount()
 	if sys == nil || global == nil {
 		return fmt.Errorf("broker: connection events: the server has no system account")
 	}
+	// Every account's: a worker identity's connections are in an account of its own
+	// (isolation.go). The account's name becomes the last token.
 	for from, to := range map[string]string{
-		"$SYS.ACCOUNT." + global.Name + ".CONNECT":    subjConnect,
-		"$SYS.ACCOUNT." + global.Name + ".DISCONNECT": subjDisconnect,
+		"$SYS.ACCOUNT.*.CONNECT":    subjConnect + ".*",
+		"$SYS.ACCOUNT.*.DISCONNECT": subjDisconnect + ".*",
 	} {
 		if err := sys.AddStreamExport(from, []*server.Account{global}); err != nil {
 			return fmt.Errorf("broker: connection events: export %s: %w", from, err)

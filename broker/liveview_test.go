@@ -19,18 +19,26 @@ import (
 // enrol adds an identity to a running broker and returns its token.
 func enrol(t *testing.T, b *Broker, name, role string) string {
 	t.Helper()
-	secret := "secret-of-" + name
+	return enrolIdentity(t, b, Identity{Name: name, Role: role})
+}
+
+// enrolIdentity adds an identity (its hash made from a secret of its name) to a running broker
+// and returns its token.
+func enrolIdentity(t *testing.T, b *Broker, id Identity) string {
+	t.Helper()
+	secret := "secret-of-" + id.Name
 	sum := sha256.Sum256([]byte(secret))
-	data, _ := json.Marshal(Identity{Name: name, Role: role, Hash: hex.EncodeToString(sum[:])})
+	id.Hash = hex.EncodeToString(sum[:])
+	data, _ := json.Marshal(id)
 	m, err := b.nc.Request(protocol.SubjIdentityAdd, data, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var r protocol.Reply
 	if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
-		t.Fatalf("enrol %s: %s %v", name, m.Data, err)
+		t.Fatalf("enrol %s: %s %v", id.Name, m.Data, err)
 	}
-	return protocol.IdentityToken(name, secret)
+	return protocol.IdentityToken(id.Name, secret)
 }
 
 // TestLiveAuthorizerAdmitsWhomTheAPIAdmitsToReadStatus: the live view admits the operator token

@@ -54,6 +54,13 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	if err := info.CheckGroups(); err != nil {
 		return protocol.Reply{Error: fmt.Sprintf("register %s: %v", info.Name, err)}
 	}
+	if err := c.access.checkClaims(info); err != nil { // issue 22: no flag it may not claim
+		return protocol.Reply{Error: err.Error()}
+	}
+	// Nothing is granted before the registration is accepted (issue 22): the name first.
+	if reply, taken := c.nameTaken(info); taken {
+		return reply
+	}
 	// Placement by offer: it hears its groups' subjects, and those only (access, issue 12).
 	if err := c.access.GrantGroups(info.Name, info.GroupSubjects()); err != nil {
 		return protocol.Reply{Error: fmt.Sprintf("register %s: %v", info.Name, err)}
@@ -62,8 +69,12 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	old, known := c.workers[info.Name]
 	replaced := known && !sameInstance(old.info, info)
 	if replaced && old.alive && old.confirmed {
+		// Taken meanwhile by a registration of another process: its groups stand.
 		c.mu.Unlock()
-		return protocol.Reply{Error: fmt.Sprintf("worker name %q is taken by a live worker on %s (pid %d); choose another with --name", info.Name, old.info.Host, old.info.PID)}
+		if err := c.access.GrantGroups(info.Name, old.info.GroupSubjects()); err != nil {
+			c.log.Error("groups of a live worker not restored", "worker", info.Name, "error", err)
+		}
+		return takenReply(info.Name, old.info)
 	}
 	// The same process registering again (after a reconnect) stays cordoned if it was.
 	cordoned := known && !replaced && old.cordoned
@@ -82,6 +93,22 @@ func (c *control) handleRegister(m *nats.Msg) any {
 	}
 	c.log.Info("worker joined", "worker", info.Name, "groups", info.Groups, "slots", info.Slots, "host", info.Host)
 	return protocol.Reply{OK: true}
+}
+
+// nameTaken reports whether a live worker of another process holds the name a registration
+// claims, with the refusal to answer.
+func (c *control) nameTaken(info protocol.WorkerInfo) (protocol.Reply, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, known := c.workers[info.Name]
+	if known && !sameInstance(old.info, info) && old.alive && old.confirmed {
+		return takenReply(info.Name, old.info), true
+	}
+	return protocol.Reply{}, false
+}
+
+func takenReply(name string, live protocol.WorkerInfo) protocol.Reply {
+	return protocol.Reply{Error: fmt.Sprintf("worker name %q is taken by a live worker on %s (pid %d); choose another with --name", name, live.Host, live.PID)}
 }
 
 // resumeRecovered has the deliveries lost with the previous broker process come again at once

@@ -242,6 +242,7 @@ func (b *Broker) serverOptions() (*server.Options, error) {
 	if b.opts.AuthToken != "" {
 		// Enrolled identities present tokens of their own (access.go).
 		b.access = newAccess(b.log)
+		b.access.sharedWorker = b.opts.WorkerToken != ""
 		o.CustomClientAuthentication = tokenAuth{operator: b.opts.AuthToken, worker: b.opts.WorkerToken, ids: b.access}
 	}
 	switch {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -16,8 +17,13 @@ const realtimeQueue = 256
 // It is made when the job is prepared, before any job of the pipeline starts, so the first
 // blocks are not sent to nobody. When the job falls behind, the oldest message is dropped and
 // counted: for audio a late block is worthless.
+//
+// It subscribes twice: to the pipe's subject, and to where a worker with an identity of its own
+// hears another worker identity's blocks (protocol.RealtimeRelaySubject: each identity is a NATS
+// account of its own, DESIGN.md §10). A block comes by one of them only.
 type realtimeSub struct {
-	sub   *nats.Subscription
+	subs  []*nats.Subscription
+	mu    sync.Mutex // the two subscriptions deliver on goroutines of their own
 	ch    chan inMsg
 	drops atomic.Uint64
 }
@@ -28,24 +34,29 @@ func subscribeRealtime(nc *nats.Conn, in *input) (*realtimeSub, error) {
 		capacity = in.pipe.MaxQueue
 	}
 	rs := &realtimeSub{ch: make(chan inMsg, capacity)}
-	sub, err := nc.Subscribe(in.pipe.Subject, func(m *nats.Msg) {
-		rs.offer(in.parse(m.Header, m.Data))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("input pipe %d: subscribe %s: %w", in.pipe.ID, in.pipe.Subject, err)
+	for _, subject := range []string{in.pipe.Subject, protocol.RealtimeRelaySubject(in.pipe.Subject)} {
+		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			rs.offer(in.parse(m.Header, m.Data))
+		})
+		if err != nil {
+			rs.close()
+			return nil, fmt.Errorf("input pipe %d: subscribe %s: %w", in.pipe.ID, subject, err)
+		}
+		rs.subs = append(rs.subs, sub)
 	}
-	// The subscription must be known to the server before the sources start.
+	// The subscriptions must be known to the server before the sources start.
 	if err := nc.Flush(); err != nil {
-		_ = sub.Unsubscribe()
+		rs.close()
 		return nil, fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)
 	}
-	rs.sub = sub
 	return rs, nil
 }
 
-// offer queues a message, dropping the oldest when the queue is full. Only the subscription's
-// goroutine sends, so after one drop there is room.
+// offer queues a message, dropping the oldest when the queue is full. The subscriptions send
+// one at a time, so after one drop there is room.
 func (rs *realtimeSub) offer(m inMsg) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
 	select {
 	case rs.ch <- m:
 		return
@@ -64,8 +75,11 @@ func (rs *realtimeSub) offer(m inMsg) {
 }
 
 func (rs *realtimeSub) close() {
-	if rs != nil && rs.sub != nil {
-		_ = rs.sub.Unsubscribe()
+	if rs == nil {
+		return
+	}
+	for _, sub := range rs.subs {
+		_ = sub.Unsubscribe()
 	}
 }
 

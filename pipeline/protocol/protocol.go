@@ -76,6 +76,22 @@ func PipeSubject(pipelineName string, pipe int) string {
 	return "marvelo." + pipelineName + ".pipe." + strconv.Itoa(pipe)
 }
 
+// PipeSubjects matches the subjects of every pipe of every pipeline (PipeSubject, PipeEndSubject).
+const PipeSubjects = "marvelo.*.pipe.>"
+
+// RealtimeRelayPrefix starts the subjects on which a worker with an identity of its own hears
+// the pipe blocks published by another worker identity: RealtimeRelayPrefix.<account>.<pipe
+// subject>. Each identity is a NATS account of its own (DESIGN.md §10), and what one isolated
+// account publishes reaches another only through an import from the publisher's account, which
+// names it. A realtime input is subscribed on its subject and on RealtimeRelaySubject.
+const RealtimeRelayPrefix = "marvelo-rt"
+
+// RealtimeRelaySubject is where a worker identity hears a realtime pipe's blocks published by
+// other worker identities (RealtimeRelayPrefix).
+func RealtimeRelaySubject(pipeSubject string) string {
+	return RealtimeRelayPrefix + ".*." + pipeSubject
+}
+
 // PipeEndSubject carries the end-of-stream marker of a max_queue pipe, beside its blocks' subject
 // in the same stream: the queue's limit counts the blocks' subject only, so the marker never
 // takes a block's place.
@@ -223,6 +239,11 @@ type PipeBinding struct {
 	// An executable's output that does not fit says so.
 	CodecDefault bool `json:"codec_default,omitempty"`
 }
+
+// PipeMaxMsgs is the most messages a pipe's stream holds unread (a pipe without max_queue); its
+// writer then waits (backpressure). With the publisher's batch bound it also bounds how far ahead
+// of the last SQN of a pipe the next one may be (worker: maxSQNJump, DESIGN §7).
+const PipeMaxMsgs = 4096
 
 // Assignment tells a worker to run one job.
 type Assignment struct {

@@ -260,11 +260,16 @@ func (c *cluster) workerAlive(name string) bool {
 // marvelo runs the marvelo command against the cluster and returns stdout, stderr, exit code.
 func (c *cluster) marvelo(args ...string) (string, string, int) {
 	c.t.Helper()
+	return runMarvelo(c.t, c.dir, c.operatorArgs(args...)...)
+}
+
+// operatorArgs are a marvelo command's arguments with this cluster's broker and operator token.
+func (c *cluster) operatorArgs(args ...string) []string {
 	args = append(args, "--broker", c.url)
 	if c.token != "" {
 		args = append(args, "--auth-token", c.token)
 	}
-	return runMarvelo(c.t, c.dir, args...)
+	return args
 }
 
 func runMarvelo(t *testing.T, dir string, args ...string) (string, string, int) {

@@ -354,7 +354,7 @@ func TestLogsFollowEndsOnSIGINTAndAtTheEndOfTheRun(t *testing.T) {
     {"id": 1, "type": "counter", "args": {"interval": "5ms"}, "outputs": [1]},
     {"id": 2, "type": "discard", "inputs": [1]}]}`)
 	c.submit(endless)
-	follow := start(t, "logs -f endless", "marvelo", "logs", "endless", "-f", "--broker", c.url)
+	follow := start(t, "logs -f endless", "marvelo", c.operatorArgs("logs", "endless", "-f")...)
 	c.waitFor("the job to run", func() bool { return jobState(c.status("endless"), 2) == protocol.StateRunning })
 	c.waitFor("logs -f to follow", func() bool { return strings.Contains(follow.out.String(), "following the logs") })
 	began := time.Now()
@@ -371,7 +371,7 @@ func TestLogsFollowEndsOnSIGINTAndAtTheEndOfTheRun(t *testing.T) {
 		t.Errorf("logs -f exit %d after SIGINT, want 0", code)
 	}
 	// Following a run that ends: the command ends with it, having printed its last lines.
-	follow = start(t, "logs -f endless", "marvelo", "logs", "endless", "-f", "--broker", c.url)
+	follow = start(t, "logs -f endless", "marvelo", c.operatorArgs("logs", "endless", "-f")...)
 	c.waitFor("logs -f to follow", func() bool { return strings.Contains(follow.out.String(), "following the logs") })
 	if _, errOut, code := c.marvelo("stop", "endless"); code != 0 {
 		t.Fatalf("stop: exit %d: %s", code, errOut)

@@ -318,3 +318,52 @@ func TestOperatorAndReadOnlyIdentities(t *testing.T) {
 		t.Errorf("stop as operator alice: exit %d: %s", code, errOut)
 	}
 }
+
+// TestSecurityReadOnlyIdentityDirectAttacksAreRefused: a read-only operator identity, with a raw
+// nats.go client while the victim runs, publishes to every operator API subject, the victim's
+// pipe, its checkpoint, the dependency bucket, the identity bucket, a worker's heartbeat and the
+// JetStream API that reads pipes and checkpoints or changes the log stream, and subscribes to
+// the victim's pipe, every marvelo subject, others' inboxes and the buckets: each is refused by
+// the server, and the victim is unchanged (routes_test.go's scene). Long: make test-security.
+func TestSecurityReadOnlyIdentityDirectAttacksAreRefused(t *testing.T) {
+	longSecurity(t)
+	s := newRouteScene(t)
+	ro := s.c.rawClient("dash", s.c.enrolAs("operator", "dash", "--read-only"))
+	s.ids = s.identities() // dash's, enrolled by the test
+	stream := protocol.PipeStream("victim", 3)
+	ckpt := "$KV." + protocol.CheckpointBucket + "." + s.victimKey
+	for _, subj := range []string{protocol.SubjStop, protocol.SubjSubmit, protocol.SubjReset, protocol.SubjDrain,
+		protocol.SubjUncordon, protocol.SubjRemove, protocol.SubjIdentityAdd, protocol.SubjIdentityRemove} {
+		ro.publishRefused("operator API", subj, []byte(stopBody))
+	}
+	for _, p := range []struct{ what, subject string }{
+		{"forged block", s.victimPipe},
+		{"checkpoint overwrite", ckpt},
+		{"checkpoint read", ownGetSubject(s.victimKey)},
+		{"pipe read", "$JS.API.DIRECT.GET." + stream},
+		{"pipe pull", "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + s.c.pipeConsumer(stream)},
+		{"dependency read", "$JS.API.DIRECT.GET." + depsStream},
+		{"dependency write", "$O." + protocol.DepsBucket + ".C.evil"},
+		{"identity write", "$KV.marvelo_identities.mallory"},
+		{"heartbeat of a worker", protocol.SubjHeartbeatPrefix + "wv"},
+		{"registration as a worker", protocol.From(protocol.SubjRegister, "dash")},
+		{"log stream purge", "$JS.API.STREAM.PURGE." + protocol.LogStream},
+		{"log stream delete", "$JS.API.STREAM.DELETE." + protocol.LogStream},
+		{"log message delete", "$JS.API.STREAM.MSG.DELETE." + protocol.LogStream},
+		{"log consumer", "$JS.API.CONSUMER.CREATE." + protocol.LogStream},
+		{"stream list", "$JS.API.STREAM.LIST"},
+	} {
+		ro.publishRefused(p.what, p.subject, []byte(`{"seq":1}`))
+	}
+	for _, p := range []struct{ what, subject string }{
+		{"pipe read", s.victimPipe},
+		{"every marvelo subject", "marvelo.>"},
+		{"others' replies", "_INBOX.>"},
+		{"checkpoint watch", "$KV." + protocol.CheckpointBucket + ".>"},
+		{"dependency watch", "$O." + protocol.DepsBucket + ".>"},
+		{"offers", protocol.GroupSubject("*", ">")},
+	} {
+		ro.subscribeRefused(p.what, p.subject)
+	}
+	s.unchanged(t)
+}
