@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// PKT-1: raw bytes SQN=2 (8 bytes BE) ‖ 0b11100000 ‖ 16 data bytes.
-func TestPKT1(t *testing.T) {
+// SPEC PKT1: raw bytes SQN=2 (8 bytes BE) ‖ 0b11100000 ‖ 16 data bytes.
+func TestABlockOfSQNHeadAndPayloadDecodesWithItsFlagsAndReencodesToTheSameBytes(t *testing.T) {
 	data := []byte("0123456789abcdef")
 	raw := append([]byte{0, 0, 0, 0, 0, 0, 0, 2, 0b11100000}, data...)
 	b, err := DecodeBlock(raw, 1)

@@ -9,9 +9,9 @@ import (
 // h12 is the H of SPEC §9.2: Head(12, 1) = 00001100.
 var h12 = NewHead(12, 1)
 
-// HEAD-1: head_size takes a delta: +1 → size 2, value 3072; −1 → size 1, value 12; −4 → size 1,
+// SPEC HEAD1: head_size takes a delta: +1 → size 2, value 3072; −1 → size 1, value 12; −4 → size 1,
 // value 12.
-func TestHEAD1(t *testing.T) {
+func TestResizingAHeadAddsOrDropsLowBytesWithinOneToFourBytes(t *testing.T) {
 	steps := []struct {
 		delta       int
 		size, value int
@@ -35,8 +35,8 @@ func TestHEAD1(t *testing.T) {
 	}
 }
 
-// HEAD-2: slices of H; each compares equal to the int and to Head(int, 1).
-func TestHEAD2(t *testing.T) {
+// SPEC HEAD2: slices of H; each compares equal to the int and to Head(int, 1).
+func TestHeadSlicesFollowPythonSliceRulesAndStayOneByte(t *testing.T) {
 	for _, tc := range []struct {
 		py                string
 		start, stop, step int
@@ -69,8 +69,8 @@ func TestHeadSliceZeroStepPanics(t *testing.T) {
 	h12.Slice(0, 8, 0)
 }
 
-// HEAD-3: index reads, negative indexes counting from the least significant bit.
-func TestHEAD3(t *testing.T) {
+// SPEC HEAD3: index reads, negative indexes counting from the least significant bit.
+func TestHeadIndexesCountFromTheMostSignificantBitAndNegativeOnesFromTheLeast(t *testing.T) {
 	for i, want := range map[int]bool{0: false, 5: true, -1: false, -3: true, -4: true, -5: false, -8: false} {
 		if got := h12.Bit(i); got != want {
 			t.Errorf("H[%d] = %v, want %v", i, got, want)
@@ -78,8 +78,8 @@ func TestHEAD3(t *testing.T) {
 	}
 }
 
-// HEAD-4: [-8]=1 → 140; then [7]=1 → 141; then [-3]=0 → 137.
-func TestHEAD4(t *testing.T) {
+// SPEC HEAD4: [-8]=1 → 140; then [7]=1 → 141; then [-3]=0 → 137.
+func TestSettingAHeadBitByIndexChangesOnlyThatBit(t *testing.T) {
 	h := h12
 	for _, s := range []struct {
 		index int
@@ -93,9 +93,9 @@ func TestHEAD4(t *testing.T) {
 	}
 }
 
-// HEAD-5: the reset bit cannot be set (by either index), only cleared; out-of-range indexes fail;
-// or of two heads; ~Head(0,1) is 255 (Go correction: the original gives -1).
-func TestHEAD5(t *testing.T) {
+// SPEC HEAD5: the reset bit cannot be set (by either index), only cleared; out-of-range indexes
+// fail; or of two heads; ~Head(0,1) is 255 (Go correction: the original gives -1).
+func TestTheResetBitCanBeClearedButNeverSetAndOutOfRangeIndexesFail(t *testing.T) {
 	for _, i := range []int{1, -7} {
 		if _, err := h12.With(i, true); !errors.Is(err, ErrReservedBit) {
 			t.Errorf("H[%d]=1: error %v, want ErrReservedBit", i, err)
@@ -200,9 +200,9 @@ func TestHeadString(t *testing.T) {
 	}
 }
 
-// PKT-2 (the head setter of a packet): the byte 0x6F → 111, the int 255 → 255, and 256 or two
+// SPEC PKT2 (the head setter of a packet): the byte 0x6F → 111, the int 255 → 255, and 256 or two
 // bytes → "Header has unexpected size".
-func TestPKT2HeadSetter(t *testing.T) {
+func TestAHeadParsesFromAByteOrAnIntAndAWiderValueIsRefused(t *testing.T) {
 	if h, err := ParseHead([]byte{0x6F}, 1); err != nil || h.Value != 111 {
 		t.Errorf("ParseHead(0x6F) = %v, %v; want 111", h, err)
 	}
@@ -228,9 +228,9 @@ func TestPKT2HeadSetter(t *testing.T) {
 	}
 }
 
-// PKT-3: with head 11100000, corrupted, finished and reset are all true; clearing each flag makes
-// only that flag false. Checked for every head size: the masks derive from the size.
-func TestPKT3HeadFlags(t *testing.T) {
+// SPEC PKT3: with head 11100000, corrupted, finished and reset are all true; clearing each flag
+// makes only that flag false. Checked for every head size: the masks derive from the size.
+func TestClearingOneHeadFlagClearsOnlyThatFlagAtEveryHeadSize(t *testing.T) {
 	for size := 1; size <= 4; size++ {
 		all := NewHead(0b111<<(8*uint(size)-3), size)
 		if !all.Corrupted() || !all.Reset() || !all.Finished() {

@@ -143,13 +143,13 @@ func (j *sb6) Run(ctx *job.Context, v any) (job.Outputs, error) {
 	return out, nil
 }
 
-// TestSB6: entries with varying SQNs (3, 4, 7, 8, 9, 15) and head 10000000 through a job with
+// SPEC SB6: entries with varying SQNs (3, 4, 7, 8, 9, 15) and head 10000000 through a job with
 // 10 outputs that tries to set the reset bit on each — a Go job writing 11000000 (SetOutHead
 // refuses it, 10000000 is taken), an executable answering 01000000 (its own corrupted bit would
 // skip the round): every output carries the round's SQN unchanged, with head 10000000 (the job
 // cannot set reset), and dummies (corrupted) where SQNs are missing. Finishing in the first
 // round (Finish, or the program's finished bit) ends the job: one block per output, 10100000.
-func TestSB6(t *testing.T) {
+func TestAConnectorPassesEachRoundsSQNToTenOutputsAndCannotSetTheResetBit(t *testing.T) {
 	sqns := []uint64{3, 4, 7, 8, 9, 15}
 	for _, kind := range []string{"go", "exec"} {
 		for _, finish := range []bool{false, true} {
@@ -289,10 +289,10 @@ func span(from, to uint64, head map[uint64]uint32) []codec.Block {
 	return bs
 }
 
-// TestSQN11MaxQueueDropsWholeRoundsOnEveryInputAtOnce: three max_queue 10 inputs that were each
-// sent blocks 1…14 while the job was away hold 5…14; the job, Go or executable, runs rounds 5…14
-// — rounds 1…4 dropped whole on every input at once, no dummies — and counts 12 drops.
-func TestSQN11MaxQueueDropsWholeRoundsOnEveryInputAtOnce(t *testing.T) {
+// SPEC SQN11: three max_queue 10 inputs that were each sent blocks 1…14 while the job was away hold
+// 5…14; the job, Go or executable, runs rounds 5…14 — rounds 1…4 dropped whole on every input at
+// once, no dummies — and counts 12 drops.
+func TestMaxQueueDropsWholeRoundsOnEveryInputAtOnce(t *testing.T) {
 	for _, kind := range []string{"go", "exec"} {
 		t.Run(kind, func(t *testing.T) {
 			_, js := startJetStream(t)
@@ -320,10 +320,10 @@ func TestSQN11MaxQueueDropsWholeRoundsOnEveryInputAtOnce(t *testing.T) {
 	}
 }
 
-// TestSQN12SinksAndConnectorsEndOnTheFinishedBit: blocks 1…10 with the finished bit on 5 and no
-// end marker: a connector (Go or executable) answers rounds 1…5, the last with the finished bit
-// (SB-4: finished = job OR input), and ends without waiting for more; a sink ends after round 5.
-func TestSQN12SinksAndConnectorsEndOnTheFinishedBit(t *testing.T) {
+// SPEC SQN12: blocks 1…10 with the finished bit on 5 and no end marker: a connector (Go or
+// executable) answers rounds 1…5, the last with the finished bit (SB-4: finished = job OR input),
+// and ends without waiting for more; a sink ends after round 5.
+func TestSinksAndConnectorsEndOnTheFinishedBit(t *testing.T) {
 	fin := map[uint64]uint32{5: 0x20}
 	for _, kind := range []string{"go", "exec"} {
 		t.Run(kind+"_connector", func(t *testing.T) {
@@ -364,12 +364,12 @@ func (j *finishAt) Run(ctx *job.Context, v any) (any, error) {
 	return v, nil
 }
 
-// TestSB5ConnectorWithoutHeadPassesTheConnectionHead: a connector without head: true, Go (sum)
-// or executable (proto.py, which sees no heads), writes each round's connection head unchanged —
-// user bits and corrupted included, 00000000, 10000000, 00011101, 10100000 — and the finished
-// bit in it ends the job after that round (no end marker, more blocks waiting). A Go connector
-// without head that calls Finish signals it: its last block carries the finished bit.
-func TestSB5ConnectorWithoutHeadPassesTheConnectionHead(t *testing.T) {
+// SPEC SB5: a connector without head: true, Go (sum) or executable (proto.py, which sees no heads),
+// writes each round's connection head unchanged — user bits and corrupted included, 00000000,
+// 10000000, 00011101, 10100000 — and the finished bit in it ends the job after that round (no end
+// marker, more blocks waiting). A Go connector without head that calls Finish signals it: its last
+// block carries the finished bit.
+func TestAConnectorWithoutHeadPassesTheConnectionHead(t *testing.T) {
 	heads := map[uint64]uint32{2: 0b10000000, 3: 0b00011101, 4: 0b10100000}
 	for _, kind := range []string{"go", "exec"} {
 		t.Run(kind, func(t *testing.T) {
@@ -506,12 +506,12 @@ func (j sb4) Run(ctx *job.Context, v any) (any, error) {
 	return v, ctx.SetHead(pipeline.NewHead(j.h, 1))
 }
 
-// TestSB4ConnectorWithHeadThroughTheEngine: SPEC SB-4's table, a connector with head: true fed
-// blocks 10 (head h_in), 11 and 12: the out block 10 has the head of the table and the later
-// ones the job's head; a finished bit, the input's or the job's own, ends the job after block 10.
-// A Go job cannot write the reset bit (SetHead refuses it) and an executable's corrupted bit
-// skips its round, so row 1 is 10100000 for Go and 01100000 (reset forced off) for the program.
-func TestSB4ConnectorWithHeadThroughTheEngine(t *testing.T) {
+// SPEC SB4: its table, a connector with head: true fed blocks 10 (head h_in), 11 and 12: the out
+// block 10 has the head of the table and the later ones the job's head; a finished bit, the input's
+// or the job's own, ends the job after block 10. A Go job cannot write the reset bit (SetHead
+// refuses it) and an executable's corrupted bit skips its round, so row 1 is 10100000 for Go and
+// 01100000 (reset forced off) for the program.
+func TestAConnectorWithHeadWritesItsHeadThroughTheEngineAndEndsOnAFinishedBit(t *testing.T) {
 	rows := []struct {
 		in, goJob, execJob uint32
 		want               string

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
@@ -281,10 +282,10 @@ func (sumProd) Run(_ *job.Context, a, b int64) (job.Outputs, error) {
 	return job.Outputs{a + b, a * b}, nil
 }
 
-// TestE2E1TwoOutputConnector: two counters 1…5 into a connector with two outputs, a+b and a·b,
-// a Go job and an executable each: one sink gets 2 4 6 8 10, the other 1 4 9 16 25, both ending
-// with the finished bit.
-func TestE2E1TwoOutputConnector(t *testing.T) {
+// SPEC E2E1: two counters 1…5 into a connector with two outputs, a+b and a·b, a Go job and an
+// executable each: one sink gets 2 4 6 8 10, the other 1 4 9 16 25, both ending with the finished
+// bit.
+func TestATwoOutputConnectorSendsSumsAndProductsToTwoSinksEndingWithTheFinishedBit(t *testing.T) {
 	for _, kind := range []string{"go", "exec"} {
 		t.Run(kind, func(t *testing.T) {
 			base := protoBase(t)
@@ -322,10 +323,10 @@ func TestE2E1TwoOutputConnector(t *testing.T) {
 	}
 }
 
-// TestE2E3NoCPUSpentWhileIdle: a pipeline that waits most of the time — a source ticking every
-// 250 ms through a Go connector and an executable connector (one behind max_queue) to a sink —
-// costs this process (broker, NATS, worker) almost no CPU: nothing spins while it waits.
-func TestE2E3NoCPUSpentWhileIdle(t *testing.T) {
+// SPEC E2E3: a pipeline that waits most of the time — a source ticking every 250 ms through a Go
+// connector and an executable connector (one behind max_queue) to a sink — costs this process
+// (broker, NATS, worker) almost no CPU: nothing spins while it waits.
+func TestAPipelineThatWaitsSpendsAlmostNoCPU(t *testing.T) {
 	base := protoBase(t)
 	env := startEnv(t, nil)
 	p := &pipeline.Pipeline{Name: "idle", Jobs: []pipeline.Job{
@@ -398,7 +399,9 @@ func TestSumAndProductOverDummiesAfterAReset(t *testing.T) {
 				st, err = runDoc(t, env, encode(t, p), nil)
 				done <- err
 			}()
-			waitFor(t, func() bool { return len(sums.snapshot()) >= 50 && len(prods.snapshot()) >= 50 })
+			testkit.WaitEvery(t, 20*time.Second, 5*time.Millisecond, "50 values at each sink", func() bool {
+				return len(sums.snapshot()) >= 50 && len(prods.snapshot()) >= 50
+			})
 			if err := env.Client.Reset(context.Background(), p.Name, time.Time{}); err != nil {
 				t.Fatalf("reset: %v", err)
 			}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/pipeline/job"
@@ -250,7 +251,7 @@ func TestDrainingAnExecutableSource(t *testing.T) {
 		st, err = env.RunPipeline(ctx, "drain", encode(t, p), Options{BaseDir: base})
 		done <- err
 	}()
-	waitFor(t, func() bool {
+	testkit.WaitEvery(t, 20*time.Second, 5*time.Millisecond, "over 100 rows in the sink's file", func() bool {
 		b, _ := os.ReadFile(out)
 		return bytes.Count(b, []byte("\n")) > 100
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/pipeline/job"
@@ -281,23 +282,17 @@ func TestMaxQueueKeepsTheNewestBlocksWhenTheConsumerStalls(t *testing.T) {
 // waitJobState polls the broker, bounded, until a job reaches a state.
 func waitJobState(t *testing.T, env *Env, name string, jobID int, state string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	testkit.WaitEvery(t, 20*time.Second, 20*time.Millisecond, fmt.Sprintf("job %d of %s to reach %s", jobID, name, state), func() bool {
 		sts, err := env.Client.Status(context.Background(), name)
 		if err == nil && len(sts) == 1 {
 			for _, j := range sts[0].Jobs {
 				if j.ID == jobID && j.State == state {
-					return
+					return true
 				}
 			}
 		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-t.Context().Done():
-			return
-		}
-	}
-	t.Fatalf("job %d of %s did not reach %s", jobID, name, state)
+		return false
+	})
 }
 
 // failing fails on its third block.
@@ -479,7 +474,7 @@ func TestResetRestartsTheSourcesNumbering(t *testing.T) {
 		_, err := runDoc(t, env, encode(t, p), nil)
 		done <- err
 	}()
-	waitFor(t, func() bool { return len(rec.snapshot()) >= 20 })
+	testkit.WaitEvery(t, 20*time.Second, 5*time.Millisecond, "20 values at the sink", func() bool { return len(rec.snapshot()) >= 20 })
 	if err := env.Client.Reset(context.Background(), "reset", time.Time{}); err != nil {
 		t.Fatalf("reset: %v", err)
 	}
@@ -501,21 +496,6 @@ func TestResetRestartsTheSourcesNumbering(t *testing.T) {
 	// but the one dummy round a reset costs.
 	if last := rec.values[len(rec.values)-1]; last != int64(400) {
 		t.Errorf("last value %v, want 400", last)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		select {
-		case <-time.After(5 * time.Millisecond):
-		case <-t.Context().Done():
-			return
-		}
 	}
 }
 

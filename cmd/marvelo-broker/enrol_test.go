@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,63 +15,31 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/marvelo/marvelo/broker/client"
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
-
-// buildBroker builds this marvelo-broker into a fresh folder and returns its path.
-func buildBroker(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "marvelo-broker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // startBroker runs bin as a broker with an operator token on a random loopback port, and returns
 // its URL once its control plane answers. The process is killed at the end of the test.
 func startBroker(t *testing.T, bin, token string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	var out bytes.Buffer
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	cmd := exec.Command(bin, "--listen", addr, "--memory", "--no-local", "--auth-token", token)
-	cmd.Stdout, cmd.Stderr, cmd.Dir = &out, &out, t.TempDir()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("--- marvelo-broker:\n%s", out.String())
-		}
-	})
+	cmd.Dir = t.TempDir()
+	testkit.Start(t, "marvelo-broker", cmd)
 	url := "nats://" + addr
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond) // bounded polling until the process listens
-	defer tick.Stop()
-	for {
+	testkit.WaitFor(t, 30*time.Second, "the broker at "+url+" to answer", func() bool {
 		nc, err := nats.Connect(url, nats.Token(token))
-		if err == nil {
-			var r protocol.WorkersReply
-			err = client.New(nc).Call(ctx, protocol.SubjWorkers, struct{}{}, &r)
-			nc.Close()
-			if err == nil {
-				return url
-			}
+		if err != nil {
+			return false
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the broker at %s does not answer: %v", url, err)
-		case <-tick.C:
-		}
-	}
+		defer nc.Close()
+		var r protocol.WorkersReply
+		return client.New(nc).Call(ctx, protocol.SubjWorkers, struct{}{}, &r) == nil
+	})
+	return url
 }
 
 // TestEnrolmentAsAWorkerOrReadOnlyIdentityFailsWithin2sNamingTheIdentityAndTheRight: worker
@@ -81,7 +48,7 @@ func startBroker(t *testing.T, bin, token string) string {
 // identity may not publish to which enrolment subject and that it is an operator's right, and
 // leave no credentials file behind.
 func TestEnrolmentAsAWorkerOrReadOnlyIdentityFailsWithin2sNamingTheIdentityAndTheRight(t *testing.T) {
-	bin := buildBroker(t)
+	bin := testkit.GoBuild(t, ".", "marvelo-broker")
 	url := startBroker(t, bin, "op-token")
 	dir := t.TempDir()
 	run := func(args ...string) (string, int, time.Duration) {
@@ -147,7 +114,7 @@ func TestEnrolmentAsAWorkerOrReadOnlyIdentityFailsWithin2sNamingTheIdentityAndTh
 // broker process; a registration of wg naming group gb is refused naming both, one naming ga is
 // accepted; a group that is not a name is refused at the command line (exit 2).
 func TestWorkerEnrolledWithGroupsMayRegisterWithThoseOnly(t *testing.T) {
-	bin := buildBroker(t)
+	bin := testkit.GoBuild(t, ".", "marvelo-broker")
 	url := startBroker(t, bin, "op-token")
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "worker", "add", "wg", "--groups", "ga", "--broker", url, "--auth-token", "op-token")

@@ -14,22 +14,13 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 )
 
 // The traps of issue 24 that a new user meets in the documents and the command line, each
 // reproduced as the user met it.
-
-// buildMarvelo builds this marvelo into a fresh folder and returns its path.
-func buildMarvelo(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "marvelo")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // bareEnv is a new user's environment without network: PATH without go or marvelo, the Go
 // module proxy off, the module cache and build cache as they are.
@@ -64,7 +55,7 @@ func TestInitFromACopiedBinaryMakesAProjectThatBuildsOffline(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(installed), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(buildMarvelo(t))
+	data, err := os.ReadFile(testkit.GoBuild(t, ".", "marvelo"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +277,7 @@ func TestFlagCompletionOffersLongFlagsAndNeverTheHiddenOne(t *testing.T) {
 	if err != nil {
 		t.Skip("no bash to run the script")
 	}
-	bin := buildMarvelo(t)
+	bin := testkit.GoBuild(t, ".", "marvelo")
 	script := writeFile(t, "marvelo.bash", runApp(t, "completion", "bash").stdout)
 	for cur, want := range map[string]string{"-": "--wait", "--": "--wait", "--ti": "--timeout", "sub": "submit"} {
 		words := "marvelo submit p.json"

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/jobtest"
 	"github.com/marvelo/marvelo/worker/exectest"
@@ -67,11 +68,7 @@ func TestDocsRunnableCommands(t *testing.T) {
 	if raceEnabled {
 		t.Skip("runs separate processes: nothing for the race detector")
 	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "marvelo"), ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := filepath.Dir(testkit.GoBuild(t, ".", "marvelo"))
 	root, _ := filepath.Abs("../..")
 	ran := 0
 	for _, b := range docBlocks(t) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
@@ -30,7 +31,7 @@ func TestLogsJSONPrintsOneObjectALine(t *testing.T) {
 	if _, err := env.Client.Submit(ctx, doc, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the pipeline to finish", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the pipeline to finish", func() bool {
 		st, err := env.Client.Status(ctx, "jl")
 		return err == nil && len(st) == 1 && protocol.Terminal(st[0].State)
 	})

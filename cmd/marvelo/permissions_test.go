@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/marvelo/marvelo/broker"
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 )
 
 // enrol makes an identity on the broker at url with the real marvelo-broker (KIND add NAME) and
@@ -36,11 +37,8 @@ func TestOperatorCommandsAsAWorkerOrReadOnlyIdentityFailWithin2sNamingTheIdentit
 		t.Fatal(err)
 	}
 	defer b.Shutdown()
-	marvelo := buildMarvelo(t)
-	brokerBin := filepath.Join(t.TempDir(), "marvelo-broker")
-	if out, err := exec.Command("go", "build", "-o", brokerBin, "../marvelo-broker").CombinedOutput(); err != nil {
-		t.Fatalf("go build marvelo-broker: %v\n%s", err, out)
-	}
+	marvelo := testkit.GoBuild(t, ".", "marvelo")
+	brokerBin := testkit.GoBuild(t, "../marvelo-broker", "marvelo-broker")
 	url := b.ClientURL()
 	w1 := enrol(t, brokerBin, url, "op-token", "worker", "w1")
 	ro := enrol(t, brokerBin, url, "op-token", "operator", "ro", "--read-only")

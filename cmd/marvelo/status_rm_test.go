@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
@@ -49,7 +50,7 @@ func TestStatusSummarisesAndRmForgetsEndedPipelines(t *testing.T) {
 		}
 		return st[0].State
 	}
-	waitFor(t, "done to finish and live to run", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "done to finish and live to run", func() bool {
 		return state("done") == protocol.StateFinished && state("live") == protocol.StateRunning
 	})
 
@@ -106,7 +107,7 @@ func TestStatusSummarisesAndRmForgetsEndedPipelines(t *testing.T) {
 	if _, err := env.Client.Submit(ctx, done, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "done to finish again", func() bool { return state("done") == protocol.StateFinished })
+	testkit.WaitFor(t, 30*time.Second, "done to finish again", func() bool { return state("done") == protocol.StateFinished })
 	if st, err := env.Client.Status(ctx, "done"); err != nil || st[0].Run != 1 || len(st[0].Runs) != 1 {
 		t.Errorf("done submitted again: %v %+v, want run 1 of 1", err, st)
 	}

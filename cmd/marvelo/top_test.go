@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/marvelo/marvelo/broker"
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/pipeline/job"
@@ -39,29 +40,13 @@ func blocksOut(t *testing.T, url string) float64 {
 	return metricValue(t, url, "marvelo_job_blocks_out_total", `pipeline="live",job="1"`)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond) // bounded polling of an HTTP endpoint
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 func TestMetricsRiseAndTopShowsRates(t *testing.T) {
 	env, url := runWithMetrics(t, registry, "live", `{"name": "live", "jobs": [
 		{"id": 1, "type": "counter", "args": {"interval": "5ms"}, "outputs": [1]},
 		{"id": 2, "type": "discard", "inputs": [1]}]}`)
 	var first float64
-	waitFor(t, "a first count on /metrics", func() bool { first = blocksOut(t, url); return first > 0 })
-	waitFor(t, "the count to rise", func() bool { return blocksOut(t, url) > first })
+	testkit.WaitFor(t, 30*time.Second, "a first count on /metrics", func() bool { first = blocksOut(t, url); return first > 0 })
+	testkit.WaitFor(t, 30*time.Second, "the count to rise", func() bool { return blocksOut(t, url) > first })
 	// The byte counters, both ends of the pipe, rise too.
 	for _, s := range []struct{ name, labels string }{
 		{"marvelo_job_bytes_out_total", `pipeline="live",job="1"`},
@@ -69,11 +54,11 @@ func TestMetricsRiseAndTopShowsRates(t *testing.T) {
 		{"marvelo_pipe_messages_total", `pipeline="live",pipe="1",job="2"`},
 	} {
 		var before float64
-		waitFor(t, "a first "+s.name, func() bool { before = metricValue(t, url, s.name, s.labels); return before > 0 })
-		waitFor(t, s.name+" to rise", func() bool { return metricValue(t, url, s.name, s.labels) > before })
+		testkit.WaitFor(t, 30*time.Second, "a first "+s.name, func() bool { before = metricValue(t, url, s.name, s.labels); return before > 0 })
+		testkit.WaitFor(t, 30*time.Second, s.name+" to rise", func() bool { return metricValue(t, url, s.name, s.labels) > before })
 	}
 	// A Go job's process is the worker's, here this test's: it has used CPU and holds memory.
-	waitFor(t, "CPU time on /metrics", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "CPU time on /metrics", func() bool {
 		return metricValue(t, url, "marvelo_job_cpu_seconds_total", `pipeline="live",job="1"`) > 0
 	})
 	if v := metricValue(t, url, "marvelo_job_memory_bytes", `pipeline="live",job="1"`); v <= 0 {
@@ -118,7 +103,7 @@ func TestMetricsAndTopShowConsumerLag(t *testing.T) {
 		{"id": 1, "type": "counter", "args": {"interval": "1ms"}, "outputs": [1]},
 		{"id": 2, "type": "gate", "inputs": [1]}]}`)
 	t.Cleanup(func() { close(open) }) // before the stop (cleanups run last first): the gate opens, the stop can end
-	waitFor(t, "a consumer lag on /metrics", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "a consumer lag on /metrics", func() bool {
 		return metricValue(t, url, "marvelo_pipe_consumer_lag", `pipeline="lag",pipe="1",job="2"`) > 0
 	})
 	if v := metricValue(t, url, "marvelo_pipe_stored_messages", `pipeline="lag",pipe="1"`); v <= 0 {

@@ -1115,9 +1115,9 @@ func TestSetupClose(t *testing.T) {
 	}
 }
 
-// PY-10: an output head set from a Head value (the original crashed on a Head object) is
+// SPEC PY10: an output head set from a Head value (the original crashed on a Head object) is
 // accepted, masked to the head size, and written on that output only.
-func TestPY10OutHeadFromAHead(t *testing.T) {
+func TestAnOutputHeadSetFromAHeadIsMaskedAndWrittenOnThatOutputOnly(t *testing.T) {
 	in, out := ports(t, 1, 1, "cbor", "cbor"), ports(t, 10, 2, "cbor", "cbor")
 	jctx := newCtx(t, in, out)
 	jctx.BeginBlock([][]uint32{{0x04}})

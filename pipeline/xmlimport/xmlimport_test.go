@@ -24,10 +24,10 @@ func convertFile(t *testing.T, name string, opts Options) (*pipeline.Pipeline, e
 	return Convert(f, opts)
 }
 
-// XML-1 (SPEC §9.7): nodes 192.168.4.1…4 hold 2, 2, 1 and 1 jobs; job i has dependencies "i" and
+// SPEC XML1 (§9.7): nodes 192.168.4.1…4 hold 2, 2, 1 and 1 jobs; job i has dependencies "i" and
 // executable "exe<i>"; parameters "param<i>" (job 5 none); pipe 1 has block count 5, every other
 // 1; every pipe's block size is id × 10. The original's tests read the node address from "ip".
-func TestXML1Valid(t *testing.T) {
+func TestAValidNetworkXMLGivesEachNodeItsJobsWithTheirExecutablesParamsAndPipes(t *testing.T) {
 	p, err := convertFile(t, "network_valid.xml", Options{IPAttr: "ip", Name: "network_valid"})
 	if err != nil {
 		t.Fatal(err)

@@ -15,9 +15,9 @@ import (
 // its "connection queue" entries (SQN, HEAD) are the rounds' (SQN, Head): the checker pushed one
 // entry per round, here Next returns one Round per round.
 
-// SQN-1: every input carries 1…99 with head 0: the outputs equal the inputs exactly, nothing
+// SPEC SQN1: every input carries 1…99 with head 0: the outputs equal the inputs exactly, nothing
 // extra is emitted.
-func TestSQN1(t *testing.T) {
+func TestCompleteInputsComeOutAsTheirRoundsUnchangedWithNothingExtra(t *testing.T) {
 	var ins [][]codec.Block
 	for k := range 3 {
 		ins = append(ins, blocks(bases[k], span(1, 99), nil))
@@ -45,12 +45,12 @@ func sameBlock(a, b codec.Block) bool {
 	return a.SQN == b.SQN && a.Head == b.Head && bytes.Equal(a.Payload, b.Payload)
 }
 
-// SQN-2: random loss per input. Each emitted block is the next real block not yet emitted (in
-// order) or a dummy whose SQN is its 1-based position, head 0x80, one zero byte; nothing else.
-// The 10 % case (seed 7) has SQN 1 with the reset bit on every input and loses later blocks; the
-// 50 % case (seed 5) has no reset bit, may lose any of 1…99, and ends with 100 on every input.
-// The seeds drive Go's PCG, so the lost blocks differ from the original's; the property is the same.
-func TestSQN2(t *testing.T) {
+// SPEC SQN2: random loss per input. Each emitted block is the next real block not yet emitted (in
+// order) or a dummy whose SQN is its 1-based position, head 0x80, one zero byte; nothing else. The
+// 10 % case (seed 7) has SQN 1 with the reset bit on every input and loses later blocks; the 50 %
+// case (seed 5) has no reset bit, may lose any of 1…99, and ends with 100 on every input. The seeds
+// drive Go's PCG, so the lost blocks differ from the original's; the property is the same.
+func TestUnderRandomLossEachSlotIsTheNextRealBlockOrADummyAtItsPosition(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		seed       uint64
@@ -125,9 +125,9 @@ func checkLossy(t *testing.T, rounds []Round, k int, sent []codec.Block, last ui
 	}
 }
 
-// SQN-3: a gap 1,3,4 gives 1, dummy 2 (head 0x80, block-size zeros), 3, 4; the connection entries
-// are (1,0), (2,0x80), (3,0), (4,0).
-func TestSQN3(t *testing.T) {
+// SPEC SQN3: a gap 1,3,4 gives 1, dummy 2 (head 0x80, block-size zeros), 3, 4; the connection
+// entries are (1,0), (2,0x80), (3,0), (4,0).
+func TestAGapIsFilledByACorruptedDummyOfZerosWithTheMissingSQN(t *testing.T) {
 	f := newFeed(t, blocks(bases[0], []uint64{1, 3, 4}, nil), blocks(bases[1], span(1, 4), nil), blocks(bases[2], span(1, 4), nil))
 	rounds := drain(t, mustNew(t, fixed(3), 1), f)
 	if got := trace(rounds, 0); got != "1 D2 3 4" {
@@ -141,8 +141,8 @@ func TestSQN3(t *testing.T) {
 	}
 }
 
-// SQN-4: a late join: first SQN 5, then 6 and 8 → 5, 6, dummy 7, 8; connection SQNs 5…8.
-func TestSQN4(t *testing.T) {
+// SPEC SQN4: a late join: first SQN 5, then 6 and 8 → 5, 6, dummy 7, 8; connection SQNs 5…8.
+func TestALateJoinStartsAtTheFirstSQNOfferedAndFillsLaterGaps(t *testing.T) {
 	var ins [][]codec.Block
 	for k := range 3 {
 		ins = append(ins, blocks(bases[k], []uint64{5, 6, 8}, nil))
@@ -158,9 +158,9 @@ func TestSQN4(t *testing.T) {
 	}
 }
 
-// SQN-5: a stale duplicate 1,2,3,2,4,5 gives 1,2,3,4,5: the 2 is dropped and 4 is not lost (the
+// SPEC SQN5: a stale duplicate 1,2,3,2,4,5 gives 1,2,3,4,5: the 2 is dropped and 4 is not lost (the
 // original lost it). Also when only one input repeats, and when several stale blocks follow.
-func TestSQN5(t *testing.T) {
+func TestAStaleDuplicateIsDroppedAndTheBlockAfterItIsKept(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		sqns [3][]uint64
@@ -188,9 +188,9 @@ func TestSQN5(t *testing.T) {
 	}
 }
 
-// SQN-6: a reset on every input in the same round: 1…9, [rst]1, 2…10 → each output 1…10 (10 a
+// SPEC SQN6: a reset on every input in the same round: 1…9, [rst]1, 2…10 → each output 1…10 (10 a
 // dummy), then 1…10. The reset costs one dummy round; the round after it carries the reset bit.
-func TestSQN6(t *testing.T) {
+func TestAResetOnEveryInputAtOnceCostsOneDummyRoundAndTheNextRoundCarriesTheResetBit(t *testing.T) {
 	var ins [][]codec.Block
 	for k := range 3 {
 		ins = append(ins, blocks(bases[k], cat(span(1, 9), []uint64{1}, span(2, 10)), map[int]uint32{9: hRst}))
@@ -214,9 +214,9 @@ func TestSQN6(t *testing.T) {
 	}
 }
 
-// SQN-7: resets in different rounds: input 0 resets at round 10 while inputs 1 and 2 send 10 and
-// then reset → each output gives SQNs 1…11, then 1…9.
-func TestSQN7(t *testing.T) {
+// SPEC SQN7: resets in different rounds: input 0 resets at round 10 while inputs 1 and 2 send 10
+// and then reset → each output gives SQNs 1…11, then 1…9.
+func TestResetsInDifferentRoundsRestartTheRoundsTogetherAfterDummies(t *testing.T) {
 	f := newFeed(t,
 		blocks(bases[0], cat(span(1, 9), []uint64{1}, span(2, 9)), map[int]uint32{9: hRst}),
 		blocks(bases[1], cat(span(1, 10), []uint64{1}, span(2, 9)), map[int]uint32{10: hRst}),
@@ -274,9 +274,9 @@ func TestSQNOneRestarts(t *testing.T) {
 	}
 }
 
-// SQN-8: prev mode, input 0 missing 3, input 1 missing 5, input 2 missing 7: each missing slot is
-// a block with that SQN, head 0x80 and the previous block's data.
-func TestSQN8(t *testing.T) {
+// SPEC SQN8: prev mode, input 0 missing 3, input 1 missing 5, input 2 missing 7: each missing slot
+// is a block with that SQN, head 0x80 and the previous block's data.
+func TestPrevDummiesCarryThePreviousBlocksDataAndTheCorruptedBit(t *testing.T) {
 	miss := []uint64{3, 5, 7}
 	var ins [][]codec.Block
 	inputs := fixed(3)
@@ -303,9 +303,9 @@ func TestSQN8(t *testing.T) {
 	}
 }
 
-// SQN-9: a self-delimiting codec forces prev dummies, for that input only (the original switched
-// every input). Before any real block, a prev dummy is the zero payload.
-func TestSQN9(t *testing.T) {
+// SPEC SQN9: a self-delimiting codec forces prev dummies, for that input only (the original
+// switched every input). Before any real block, a prev dummy is the zero payload.
+func TestASelfDelimitingCodecForcesPrevDummiesOnItsOwnInputOnly(t *testing.T) {
 	inputs := fixed(3)
 	inputs[1].FixedSize, inputs[1].ZeroPayload = false, []byte{0xf6} // cbor: its zero is null
 	f := newFeed(t,
@@ -332,9 +332,9 @@ func TestSQN9(t *testing.T) {
 	}
 }
 
-// SQN-10: 99 rounds with a reset-flagged first round: the connection heads are 0x40 for round 1,
-// then 0 — the or per round.
-func TestSQN10(t *testing.T) {
+// SPEC SQN10: 99 rounds with a reset-flagged first round: the connection heads are 0x40 for round
+// 1, then 0 — the or per round.
+func TestOnlyTheFirstRoundOfAResetStreamCarriesTheResetBitInItsHead(t *testing.T) {
 	var ins [][]codec.Block
 	for k := range 3 {
 		ins = append(ins, blocks(bases[k], span(1, 99), map[int]uint32{0: hRst}))
@@ -346,11 +346,11 @@ func TestSQN10(t *testing.T) {
 	}
 }
 
-// SQN-12: a finished bit (0x20) in a block. The original's sink checker set the finish event, its
-// connector checker only passed the bit in the connection head. Here the checker never decides:
+// SPEC SQN12: a finished bit (0x20) in a block. The original's sink checker set the finish event,
+// its connector checker only passed the bit in the connection head. Here the checker never decides:
 // the bit is in the head of the round that carries it, and the worker ends sinks and connectors
 // alike after delivering that round (SPEC §4.8, Go). The checker itself goes on.
-func TestSQN12(t *testing.T) {
+func TestAFinishedBitIsInTheHeadOfItsRoundAndTheCheckerGoesOn(t *testing.T) {
 	f := newFeed(t,
 		blocks(bases[0], span(1, 5), nil),
 		blocks(bases[1], span(1, 5), map[int]uint32{2: hFin}),
@@ -362,8 +362,8 @@ func TestSQN12(t *testing.T) {
 	}
 }
 
-// SQN-13: an unknown dummy mode is an error at construction, naming the input.
-func TestSQN13(t *testing.T) {
+// SPEC SQN13: an unknown dummy mode is an error at construction, naming the input.
+func TestAnUnknownDummyModeFailsConstructionNamingTheInput(t *testing.T) {
 	inputs := fixed(3)
 	inputs[1].Pipe, inputs[1].Dummy = 12, "test"
 	_, err := New(inputs, 1)
@@ -372,8 +372,8 @@ func TestSQN13(t *testing.T) {
 	}
 }
 
-// SQN-14: heads accumulate by or: 128, 128 → 128; then 0 → 128; then 152 → 152.
-func TestSQN14(t *testing.T) {
+// SPEC SQN14: heads accumulate by or: 128, 128 → 128; then 0 → 128; then 152 → 152.
+func TestTheRoundHeadIsTheOrOfTheInputHeads(t *testing.T) {
 	heads := []uint32{128, 128, 0, 152}
 	want := []uint32{128, 128, 128, 152}
 	for n := 1; n <= 4; n++ {
@@ -388,9 +388,9 @@ func TestSQN14(t *testing.T) {
 	}
 }
 
-// SQN-15: an async input after the synchronous ones gets no dummies, is never read by the
+// SPEC SQN15: an async input after the synchronous ones gets no dummies, is never read by the
 // checker, and the first round's SQN is 1 (the original gave 0 and a spurious dummy).
-func TestSQN15(t *testing.T) {
+func TestAnAsyncInputGetsNoDummiesIsNeverReadAndRoundsStartAtSQN1(t *testing.T) {
 	inputs := append(fixed(2), Input{Async: true, BlockCount: 3, Dummy: "ignored for async"})
 	f := newFeed(t, blocks(bases[0], span(1, 3), map[int]uint32{0: hRst}), blocks(bases[1], span(1, 3), map[int]uint32{0: hRst}), nil)
 	c := mustNew(t, inputs, 1)
@@ -410,10 +410,10 @@ func TestSQN15(t *testing.T) {
 	}
 }
 
-// SQN-16: block count 2, SQNs 1…8 → rounds (1,2), (3,4), (5,6), (7,8) with SQNs 1…4 (the
+// SPEC SQN16: block count 2, SQNs 1…8 → rounds (1,2), (3,4), (5,6), (7,8) with SQNs 1…4 (the
 // original lost 2 and 3). Missing slots become dummies; inputs may have different block counts;
 // a late join may start in the middle of a round.
-func TestSQN16(t *testing.T) {
+func TestABlockCountPutsThatManyBlocksInEachRoundAndRoundsCountUpByOne(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		bc     [2]int

@@ -34,36 +34,37 @@ func reads(t *testing.T, cfg pipeline.Optional, arrive []any, n int) string {
 
 func boolp(b bool) *bool { return &b }
 
-// OPT-1: default "d", storing on, unbounded; 1,2,3 arrive → d,1,2,3,3,3.
-func TestOPT1(t *testing.T) {
+// SPEC OPT1: default "d", storing on, unbounded; 1,2,3 arrive → d,1,2,3,3,3.
+func TestAStoringOptionalInputGivesTheDefaultThenEachValueThenRepeatsTheLast(t *testing.T) {
 	if got := reads(t, pipeline.Optional{Default: "d"}, []any{1, 2, 3}, 6); got != "d,1,2,3,3,3" {
 		t.Errorf("reads %s", got)
 	}
 }
 
-// OPT-2: storing off; 1,2 arrive → d,1,2,d,d.
-func TestOPT2(t *testing.T) {
+// SPEC OPT2: storing off; 1,2 arrive → d,1,2,d,d.
+func TestANonStoringOptionalInputGivesTheDefaultOnceItsValuesAreRead(t *testing.T) {
 	if got := reads(t, pipeline.Optional{Default: "d", Store: boolp(false)}, []any{1, 2}, 5); got != "d,1,2,d,d" {
 		t.Errorf("reads %s", got)
 	}
 }
 
-// OPT-3: buffer 1, oldest; 1,2,3 arrive → d,3,3,3.
-func TestOPT3(t *testing.T) {
+// SPEC OPT3: buffer 1, oldest; 1,2,3 arrive → d,3,3,3.
+func TestAnOptionalBufferOfOneDroppingOldestKeepsTheLatestValue(t *testing.T) {
 	if got := reads(t, pipeline.Optional{Default: "d", Buffer: 1, Drop: DropOldest}, []any{1, 2, 3}, 4); got != "d,3,3,3" {
 		t.Errorf("reads %s", got)
 	}
 }
 
-// OPT-4: buffer 1, newest; 1,2,3 arrive → d,1,1,1.
-func TestOPT4(t *testing.T) {
+// SPEC OPT4: buffer 1, newest; 1,2,3 arrive → d,1,1,1.
+func TestAnOptionalBufferOfOneDroppingNewestKeepsTheFirstValue(t *testing.T) {
 	if got := reads(t, pipeline.Optional{Default: "d", Buffer: 1, Drop: DropNewest}, []any{1, 2, 3}, 4); got != "d,1,1,1" {
 		t.Errorf("reads %s", got)
 	}
 }
 
-// OPT-5: an invalid drop mode fails at construction, naming the pipe; so does a negative buffer.
-func TestOPT5(t *testing.T) {
+// SPEC OPT5: an invalid drop mode fails at construction, naming the pipe; so does a negative
+// buffer.
+func TestAnInvalidOptionalDropModeOrNegativeBufferFailsNamingThePipe(t *testing.T) {
 	for _, tc := range []struct {
 		cfg pipeline.Optional
 		msg string

@@ -20,9 +20,9 @@ func source(seq *SourceSequencer, n int, jobHead uint32, seesHead bool) []codec.
 	return out
 }
 
-// SB-1: a source without HEAD, blocks d0…d5: SQNs 1…6, the first with the reset bit, the rest 0;
-// data unchanged. A head the job did not ask for (its reduced head) does not leak through.
-func TestSB1(t *testing.T) {
+// SPEC SB1: a source without HEAD, blocks d0…d5: SQNs 1…6, the first with the reset bit, the rest
+// 0; data unchanged. A head the job did not ask for (its reduced head) does not leak through.
+func TestASourceWithoutHeadNumbersFrom1AndSetsResetOnlyOnItsFirstBlock(t *testing.T) {
 	for _, jobHead := range []uint32{0, 0b00011000} {
 		for i, b := range source(NewSourceSequencer(), 6, jobHead, false) {
 			want := codec.Block{SQN: uint64(i + 1), Payload: fmt.Appendf(nil, "d%d", i)}
@@ -36,9 +36,9 @@ func TestSB1(t *testing.T) {
 	}
 }
 
-// SB-2: a source with HEAD writing 11100000 before every block: the first packet has 11100000,
+// SPEC SB2: a source with HEAD writing 11100000 before every block: the first packet has 11100000,
 // later ones 10100000 (reset forced off; corrupted and finished from the job remain).
-func TestSB2(t *testing.T) {
+func TestASourceWithHeadKeepsItsCorruptedAndFinishedBitsButResetOnlyOnItsFirstBlock(t *testing.T) {
 	for i, b := range source(NewSourceSequencer(), 4, 0b11100000, true) {
 		want := uint32(0b10100000)
 		if i == 0 {
@@ -54,9 +54,9 @@ func TestSB2(t *testing.T) {
 	}
 }
 
-// SB-3: a reset queued while block 5 is produced gives 1,2,3,4,5,1(rst),2,…; a reset for a time
+// SPEC SB3: a reset queued while block 5 is produced gives 1,2,3,4,5,1(rst),2,…; a reset for a time
 // 0.3 s ahead makes the next block SQN 1 with reset, to be sent 0.3 s later.
-func TestSB3(t *testing.T) {
+func TestAResetRequestRestartsTheSourceAtSQN1OnItsNextBlockAtTheRequestedTime(t *testing.T) {
 	seq := NewSourceSequencer()
 	now := time.Unix(1000, 0)
 	var got []string
@@ -111,8 +111,8 @@ func TestSourceSequencerConcurrentReset(t *testing.T) {
 	<-done
 }
 
-// SB-4: a connector with HEAD, connection entry (SQN 10, h_in), job head h_job.
-func TestSB4(t *testing.T) {
+// SPEC SB4: a connector with HEAD, connection entry (SQN 10, h_in), job head h_job.
+func TestAConnectorWithHeadWritesTheJobsHeadOrTheInputsSystemBitsButNeverTheJobsReset(t *testing.T) {
 	for _, tc := range []struct {
 		in, job, out uint32
 		finish       bool
@@ -131,9 +131,9 @@ func TestSB4(t *testing.T) {
 	}
 }
 
-// SB-5: a connector without HEAD: the out head is the connection head, and its finished bit ends
-// the job (the original never signalled it).
-func TestSB5(t *testing.T) {
+// SPEC SB5: a connector without HEAD: the out head is the connection head, and its finished bit
+// ends the job (the original never signalled it).
+func TestAConnectorWithoutHeadWritesTheConnectionHeadAndEndsOnItsFinishedBit(t *testing.T) {
 	for _, in := range []uint32{0b10100000, 0b01000000, 0b00011001, 0} {
 		got := OutHead(in, in, 1, true, false) // the job's head is the reduced head it was given
 		if got != in {
@@ -149,10 +149,11 @@ func TestSB5(t *testing.T) {
 	}
 }
 
-// SB-6's head rule: a connector's input head 10000000 and a job head 11000000 (trying to set
-// reset) give 10000000; with the finished bit added, the finished bit. The scenario itself —
-// SQNs passed through unchanged on ten outputs — runs through the engine in worker.TestSB6.
-func TestSB6OutHeadRule(t *testing.T) {
+// SPEC SB6 (its head rule): a connector's input head 10000000 and a job head 11000000 (trying to
+// set reset) give 10000000; with the finished bit added, the finished bit. The scenario itself —
+// SQNs passed through unchanged on ten outputs — runs through the engine in
+// worker.TestAConnectorPassesEachRoundsSQNToTenOutputsAndCannotSetTheResetBit.
+func TestAConnectorCannotSetTheResetBitButItsFinishedBitEndsIt(t *testing.T) {
 	if h := OutHead(0b11000000, 0b10000000, 1, true, true); h != 0b10000000 {
 		t.Fatalf("head %08b, want 10000000", h)
 	}

@@ -12,9 +12,9 @@ import (
 
 // SPEC §9.1, the block ("packet") wire format of DESIGN §6: SQN (8 bytes BE) | head | payload.
 
-// PKT-1: raw bytes SQN=2 ‖ 0b11100000 ‖ 16 data bytes: SQN 2, head 224, the 16 bytes, and the
+// SPEC PKT1: raw bytes SQN=2 ‖ 0b11100000 ‖ 16 data bytes: SQN 2, head 224, the 16 bytes, and the
 // whole round-trips exactly.
-func TestPKT1(t *testing.T) {
+func TestABlockDecodesToItsSQNHeadAndPayloadAndReencodesToTheSameBytes(t *testing.T) {
 	payload := []byte("0123456789abcdef")
 	raw := append([]byte{0, 0, 0, 0, 0, 0, 0, 2, 0b11100000}, payload...)
 	b, err := codec.DecodeBlock(raw, 1)
@@ -29,9 +29,9 @@ func TestPKT1(t *testing.T) {
 	}
 }
 
-// PKT-2: setting the head of a block: the byte 0x6F → 111, the int 255 → 255, 256 or two bytes →
-// "header has unexpected size"; the block then carries it on the wire.
-func TestPKT2(t *testing.T) {
+// SPEC PKT2: setting the head of a block: the byte 0x6F → 111, the int 255 → 255, 256 or two bytes
+// → "header has unexpected size"; the block then carries it on the wire.
+func TestAHeadFromAByteOrAnIntIsWrittenOnTheWireAndAWiderOneIsRefused(t *testing.T) {
 	b := codec.Block{SQN: 1}
 	h, err := pipeline.ParseHead([]byte{0x6F}, 1)
 	if err != nil || h.Value != 111 {
@@ -54,8 +54,8 @@ func TestPKT2(t *testing.T) {
 	}
 }
 
-// PKT-3: with head 11100000 the three flags are set; clearing each clears only that one.
-func TestPKT3(t *testing.T) {
+// SPEC PKT3: with head 11100000 the three flags are set; clearing each clears only that one.
+func TestClearingOneWireFlagClearsOnlyThatFlagAtEveryHeadSize(t *testing.T) {
 	for size := 1; size <= codec.MaxHeadSize; size++ {
 		all := codec.HeadMask(size, 0) | codec.HeadMask(size, 1) | codec.HeadMask(size, 2)
 		if c, r, f := codec.Flags(all, size); !c || !r || !f {
@@ -70,9 +70,9 @@ func TestPKT3(t *testing.T) {
 	}
 }
 
-// PKT-4: dummy(5, block size 0): SQN 5, empty data, corrupted but neither finished nor reset;
+// SPEC PKT4: dummy(5, block size 0): SQN 5, empty data, corrupted but neither finished nor reset;
 // dummy(10, 1000): 1000 zero bytes.
-func TestPKT4(t *testing.T) {
+func TestADummyIsCorruptedNotResetNorFinishedWithZerosOfTheBlockSize(t *testing.T) {
 	d := Dummy(5, 1, make([]byte, 0))
 	c, r, f := codec.Flags(d.Head, 1)
 	if d.SQN != 5 || len(d.Payload) != 0 || !c || r || f {

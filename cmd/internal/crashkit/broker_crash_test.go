@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/marvelo/marvelo/broker"
 	"github.com/marvelo/marvelo/cmd/internal/crashkit"
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 )
 
 // The crash test: a power cut of the head node, for real (internal/crashkit). Each broker's store
@@ -149,7 +149,7 @@ func startCrashBrokers(t *testing.T, stores []string, interval time.Duration) []
 	ports := make([]int, len(stores))
 	if len(stores) > 1 {
 		for i := range ports {
-			ports[i] = freePort(t)
+			ports[i] = testkit.FreePort(t)
 			routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
 		}
 	}
@@ -291,15 +291,4 @@ func checkCrashMessages(ctx context.Context, st jetstream.Stream, state jetstrea
 		}
 	}
 	return int(state.Msgs), nil
-}
-
-// freePort returns a loopback port free at the time of the call (for the cluster's routes).
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -35,9 +36,9 @@ func newHeadNodes(t *testing.T, n int, extra ...[]string) *headNodes {
 	var routes, urls []string
 	ports := make([][2]int, n)
 	taken := map[int]bool{}
-	distinct := func() int { // freePort may hand out a port twice: each broker needs two of its own
+	distinct := func() int { // FreePort may hand out a port twice: each broker needs two of its own
 		for {
-			if p := freePort(t); !taken[p] {
+			if p := testkit.FreePort(t); !taken[p] {
 				taken[p] = true
 				return p
 			}
@@ -138,7 +139,7 @@ func (h *headNodes) whole() clusterView {
 // answers, `marvelo status` fails and is asked again.
 func (h *headNodes) waitFinished(name string) protocol.PipelineStatus {
 	var st protocol.PipelineStatus
-	waitFor(h.t, 90*time.Second, name+" to finish", func() bool {
+	testkit.WaitFor(h.t, 90*time.Second, name+" to finish", func() bool {
 		out, _, code := h.marvelo("status", name, "--json")
 		var sts []protocol.PipelineStatus
 		if code != 0 || json.Unmarshal([]byte(out), &sts) != nil || len(sts) != 1 {
@@ -157,7 +158,7 @@ func (h *headNodes) waitFinished(name string) protocol.PipelineStatus {
 func sinkAdvance(c *cluster, path string, since time.Time) time.Duration {
 	n := len(readLinesIfAny(path))
 	var at time.Time
-	waitFor(c.t, 60*time.Second, "the sink to advance", func() bool {
+	testkit.WaitFor(c.t, 60*time.Second, "the sink to advance", func() bool {
 		if len(readLinesIfAny(path)) > n+1 {
 			at = time.Now()
 			return true
@@ -312,7 +313,7 @@ func TestBrokerOnExternalNATS(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the NATS server: %v\n%s", err, out)
 	}
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	c := &cluster{t: t, workers: map[string]*proc{}, dir: t.TempDir(), url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	start(t, "nats-server", bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", filepath.Join(c.dir, "js"))
 	c.waitFor("the NATS server", func() bool {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -95,10 +96,10 @@ func TestClientWithoutTokenIsRefused(t *testing.T) {
 		t.Fatalf("with token: exit %d\n%s%s", code, out, errOut)
 	}
 	// A broker on a non-loopback address must not start without a token.
-	p := start(t, "open broker", "marvelo-broker", "--listen", fmt.Sprintf("0.0.0.0:%d", freePort(t)), "--memory")
+	p := start(t, "open broker", "marvelo-broker", "--listen", fmt.Sprintf("0.0.0.0:%d", testkit.FreePort(t)), "--memory")
 	<-p.done
 	if !strings.Contains(p.out.String(), "without --auth-token") {
-		t.Fatalf("open broker: %v\n%s", p.err, p.out.String())
+		t.Fatalf("open broker: %v\n%s", p.kit.Err(), p.out.String())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -147,7 +148,7 @@ func TestExecutableProtocolAcrossWorkers(t *testing.T) {
 		start := time.Now()
 		c.submit(doc)
 		var st protocol.PipelineStatus
-		waitFor(t, 60*time.Second, name+" to fail", func() bool {
+		testkit.WaitFor(t, 60*time.Second, name+" to fail", func() bool {
 			st = c.status(name)
 			return st.State == protocol.StateFailed
 		})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -130,7 +131,7 @@ func waitRows(c *cluster, path string, n int) {
 
 func waitFinished(c *cluster, name string) protocol.PipelineStatus {
 	var st protocol.PipelineStatus
-	waitFor(c.t, 60*time.Second, name+" to finish", func() bool {
+	testkit.WaitFor(c.t, 60*time.Second, name+" to finish", func() bool {
 		st = c.status(name)
 		if st.State == protocol.StateFailed {
 			c.t.Fatalf("pipeline %s failed: %s\n%s", name, st.Error, strings.Join(moves(st), "\n"))

@@ -10,16 +10,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -61,26 +60,9 @@ type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
-	err  error
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	out  *testkit.LockedBuffer
+	done <-chan struct{}
+	kit  *testkit.Process
 }
 
 // start runs a binary in the background; it is killed at the end of the test, and its output is
@@ -93,29 +75,14 @@ func start(t *testing.T, name, bin string, args ...string) *proc {
 // startEnv is start with an environment of its own (nil: the test's).
 func startEnv(t *testing.T, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, out: &lockedBuffer{}, done: make(chan struct{})}
 	if !filepath.IsAbs(bin) {
 		bin = filepath.Join(binDir, bin)
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = env
-	p.cmd.Dir = t.TempDir()
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("--- output of %s:\n%s", name, p.out.String())
-		}
-	})
-	return p
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Dir = t.TempDir()
+	kit := testkit.Start(t, name, cmd)
+	return &proc{t: t, name: name, cmd: cmd, out: kit.Out, done: kit.Done(), kit: kit}
 }
 
 // stop sends SIGTERM and waits, bounded, for the process to exit.
@@ -129,21 +96,7 @@ func (p *proc) stop() {
 	}
 }
 
-func (p *proc) kill() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// freePort returns a TCP port free on 127.0.0.1 right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func (p *proc) kill() { p.kit.Kill() }
 
 // cluster is a broker and its workers.
 type cluster struct {
@@ -173,7 +126,7 @@ type clusterOpts struct {
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	c := &cluster{t: t, listen: fmt.Sprintf("127.0.0.1:%d", port), url: fmt.Sprintf("nats://127.0.0.1:%d", port),
 		token: o.token, workerToken: o.workerToken, workers: map[string]*proc{}, dir: t.TempDir(), brokerArgs: o.brokerArgs}
 	c.useIdentities(o)
@@ -309,22 +262,7 @@ func (c *cluster) status(name string) protocol.PipelineStatus {
 // waitFor polls cond, bounded, until it holds.
 func (c *cluster) waitFor(what string, cond func() bool) {
 	c.t.Helper()
-	waitFor(c.t, 30*time.Second, what, cond)
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-t.Context().Done():
-			t.Fatalf("test ended waiting for %s", what)
-		}
-	}
+	testkit.WaitFor(c.t, 30*time.Second, what, cond)
 }
 
 // writeDoc writes a pipeline document into the cluster's folder and returns its path.

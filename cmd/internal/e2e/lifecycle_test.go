@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -308,7 +309,7 @@ func TestBrokerKilledAndRestartedResumesWithinTwoSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the sink to advance after the restart", func() bool { return len(readLinesIfAny(out)) > before })
+	testkit.WaitFor(t, 30*time.Second, "the sink to advance after the restart", func() bool { return len(readLinesIfAny(out)) > before })
 	took := time.Since(ready)
 	t.Logf("the sink advanced %s after the broker's ready line", took.Round(time.Millisecond))
 	if took > 2*time.Second {

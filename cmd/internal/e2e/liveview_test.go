@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -178,7 +179,7 @@ func TestLiveViewRefusesToListenBeyondLoopbackWithoutAToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "marvelo-broker"), "--memory", "--no-local",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--ui", "0.0.0.0:0")
+		"--listen", fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)), "--ui", "0.0.0.0:0")
 	out, err := cmd.CombinedOutput()
 	if code := cmd.ProcessState.ExitCode(); err == nil || code != 1 || !strings.Contains(string(out), "without --auth-token") {
 		t.Fatalf("exit %d (%v), want 1 naming --auth-token:\n%s", code, err, out)

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 )
 
 // scrape reads one series of a metrics page (name and the start of its labels), -1 if absent.
@@ -31,10 +33,10 @@ func scrape(t *testing.T, url, name, labels string) float64 {
 // counters that rise (blocks and bytes), the CPU and memory of an executable job's own program
 // (not its worker's), the pipe series, and marvelo top --once --json shows non-zero rates.
 func TestMetricsOfARealBrokerDuringARun(t *testing.T) {
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	c := &cluster{t: t, listen: fmt.Sprintf("127.0.0.1:%d", port), url: fmt.Sprintf("nats://127.0.0.1:%d", port),
 		workers: map[string]*proc{}, dir: t.TempDir()}
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	c.broker = start(t, "marvelo-broker", "marvelo-broker", "--listen", c.listen, "--workdir", c.dir, "--memory", "--metrics", metrics)
 	c.waitFor("the broker to answer", func() bool { _, _, code := c.marvelo("workers"); return code == 0 })
 	c.startWorker("w1", "--slots", "4")

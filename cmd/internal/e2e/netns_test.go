@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 )
 
 // netHost is a network namespace joined to this machine by a veth pair: a separate host for
@@ -66,7 +68,7 @@ func newNetHost(t *testing.T, k int) netHost {
 func TestWorkersOnSeparateHosts(t *testing.T) {
 	h1 := newNetHost(t, 1)
 	h2 := newNetHost(t, 2)
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	c := &cluster{t: t, listen: fmt.Sprintf("%s:%d", h1.hostIP, port), url: fmt.Sprintf("nats://%s:%d", h1.hostIP, port),
 		token: "netns-token", workers: map[string]*proc{}, dir: t.TempDir()}
 	c.startBroker()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/marvelo/marvelo/cmd/internal/crashkit"
+	"github.com/marvelo/marvelo/cmd/internal/testkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -76,7 +77,7 @@ func runUntilPowerCut(t *testing.T, sync string) (*cluster, string, protocol.Pip
 	t.Helper()
 	disk := crashkit.NewDisk(t, powerCutDiskSize)
 	// newCluster with the store on the loop device: newCluster itself puts it in the test's folder.
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	c := &cluster{t: t, listen: fmt.Sprintf("127.0.0.1:%d", port), url: fmt.Sprintf("nats://127.0.0.1:%d", port),
 		workers: map[string]*proc{}, dir: t.TempDir(), store: filepath.Join(disk.Dir, "store"),
 		brokerArgs: []string{"--sync", sync}}
