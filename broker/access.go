@@ -200,42 +200,42 @@ func WorkerPermissions(name string, groups []string, grants []protocol.Assignmen
 		protocol.From(protocol.SubjRegister, name), protocol.From(protocol.SubjDeregister, name),
 		protocol.From(protocol.SubjJobState, name), protocol.From(protocol.SubjHeartbeatPrefix, name),
 		protocol.From(protocol.SubjLeave, name), // lifecycle (issue 11): drained on SIGTERM
-		"$JS.API.INFO", protocol.BrokerInboxPrefix + ".>",
-		"$JS.API.STREAM.INFO.KV_" + protocol.CheckpointBucket,
+		protocol.JSAPIInfo, protocol.AllUnder(protocol.BrokerInboxPrefix),
+		protocol.JSStreamInfo(protocol.KVStream(protocol.CheckpointBucket)),
 		// Dependencies: the object store's metadata and chunks, read by direct gets only (no
 		// consumer: its deliver subject could name any subject of the global account).
-		"$JS.API.STREAM.INFO.OBJ_" + protocol.DepsBucket,
-		"$JS.API.DIRECT.GET.OBJ_" + protocol.DepsBucket,
-		"$JS.API.DIRECT.GET.OBJ_" + protocol.DepsBucket + ".>",
+		protocol.JSStreamInfo(protocol.ObjectStream(protocol.DepsBucket)),
+		protocol.JSDirectGet(protocol.ObjectStream(protocol.DepsBucket)),
+		protocol.AllUnder(protocol.JSDirectGet(protocol.ObjectStream(protocol.DepsBucket))),
 	}
 	sub := []string{
-		"marvelo.worker." + name + ".>", protocol.InboxPrefix(name) + ".>",
+		protocol.WorkerSubject(name, ">"), protocol.AllUnder(protocol.InboxPrefix(name)),
 	}
 	sub = append(sub, groups...)
 	for _, g := range grants {
 		pub = append(pub, protocol.LogSubject(g.Pipeline, g.Job.ID))
 		key := protocol.CheckpointKey(g.Pipeline, g.Job.ID)
-		pub = append(pub, "$KV."+protocol.CheckpointBucket+"."+key,
-			"$JS.API.DIRECT.GET.KV_"+protocol.CheckpointBucket+".$KV."+protocol.CheckpointBucket+"."+key)
+		pub = append(pub, protocol.KVKeySubject(protocol.CheckpointBucket, key),
+			protocol.JSDirectGetLast(protocol.KVStream(protocol.CheckpointBucket), protocol.KVKeySubject(protocol.CheckpointBucket, key)))
 		sub = append(sub, protocol.StdinSubject(g.Pipeline, g.Job.ID))
 		for _, o := range g.Outputs {
 			pub = append(pub, o.Subject)
 			if o.Realtime {
 				continue
 			}
-			pub = append(pub, "$JS.API.STREAM.INFO."+o.Stream, "$JS.API.STREAM.MSG.GET."+o.Stream,
-				"$JS.API.DIRECT.GET."+o.Stream, "$JS.API.DIRECT.GET."+o.Stream+".>")
+			pub = append(pub, protocol.JSStreamInfo(o.Stream), protocol.JSStreamMsgGet(o.Stream),
+				protocol.JSDirectGet(o.Stream), protocol.AllUnder(protocol.JSDirectGet(o.Stream)))
 		}
 		for _, in := range g.Inputs {
 			if in.Realtime {
 				sub = append(sub, in.Subject, protocol.RealtimeRelaySubject(in.Subject))
 				continue
 			}
-			pub = append(pub, "$JS.API.STREAM.INFO."+in.Stream,
-				"$JS.API.STREAM.MSG.GET."+in.Stream, // a delivery lost in transit, read from the stream (worker/input.go)
-				"$JS.API.CONSUMER.INFO."+in.Stream+"."+in.Consumer,
-				"$JS.API.CONSUMER.MSG.NEXT."+in.Stream+"."+in.Consumer,
-				"$JS.ACK."+in.Stream+"."+in.Consumer+".>")
+			pub = append(pub, protocol.JSStreamInfo(in.Stream),
+				protocol.JSStreamMsgGet(in.Stream), // a delivery lost in transit, read from the stream (worker/input.go)
+				protocol.JSConsumerInfo(in.Stream, in.Consumer),
+				protocol.JSMsgNext(in.Stream, in.Consumer),
+				protocol.JSAcks(in.Stream, in.Consumer))
 		}
 	}
 	sort.Strings(pub)
@@ -254,13 +254,13 @@ func WorkerPermissions(name string, groups []string, grants []protocol.Assignmen
 func readerPermissions(name string) *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
-			protocol.SubjStatus, protocol.SubjWorkers, "$JS.API.INFO",
-			"$JS.API.STREAM.INFO." + protocol.LogStream,
-			"$JS.API.DIRECT.GET." + protocol.LogStream,
-			"$JS.API.DIRECT.GET." + protocol.LogStream + ".>",
+			protocol.SubjStatus, protocol.SubjWorkers, protocol.JSAPIInfo,
+			protocol.LogStreamInfoSubject,
+			protocol.LogDirectGetSubject,
+			protocol.AllUnder(protocol.LogDirectGetSubject),
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
-			protocol.InboxPrefix(name) + ".>", protocol.SubjHeartbeatPrefix + "*", "marvelo.*.event",
+			protocol.AllUnder(protocol.InboxPrefix(name)), protocol.From(protocol.SubjHeartbeatPrefix, "*"), protocol.EventSubject("*"),
 			protocol.LogSubjects, // woken by live lines when following (broker/client/logs.go)
 		}},
 	}
@@ -641,6 +641,33 @@ func (a *access) Revoke(worker, pipeline string, job int) error {
 	return nil
 }
 
+// revokeEnded takes from worker the subjects of an instance of a job that has ended — the grant
+// of that epoch or an older one, never a newer instance's placed there since (a restart). It
+// returns once the server applies it. Ended jobs are revoked on goroutines of their own
+// (control.revokeEnded), so the ends of many jobs share one round (commit): a 1,000-job
+// chain's end costs a few reloads, not 1,000.
+func (a *access) revokeEnded(worker, pipeline string, job int, epoch uint64) error {
+	if a == nil || !a.enrolled(worker) {
+		return nil
+	}
+	k := grantKey{pipeline, job}
+	a.mu.Lock()
+	g, ok := a.grants[worker][k]
+	if !ok || g.Epoch > epoch {
+		a.mu.Unlock()
+		return nil
+	}
+	delete(a.grants[worker], k)
+	a.queued = append(a.queued, kvOp{key: grantKVKey(worker, pipeline, job)})
+	a.gen++
+	gen := a.gen
+	a.mu.Unlock()
+	if err := a.commit(gen); err != nil {
+		return fmt.Errorf("broker: revoke job %d of %s from %s: %w", job, pipeline, worker, err)
+	}
+	return nil
+}
+
 // commit returns once the server has applied the tables as they were at gen (a.gen right after
 // the caller's change), and the bucket writes queued until then are made; with the error of the
 // round that carried them. A round under way may have started before the change: its caller
@@ -910,6 +937,21 @@ func (a *access) revoke(worker, pipeline string, job int) {
 		a.log.Error("permissions not revoked", "worker", worker, "pipeline", pipeline, "job", job, "error", err)
 	}
 	a.syncWarn("revoke from " + worker) // a cluster: every broker's server (access_cluster.go)
+}
+
+// revokeEnded takes an ended instance's subjects back on a goroutine of the control plane's, so
+// that the jobs ending together share a round (access.revokeEnded); a cleanup or a restart that
+// follows does not wait for it.
+func (c *control) revokeEnded(s protocol.JobState) {
+	if c.access == nil {
+		return
+	}
+	c.spawn("revoke an ended job", func(context.Context) {
+		if err := c.access.revokeEnded(s.Worker, s.Pipeline, s.Job, s.Epoch); err != nil {
+			c.log.Error("permissions not revoked", "worker", s.Worker, "pipeline", s.Pipeline, "job", s.Job, "error", err)
+		}
+		c.access.syncWarn("revoke from " + s.Worker) // a cluster: every broker's server
+	})
 }
 
 // revokePipeline takes every grant of an ended pipeline back, from every worker.

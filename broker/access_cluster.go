@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -114,24 +115,22 @@ func (a *access) startCluster(ctx context.Context, ns *server.Server, base *serv
 	return subs, done, nil
 }
 
-// follow opens the identity bucket (retrying while the cluster's JetStream is not ready) and
-// applies its entries, then every change, until ctx ends.
+// follow opens the identity bucket (retrying while the cluster's JetStream is not ready, an
+// attempt of jsAttempt every jsRetryEvery, whatever the error) and applies its entries, then
+// every change, until ctx ends.
 func (a *access) follow(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
+	wait := backoff.Backoff{First: jsRetryEvery, Max: jsRetryEvery}
 	var kv jetstream.KeyValue
 	for kv == nil {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, jsAttempt)
 		var err error
 		kv, err = openKeyValue(cctx, js, cfg)
 		cancel()
 		if err != nil {
 			kv = nil
 			a.log.Debug("identity bucket not ready", "error", err)
-			select {
-			case <-ctx.Done():
+			if !wait.Wait(ctx) {
 				return
-			case <-t.C:
 			}
 		}
 	}
@@ -142,12 +141,10 @@ func (a *access) follow(ctx context.Context, js jetstream.JetStream, cfg jetstre
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
 			a.log.Warn("identity bucket: watch", "error", err)
-			select {
-			case <-ctx.Done():
+			if !wait.Wait(ctx) {
 				return
-			case <-t.C:
-				continue
 			}
+			continue
 		}
 		a.applyUpdates(ctx, w)
 		_ = w.Stop()
@@ -337,7 +334,7 @@ func (a *access) syncCluster() error {
 	cl := a.cl
 	ctx, cancel := context.WithTimeout(context.Background(), accessSyncTimeout+time.Second)
 	defer cancel()
-	st, err := cl.js.Stream(ctx, "KV_"+kvIdentities)
+	st, err := cl.js.Stream(ctx, protocol.KVStream(kvIdentities))
 	if err != nil {
 		return fmt.Errorf("broker: identities: %w", err)
 	}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"crypto/subtle"
+	"slices"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -20,14 +21,15 @@ type tokenAuth struct {
 
 // workerDenied are the subjects a worker may not publish on. Ephemeral consumers stay allowed:
 // fetching dependencies from the object store makes one.
-var workerDenied = []string{
-	"marvelo.api.>",
-	"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
-	"$JS.API.STREAM.MSG.DELETE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>",
-	"$KV." + kvPipelines + ".>", "$KV." + kvWorkers + ".>",
-	"$O." + protocol.DepsBucket + ".>",
-	subjSys, // the server's connection events (disconnect.go)
-}
+var workerDenied = slices.Concat(
+	[]string{protocol.APISubjects},
+	protocol.JSChangingAPI(),
+	[]string{
+		protocol.KVSubjects(kvPipelines), protocol.KVSubjects(kvWorkers),
+		protocol.ObjectSubjects(protocol.DepsBucket),
+		subjSys, // the server's connection events (disconnect.go)
+	},
+)
 
 // Check implements server.Authentication.
 func (a tokenAuth) Check(c server.ClientAuthentication) bool {

@@ -94,12 +94,12 @@ func (b *Broker) replicas() int {
 // it makes no consumer: the stream's leader answers, so a control plane taking over in a cluster
 // does not wait for JetStream to notice the dead server a consumer might be placed on.
 func bucketKeys(ctx context.Context, js jetstream.JetStream, bucket string) ([]string, error) {
-	st, err := js.Stream(ctx, "KV_"+bucket)
+	st, err := js.Stream(ctx, protocol.KVStream(bucket))
 	if err != nil {
 		return nil, err
 	}
-	prefix := "$KV." + bucket + "."
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	prefix := protocol.KVKeySubject(bucket, "") // every key's subject, without the key
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(protocol.KVSubjects(bucket)))
 	if err != nil {
 		return nil, err
 	}
@@ -118,14 +118,14 @@ func bucketKeys(ctx context.Context, js jetstream.JetStream, bucket string) ([]s
 // another --replicas than the store was made with changes it (matchReplicas), or fails saying why.
 func openKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
-		return kv, matchReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas)
+		return kv, matchReplicas(ctx, js, protocol.KVStream(cfg.Bucket), cfg.Replicas)
 	}
 	return js.CreateOrUpdateKeyValue(ctx, cfg)
 }
 
 func openObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	if os, err := js.ObjectStore(ctx, cfg.Bucket); err == nil {
-		return os, matchReplicas(ctx, js, "OBJ_"+cfg.Bucket, cfg.Replicas)
+		return os, matchReplicas(ctx, js, protocol.ObjectStream(cfg.Bucket), cfg.Replicas)
 	}
 	return js.CreateOrUpdateObjectStore(ctx, cfg)
 }

@@ -24,6 +24,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/broker/jserr"
+	"github.com/marvelo/marvelo/pipeline/backoff"
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 const (
@@ -150,7 +154,7 @@ func (b *Broker) campaign(ctx context.Context) {
 					return
 				case <-time.After(leaseTTL):
 				}
-			case errors.Is(err, jetstream.ErrKeyExists) || isWrongRevision(err) || ctx.Err() != nil:
+			case errors.Is(err, jetstream.ErrKeyExists) || jserr.IsWrongLastSequence(err) || ctx.Err() != nil:
 			default:
 				b.log.Debug("leader election: campaign", "error", err)
 			}
@@ -230,15 +234,15 @@ func (b *Broker) deferral() time.Duration {
 }
 
 // openLeaderBucket creates (or opens) the election bucket, retrying while the cluster's
-// JetStream is not ready yet (no meta leader, too few servers for the replicas).
+// JetStream is not ready yet (no meta leader, too few servers for the replicas): an attempt of
+// jsAttempt every jsRetryEvery, whatever the error.
 func (b *Broker) openLeaderBucket(ctx context.Context, js jetstream.JetStream) jetstream.KeyValue {
 	cfg := jetstream.KeyValueConfig{Bucket: leaderBucket, TTL: leaseTTL, History: 1,
 		Storage: jetstream.MemoryStorage, Replicas: b.opts.Replicas}
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
+	wait := backoff.Backoff{First: jsRetryEvery, Max: jsRetryEvery}
 	logged := time.Now()
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, jsAttempt)
 		kv, err := js.CreateOrUpdateKeyValue(cctx, cfg)
 		cancel()
 		if err == nil {
@@ -248,10 +252,8 @@ func (b *Broker) openLeaderBucket(ctx context.Context, js jetstream.JetStream) j
 			b.log.Warn("waiting for the cluster's JetStream", "replicas", b.opts.Replicas, "error", err)
 			logged = time.Now()
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.Wait(ctx) {
 			return nil
-		case <-t.C:
 		}
 	}
 }
@@ -419,14 +421,14 @@ func (b *Broker) moveRaftLeaders(term context.Context, data string) {
 			if term.Err() != nil {
 				return
 			}
-			if away(st.Cluster) && b.movable(term, "$JS.API.STREAM.INFO."+st.Name, &server.JSApiStreamInfoResponse{}, data) {
+			if away(st.Cluster) && b.movable(term, protocol.JSStreamInfo(st.Name), &server.JSApiStreamInfoResponse{}, data) {
 				n++
-				b.stepDown(term, "$JS.API.STREAM.LEADER.STEPDOWN."+st.Name, data, "stream", st.Name)
+				b.stepDown(term, protocol.JSStreamLeaderStepDown(st.Name), data, "stream", st.Name)
 			}
 			for _, ci := range st.Consumer {
-				if ci != nil && away(ci.Cluster) && b.movable(term, "$JS.API.CONSUMER.INFO."+st.Name+"."+ci.Name, &server.JSApiConsumerInfoResponse{}, data) {
+				if ci != nil && away(ci.Cluster) && b.movable(term, protocol.JSConsumerInfo(st.Name, ci.Name), &server.JSApiConsumerInfoResponse{}, data) {
 					n++
-					b.stepDown(term, "$JS.API.CONSUMER.LEADER.STEPDOWN."+st.Name+"."+ci.Name, data, "stream", st.Name, "consumer", ci.Name)
+					b.stepDown(term, protocol.JSConsumerLeaderStepDown(st.Name, ci.Name), data, "stream", st.Name, "consumer", ci.Name)
 				}
 			}
 		}
@@ -527,18 +529,13 @@ func (b *Broker) renew(term context.Context, kv jetstream.KeyValue, l *lease, re
 			l.extend(next, sent.Add(leaseValid))
 		case term.Err() != nil:
 			return
-		case isWrongRevision(err):
+		case jserr.IsWrongLastSequence(err):
 			b.log.Warn("another broker holds the lead", "server", b.serverName())
 			return
 		default:
 			b.log.Debug("leadership renewal failed; retrying", "error", err)
 		}
 	}
-}
-
-func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // takeoverGrace is how long after a takeover the workers of the saved state keep their jobs
@@ -636,7 +633,7 @@ func ReadCluster(ctx context.Context, nc *nats.Conn) (ClusterView, error) {
 		}
 	}
 	sort.Slice(v.Brokers, func(i, k int) bool { return v.Brokers[i].Server < v.Brokers[k].Server })
-	st, err := js.Stream(ctx, "KV_"+kvPipelines)
+	st, err := js.Stream(ctx, protocol.KVStream(kvPipelines))
 	if err != nil {
 		return v, fmt.Errorf("cluster: state stream: %w", err)
 	}

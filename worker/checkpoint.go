@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
@@ -172,7 +173,7 @@ func (s *sinkCheckpoints) run(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	var wait time.Duration // the space before the next try; 0 while the last save succeeded
+	wait := backoff.Backoff{First: saveRetryFirst, Max: saveRetryMax} // from First again after a save
 	for {
 		select {
 		case <-s.wake:
@@ -183,11 +184,10 @@ func (s *sinkCheckpoints) run(ctx context.Context) {
 			return
 		}
 		if err := s.save(ctx); err != nil {
-			wait = min(max(2*wait, saveRetryFirst), saveRetryMax)
-			retry.Reset(wait)
+			retry.Reset(wait.Next())
 			continue
 		}
-		wait = 0
+		wait.Reset()
 		retry.Stop()
 	}
 }

@@ -13,7 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/marvelo/marvelo/broker/jserr"
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -88,7 +90,7 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 		if ctx.Err() != nil {
 			return
 		}
-		if inputGone(err) {
+		if jserr.IsGone(err) {
 			in.deliver(ctx, inMsg{err: err})
 			return
 		}
@@ -110,7 +112,7 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 			switch {
 			case ctx.Err() != nil, errors.Is(err, jetstream.ErrMsgIteratorClosed):
 				return
-			case inputGone(err):
+			case jserr.IsGone(err):
 				in.deliver(ctx, inMsg{err: fmt.Errorf("input pipe %d: %w", in.pipe.ID, err)})
 				return
 			}
@@ -149,27 +151,16 @@ func (in *input) open(ctx context.Context, js jetstream.JetStream) (*jetstream.C
 	return info, it, nil
 }
 
-// inputGone reports whether a consumer error ends the input: its consumer or stream is gone.
-// Every other error (heartbeats missed, a reconnect, a leader change, a timeout) is transient.
-func inputGone(err error) bool {
-	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBadRequest)
-}
-
 // transientPause spaces the retries after a transient consumer error that repeats at once.
 const transientPause = 100 * time.Millisecond
 
-// transient logs a transient consumer error and waits a little before the next pull.
+// transient logs a transient consumer error and waits a little before the next pull. To an
+// input every error but a gone consumer or stream (jserr.IsGone) is transient (DESIGN.md §5).
 func (in *input) transient(ctx context.Context, err error) {
 	if in.log != nil {
 		in.log.Warn("input pipe: transient consumer error; retrying", "pipe", in.pipe.ID, "error", err)
 	}
-	t := time.NewTimer(transientPause)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	backoff.Pause(ctx, transientPause)
 }
 
 // holdWait bounds how long an input waits for a message the consumer delivered but this worker

@@ -9,12 +9,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/marvelo/marvelo/broker/jserr"
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 // TestOnlyAGoneConsumerEndsAnInput: missed heartbeats, reconnects, leader changes and timeouts
-// are retried; a deleted consumer or stream ends the input.
+// are retried; a deleted consumer or stream ends the input (jserr.IsGone).
 func TestOnlyAGoneConsumerEndsAnInput(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
@@ -30,8 +31,8 @@ func TestOnlyAGoneConsumerEndsAnInput(t *testing.T) {
 		{fmt.Errorf("input pipe 3: %w", jetstream.ErrConsumerNotFound), true},
 		{jetstream.ErrStreamNotFound, true},
 	} {
-		if got := inputGone(tc.err); got != tc.gone {
-			t.Errorf("inputGone(%v) = %v, want %v", tc.err, got, tc.gone)
+		if got := jserr.IsGone(tc.err); got != tc.gone {
+			t.Errorf("jserr.IsGone(%v) = %v, want %v", tc.err, got, tc.gone)
 		}
 	}
 }

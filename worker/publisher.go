@@ -7,14 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/marvelo/marvelo/broker/jserr"
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -272,7 +273,7 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
 	// No message ids: JetStream would remember every one for its duplicate window, which at a
 	// million messages a minute is hundreds of megabytes. The expected sequence orders and fences
 	// the publishes instead, and settles the one ambiguous case (an answer that never came).
-	wait := 500 * time.Microsecond
+	wait := backoff.Backoff{First: 500 * time.Microsecond, Max: 20 * time.Millisecond}
 	unanswered := false
 	for {
 		pctx, cancel := context.WithTimeout(ctx, publishAttempt)
@@ -285,23 +286,20 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if unanswered && wrongLastSequence(err) && p.storedAlready(ctx, msg) {
+		if unanswered && jserr.IsWrongLastSequence(err) && p.storedAlready(ctx, msg) {
 			p.lastSeq++ // the unanswered attempt was stored after all
 			return nil
 		}
 		if !retryable(err) {
-			if wrongLastSequence(err) {
+			if jserr.IsWrongLastSequence(err) {
 				return fmt.Errorf("output pipe %d: another instance of this job publishes on %s (this one is stale): %w", p.pipe.ID, p.pipe.Subject, err)
 			}
 			return fmt.Errorf("output pipe %d: publish to %s: %w", p.pipe.ID, p.pipe.Subject, err)
 		}
-		unanswered = unanswered || !isStreamFull(err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		unanswered = unanswered || !jserr.IsStreamFull(err)
+		if !wait.Wait(ctx) {
 			return ctx.Err()
 		}
-		wait = min(wait*2, 20*time.Millisecond)
 	}
 }
 
@@ -322,28 +320,7 @@ func (p *publisher) storedAlready(ctx context.Context, msg *nats.Msg) bool {
 		got.Header.Get(codec.EndHeader) == msg.Header.Get(codec.EndHeader)
 }
 
-func wrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
-func isStreamFull(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077
-}
-
-// retryable reports whether a publish may succeed if tried again: the stream is full, or the
-// answer did not come.
-func retryable(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		if apiErr.ErrorCode == 10077 { // stream store failed: maximum messages or bytes exceeded
-			return true
-		}
-		return false
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
-		return true
-	}
-	return strings.Contains(err.Error(), "maximum messages") || strings.Contains(err.Error(), "maximum bytes")
-}
+// retryable reports whether a publish may succeed if tried again: the stream is full (the
+// reader is behind), or the answer did not come or the cluster had no leader for the moment
+// (the expected sequence makes the attempt safe to repeat).
+func retryable(err error) bool { return jserr.IsStreamFull(err) || jserr.IsTransient(err) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -375,15 +376,16 @@ type logReader struct {
 	guarded context.Context
 	release func()
 
-	mu      sync.Mutex
-	heard   map[uint64]int // live lines heard and not read yet, by lineKey
-	nheard  int
-	since   time.Time // when the reading last caught up with a line heard (or the first was heard)
-	backoff time.Duration
+	mu     sync.Mutex
+	heard  map[uint64]int // live lines heard and not read yet, by lineKey
+	nheard int
+	since  time.Time       // when the reading last caught up with a line heard (or the first was heard)
+	reread backoff.Backoff // the wait before reading again for a line heard live, not yet read
 }
 
 func (c *Client) newLogReader(filter string, next uint64, from time.Time) *logReader {
-	return &logReader{c: c, filter: filter, next: next, from: from, wake: make(chan struct{}, 1), heard: map[uint64]int{}}
+	return &logReader{c: c, filter: filter, next: next, from: from, wake: make(chan struct{}, 1), heard: map[uint64]int{},
+		reread: backoff.Backoff{First: time.Millisecond, Max: logBackoffMax}}
 }
 
 // follow subscribes to the filter's live subjects: each line published wakes the reader. Call
@@ -484,7 +486,8 @@ func (r *logReader) readHeard(entries []LogEntry) {
 				r.heard[k] = n - 1
 			}
 			r.nheard--
-			r.since, r.backoff = time.Now(), 0
+			r.since = time.Now()
+			r.reread.Reset()
 		}
 	}
 }
@@ -510,16 +513,16 @@ func (r *logReader) due() time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.nheard == 0 {
-		r.backoff = 0
+		r.reread.Reset()
 		return logFallback
 	}
 	if time.Since(r.since) > logLag {
 		clear(r.heard)
-		r.nheard, r.backoff = 0, 0
+		r.nheard = 0
+		r.reread.Reset()
 		return logFallback
 	}
-	r.backoff = min(max(2*r.backoff, time.Millisecond), logBackoffMax)
-	return r.backoff
+	return r.reread.Next()
 }
 
 // lineKey identifies a line by its subject and content, to strike a line read off those heard.

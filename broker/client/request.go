@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -174,8 +175,7 @@ func (c *Client) exchange(ctx context.Context, timeout time.Duration, subject st
 		return fmt.Errorf("%s: %w", subject, err)
 	}
 	until := time.Now().Add(noResponderWait)
-	again := time.NewTimer(0)
-	defer again.Stop()
+	again := backoff.Backoff{First: 100 * time.Millisecond, Max: 100 * time.Millisecond}
 	for {
 		if err := c.nc.PublishRequest(subject, inbox, data); err != nil {
 			return fail(err)
@@ -192,13 +192,7 @@ func (c *Client) exchange(ctx context.Context, timeout time.Duration, subject st
 				return err
 			}
 		}
-		if time.Now().After(until) {
-			return fail(nats.ErrNoResponders)
-		}
-		again.Reset(100 * time.Millisecond)
-		select {
-		case <-again.C:
-		case <-ctx.Done():
+		if time.Now().After(until) || !again.Wait(ctx) {
 			return fail(nats.ErrNoResponders)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/marvelo/marvelo/broker"
 	"github.com/marvelo/marvelo/broker/liveview"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
+	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/worker"
 )
@@ -248,7 +249,7 @@ func splitList(s string) []string {
 // could take the cluster below its quorum. Only a worker that cannot be made at all (its
 // options) ends the broker, at start.
 func runLocalWorker(ctx context.Context, b *broker.Broker, name, workdir string, log *slog.Logger) error {
-	wait := time.Second
+	wait := backoff.Backoff{First: time.Second, Max: 30 * time.Second}
 	for {
 		started := time.Now()
 		err := runLocalWorkerOnce(ctx, b, name, workdir, log)
@@ -261,18 +262,14 @@ func runLocalWorker(ctx context.Context, b *broker.Broker, name, workdir string,
 			return cliutil.Failure(err)
 		}
 		if time.Since(started) > time.Minute {
-			wait = time.Second // it ran a while: a new trouble
+			wait.Reset() // it ran a while: a new trouble
 		}
-		log.Error("the broker's LOCAL worker stopped; the broker goes on and starts it again", "worker", name, "in", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		d := wait.Next()
+		log.Error("the broker's LOCAL worker stopped; the broker goes on and starts it again", "worker", name, "in", d, "error", err)
+		if !backoff.Pause(ctx, d) {
 			log.Info("shutting down")
 			return nil
-		case <-t.C:
 		}
-		wait = min(2*wait, 30*time.Second)
 	}
 }
 

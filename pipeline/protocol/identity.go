@@ -96,8 +96,8 @@ func DescribeRole(role string) string {
 // info, and direct gets of its lines (LogDirectGetSubject, or the same with ".SUBJECT"
 // appended). Reading the logs takes no consumer, whose deliver subject could point anywhere.
 const (
-	LogStreamInfoSubject = "$JS.API.STREAM.INFO." + LogStream
-	LogDirectGetSubject  = "$JS.API.DIRECT.GET." + LogStream
+	LogStreamInfoSubject = jsStreamInfo + LogStream // JSStreamInfo(LogStream)
+	LogDirectGetSubject  = jsDirectGet + LogStream  // JSDirectGet(LogStream)
 )
 
 // Right says whose right it is to publish to, or subscribe to, a subject of the marvelo API,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/backoff"
 )
 
 // Opening the streams never blocks the worker and never deadlocks, whatever order the program
@@ -636,7 +637,7 @@ func (p *Process) OutputOffset(k int) int64 { return p.outs[k].fr.Offset() }
 // when the program exits or ctx ends. The pipes give no event for "read empty", so it polls, from
 // every 100 µs up to every 5 ms while the program is busy.
 func (p *Process) WaitInputsRead(ctx context.Context) error {
-	wait := 100 * time.Microsecond
+	wait := backoff.Backoff{First: 100 * time.Microsecond, Max: 5 * time.Millisecond}
 	var timer *time.Timer
 	for {
 		busy := false
@@ -651,10 +652,10 @@ func (p *Process) WaitInputsRead(ctx context.Context) error {
 			return nil
 		}
 		if timer == nil {
-			timer = time.NewTimer(wait)
+			timer = time.NewTimer(wait.Next())
 			defer timer.Stop()
 		} else {
-			timer.Reset(wait)
+			timer.Reset(wait.Next())
 		}
 		select {
 		case <-timer.C:
@@ -663,6 +664,5 @@ func (p *Process) WaitInputsRead(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", p.label, ctx.Err())
 		}
-		wait = min(2*wait, 5*time.Millisecond)
 	}
 }

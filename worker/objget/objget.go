@@ -28,6 +28,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 const (
@@ -42,8 +44,9 @@ const (
 	descrHdr  = "Description"
 )
 
-// Subject returns the subject direct get requests on bucket are published to.
-func Subject(bucket string) string { return "$JS.API.DIRECT.GET.OBJ_" + bucket }
+// Subject returns the subject direct get requests on bucket are published to: the one the
+// broker grants a worker for the dependencies (protocol builds both).
+func Subject(bucket string) string { return protocol.JSDirectGet(protocol.ObjectStream(bucket)) }
 
 // MetaSubject returns the subject of an object's metadata, as nats.go writes it.
 func MetaSubject(bucket, name string) string {
