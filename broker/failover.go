@@ -90,6 +90,10 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 	j.worker, j.epoch, j.recovered = w, newEpoch, false
 	c.jobTo(j, jevAssigned)
 	j.restarts++
+	// A restart after a failure (restart.go) is this move from pending; its instances skip a
+	// poison round, moved or not.
+	restart, skip := j.restartNote, j.skipSQN
+	j.restartNote = ""
 	doc := p.doc
 	c.mu.Unlock()
 
@@ -100,6 +104,7 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 			if a.a.Job.ID != r.job {
 				continue
 			}
+			a.a.SkipSQN = skip
 			if err = c.requestWorker(ctx, w, protocol.VerbPrepare, a.a); err == nil {
 				err = c.requestWorker(ctx, w, protocol.VerbStart, a.a.Ref())
 			}
@@ -115,6 +120,11 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 		p.reason = ""
 	}
 	c.mu.Unlock()
+	if restart != "" {
+		c.event(r.pipeline, r.job, "restarted", fmt.Sprintf("%s restarted on worker %s (%s), %s after its failure",
+			j.job.Label(), w, restart, time.Since(since).Round(time.Millisecond)))
+		return
+	}
 	fromText := "worker " + from
 	if from == "" {
 		fromText = "pending"

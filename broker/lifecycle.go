@@ -54,6 +54,18 @@ type jobState struct {
 	// unneeded: every consumer of its outputs has ended (endUpstream): its worker was told to
 	// stop it, and its own report ends it, as finished, with its final counts.
 	unneeded bool
+	// The restart policy (restart.go; saved with the pipeline but for backoff and restartNote).
+	// failureRestarts: the restarts after a failure so far. failSQN and failStreak: the round the
+	// last failure was at (0 unknown) and how many failures in a row were at it. skipSQN: the
+	// round its instances skip as a dummy (a poison round). backoff: it waits out the backoff of
+	// a restart, and placement leaves it alone. restartNote: a restart is under way ("restart 1
+	// of 5"): the move that places it says "restarted".
+	failureRestarts int
+	failSQN         uint64
+	failStreak      int
+	skipSQN         uint64
+	backoff         bool
+	restartNote     string
 }
 
 func (c *control) handleSubmit(m *nats.Msg) any {
@@ -212,6 +224,16 @@ func (c *control) applyJobState(s protocol.JobState) {
 		c.log.Warn("job state report with an unknown state", "pipeline", s.Pipeline, "job", s.Job, "state", s.State)
 		return
 	}
+	exhausted := "" // why the job's restart policy did not restart it (restart.go)
+	if ev == jevFailed && !p.state.terminal() && p.state != protocol.StateStopping && !j.unneeded {
+		plan, restart, why := c.planRestart(p, j, s)
+		if restart {
+			c.mu.Unlock()
+			c.restartAfter(s, plan)
+			return
+		}
+		exhausted = why
+	}
 	if err := j.to(ev); err != nil {
 		c.mu.Unlock()
 		c.log.Warn("job state report refused", "worker", s.Worker, "error", err)
@@ -227,6 +249,9 @@ func (c *control) applyJobState(s protocol.JobState) {
 	switch {
 	case ev == jevFailed && !p.state.terminal() && p.state != protocol.StateStopping:
 		p.err = fmt.Sprintf("%s: %s", j.job.Label(), s.Error)
+		if exhausted != "" {
+			p.err = fmt.Sprintf("%s failed and %s: %s", j.job.Label(), exhausted, s.Error)
+		}
 		c.endPipeline(p, pevJobFailed)
 		stopWorkers = c.otherWorkers(p)
 		pipelineEvent, pipelineMsg = "failed", p.err
@@ -243,11 +268,17 @@ func (c *control) applyJobState(s protocol.JobState) {
 	}
 	c.mu.Unlock()
 	if protocol.Terminal(s.State) { // access (issue 12): an ended job's subjects are taken back
-		c.access.revoke(s.Worker, s.Pipeline, s.Job)
+		c.revokeEnded(s)
 		c.kickPlacement() // a slot is free
 	}
 
 	msg := fmt.Sprintf("%s %s on worker %s", j.job.Label(), s.State, s.Worker)
+	if s.SQN != 0 && ev == jevFailed {
+		msg += fmt.Sprintf(" at SQN %d", s.SQN)
+	}
+	if exhausted != "" {
+		msg += "; " + exhausted
+	}
 	if s.Error != "" {
 		msg += ": " + s.Error
 	}

@@ -101,13 +101,16 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 func (c *control) launched(p *pipelineState) {
 	c.mu.Lock()
 	p.launching = false
-	var lost []jobRef
+	var lost, restarts []jobRef
 	from := map[int]string{}
 	if !p.state.terminal() {
 		for id, j := range p.jobs {
 			if w, ok := c.workers[j.worker]; j.worker != "" && !j.state.terminal() && (!ok || !w.alive || w.cordoned) {
 				lost = append(lost, jobRef{p.doc.Name, id})
 				from[id] = j.worker
+			}
+			if j.restartDue() { // it failed during the launch and its backoff has passed (restart.go)
+				restarts = append(restarts, jobRef{p.doc.Name, id})
 			}
 		}
 	}
@@ -116,6 +119,9 @@ func (c *control) launched(p *pipelineState) {
 	for _, r := range lost {
 		c.event(r.pipeline, r.job, "worker lost", fmt.Sprintf("job %d: worker %s was lost while the pipeline started", r.job, from[r.job]))
 		c.relocate(r, from[r.job], now)
+	}
+	for _, r := range restarts {
+		c.relocate(r, "", now)
 	}
 }
 
@@ -214,7 +220,7 @@ func (c *control) placePending() {
 			waiting = append(waiting, p)
 		case protocol.StateDegraded:
 			for id, j := range p.jobs {
-				if j.state == protocol.StatePending {
+				if j.state == protocol.StatePending && !j.backoff { // a restart's backoff has its own timer (restart.go)
 					stranded = append(stranded, jobRef{name, id})
 				}
 			}

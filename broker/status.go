@@ -99,7 +99,8 @@ func (p *pipelineState) status() protocol.PipelineStatus {
 	for _, jd := range p.doc.Jobs {
 		j := p.jobs[jd.ID]
 		st.Jobs = append(st.Jobs, protocol.JobStatus{ID: jd.ID, Name: jd.DisplayName(), Worker: j.worker,
-			State: string(j.state), Error: j.err, Stats: j.stats.Plus(j.prior), Restarts: j.restarts})
+			State: string(j.state), Error: j.err, Stats: j.stats.Plus(j.prior), Restarts: j.restarts,
+			FailureRestarts: j.failureRestarts, RestartMax: jd.RestartMax()}) // restart.go
 	}
 	return st
 }

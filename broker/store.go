@@ -46,6 +46,11 @@ type savedJob struct {
 	Restarts int               `json:"restarts,omitempty"`
 	// Prior holds the counts of the job's earlier instances (jobState.prior).
 	Prior protocol.JobStats `json:"prior,omitzero"`
+	// The restart policy's counts (jobState, restart.go).
+	FailureRestarts int    `json:"failure_restarts,omitempty"`
+	FailSQN         uint64 `json:"fail_sqn,omitempty"`
+	FailStreak      int    `json:"fail_streak,omitempty"`
+	SkipSQN         uint64 `json:"skip_sqn,omitempty"`
 }
 
 type store struct {
@@ -116,7 +121,8 @@ func (p *pipelineState) snapshot() (savedPipeline, error) {
 		sp.Events = sp.Events[len(sp.Events)-50:]
 	}
 	for id, j := range p.jobs {
-		sp.Jobs[id] = savedJob{Worker: j.worker, State: string(j.state), Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts, Prior: j.prior}
+		sp.Jobs[id] = savedJob{Worker: j.worker, State: string(j.state), Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts, Prior: j.prior,
+			FailureRestarts: j.failureRestarts, FailSQN: j.failSQN, FailStreak: j.failStreak, SkipSQN: j.skipSQN}
 	}
 	return sp, nil
 }
@@ -302,6 +308,7 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 			j := &doc.Jobs[i]
 			sj := sp.Jobs[j.ID]
 			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: jobPhase(sj.State), err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, prior: sj.Prior, restarts: sj.Restarts,
+				failureRestarts: sj.FailureRestarts, failSQN: sj.FailSQN, failStreak: sj.FailStreak, skipSQN: sj.SkipSQN,
 				recovered: !p.state.terminal() && !jobPhase(sj.State).terminal() && hasStoredInput(doc, j)}
 			epoch = max(epoch, sj.Epoch)
 		}

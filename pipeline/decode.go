@@ -802,6 +802,21 @@ var jobFields = fields[Job]{
 	"head_size": func(b *builder, j *Job, path string, v any) { j.HeadSize = b.intIn(path, v, 1, 4) },
 	"dummy":     func(b *builder, j *Job, path string, v any) { j.Dummy = b.enum(path, v, DummyZero, DummyPrev) },
 	"log":       func(b *builder, j *Job, path string, v any) { j.Log = b.bool(path, v) },
+	"restart": func(b *builder, j *Job, path string, v any) {
+		j.Restart = &Restart{}
+		decodeFields(b, path, v, restartFields, j.Restart)
+	},
+}
+
+// restartFields: max must be at least 1 when given (an explicit 0 cannot be told from an absent
+// key later); the policy and the backoff's duration are checked by Validate.
+var restartFields = fields[Restart]{
+	"policy": func(b *builder, r *Restart, path string, v any) {
+		r.Policy = b.enum(path, v, RestartNever, RestartOnFailure)
+	},
+	"max":         func(b *builder, r *Restart, path string, v any) { r.Max = b.intIn(path, v, 1, math.MaxInt) },
+	"backoff":     func(b *builder, r *Restart, path string, v any) { r.Backoff = b.str(path, v) },
+	"skip_poison": func(b *builder, r *Restart, path string, v any) { r.SkipPoison = b.bool(path, v) },
 }
 
 var execFields = fields[Exec]{

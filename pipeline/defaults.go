@@ -4,6 +4,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Label is the job's name as shown in logs: its name, else its type or executable, plus its id.
@@ -164,4 +165,39 @@ func (j *Job) DependenciesFolder() string {
 		return j.Python.Dependencies
 	}
 	return ""
+}
+
+// RestartMax is how many restarts after failures the job's policy allows in a run: 0 under
+// "never" (or without a policy: a failure fails the pipeline), max (default 3) under
+// "on-failure".
+func (j *Job) RestartMax() int {
+	if j.Restart == nil || j.Restart.Policy != RestartOnFailure {
+		return 0
+	}
+	if j.Restart.Max <= 0 {
+		return DefaultRestartMax
+	}
+	return j.Restart.Max
+}
+
+// RestartDelay is the wait before the job's n-th restart (n from 1): the backoff (default 1s)
+// doubled for each restart before it, at most MaxRestartBackoff. A backoff that does not parse
+// (Validate reports it) counts as the default.
+func (j *Job) RestartDelay(n int) time.Duration {
+	d := DefaultRestartBackoff
+	if j.Restart != nil && j.Restart.Backoff != "" {
+		if b, err := time.ParseDuration(j.Restart.Backoff); err == nil && b >= 0 {
+			d = b
+		}
+	}
+	for i := 1; i < n && d < MaxRestartBackoff; i++ {
+		d *= 2
+	}
+	return min(d, MaxRestartBackoff)
+}
+
+// SkipsPoison reports whether a round that failed the job twice in a row is skipped as a dummy
+// by its next instance (restart.skip_poison, under "on-failure").
+func (j *Job) SkipsPoison() bool {
+	return j.RestartMax() > 0 && j.Restart.SkipPoison
 }

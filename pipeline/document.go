@@ -5,6 +5,8 @@
 // The package is pure: no NATS, no goroutines, no I/O beyond what a caller hands it.
 package pipeline
 
+import "time"
+
 // Pipeline is one pipeline document.
 type Pipeline struct {
 	Name  string `json:"name" cbor:"name"`
@@ -30,6 +32,25 @@ type Job struct {
 	HeadSize int            `json:"head_size,omitempty" cbor:"head_size,omitempty"`
 	Dummy    string         `json:"dummy,omitempty" cbor:"dummy,omitempty"`
 	Log      bool           `json:"log,omitempty" cbor:"log,omitempty"`
+	// Restart is what happens when the job fails (an error, a non-zero exit, a crash): nil is
+	// "never", the failure fails the pipeline (DESIGN.md §3, §8).
+	Restart *Restart `json:"restart,omitempty" cbor:"restart,omitempty"`
+}
+
+// Restart is a job's restart policy (dora's restart_policy, Storm's supervisors): a job that
+// fails is placed again, as a move after a worker loss, and resumes from what its inputs
+// acknowledged; the pipeline fails only once the policy is exhausted.
+type Restart struct {
+	// Policy is "never" (a failure fails the pipeline) or "on-failure".
+	Policy string `json:"policy" cbor:"policy"`
+	// Max is how many restarts after failures a run allows (on-failure; default 3).
+	Max int `json:"max,omitempty" cbor:"max,omitempty"`
+	// Backoff is the wait before the first restart, a Go duration (default "1s"): it doubles
+	// with each restart, up to MaxRestartBackoff.
+	Backoff string `json:"backoff,omitempty" cbor:"backoff,omitempty"`
+	// SkipPoison: a round (SQN) that failed the job twice in a row is not handed to the next
+	// instance; its outputs get a dummy for it, as for a lost block.
+	SkipPoison bool `json:"skip_poison,omitempty" cbor:"skip_poison,omitempty"`
 }
 
 // Exec describes an executable job (the old ExecutableJob / MARVELOJob).
@@ -110,4 +131,13 @@ const (
 
 	DefaultInputFlag  = "-i"
 	DefaultOutputFlag = "-o"
+
+	RestartNever     = "never"
+	RestartOnFailure = "on-failure"
+	// DefaultRestartMax is the restarts "on-failure" allows when max is not given.
+	DefaultRestartMax = 3
+	// DefaultRestartBackoff is the wait before the first restart when backoff is not given;
+	// MaxRestartBackoff caps it and its doubling.
+	DefaultRestartBackoff = time.Second
+	MaxRestartBackoff     = time.Minute
 )

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/marvelo/marvelo/codec"
 )
@@ -210,6 +211,50 @@ func (v *validator) job(i int) {
 	for k, g := range j.Groups {
 		if strings.TrimSpace(g) == "" {
 			v.add(aboutJob, i, fmt.Sprintf("%s.groups[%d]", path, k), "%s: groups[%d] is empty", v.jobRef(i), k)
+		}
+	}
+	if j.Restart != nil {
+		v.restart(i)
+	}
+}
+
+// restart checks a job's restart policy: a known policy, a backoff that is a duration from 0 to
+// MaxRestartBackoff, and no settings that "never" would ignore.
+func (v *validator) restart(i int) {
+	r := v.p.Jobs[i].Restart
+	path := jobPath(i) + ".restart"
+	switch r.Policy {
+	case RestartOnFailure:
+	case RestartNever:
+		var set []string
+		if r.Max != 0 {
+			set = append(set, "max")
+		}
+		if r.Backoff != "" {
+			set = append(set, "backoff")
+		}
+		if r.SkipPoison {
+			set = append(set, "skip_poison")
+		}
+		if len(set) > 0 {
+			v.add(aboutJob, i, path+"."+set[0], "%s: restart.%s has no effect with policy %q (a failure fails the pipeline); use %q or leave it out",
+				v.jobRef(i), strings.Join(set, ", restart."), RestartNever, RestartOnFailure)
+		}
+	case "":
+		v.add(aboutJob, i, path, "%s: restart.policy is required (%s or %s)", v.jobRef(i), RestartNever, RestartOnFailure)
+	default:
+		v.add(aboutJob, i, path+".policy", "%s: restart.policy %q is not one of %s, %s", v.jobRef(i), r.Policy, RestartNever, RestartOnFailure)
+	}
+	if r.Max < 0 {
+		v.add(aboutJob, i, path+".max", "%s: restart.max must be at least 1, got %d", v.jobRef(i), r.Max)
+	}
+	if r.Backoff != "" {
+		d, err := time.ParseDuration(r.Backoff)
+		switch {
+		case err != nil:
+			v.add(aboutJob, i, path+".backoff", "%s: restart.backoff %q is not a duration (want a string such as \"1s\" or \"500ms\")", v.jobRef(i), r.Backoff)
+		case d < 0 || d > MaxRestartBackoff:
+			v.add(aboutJob, i, path+".backoff", "%s: restart.backoff %s is out of range: 0s to %s", v.jobRef(i), r.Backoff, MaxRestartBackoff)
 		}
 	}
 }

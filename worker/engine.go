@@ -30,6 +30,10 @@ type jobKind interface {
 	step(ctx context.Context, r *round) (ended bool, err error)
 	// finished reports that the job asked to finish with the round just stepped.
 	finished() bool
+	// skipRound passes a poison round by without handing it to the job (poisonRound): every
+	// output answers it with nothing, in its place among the rounds, and downstream makes a
+	// dummy there, as for a lost block.
+	skipRound(ctx context.Context, r *round) error
 }
 
 // round is one compute block as the engine hands it to a kind. The slices are reused from round
@@ -49,6 +53,9 @@ type roundTag struct {
 	sqn  uint64
 	head uint32
 	acks *roundAcks
+	// poison: the round is skipped (poisonRound) and never written to a program; an output
+	// answers it with nothing when its turn comes (execKind.nextTag).
+	poison bool
 }
 
 // roundAcks are the input messages a round consumed. Each output releases them once its answer
@@ -241,7 +248,13 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 			return nil
 		}
 		r.tag.acks = t.newRoundAcks(takeConsumed(ins, chk), len(outs))
-		jobEnded, err := kind.step(ctx, r)
+		var jobEnded bool
+		poison := t.poisonRound(r)
+		if poison {
+			err = kind.skipRound(ctx, r)
+		} else {
+			jobEnded, err = kind.step(ctx, r)
+		}
 		if err != nil {
 			return err
 		}
@@ -251,12 +264,34 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 		if jobEnded {
 			return nil
 		}
-		t.stats.rounds.Add(1)
+		if !poison {
+			t.stats.rounds.Add(1)
+		}
 		_, _, inFin := codec.Flags(r.tag.head, t.headSize)
 		if inFin || kind.finished() {
 			return nil
 		}
 	}
+}
+
+// poisonRound reports whether r is the poison round the job's assignment says to skip
+// (Assignment.SkipSQN: it failed the job twice in a row and the restart policy skips it), and
+// says so once as a notice. Only a round of the checker is one; a later round or a reset means
+// the round was acknowledged before this instance, which then skips nothing.
+func (t *task) poisonRound(r *round) bool {
+	if t.skipSQN == 0 || !r.connector {
+		return false
+	}
+	_, reset, _ := codec.Flags(r.tag.head, t.headSize)
+	switch {
+	case r.tag.sqn == t.skipSQN:
+		t.skipSQN = 0
+		t.jctx.Notify(fmt.Sprintf("round SQN %d skipped as a dummy: it failed the job twice in a row (restart policy skip_poison)", r.tag.sqn))
+		return true
+	case r.tag.sqn > t.skipSQN, reset:
+		t.skipSQN = 0
+	}
+	return false
 }
 
 // protocolViolation names the pipeline and the job in an SQN jump (a block further ahead than its

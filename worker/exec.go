@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,6 +256,88 @@ func (e *execKind) step(ctx context.Context, r *round) (bool, error) {
 	return e.flush(e.writeCtx)
 }
 
+// skipRound queues a poison round on every output without writing it to the program: the
+// output answers it with nothing (a dummy downstream) in its place, after the answers to the
+// rounds before it (nextTag); with "sqn" it is a round given and never answered, skipped by the
+// next answer as any such round. A sink program has nothing to answer: the engine releases it.
+func (e *execKind) skipRound(ctx context.Context, r *round) error {
+	tag := r.tag
+	tag.poison = true
+	for _, o := range e.outs {
+		if e.sqn {
+			o.give(tag, e.window)
+			continue
+		}
+		select {
+		case o.tags <- tag:
+		case <-e.proc.Exited():
+			e.closed = true // gone without reading this far: the rounds end at the next step
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// nextTag takes the round the next answer on output o answers, first answering with nothing the
+// poison rounds queued before it (skipRound); false when no round is left.
+func (e *execKind) nextTag(o *execOutput) (roundTag, bool) {
+	for {
+		select {
+		case tag := <-o.tags:
+			if tag.poison {
+				e.t.skip(o.port, tag)
+				continue
+			}
+			return tag, true
+		default:
+			return roundTag{}, false
+		}
+	}
+}
+
+// failedRound is the round a program that failed (err) failed at, when it can be told: the last
+// "at SQN n" its stderr names (the Python runner's "run failed at SQN n", a malformed frame at
+// SQN n), else the oldest round an output was given and left unanswered; 0 for neither. Called
+// once the outputs have been read to their end.
+func (e *execKind) failedRound(err error) uint64 {
+	var exit *execjob.ExitError
+	if errors.As(err, &exit) {
+		for i := len(exit.Stderr) - 1; i >= 0; i-- {
+			if m := atSQN.FindStringSubmatch(exit.Stderr[i]); m != nil {
+				if n, perr := strconv.ParseUint(m[1], 10, 64); perr == nil {
+					return n
+				}
+			}
+		}
+	}
+	for _, o := range e.outs {
+		if e.sqn {
+			o.mu.Lock()
+			var sqn uint64
+			for _, tag := range o.pending {
+				if !tag.poison {
+					sqn = tag.sqn
+					break
+				}
+			}
+			o.mu.Unlock()
+			if sqn != 0 {
+				return sqn
+			}
+			continue
+		}
+		if tag, ok := e.nextTag(o); ok {
+			return tag.sqn
+		}
+	}
+	return 0
+}
+
+// atSQN finds the round a program's error names.
+var atSQN = regexp.MustCompile(`\bat SQN (\d+)\b`)
+
 // execFlushBytes bounds the rounds buffered for a program before they are written.
 const execFlushBytes = 64 << 10
 
@@ -364,6 +448,9 @@ func (t *task) runExec(procCtx, ctx context.Context, ins []*input, outs []*outPo
 	}
 	drained := procCtx.Err() != nil && ctx.Err() == nil
 	if waitErr != nil && !drained {
+		if len(ins) > 0 && ctx.Err() == nil {
+			t.failedSQN = e.failedRound(waitErr) // for its report (a poison round?)
+		}
 		return t.defaultCodecNote(waitErr)
 	}
 	if loopErr != nil {
@@ -388,15 +475,26 @@ func (e *execKind) settle() error {
 			}
 			continue
 		}
-		if len(o.tags) == 0 {
+		var rest []roundTag
+		unanswered := 0
+		for len(o.tags) > 0 {
+			tag := <-o.tags
+			rest = append(rest, tag)
+			if !tag.poison {
+				unanswered++
+			}
+		}
+		if unanswered == 0 {
+			for _, tag := range rest {
+				e.t.skip(o.port, tag) // poison rounds after the last answer (skipRound)
+			}
 			continue
 		}
 		if !e.closed && !e.finishedByProgram.Load() && !e.endsEarly {
 			return fmt.Errorf("%s: output pipe %d: the program answered %d of the %d rounds it was given (every round needs one answer on every output; a program with head: true skips one by answering with the corrupted bit)%s",
 				e.t.label, o.port.pub.pipe.ID, o.answered, given, e.mismatch(o))
 		}
-		for len(o.tags) > 0 {
-			tag := <-o.tags
+		for _, tag := range rest {
 			if e.endsEarly {
 				e.t.consume(o.port, tag) // the job ended (End) before this round: its output ends before it
 				continue
@@ -435,7 +533,6 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 			}
 			continue
 		}
-		var tag roundTag
 		if e.sqn {
 			skipped, tg, err := e.takeAnswer(o, sqn)
 			if err != nil {
@@ -451,9 +548,8 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 			}
 			continue
 		}
-		select {
-		case tag = <-o.tags:
-		default:
+		tag, ok := e.nextTag(o)
+		if !ok {
 			return fmt.Errorf("%s: output pipe %d: the program answered %d times, more than the %d rounds it was given (every round needs exactly one answer on every output)%s",
 				t.label, o.port.pub.pipe.ID, o.answered+1, e.given.Load(), e.mismatch(o))
 		}

@@ -58,6 +58,10 @@ type task struct {
 	rt map[int]*realtimeSub
 	// sequencer numbers a source's blocks (and an all-async job's); `marvelo reset` restarts it.
 	sequencer *align.SourceSequencer
+	// skipSQN is a poison round the job is not handed (Assignment.SkipSQN; engine.go,
+	// poisonRound); failedSQN the round the job failed at, when known, for its report. Both
+	// belong to the goroutine that runs the job.
+	skipSQN, failedSQN uint64
 
 	// logPub receives a LoggingJob row per compute block when the job has log: true.
 	logPub   *publisher
@@ -298,6 +302,9 @@ func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 		}
 		return errors.Is(err, job.ErrEnd), nil
 	case err != nil:
+		if r.connector {
+			t.failedSQN = r.tag.sqn // the round that failed it, for its report (a poison round?)
+		}
 		return false, err
 	}
 	if err := t.writeLogRow(ctx, stepIn, t.logClock()); err != nil {
@@ -309,6 +316,20 @@ func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// skipRound answers a poison round with nothing on every output, as ErrSkip does: downstream
+// makes a dummy there. A checkpointing sink records it (nothing written), so its messages are
+// acknowledged with the checkpoint as any round's.
+func (g *goKind) skipRound(_ context.Context, r *round) error {
+	if g.sink != nil {
+		g.sink.record(r.tag.sqn, r.tag.acks)
+		r.tag.acks = nil
+	}
+	for _, o := range g.outs {
+		g.t.skip(o, r.tag)
+	}
+	return nil
 }
 
 // finished: the job called Finish, or wrote the finished bit in an output's head itself (SB-4),

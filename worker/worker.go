@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/deps"
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
@@ -270,7 +271,7 @@ func (w *Worker) subscribe() ([]*nats.Subscription, error) {
 
 // register announces the worker, retrying until the broker answers or ctx ends.
 func (w *Worker) register(ctx context.Context) error {
-	wait := 100 * time.Millisecond
+	wait := backoff.Backoff{First: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := w.request(rctx, protocol.From(protocol.SubjRegister, w.opts.Name), w.info, nil)
@@ -282,13 +283,11 @@ func (w *Worker) register(ctx context.Context) error {
 		if errors.As(err, &refused) {
 			return fmt.Errorf("worker %s: broker refused registration: %w", w.opts.Name, err)
 		}
-		w.log.Warn("broker not answering; retrying", "error", err, "in", wait)
-		select {
-		case <-ctx.Done():
+		d := wait.Next()
+		w.log.Warn("broker not answering; retrying", "error", err, "in", d)
+		if !backoff.Pause(ctx, d) {
 			return ctx.Err()
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 
@@ -452,6 +451,7 @@ func (w *Worker) newTask(a *protocol.Assignment, label, workDir string, ins, out
 		stdin:     newStdinReader(w.nc, protocol.StdinSubject(a.Pipeline, a.Job.ID)),
 		sequencer: align.NewSourceSequencer(),
 		rt:        rt,
+		skipSQN:   a.SkipSQN,
 	}
 	t.ctxConfig = job.ContextConfig{
 		Pipeline: a.Pipeline, Name: a.Job.DisplayName(), Worker: w.opts.Name, WorkDir: workDir,
@@ -727,8 +727,9 @@ func (w *Worker) report(t *task, state string, jobErr error) {
 	}
 	if jobErr != nil {
 		js.Error = jobErr.Error()
+		js.SQN = t.failedSQN // the round it failed at, when known (restart policies count it)
 	}
-	wait := 100 * time.Millisecond
+	wait := backoff.Backoff{First: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		ctx, cancel := context.WithTimeout(w.runCtx, 2*time.Second)
 		err := w.request(ctx, protocol.From(protocol.SubjJobState, w.opts.Name), js, nil)
@@ -742,11 +743,7 @@ func (w *Worker) report(t *task, state string, jobErr error) {
 			return
 		}
 		w.log.Warn("job state not reported yet; retrying", "pipeline", js.Pipeline, "job", js.Job, "state", state, "error", err)
-		select {
-		case <-w.runCtx.Done():
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
+		wait.Wait(w.runCtx) // an end of runCtx is noticed by the next attempt's check
 	}
 }
 

@@ -210,7 +210,9 @@ func statusCommand() *cli.Command {
 		Description: `Without a name, shows one line per pipeline: its state, its jobs running of all, its run, its
 age and why it is degraded, failed or when it ended. With a pipeline name, shows it in full: per
 job, the worker it runs on, its state, blocks in and out, blocks dropped as stale or by
-max_queue, dummies and restarts, then its events. --json prints every pipeline (or the one
+max_queue, dummies and restarts (moves and restarts after a failure; "3 (2/5 failed)": 2 of
+them restarts after a failure, of the 5 its restart policy allows), then its events (each
+restart says why). --json prints every pipeline (or the one
 named) in full. marvelo rm forgets ended pipelines.
 
 Example:
@@ -329,8 +331,8 @@ func printStatus(w io.Writer, sts []protocol.PipelineStatus, events bool) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "JOB\tNAME\tWORKER\tSTATE\tIN\tOUT\tSTALE\tDROPPED\tDUMMIES\tRESTARTS")
 		for _, j := range st.Jobs {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", j.ID, j.Name, orDash(j.Worker), j.State,
-				j.Stats.BlocksIn, j.Stats.BlocksOut, j.Stats.Stale, j.Stats.QueueDrops, j.Stats.Dummies, j.Restarts)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", j.ID, j.Name, orDash(j.Worker), j.State,
+				j.Stats.BlocksIn, j.Stats.BlocksOut, j.Stats.Stale, j.Stats.QueueDrops, j.Stats.Dummies, restartsCell(j))
 		}
 		_ = tw.Flush()
 		if events {
@@ -339,6 +341,16 @@ func printStatus(w io.Writer, sts []protocol.PipelineStatus, events bool) {
 			}
 		}
 	}
+}
+
+// restartsCell is a job's RESTARTS: its new instances (moves and restarts), and of them the
+// restarts after a failure against what its restart policy allows: "3 (2/5 failed)".
+func restartsCell(j protocol.JobStatus) string {
+	s := strconv.Itoa(j.Restarts)
+	if j.FailureRestarts > 0 {
+		s += fmt.Sprintf(" (%d/%d failed)", j.FailureRestarts, j.RestartMax)
+	}
+	return s
 }
 
 func orDash(s string) string {

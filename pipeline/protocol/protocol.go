@@ -47,6 +47,8 @@ const (
 	// SubjRemove: RemoveRequest → RemoveReply. Ended pipelines are forgotten: their state,
 	// events, checkpoints and logs.
 	SubjRemove = "marvelo.api.remove"
+	// APISubjects matches every API subject: the operator's alone.
+	APISubjects = "marvelo.api.>"
 
 	// LogStream keeps the logs of all pipelines for `marvelo logs`.
 	LogStream = "MARVELO_LOGS"
@@ -254,6 +256,10 @@ type Assignment struct {
 	Outputs  []PipeBinding `json:"outputs"`
 	// Dependencies names the object in DepsBucket to unpack into the job's working directory.
 	Dependencies string `json:"dependencies,omitempty"`
+	// SkipSQN is a round the job is not handed (a poison round: it failed the job twice in a
+	// row, and its restart policy skips it): its outputs get a dummy for it, as for a lost
+	// block. 0: none.
+	SkipSQN uint64 `json:"skip_sqn,omitempty"`
 }
 
 // Ref returns the assignment's JobRef.
@@ -339,6 +345,11 @@ type JobState struct {
 	// sink that started its file again, job.Context.Notify): the broker records it as an event
 	// of kind EventJobNotice and leaves the job's state as it is.
 	Notice string `json:"notice,omitempty"`
+	// SQN is the round a failed job failed at, when the worker knows it (a Go job's round, the
+	// "at SQN n" of a program's error, else the oldest round a program left unanswered); 0
+	// otherwise. The broker's restart policy counts a round that fails again and again (a
+	// poison round).
+	SQN uint64 `json:"sqn,omitempty"`
 }
 
 // EventJobNotice is the kind of the event a JobState's Notice becomes.
@@ -459,13 +470,18 @@ type Event struct {
 
 // JobStatus is one job as `marvelo status` shows it.
 type JobStatus struct {
-	ID       int      `json:"id"`
-	Name     string   `json:"name"`
-	Worker   string   `json:"worker,omitempty"`
-	State    string   `json:"state"`
-	Error    string   `json:"error,omitempty"`
-	Stats    JobStats `json:"stats"`
-	Restarts int      `json:"restarts,omitempty"`
+	ID     int      `json:"id"`
+	Name   string   `json:"name"`
+	Worker string   `json:"worker,omitempty"`
+	State  string   `json:"state"`
+	Error  string   `json:"error,omitempty"`
+	Stats  JobStats `json:"stats"`
+	// Restarts counts the job's new instances in this run: moves and restarts after failures.
+	Restarts int `json:"restarts,omitempty"`
+	// FailureRestarts counts the restarts after a failure its restart policy allowed (each is
+	// in Restarts too); RestartMax is what the policy allows (0: "never").
+	FailureRestarts int `json:"failure_restarts,omitempty"`
+	RestartMax      int `json:"restart_max,omitempty"`
 }
 
 // Run is one submission of a pipeline: `marvelo logs --run ID` shows its lines.
