@@ -14,7 +14,7 @@
 //	func main() {
 //		reg := builtin.Registry()
 //		reg.Register("scale", "multiplies its input by factor", func() any { return &Scale{} })
-//		worker.Main(reg) // a worker of your own that also carries the builtin jobs
+//		command.Main(reg) // a worker of your own that also carries the builtin jobs
 //	}
 //
 // Methods a job may have (all optional but one of Run, Generate, RunRaw):
