@@ -18,7 +18,7 @@ import (
 	"github.com/marvelo/marvelo/worker"
 )
 
-// RunCommand is the run command of marvelo and of every worker of your own (worker.Main(reg,
+// RunCommand is the run command of marvelo and of every worker of your own (command.Main(reg,
 // local.RunCommand(reg))): the whole pipeline in this process with the job types of reg.
 func RunCommand(reg *job.Registry) *cli.Command {
 	return &cli.Command{

@@ -11,6 +11,7 @@ import (
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/worker"
+	"github.com/marvelo/marvelo/worker/command"
 )
 
 // runWith runs `marvelo ARGS...` in process with the one command given, as main does.
@@ -84,9 +85,9 @@ func TestValidateJSON(t *testing.T) {
 }
 
 func TestTypesCommand(t *testing.T) {
-	r := runWith(t, worker.TypesCommand(registry), "types")
+	r := runWith(t, command.TypesCommand(registry), "types")
 	r.want(t, 0, "counter — source:", "    count     integer >= 0  default: 0", "csv_sink — sink:", "path  string   required")
-	j := runWith(t, worker.TypesCommand(registry), "types", "--json", "clock")
+	j := runWith(t, command.TypesCommand(registry), "types", "--json", "clock")
 	var specs []pipeline.TypeSpec
 	if err := json.Unmarshal([]byte(j.stdout), &specs); err != nil || len(specs) != 1 || specs[0].Name != "clock" {
 		t.Fatalf("types --json clock: %v %s", err, j.stdout)
@@ -94,5 +95,5 @@ func TestTypesCommand(t *testing.T) {
 	if a, ok := specs[0].Arg("interval"); !ok || a.Kind != pipeline.KindDuration || a.Default != "40ms" {
 		t.Errorf("clock interval: %+v", a)
 	}
-	runWith(t, worker.TypesCommand(registry), "types", "nosuch").want(t, 2)
+	runWith(t, command.TypesCommand(registry), "types", "nosuch").want(t, 2)
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/pipeline/job"
-	"github.com/marvelo/marvelo/worker"
+	"github.com/marvelo/marvelo/worker/command"
 )
 
 // runApp runs the whole marvelo command line in process, as main does.
@@ -55,7 +55,7 @@ func TestVersionOnEveryBinary(t *testing.T) {
 		t.Errorf("marvelo --version: %d %q", r.code, r.stdout)
 	}
 	var out bytes.Buffer
-	w := worker.App(builtin.Registry())
+	w := command.App(builtin.Registry())
 	w.Writer = &out
 	if err := w.Run([]string{"marvelo-worker", "--version"}); err != nil || !strings.Contains(out.String(), "marvelo-worker version ") {
 		t.Errorf("marvelo-worker --version: %v %q", err, out.String())
@@ -101,7 +101,7 @@ func TestEnvironmentVariablesOnEveryCommand(t *testing.T) {
 	for _, c := range newApp().Commands {
 		check("marvelo "+c.Name, c.Flags)
 	}
-	check("marvelo-worker", worker.App(builtin.Registry()).Flags)
+	check("marvelo-worker", command.App(builtin.Registry()).Flags)
 }
 
 // One rule: bad usage or an unreadable or invalid file is 2, a failure 1.

@@ -17,6 +17,7 @@ import (
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 	"github.com/marvelo/marvelo/worker"
+	"github.com/marvelo/marvelo/worker/command"
 )
 
 // The document commands: encode, decode, validate and graph. Each takes one FILE, JSON, YAML or
@@ -123,7 +124,7 @@ Example:
 					return err
 				}
 			}
-			return worker.ReportCheck(c, name, data, opts)
+			return command.ReportCheck(c, name, data, opts)
 		},
 	}
 }

@@ -294,7 +294,7 @@ import (
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/pipeline/job"
-	"github.com/marvelo/marvelo/worker"
+	"github.com/marvelo/marvelo/worker/command"
 )
 
 // Scale multiplies every value by Factor. Its exported fields are its args, checked by validate
@@ -317,7 +317,7 @@ func registry() *job.Registry {
 
 func main() {
 	reg := registry()
-	worker.Main(reg, local.RunCommand(reg))
+	command.Main(reg, local.RunCommand(reg))
 }
 `,
 	"scale_test.go": `package main

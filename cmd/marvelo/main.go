@@ -10,7 +10,7 @@ import (
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline/protocol"
-	"github.com/marvelo/marvelo/worker"
+	"github.com/marvelo/marvelo/worker/command"
 )
 
 func main() {
@@ -53,9 +53,9 @@ Examples:
 			initCommand(),
 			local.RunCommand(registry),
 			validateCommand(),
-			worker.TypesCommand(registry),
-			worker.TestJobCommand(),
-			worker.PythonCommand(),
+			command.TypesCommand(registry),
+			command.TestJobCommand(),
+			command.PythonCommand(),
 			submitCommand(),
 			statusCommand(),
 			stopCommand(),

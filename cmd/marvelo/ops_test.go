@@ -31,7 +31,7 @@ func TestInitMakesAProject(t *testing.T) {
 	}
 	for file, want := range map[string]string{
 		"go.mod":        "module myproj",
-		"main.go":       "worker.Main(reg, local.RunCommand(reg))",
+		"main.go":       "command.Main(reg, local.RunCommand(reg))",
 		"pipeline.json": `"name": "myproj"`,
 		"Makefile":      "$(GO) build -o bin/worker .",
 	} {

@@ -1,4 +1,4 @@
-package worker
+package command
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/marvelo/marvelo/worker"
 	"github.com/marvelo/marvelo/worker/pyjob"
 )
 
@@ -101,7 +102,7 @@ func runPython(c *cli.Context, args []string) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitFailure)
 	}
-	root, err := pyjob.Install(filepath.Join(defaultWorkDir(), ".marvelo-cache"))
+	root, err := pyjob.Install(filepath.Join(worker.DefaultWorkDir(), ".marvelo-cache"))
 	if err != nil {
 		return cli.Exit(err.Error(), exitFailure)
 	}

@@ -1,4 +1,4 @@
-package worker_test
+package command_test
 
 import (
 	"encoding/json"

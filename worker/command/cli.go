@@ -1,11 +1,12 @@
-package worker
+// Package command is the command line of a worker binary: the stock marvelo-worker and a worker
+// of your own (Main). The runtime it drives is package worker, which imports no CLI library.
+package command
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
+	"github.com/marvelo/marvelo/worker"
 )
 
 // Main is the entry point of a worker binary: the stock marvelo-worker calls it with the builtin
@@ -30,7 +32,7 @@ import (
 //	func main() {
 //		reg := builtin.Registry()
 //		reg.Register("scale", "multiplies by factor", func() any { return &Scale{} })
-//		worker.Main(reg, local.RunCommand(reg))
+//		command.Main(reg, local.RunCommand(reg))
 //	}
 func Main(reg *job.Registry, commands ...*cli.Command) {
 	app := App(reg, commands...)
@@ -75,7 +77,7 @@ Example:
 			&cli.StringFlag{Name: "name", Usage: "worker name, unique among live workers (default: the host name)"},
 			&cli.StringFlag{Name: "groups", Usage: "comma-separated groups this worker belongs to, besides ALL"},
 			&cli.IntFlag{Name: "slots", Value: runtime.NumCPU(), Usage: "jobs run at once"},
-			&cli.StringFlag{Name: "workdir", Value: defaultWorkDir(), Usage: "folder for the jobs' working directories"},
+			&cli.StringFlag{Name: "workdir", Value: worker.DefaultWorkDir(), Usage: "folder for the jobs' working directories"},
 			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker requires"},
 			&cli.StringFlag{Name: "creds", EnvVars: []string{"MARVELO_CREDS"}, Usage: "this worker's credentials file (marvelo-broker worker add); its name is the worker's"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the broker's TLS certificate"},
@@ -92,13 +94,6 @@ Example:
 	}
 }
 
-func defaultWorkDir() string {
-	if d, err := os.UserCacheDir(); err == nil {
-		return d + "/marvelo"
-	}
-	return os.TempDir() + "/marvelo"
-}
-
 func runCLI(c *cli.Context, reg *job.Registry) error {
 	level := slog.LevelInfo
 	if c.Bool("verbose") {
@@ -110,7 +105,7 @@ func runCLI(c *cli.Context, reg *job.Registry) error {
 	name := c.String("name")
 	var extra []nats.Option
 	if f := c.String("creds"); f != "" {
-		id, opts, err := Creds(f)
+		id, opts, err := worker.Creds(f)
 		if err != nil {
 			return cli.Exit(err.Error(), 2)
 		}
@@ -120,99 +115,34 @@ func runCLI(c *cli.Context, reg *job.Registry) error {
 		name, extra = id, opts
 	}
 	if name == "" {
-		name = DefaultName()
+		name = worker.DefaultName()
 	}
 	// The broker maps the server's event of this connection's close to this worker by its name.
 	extra = append(extra, nats.Name(protocol.WorkerConnName(name)))
-	nc, err := Connect(c.String("broker"), c.String("auth-token"), c.String("tls-ca"), log, extra...)
+	nc, err := worker.Connect(c.String("broker"), c.String("auth-token"), c.String("tls-ca"), log, extra...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	w, err := New(nc, Options{
+	w, err := worker.New(nc, worker.Options{
 		Name: name, Groups: splitList(c.String("groups")), Slots: c.Int("slots"),
 		WorkDir: c.String("workdir"), Registry: reg, Heartbeat: c.Duration("heartbeat"), Logger: log,
 		Python: c.String("python"),
 	})
 	if err != nil {
 		if !nc.IsConnected() {
-			return DescribeConnectError(c.String("broker"), errors.Join(nc.LastError(), err))
+			return worker.DescribeConnectError(c.String("broker"), errors.Join(nc.LastError(), err))
 		}
 		return cli.Exit(err.Error(), 2)
 	}
 	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		if !nc.IsConnected() {
-			return DescribeConnectError(c.String("broker"), errors.Join(nc.LastError(), err))
+			return worker.DescribeConnectError(c.String("broker"), errors.Join(nc.LastError(), err))
 		}
 		return err
 	}
 	log.Info("worker stopped")
 	return nil
-}
-
-// Connect opens a NATS connection that retries forever while the broker is away, and logs each
-// disconnect and reconnect.
-func Connect(url, token, tlsCA string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name("marvelo-worker"),
-		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.CustomReconnectDelay(reconnectDelay),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from the broker; reconnecting", "error", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to the broker", "url", nc.ConnectedUrlRedacted()) }),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			if sub != nil {
-				// A slow consumer names its subscription: a pipe's pull inbox, or a control subject.
-				log.Warn("nats error", "error", err, "subject", sub.Subject)
-				return
-			}
-			log.Warn("nats error", "error", err)
-		}),
-	}
-	if token != "" {
-		opts = append(opts, nats.Token(token))
-	}
-	if tlsCA != "" {
-		opts = append(opts, nats.RootCAs(tlsCA))
-	}
-	opts = append(opts, extra...)
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to broker %s: %w", url, err)
-	}
-	return nc, nil
-}
-
-// reconnectDelay is the wait before each attempt to reconnect: none before the first (up to 10 ms
-// of jitter), so a connection cut by a network blip is back within the broker's grace and the
-// worker's jobs do not move (DESIGN.md §8); then 500 ms and up to 250 ms of jitter, as nats.go's
-// defaults, while the broker is away.
-func reconnectDelay(attempts int) time.Duration {
-	if attempts <= 1 {
-		return rand.N(10 * time.Millisecond)
-	}
-	return 500*time.Millisecond + rand.N(250*time.Millisecond)
-}
-
-// DefaultName is a worker's name when none is given: its host name, made a valid name.
-func DefaultName() string {
-	host, _ := os.Hostname()
-	return SanitizeName(host)
-}
-
-// DescribeConnectError says what went wrong connecting to the broker at url: it names the URL,
-// and says "authorization failed" when the broker refused the credentials. marvelo's commands
-// and workers report connection errors through it.
-func DescribeConnectError(url string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization violation"):
-		return fmt.Errorf("connect to broker %s: authorization failed: the broker refused the token (check --auth-token or MARVELO_AUTH_TOKEN): %w", url, err)
-	case errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed):
-		return fmt.Errorf("connect to broker %s: cannot reach it (is the broker running there? check --broker or MARVELO_BROKER): %w", url, err)
-	}
-	return fmt.Errorf("connect to broker %s: %w", url, err)
 }
 
 func splitList(s string) []string {

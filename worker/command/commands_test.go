@@ -1,4 +1,4 @@
-package worker_test
+package command_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/marvelo/marvelo/pipeline/builtin"
 	"github.com/marvelo/marvelo/pipeline/job"
-	"github.com/marvelo/marvelo/worker"
+	"github.com/marvelo/marvelo/worker/command"
 )
 
 type gain struct {
@@ -25,7 +25,7 @@ func appRun(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	reg := builtin.Registry()
 	reg.Register("gain", "amplifies", func() any { return &gain{} })
-	app := worker.App(reg)
+	app := command.App(reg)
 	var out bytes.Buffer
 	app.Writer = &out
 	app.ExitErrHandler = func(*cli.Context, error) {}
