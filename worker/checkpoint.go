@@ -42,7 +42,12 @@ func (t *task) openCheckpoints(ctx context.Context, js jetstream.JetStream) (*ch
 	if cj == nil {
 		return nil, nil
 	}
-	kv, err := js.KeyValue(ctx, protocol.CheckpointBucket)
+	var kv jetstream.KeyValue
+	err := untilSettled(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = js.KeyValue(ctx, protocol.CheckpointBucket)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: checkpoint bucket: %w", t.label, err)
 	}
@@ -52,7 +57,12 @@ func (t *task) openCheckpoints(ctx context.Context, js jetstream.JetStream) (*ch
 
 // restore hands a saved state back to the job and returns the SQN it had reached (0: none).
 func (c *checkpoints) restore(ctx context.Context) (uint64, error) {
-	e, err := c.kv.Get(ctx, c.key)
+	var e jetstream.KeyValueEntry
+	err := untilSettled(ctx, func(ctx context.Context) error {
+		var err error
+		e, err = c.kv.Get(ctx, c.key)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, nil
 	}

@@ -134,13 +134,20 @@ func (in *input) read(ctx context.Context, js jetstream.JetStream) {
 
 // open binds the pipe's durable consumer and starts pulling from it.
 func (in *input) open(ctx context.Context, js jetstream.JetStream) (*jetstream.ConsumerInfo, jetstream.MessagesContext, error) {
-	cons, err := js.Consumer(ctx, in.pipe.Stream, in.pipe.Consumer)
+	var cons jetstream.Consumer
+	var info *jetstream.ConsumerInfo
+	err := untilSettled(ctx, func(ctx context.Context) error {
+		var err error
+		if cons, err = js.Consumer(ctx, in.pipe.Stream, in.pipe.Consumer); err != nil {
+			return fmt.Errorf("input pipe %d: consumer %s/%s: %w", in.pipe.ID, in.pipe.Stream, in.pipe.Consumer, err)
+		}
+		if info, err = cons.Info(ctx); err != nil {
+			return fmt.Errorf("input pipe %d: consumer info: %w", in.pipe.ID, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("input pipe %d: consumer %s/%s: %w", in.pipe.ID, in.pipe.Stream, in.pipe.Consumer, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("input pipe %d: consumer info: %w", in.pipe.ID, err)
+		return nil, nil, err
 	}
 	// Short pulls with heartbeats: a pull a consumer's leader took with it (a server of a cluster
 	// died, its consumers elected new leaders) is noticed and made again within about 2 s.

@@ -66,13 +66,20 @@ func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.Pip
 			wake: make(chan struct{}, 1), space: make(chan struct{}, 1), done: make(chan struct{}),
 		}, nil
 	}
-	st, err := js.Stream(ctx, pipe.Stream)
+	var st jetstream.Stream
+	var info *jetstream.StreamInfo
+	err := untilSettled(ctx, func(ctx context.Context) error {
+		var err error
+		if st, err = js.Stream(ctx, pipe.Stream); err != nil {
+			return fmt.Errorf("output pipe %d: stream %s: %w", pipe.ID, pipe.Stream, err)
+		}
+		if info, err = st.Info(ctx); err != nil {
+			return fmt.Errorf("output pipe %d: stream %s info: %w", pipe.ID, pipe.Stream, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("output pipe %d: stream %s: %w", pipe.ID, pipe.Stream, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("output pipe %d: stream %s info: %w", pipe.ID, pipe.Stream, err)
+		return nil, err
 	}
 	p := &publisher{
 		js: js, pipe: pipe, headSize: pipe.HeadSize, maxCount: maxBatchBlocks, log: log,
@@ -84,7 +91,12 @@ func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.Pip
 		p.maxCount = 1
 	}
 	if info.State.Msgs > 0 {
-		if p.resumeSQN, err = lastSQN(ctx, st, pipe); err != nil {
+		err := untilSettled(ctx, func(ctx context.Context) error {
+			var err error
+			p.resumeSQN, err = lastSQN(ctx, st, pipe)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 	}

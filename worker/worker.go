@@ -583,7 +583,12 @@ func (w *Worker) unpackDependencies(digest, dir string) error {
 // fetchDependencies reads the archive named digest from the dependencies bucket with direct gets
 // only (a worker may not create consumers), and refuses it unless its SHA-256 is that name.
 func (w *Worker) fetchDependencies(ctx context.Context, digest string) ([]byte, error) {
-	archive, _, err := objget.GetBytes(ctx, w.nc, protocol.DepsBucket, digest)
+	var archive []byte
+	err := untilSettled(ctx, func(ctx context.Context) error {
+		var err error
+		archive, _, err = objget.GetBytes(ctx, w.nc, protocol.DepsBucket, digest)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch dependencies %s: %w", digest, err)
 	}
