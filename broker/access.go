@@ -616,13 +616,31 @@ func grantWorker(key string) (string, bool) {
 // is 0, and of every pipeline when pipeline is "". It returns once the server applies it: from
 // then on the worker can no longer publish to the job's pipes.
 func (a *access) Revoke(worker, pipeline string, job int) error {
+	return a.revokeWhere(worker, func(k grantKey, _ protocol.Assignment) bool {
+		return pipeline == "" || (k.pipeline == pipeline && (job == 0 || k.job == job))
+	})
+}
+
+// revokeEnded takes from worker the subjects of an instance of a job that has ended — the grant
+// of that epoch or an older one, never a newer instance's placed there since (a restart). It
+// returns once the server applies it. Ended jobs are revoked on goroutines of their own
+// (control.revokeEnded), so the ends of many jobs share one round (commit): a 1,000-job
+// chain's end costs a few reloads, not 1,000.
+func (a *access) revokeEnded(worker, pipeline string, job int, epoch uint64) error {
+	return a.revokeWhere(worker, func(k grantKey, g protocol.Assignment) bool {
+		return k == grantKey{pipeline, job} && g.Epoch <= epoch
+	})
+}
+
+// revokeWhere takes from worker the grants that match, and returns once the server applies it.
+func (a *access) revokeWhere(worker string, match func(grantKey, protocol.Assignment) bool) error {
 	if a == nil || !a.enrolled(worker) {
 		return nil
 	}
 	a.mu.Lock()
 	gone := 0
-	for k := range a.grants[worker] {
-		if pipeline == "" || (k.pipeline == pipeline && (job == 0 || k.job == job)) {
+	for k, g := range a.grants[worker] {
+		if match(k, g) {
 			delete(a.grants[worker], k)
 			a.queued = append(a.queued, kvOp{key: grantKVKey(worker, k.pipeline, k.job)})
 			gone++
@@ -637,33 +655,6 @@ func (a *access) Revoke(worker, pipeline string, job int) error {
 	a.mu.Unlock()
 	if err := a.commit(gen); err != nil {
 		return fmt.Errorf("broker: revoke from %s: %w", worker, err)
-	}
-	return nil
-}
-
-// revokeEnded takes from worker the subjects of an instance of a job that has ended — the grant
-// of that epoch or an older one, never a newer instance's placed there since (a restart). It
-// returns once the server applies it. Ended jobs are revoked on goroutines of their own
-// (control.revokeEnded), so the ends of many jobs share one round (commit): a 1,000-job
-// chain's end costs a few reloads, not 1,000.
-func (a *access) revokeEnded(worker, pipeline string, job int, epoch uint64) error {
-	if a == nil || !a.enrolled(worker) {
-		return nil
-	}
-	k := grantKey{pipeline, job}
-	a.mu.Lock()
-	g, ok := a.grants[worker][k]
-	if !ok || g.Epoch > epoch {
-		a.mu.Unlock()
-		return nil
-	}
-	delete(a.grants[worker], k)
-	a.queued = append(a.queued, kvOp{key: grantKVKey(worker, pipeline, job)})
-	a.gen++
-	gen := a.gen
-	a.mu.Unlock()
-	if err := a.commit(gen); err != nil {
-		return fmt.Errorf("broker: revoke job %d of %s from %s: %w", job, pipeline, worker, err)
 	}
 	return nil
 }
