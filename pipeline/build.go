@@ -138,6 +138,7 @@ var jobFields = fields[Job]{
 	"head_size": func(b *builder, j *Job, path string, v any) { j.HeadSize = b.intIn(path, v, 1, 4) },
 	"dummy":     func(b *builder, j *Job, path string, v any) { j.Dummy = b.enum(path, v, DummyZero, DummyPrev) },
 	"log":       func(b *builder, j *Job, path string, v any) { j.Log = b.bool(path, v) },
+	"spread":    func(b *builder, j *Job, path string, v any) { j.Spread = b.bool(path, v) },
 	"restart": func(b *builder, j *Job, path string, v any) {
 		j.Restart = &Restart{}
 		decodeFields(b, path, v, restartFields, j.Restart)

@@ -32,6 +32,9 @@ type Job struct {
 	HeadSize int            `json:"head_size,omitempty" cbor:"head_size,omitempty"`
 	Dummy    string         `json:"dummy,omitempty" cbor:"dummy,omitempty"`
 	Log      bool           `json:"log,omitempty" cbor:"log,omitempty"`
+	// Spread keeps the job apart from its producers: it is not placed beside them by preference,
+	// and none of its inputs is chained (DESIGN.md §8, "Chains"; issue 25).
+	Spread bool `json:"spread,omitempty" cbor:"spread,omitempty"`
 	// Restart is what happens when the job fails (an error, a non-zero exit, a crash): nil is
 	// "never", the failure fails the pipeline (DESIGN.md §3, §8).
 	Restart *Restart `json:"restart,omitempty" cbor:"restart,omitempty"`

@@ -54,6 +54,8 @@ type task struct {
 	stdin          *stdinReader
 	// execSpec describes an executable job (runner is nil then).
 	execSpec *execjob.Spec
+	// links are the worker's chained pipes: a chained input or output opens its link there.
+	links *links
 	// rt holds the subscriptions of realtime inputs, by pipe id, made at prepare.
 	rt map[int]*realtimeSub
 	// sequencer numbers a source's blocks (and an all-async job's); `marvelo reset` restarts it.

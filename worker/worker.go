@@ -86,6 +86,8 @@ type Worker struct {
 	wg       sync.WaitGroup // running tasks
 
 	lastMetrics atomic.Pointer[protocol.Metrics] // the latest heartbeat's sample, for bids
+	// links are the chained pipes between jobs running here (link.go, issue 25).
+	links *links
 	// shutdown ends Run as its ctx ending does: a shutdown announced to a group (offer.go).
 	shutdown context.CancelFunc
 }
@@ -134,6 +136,7 @@ func New(nc *nats.Conn, opts Options) (*Worker, error) {
 	w := &Worker{
 		nc: nc, js: js, opts: opts, log: opts.Logger.With("worker", opts.Name),
 		python: &pyjob.Runtime{Dir: filepath.Join(opts.WorkDir, cacheDir), Interpreter: opts.Python},
+		links:  newLinks(),
 		tasks:  map[taskKey]*task{}, leaving: map[*task]bool{}, reserved: map[taskKey]reservation{}, ready: make(chan struct{}),
 		info: protocol.WorkerInfo{
 			Name: opts.Name, Groups: opts.Groups, Slots: opts.Slots, Types: opts.Registry.Names(),
@@ -452,6 +455,7 @@ func (w *Worker) newTask(a *protocol.Assignment, label, workDir string, ins, out
 		sequencer: align.NewSourceSequencer(),
 		rt:        rt,
 		skipSQN:   a.SkipSQN,
+		links:     w.links,
 	}
 	t.ctxConfig = job.ContextConfig{
 		Pipeline: a.Pipeline, Name: a.Job.DisplayName(), Worker: w.opts.Name, WorkDir: workDir,
