@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -121,11 +120,7 @@ func (c *control) respond(m *nats.Msg, reply any) {
 	if m.Reply == "" {
 		return
 	}
-	data, err := json.Marshal(reply)
-	if err == nil {
-		err = m.Respond(data)
-	}
-	if err != nil {
+	if err := m.Respond(protocol.Answer(reply, nil)); err != nil {
 		c.log.Warn("reply failed", "subject", m.Subject, "error", err)
 	}
 }
@@ -255,22 +250,19 @@ func (c *control) requestWorker(ctx context.Context, worker, verb string, req an
 		return err
 	}
 	defer func() { c.access.afterRequest(worker, verb, req, err) }() // access (issue 12)
-	data, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m, err := c.nc.RequestWithContext(rctx, protocol.WorkerSubject(worker, verb), data)
-	if err != nil {
-		return fmt.Errorf("worker %s: %s: %w", worker, verb, err)
+	send := func(ctx context.Context, subject string, data []byte) ([]byte, error) {
+		m, err := c.nc.RequestWithContext(ctx, subject, data)
+		if err != nil {
+			return nil, fmt.Errorf("worker %s: %s: %w", worker, verb, err)
+		}
+		return m.Data, nil
 	}
-	var r protocol.Reply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return fmt.Errorf("worker %s: %s: bad reply: %w", worker, verb, err)
+	_, err = protocol.Call[protocol.Reply](rctx, send, protocol.WorkerSubject(worker, verb), req)
+	var rf *protocol.Refusal
+	if errors.As(err, &rf) {
+		return refusal{errors.New(rf.Reason)} // the worker's own words, as the broker's messages quote them
 	}
-	if err := r.Err(); err != nil {
-		return refusal{err}
-	}
-	return nil
+	return err
 }

@@ -75,11 +75,7 @@ func (w *Worker) onGroupMessage(m *nats.Msg) {
 	if m.Reply == "" {
 		return
 	}
-	data, err := json.Marshal(reply)
-	if err == nil {
-		err = m.Respond(data)
-	}
-	if err != nil {
+	if err := m.Respond(protocol.Answer(reply, nil)); err != nil {
 		w.log.Warn("reply failed", "subject", m.Subject, "error", err)
 	}
 }

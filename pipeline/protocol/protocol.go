@@ -208,6 +208,9 @@ type JobRef struct {
 	// Drain, in a stop request, ends sources gracefully (their streams end) and leaves the
 	// other jobs to finish what is in flight.
 	Drain bool `json:"drain,omitempty"`
+	// Move, in a stop request, ends the job without reporting its end: the broker moves it, as
+	// the job of a chain whose other job failed (issue 25) moves with it.
+	Move bool `json:"move,omitempty"`
 }
 
 // Heartbeat is published by every worker every heartbeat interval.
@@ -234,7 +237,11 @@ type PipeBinding struct {
 	// Realtime pipes travel on core NATS (subject only, no stream): nothing is stored, and a
 	// receiver that falls behind drops the oldest blocks.
 	Realtime bool `json:"realtime,omitempty"`
-	HeadSize int  `json:"head_size"`
+	// Chain, when not 0, says the pipe is chained (issue 25, DESIGN.md §8 "Chains"): the broker
+	// placed both its ends on this worker together, at this epoch, and the worker passes its blocks
+	// from one to the other in process. Both ends' bindings carry the same value.
+	Chain    uint64 `json:"chain,omitempty"`
+	HeadSize int    `json:"head_size"`
 	// Dtype is a bytes pipe's element type, for Python jobs (pipeline.Pipe.Dtype).
 	Dtype string `json:"dtype,omitempty"`
 	// CodecDefault: the document declares no codec for the pipe; Codec is the default (cbor).
@@ -506,6 +513,9 @@ type PipelineStatus struct {
 	Jobs      []JobStatus `json:"jobs"`
 	Events    []Event     `json:"events,omitempty"`
 	Pipes     []PipeStats `json:"pipes,omitempty"` // only when the request asked for them
+	// Chained lists the pipes whose blocks pass in a worker's process (issue 25): both ends run
+	// on one worker, placed there together. Empty once the pipeline has ended.
+	Chained []int `json:"chained,omitempty"`
 }
 
 // StatusReply answers a status request.
