@@ -3,7 +3,6 @@ package broker
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -60,15 +59,23 @@ func TestClusterRoutesAuthenticateWithTheOperatorToken(t *testing.T) {
 	}
 }
 
-func TestLeaseFencesOnceItRunsOut(t *testing.T) {
-	l := &lease{until: time.Now().Add(time.Hour)}
-	opts := Options{fence: l.check}
+// TestAControlPlaneIsFencedByItsTerm: a broker alone always acts; a term's control plane acts
+// while its fence (the term's lease, broker/leader) lets it. The lease itself is tested in
+// broker/leader (TestALeaseThatRanOutNoLongerHolds).
+func TestAControlPlaneIsFencedByItsTerm(t *testing.T) {
+	held := true
+	opts := Options{fence: func() error {
+		if !held {
+			return errNotLeader
+		}
+		return nil
+	}}
 	if err := opts.fenced(); err != nil {
-		t.Fatalf("a live lease fences: %v", err)
+		t.Fatalf("a live term fences: %v", err)
 	}
-	l.extend(2, time.Now().Add(-time.Millisecond))
+	held = false
 	if err := opts.fenced(); err != errNotLeader {
-		t.Fatalf("a lease that ran out does not fence: %v", err)
+		t.Fatalf("a term that no longer holds does not fence: %v", err)
 	}
 	if err := (&Options{}).fenced(); err != nil {
 		t.Fatalf("a broker alone is fenced: %v", err)
