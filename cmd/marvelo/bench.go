@@ -2,12 +2,8 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,22 +12,26 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 
-	"github.com/marvelo/marvelo/cmd/internal/benchkit"
+	"github.com/marvelo/marvelo/broker"
+	"github.com/marvelo/marvelo/broker/client"
+	"github.com/marvelo/marvelo/cmd/internal/bench"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
-	"github.com/marvelo/marvelo/cmd/local"
-	"github.com/marvelo/marvelo/pipeline"
 )
+
+// marvelo bench: the command's flags, parsed into bench.Options; the engine (scenarios, runs,
+// figures, reports) is cmd/internal/bench.
 
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "measure throughput, latency and cost of standard pipelines, with their ceilings",
-		ArgsUsage: "[linear] [fanin] [exec] [python] | failover | cluster [linear] [fanin]",
+		ArgsUsage: "[linear] [fanin] [exec] [python] [chain] | failover | cluster [linear] [fanin]",
 		Description: `Runs standard pipelines through exactly the machinery of marvelo run (embedded NATS with
 JetStream in memory, the broker, one worker, real NATS connections; pipes are bytes pipes of
 --size bytes) and prints a table for people, or JSON with --json.
 
-Scenarios (linear, fanin and exec when none is named):
+Scenarios (linear, fanin and exec when none is named; jobs spread: every hop through the broker,
+compare with chain):
    linear   a source → --stages forward jobs → a sink (once per count of a list such as --stages 1,3)
    fanin    3 sources → a join job (one block per round of its 3 inputs) → a sink; figures are rounds
    exec     a source → a cat-like executable job (a shell script the bench writes, bytes pipes) → a
@@ -40,6 +40,12 @@ Scenarios (linear, fanin and exec when none is named):
    python   (only when named) a source → a Python job whose run returns its input (the worker's
             Python runner, bytes pipes) → a sink; compare it with linear (1 forward) in one run:
             marvelo bench linear python --sizes 64,4096 --baseline
+   chain    (only when named) a source → 3 forward jobs → a sink on the one embedded worker, run
+            twice at each size and rate: chained (the document as is: jobs joined by a pipe whose
+            two ends are on one worker pass blocks in process) and spread ("spread": true on every
+            job, as in the other scenarios); a CHAIN table shows blocks/s, p50 at 1,000 blocks/s
+            (when --rate has it), CPU s/M and broker B/block of each, and chained / spread:
+            marvelo bench chain --sizes 64,4096 --baseline
    failover (only when named, and alone) real processes: marvelo-broker and marvelo-worker found
             beside marvelo (or on PATH); counter → forward → csv_sink with the forward on a worker
             that gets SIGKILL, then SIGSTOP, mid-stream; reports the time from the signal to the
@@ -50,13 +56,16 @@ Each scenario runs, for each block size:
    as fast as possible (--count blocks per source, --runs times, the median run reported):
       blocks/s, MB/s of payload into the sink, process CPU seconds per million blocks (broker,
       NATS server, worker and bench together: getrusage at the first block sent and at the last
-      one received), and the peak RSS of the process during the run
+      one received), the bytes through the broker per block (broker B/block: in_bytes +
+      out_bytes of the embedded NATS server's varz, before and after the run, over the blocks
+      into the sink), and the peak RSS of the process during the run
    at each fixed rate of --rate (for --duration): latency p50, p99, p99.9 and max, and CPU per
       million blocks — the sources stamp every block with its send time (one process clock: every
       job runs in this process) and the sink records receive − send time per block
 Every run starts with one warm-up block that must reach the sink before the clock starts, so the
-pipeline's start (consumers binding, an executable starting) counts in no figure. Sources are
-paced by a kernel timer (timerfd on Linux); a note says when they fell behind their rate.
+pipeline's start (consumers binding, an executable starting) counts in no figure but broker B/block
+(the whole run's bytes). Sources are paced by a kernel timer (timerfd on Linux); a note says when
+they fell behind their rate.
 
 --baseline also runs each topology as plain nats.go programs (publisher → relays → subscriber) on an
 embedded NATS server of their own, in the same run, with the same block size, count and rate: over
@@ -99,6 +108,7 @@ Examples:
    marvelo bench cluster --count 200000 --rate 1000       # 1 broker vs 3 brokers R1 and R3
    marvelo bench linear --sync always,2m --sizes 64,65536 --rate 1000   # synced vs lazy disk store
    marvelo bench linear python --codec cbor --rate 0                     # integers through a Python job
+   marvelo bench chain --sizes 64,4096 --baseline                        # chained vs spread jobs
    marvelo bench linear fanin --broker nats://head:4222 --auth-token T --count 200000`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "qos", Value: "reliable", Usage: "the pipes' qos: reliable (JetStream, bounded, survives failover) or realtime (core NATS, nothing stored; a receiver that falls behind drops the oldest)"},
@@ -120,130 +130,77 @@ Examples:
 			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker of --broker requires"},
 			&cli.StringFlag{Name: "creds", EnvVars: []string{"MARVELO_CREDS"}, Usage: "operator credentials for --broker, instead of --auth-token"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the TLS certificate of --broker"},
-			benchSyncFlag, // bench_sync.go
+			&cli.StringFlag{Name: "sync", Usage: "store JetStream on disk (a temporary directory under $TMPDIR) with this marvelo-broker --sync: always or a DURATION such as 2m; a list such as always,2m runs each in turn, in one run (default: in memory)"},
 			&cli.StringFlag{Name: "codec", Value: "bytes", Usage: "the pipes' codec: bytes (blocks of --size bytes), or cbor or json carrying one integer per block (the send time when paced; rows labelled int)"},
 		},
 		Action: benchAction,
 	}
 }
 
-// benchOptionsFrom checks and collects the flags and arguments.
-func benchOptionsFrom(c *cli.Context) (benchOptions, error) {
-	o := benchOptions{
-		count: c.Int("count"), runs: c.Int("runs"), duration: c.Duration("duration"),
-		baseline: c.Bool("baseline"), jsCount: c.Int("js-count"), timeout: c.Duration("timeout"),
-		quick: c.Bool("quick"), broker: c.String("broker"), verbose: c.Bool("verbose"), qos: c.String("qos"),
+// benchOptionsFrom reads the flags and arguments into the bench's options (bench.Run checks
+// them).
+func benchOptionsFrom(c *cli.Context) (bench.Options, error) {
+	o := bench.Options{
+		Count: c.Int("count"), Runs: c.Int("runs"), RunsSet: c.IsSet("runs"), Duration: c.Duration("duration"),
+		Baseline: c.Bool("baseline"), JSCount: c.Int("js-count"), Timeout: c.Duration("timeout"),
+		Broker: c.String("broker"), Verbose: c.Bool("verbose"), QoS: c.String("qos"), Codec: c.String("codec"),
+		JSON: c.Bool("json"), CPUProfile: c.String("cpuprofile"), Out: c.App.Writer, Progress: c.App.ErrWriter,
 	}
-	if o.qos != pipeline.QoSReliable && o.qos != pipeline.QoSRealtime {
-		return o, cliutil.UsageError(fmt.Errorf("bench: --qos %q is not one of %s, %s", o.qos, pipeline.QoSReliable, pipeline.QoSRealtime))
-	}
-	if o.quick {
+	if c.Bool("quick") {
 		if !c.IsSet("count") {
-			o.count = 20_000
+			o.Count = 20_000
 		}
 		if !c.IsSet("runs") {
-			o.runs = 1
+			o.Runs = 1
 		}
 		if !c.IsSet("duration") {
-			o.duration = 200 * time.Millisecond
+			o.Duration = 200 * time.Millisecond
 		}
 		if !c.IsSet("js-count") {
-			o.jsCount = 2_000
+			o.JSCount = 2_000
 		}
 	}
 	var err error
-	if o.syncs, err = parseBenchSync(c); err != nil { // bench_sync.go
+	if o.Syncs, err = parseBenchSync(c); err != nil {
 		return o, err
 	}
 	for _, a := range c.Args().Slice() {
-		for _, name := range strings.Split(a, ",") {
-			switch {
-			case name == "cluster": // bench_cluster.go
-				o.cluster = true
-			case name == "all":
-				o.scenarios = append(o.scenarios, benchScenarios...)
-			case slices.Contains(benchScenarios, name) || name == scenarioFailover:
-				o.scenarios = append(o.scenarios, name)
-			default:
-				return o, fmt.Errorf("bench: unknown scenario %q (want %s)", name, strings.Join(benchScenarios, ", "))
-			}
-		}
+		o.Scenarios = append(o.Scenarios, strings.Split(a, ",")...)
 	}
-	if len(o.scenarios) == 0 {
-		o.scenarios = defaultScenarios
-		if o.cluster {
-			o.scenarios = clusterScenarios
-		}
-	}
-	o.scenarios = uniq(o.scenarios)
 	if c.IsSet("sizes") && c.IsSet("size") {
 		return o, fmt.Errorf("bench: give --size or --sizes, not both")
 	}
-	o.sizes = []int{c.Int("size")}
+	o.Sizes = []int{c.Int("size")}
 	if c.IsSet("sizes") {
-		if o.sizes, err = parseList(c.String("sizes"), strconv.Atoi); err != nil {
+		if o.Sizes, err = parseList(c.String("sizes"), strconv.Atoi); err != nil {
 			return o, fmt.Errorf("bench: --sizes: %w", err)
 		}
 	}
-	for _, s := range o.sizes {
-		if s < benchkit.StampSize || s > 1<<20 {
-			return o, fmt.Errorf("bench: block size %d: want 8 bytes to 1 MiB", s)
-		}
-	}
-	switch o.codec = c.String("codec"); o.codec {
-	case "bytes":
-	case "cbor", "json":
-		if o.broker != "" {
-			return o, fmt.Errorf("bench: --codec goes with the embedded broker (--broker runs cbor counters already)")
-		}
-		o.sizes = []int{0} // one integer per block: no size
-	default:
-		return o, fmt.Errorf("bench: --codec %q: want bytes, cbor or json", o.codec)
-	}
-	stages, err := parseList(c.String("stages"), strconv.Atoi)
-	if err != nil || len(stages) == 0 {
+	o.Stages, err = parseList(c.String("stages"), strconv.Atoi)
+	if err != nil || len(o.Stages) == 0 {
 		return o, fmt.Errorf("bench: --stages %q: want counts such as 1 or 1,3", c.String("stages"))
 	}
-	for _, st := range stages {
-		if st < 0 || st > 64 {
-			return o, fmt.Errorf("bench: --stages %d: want 0 to 64", st)
-		}
-	}
-	o.stageList = uniqInts(stages)
-	o.stages = o.stageList[0]
-	rates, err := parseList(c.String("rate"), func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
-	if err != nil {
+	if o.Rates, err = parseList(c.String("rate"), func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }); err != nil {
 		return o, fmt.Errorf("bench: --rate: %w", err)
 	}
-	for _, r := range rates {
-		switch {
-		case r < 0 || r > 1e6:
-			return o, fmt.Errorf("bench: rate %g: want 0 (none) or up to 1,000,000 blocks/s", r)
-		case r > 0:
-			o.rates = append(o.rates, r)
+	if o.Broker != "" {
+		o.Connect = func() (*nats.Conn, *client.Client, []nats.Option, error) {
+			nc, cl, err := connect(c)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			opts, err := cliutil.AuthOptions(c)
+			if err != nil {
+				nc.Close()
+				return nil, nil, nil, err
+			}
+			if ca := c.String("tls-ca"); ca != "" {
+				opts = append(opts, nats.RootCAs(ca))
+			}
+			return nc, cl, opts, nil
 		}
 	}
-	switch {
-	case o.count < 0:
-		return o, fmt.Errorf("bench: --count %d is negative", o.count)
-	case o.runs < 1:
-		return o, fmt.Errorf("bench: --runs %d: want at least 1", o.runs)
-	case o.duration <= 0:
-		return o, fmt.Errorf("bench: --duration must be positive")
-	case o.jsCount < 1:
-		return o, fmt.Errorf("bench: --js-count %d: want at least 1", o.jsCount)
-	case o.timeout <= 0:
-		return o, fmt.Errorf("bench: --timeout must be positive")
-	case o.count == 0 && len(o.rates) == 0:
-		return o, fmt.Errorf("bench: --count 0 and --rate 0 leave nothing to measure")
-	case o.cluster && slices.Contains(o.scenarios, scenarioFailover):
-		return o, fmt.Errorf("bench: cluster runs linear, fanin or exec, not failover")
-	case o.cluster && o.broker != "":
-		return o, fmt.Errorf("bench: cluster starts brokers of its own: leave --broker out")
-	case o.broker != "" && o.count == 0:
-		return o, fmt.Errorf("bench: --broker measures throughput only: --count must be positive")
-	}
-	return o, checkBenchSync(o)
+	return o, nil
 }
 
 func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
@@ -262,24 +219,26 @@ func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 	return out, nil
 }
 
-func uniqInts(xs []int) []int {
-	var out []int
-	for _, x := range xs {
-		if !slices.Contains(out, x) {
-			out = append(out, x)
-		}
+// parseBenchSync reads --sync: the settings to run, in order; none keeps JetStream in memory.
+func parseBenchSync(c *cli.Context) ([]time.Duration, error) {
+	if !c.IsSet("sync") {
+		return nil, nil
 	}
-	return out
-}
-
-func uniq(xs []string) []string {
-	var out []string
-	for _, x := range xs {
-		if !slices.Contains(out, x) {
-			out = append(out, x)
+	var out []time.Duration
+	for _, s := range strings.Split(c.String("sync"), ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
 		}
+		d, err := broker.ParseSync(s)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		out = append(out, d)
 	}
-	return out
+	if len(out) == 0 {
+		return nil, fmt.Errorf("bench: --sync %q: want always, a duration, or a list such as always,2m", c.String("sync"))
+	}
+	return out, nil
 }
 
 func benchAction(c *cli.Context) error {
@@ -287,128 +246,7 @@ func benchAction(c *cli.Context) error {
 	if err != nil {
 		return cliutil.UsageError(err)
 	}
-	if slices.Contains(opts.scenarios, scenarioFailover) {
-		return benchFailover(c, opts) // bench_failover.go
-	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	progress := c.App.ErrWriter
-	if progress == nil {
-		progress = os.Stderr
-	}
-	out := c.App.Writer
-	if out == nil {
-		out = os.Stdout
-	}
-	if opts.cluster {
-		return benchClusterAction(ctx, c, opts, progress, out) // bench_cluster.go
-	}
-	if len(opts.syncs) > 0 {
-		return benchSyncAction(ctx, c, opts, progress, out) // bench_sync.go
-	}
-	r := &benchRunner{opts: opts, progress: progress, runID: newRunID(), baseCache: map[baseKey]*benchFigures{}}
-	defer r.close()
-	brokerName := "embedded"
-	if opts.broker != "" {
-		nc, cl, err := connect(c)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		r.remote, brokerName = cl, opts.broker
-		r.baseURL = opts.broker
-		auth, err := cliutil.AuthOptions(c)
-		if err != nil {
-			return err
-		}
-		r.baseOpts = append(r.baseOpts, auth...)
-		if ca := c.String("tls-ca"); ca != "" {
-			r.baseOpts = append(r.baseOpts, nats.RootCAs(ca))
-		}
-	} else {
-		if err := r.startLocal(progress); err != nil {
-			return cliutil.Failure(err)
-		}
-		if opts.baseline {
-			srv, err := benchkit.StartServer()
-			if err != nil {
-				return cliutil.Failure(err)
-			}
-			defer srv.Shutdown()
-			r.baseURL = srv.URL()
-		}
-	}
-	if path := c.String("cpuprofile"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return cliutil.UsageError(fmt.Errorf("bench: --cpuprofile: %w", err))
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return cliutil.Failure(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-	rows, err := r.run(ctx)
-	if err != nil {
-		return cliutil.Failure(fmt.Errorf("bench: %w", err))
-	}
-	return emitReport(c, out, newBenchReport(opts, brokerName, rows), r.failed, "")
-}
-
-// newBenchReport is the report of a run: the machine, the broker, the rows and the settings.
-func newBenchReport(opts benchOptions, brokerName string, rows []benchRow) benchReport {
-	rep := benchReport{
-		Machine: machine(), Broker: brokerName, Results: rows,
-		Settings: benchSettings{
-			Count: opts.count, Runs: opts.runs, Stages: opts.stages, StageList: opts.stageList, Sizes: opts.sizes, Rates: opts.rates,
-			Codec: opts.codec, Duration: opts.duration.Seconds(), Baseline: opts.baseline,
-		},
-	}
-	if rep.Settings.Rates == nil {
-		rep.Settings.Rates = []float64{}
-	}
-	if opts.baseline {
-		rep.Settings.JSCount = opts.jsCount
-	}
-	return rep
-}
-
-// emitReport prints the report as JSON (--json) or as a table after preface, and fails the
-// command when runs failed.
-func emitReport(c *cli.Context, out io.Writer, rep benchReport, failed int, preface string) error {
-	var err error
-	if c.Bool("json") {
-		err = writeJSON(out, rep)
-	} else {
-		fmt.Fprint(out, preface)
-		err = writeTable(out, rep)
-	}
-	if err != nil {
-		return cliutil.Failure(err)
-	}
-	if failed > 0 {
-		return cliutil.Failure(fmt.Errorf("bench: %d of %d runs failed (see the table)", failed, len(rep.Results)))
-	}
-	return nil
-}
-
-// startLocal starts the embedded broker and worker, with the bench-only job types, and the
-// bench's temporary folder (the jobs' working directory and the exec scenario's script).
-func (r *benchRunner) startLocal(progress io.Writer) error {
-	dir, err := os.MkdirTemp("", "marvelo-bench-*")
-	if err != nil {
-		return err
-	}
-	r.scriptDir = dir
-	logger := slog.New(slog.DiscardHandler)
-	if r.opts.verbose {
-		logger = slog.New(slog.NewTextHandler(progress, nil))
-	}
-	env, err := local.Start(local.Options{Registry: benchRegistry(), WorkDir: dir, Logger: logger})
-	if err != nil {
-		return err
-	}
-	r.env = env
-	return nil
+	return bench.Run(ctx, opts)
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/urfave/cli/v2"
 
 	"github.com/marvelo/marvelo/broker/client"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
@@ -67,7 +65,7 @@ type failoverReport struct {
 }
 
 // benchFailover runs the failover scenario (it runs alone: its processes are its own).
-func benchFailover(c *cli.Context, opts benchOptions) error {
+func benchFailover(ctx context.Context, opts benchOptions, progress, out io.Writer) error {
 	if len(opts.scenarios) > 1 {
 		return cliutil.UsageError(fmt.Errorf("bench: %s runs alone (it starts a broker and workers of its own); name it without %s",
 			scenarioFailover, strings.Join(slices.DeleteFunc(slices.Clone(opts.scenarios), func(s string) bool { return s == scenarioFailover }), ", ")))
@@ -76,22 +74,13 @@ func benchFailover(c *cli.Context, opts benchOptions) error {
 		return cliutil.UsageError(fmt.Errorf("bench: %s starts its own broker and workers; --broker does not apply", scenarioFailover))
 	}
 	runs := opts.runs
-	if !c.IsSet("runs") {
+	if !opts.runsSet {
 		runs = failoverDefaultRuns
-	}
-	progress, out := c.App.ErrWriter, c.App.Writer
-	if progress == nil {
-		progress = os.Stderr
-	}
-	if out == nil {
-		out = os.Stdout
 	}
 	brokerBin, workerBin, err := failoverBinaries()
 	if err != nil {
 		return cliutil.Failure(err)
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	fb := &failoverBench{brokerBin: brokerBin, workerBin: workerBin, progress: progress, verbose: opts.verbose, timeout: opts.timeout}
 	defer fb.close()
 	if err := fb.startBroker(ctx); err != nil {
@@ -125,7 +114,7 @@ func benchFailover(c *cli.Context, opts benchOptions) error {
 		}
 		rep.Results = append(rep.Results, fig)
 	}
-	if c.Bool("json") {
+	if opts.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(rep)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -28,11 +28,12 @@ const (
 	scenarioFanin  = "fanin"  // 3 sources → join → sink
 	scenarioExec   = "exec"   // source → a cat-like executable job → sink
 	scenarioPython = "python" // source → a Python job returning its input (the runner) → sink
+	scenarioChain  = "chain"  // source → 3 × forward → sink, chained and spread (chain.go)
 )
 
 // benchScenarios are the scenarios a run may name; defaultScenarios run when none is named.
 var (
-	benchScenarios   = []string{scenarioLinear, scenarioFanin, scenarioExec, scenarioPython}
+	benchScenarios   = []string{scenarioLinear, scenarioFanin, scenarioExec, scenarioPython, scenarioChain}
 	defaultScenarios = []string{scenarioLinear, scenarioFanin, scenarioExec}
 )
 
@@ -45,28 +46,6 @@ const (
 	baselineJetStream = "jetstream" // JetStream relays, one message per block
 )
 
-// benchOptions are the parsed flags of marvelo bench.
-type benchOptions struct {
-	scenarios []string
-	stages    int   // forward jobs of the linear scenario now running
-	stageList []int // every count of --stages, run in turn
-	sizes     []int
-	count     int
-	runs      int
-	rates     []float64
-	duration  time.Duration
-	baseline  bool
-	jsCount   int
-	timeout   time.Duration
-	quick     bool
-	broker    string // a remote broker's URL; empty: the embedded one
-	verbose   bool
-	qos       string          // the pipes' qos: reliable (JetStream) or realtime (core NATS)
-	codec     string          // the pipes' codec: bytes, or cbor or json carrying integers (size 0)
-	cluster   bool            // marvelo bench cluster: one broker and three in a cluster (bench_cluster.go)
-	syncs     []time.Duration // --sync: JetStream on disk with each setting in turn (bench_sync.go)
-}
-
 // benchRunner runs the scenarios and their baselines and collects the rows.
 type benchRunner struct {
 	opts     benchOptions
@@ -74,6 +53,12 @@ type benchRunner struct {
 
 	env    *local.Env     // the embedded broker and worker (default)
 	remote *client.Client // a remote broker (--broker)
+	// monitors are the monitoring URLs of the embedded NATS servers (one, or a cluster's three):
+	// their varz count the bytes through the broker.
+	monitors []string
+	closes   []func() // stop what the runner started (embedded.go, cluster.go), last first
+	// variant is the chain scenario's run now measured: variantChained or variantSpread.
+	variant string
 
 	baseURL  string // where the baseline relays run
 	baseOpts []nats.Option
@@ -94,6 +79,10 @@ type baseKey struct {
 	rate        float64
 }
 
+func newRunner(opts benchOptions, progress io.Writer) *benchRunner {
+	return &benchRunner{opts: opts, progress: progress, runID: newRunID(), baseCache: map[baseKey]*benchFigures{}}
+}
+
 // topology is the shape of a scenario, as the baseline relays reproduce it.
 func (r *benchRunner) topology(scenario string) benchkit.Topology {
 	switch scenario {
@@ -101,6 +90,8 @@ func (r *benchRunner) topology(scenario string) benchkit.Topology {
 		return benchkit.Topology{Sources: fanInSources, Stages: 1}
 	case scenarioExec, scenarioPython:
 		return benchkit.Topology{Sources: 1, Stages: 1}
+	case scenarioChain:
+		return benchkit.Topology{Sources: 1, Stages: chainForwards}
 	}
 	return benchkit.Topology{Sources: 1, Stages: r.opts.stages}
 }
@@ -119,6 +110,8 @@ func (r *benchRunner) label(scenario string) string {
 		return "exec (cat)"
 	case scenarioPython:
 		return "python (forward)"
+	case scenarioChain:
+		return fmt.Sprintf("chain (%d forwards, %s)", chainForwards, r.variant)
 	}
 	return scenario
 }
@@ -193,9 +186,10 @@ func (r *benchRunner) pythonJob() (*pipeline.Python, error) {
 }
 
 func (r *benchRunner) close() {
-	if r.env != nil {
-		r.env.Close()
+	for i := len(r.closes) - 1; i >= 0; i-- {
+		r.closes[i]()
 	}
+	r.closes = nil
 	if r.scriptDir != "" {
 		os.RemoveAll(r.scriptDir)
 	}
@@ -203,7 +197,9 @@ func (r *benchRunner) close() {
 
 // document builds a scenario's pipeline: with the bench-only job types and bytes pipes of size
 // bytes on the embedded broker, with builtin types only (counter, forward, sum, discard) and
-// cbor pipes on a remote one. count is per source; rate 0 is as fast as possible.
+// cbor pipes on a remote one. count is per source; rate 0 is as fast as possible. Every job is
+// spread (every block goes through the broker on every pipe) but in the chain scenario's
+// chained run.
 func (r *benchRunner) document(name, scenario string, size, count int, rate float64, probe string) ([]byte, error) {
 	p := pipeline.Pipeline{Name: name}
 	builtinOnly := r.remote != nil
@@ -232,12 +228,16 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 	}
 	var last int // the pipe into the sink
 	switch scenario {
-	case scenarioLinear:
+	case scenarioLinear, scenarioChain:
+		stages := r.opts.stages
+		if scenario == scenarioChain {
+			stages = chainForwards
+		}
 		p.Jobs = append(p.Jobs, source(1, 1))
-		for s := 1; s <= r.opts.stages; s++ {
+		for s := 1; s <= stages; s++ {
 			p.Jobs = append(p.Jobs, pipeline.Job{ID: s + 1, Type: "forward", Inputs: []int{s}, Outputs: []int{s + 1}})
 		}
-		last = r.opts.stages + 1
+		last = stages + 1
 	case scenarioFanin:
 		ins := make([]int, fanInSources)
 		for i := range fanInSources {
@@ -268,6 +268,10 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 		return nil, fmt.Errorf("unknown scenario %q", scenario)
 	}
 	p.Jobs = append(p.Jobs, sink(len(p.Jobs)+1, last))
+	spread := scenario != scenarioChain || r.variant == variantSpread
+	for i := range p.Jobs {
+		p.Jobs[i].Spread = spread
+	}
 	for id := 1; id <= last; id++ {
 		if builtinOnly {
 			p.Pipes = append(p.Pipes, pipeline.Pipe{ID: id, Codec: "cbor", QoS: r.opts.qos})
@@ -292,6 +296,10 @@ func (r *benchRunner) runMarvelo(ctx context.Context, scenario string, size, cou
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
 	defer cancel()
+	before, err := r.brokerBytes(rctx) // embedded.go
+	if err != nil {
+		return nil, err
+	}
 	sample, err := benchkit.Measure(func() error {
 		if r.remote != nil {
 			return runRemote(rctx, r.remote, name, doc)
@@ -317,6 +325,10 @@ func (r *benchRunner) runMarvelo(ctx context.Context, scenario string, size, cou
 	case <-time.After(10 * time.Second):
 		return nil, errors.New("the bench sink did not report within 10s of the pipeline's end")
 	}
+	after, err := r.brokerBytes(ctx)
+	if err != nil {
+		return nil, err
+	}
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if pr.blocks != uint64(rounds)+1 { // and the warm-up round
@@ -327,6 +339,10 @@ func (r *benchRunner) runMarvelo(ctx context.Context, scenario string, size, cou
 	}
 	f := newFigures(rounds, float64(pr.end-pr.start)/1e9, size, sample)
 	f.WallSeconds = sample.Wall.Seconds()
+	if after > before && pr.blocks > 0 {
+		// The whole run, the warm-up block and the pipeline's start and end included.
+		f.BrokerBytesPerBlock = float64(after-before) / float64(pr.blocks)
+	}
 	if scenario == scenarioPython {
 		f.addJobProcess(sample, rounds)
 	}
@@ -494,6 +510,9 @@ func (r *benchRunner) latency(ctx context.Context, scenario string, size int, ra
 func (r *benchRunner) newRow(scenario string, size int, rate float64, count int) benchRow {
 	topo := r.topology(scenario)
 	row := benchRow{Scenario: scenario, Label: r.label(scenario), Sources: topo.Sources, Stages: topo.Stages, Size: size, Rate: rate, Count: count}
+	if scenario == scenarioChain {
+		row.Variant = r.variant
+	}
 	if r.remote != nil {
 		row.Size = 0 // cbor integers from counter jobs
 		row.Runs = r.opts.runs
@@ -569,41 +588,55 @@ func (r *benchRunner) run(ctx context.Context) ([]benchRow, error) {
 	for _, ps := range passes {
 		sc := ps.scenario
 		r.opts.stages = ps.stages
+		variants := []string{""}
+		if sc == scenarioChain {
+			variants = chainVariants // chain.go: one after the other, at each size and rate
+		}
 		var unavailable string
 		sizes := r.opts.sizes
 		if r.remote != nil {
 			sizes = sizes[:1] // counter jobs send cbor integers: the block size does not apply
 		}
-		for _, size := range sizes {
-			if r.opts.count > 0 {
-				row := r.newRow(sc, size, 0, r.opts.count)
-				if unavailable != "" {
+		measure := func(size int, rate float64) error {
+			for _, v := range variants {
+				r.variant = v
+				count := r.opts.count
+				if rate > 0 {
+					count = 0 // latency sets it from the rate and --duration
+				}
+				row := r.newRow(sc, size, rate, count)
+				switch {
+				case unavailable != "":
 					row.Error = unavailable
-				} else {
+				case rate == 0:
 					row = r.throughput(ctx, sc, size)
+				default:
+					row = r.latency(ctx, sc, size, rate)
 				}
 				if err := r.rowError(ctx, &row, &unavailable); err != nil {
-					return rows, err
+					return err
 				}
 				rows = append(rows, row)
+			}
+			return nil
+		}
+		for _, size := range sizes {
+			if r.opts.count > 0 {
+				if err := measure(size, 0); err != nil {
+					return rows, err
+				}
 			}
 			if r.remote != nil {
 				continue // no clock shared with remote jobs: no latency
 			}
 			for _, rate := range r.opts.rates {
-				row := r.newRow(sc, size, rate, 0)
-				if unavailable != "" {
-					row.Error = unavailable
-				} else {
-					row = r.latency(ctx, sc, size, rate)
-				}
-				if err := r.rowError(ctx, &row, &unavailable); err != nil {
+				if err := measure(size, rate); err != nil {
 					return rows, err
 				}
-				rows = append(rows, row)
 			}
 		}
 	}
+	r.variant = ""
 	return rows, nil
 }
 

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"encoding/json"
@@ -21,6 +21,8 @@ type benchReport struct {
 	Store    string        `json:"store,omitempty"` // the embedded broker's JetStream, when not in memory (--sync)
 	Settings benchSettings `json:"settings"`
 	Results  []benchRow    `json:"results"`
+	// Chain compares the chain scenario's chained and spread runs, size by size.
+	Chain []chainComparison `json:"chain,omitempty"`
 }
 
 type benchMachine struct {
@@ -54,6 +56,10 @@ type benchFigures struct {
 	MBPerS      float64 `json:"mb_per_s"`                   // payload bytes into the sink
 	CPUSecPerM  float64 `json:"cpu_s_per_mblock,omitempty"` // process CPU seconds per million blocks
 	PeakRSSMB   float64 `json:"peak_rss_mb,omitempty"`      // process peak RSS during the run
+	// BrokerBytesPerBlock is the bytes the embedded NATS server received and sent (its varz:
+	// in_bytes + out_bytes; summed over a cluster's servers) over the whole run, divided by the
+	// blocks into the sink. Not measured on a remote broker.
+	BrokerBytesPerBlock float64 `json:"broker_bytes_per_block,omitempty"`
 	// Latency is receive time minus send time per block, at a fixed rate.
 	Latency *benchLatency `json:"latency_ms,omitempty"`
 	// LateBlocks counts paced blocks the sources sent more than an interval late.
@@ -95,6 +101,7 @@ type benchRatio struct {
 type benchRow struct {
 	Scenario string  `json:"scenario"`
 	Label    string  `json:"label"`
+	Variant  string  `json:"variant,omitempty"` // chain: chained or spread
 	Sources  int     `json:"sources"`
 	Stages   int     `json:"stages"`
 	Size     int     `json:"size"` // bytes per block; 0: cbor integers (--broker)
@@ -209,37 +216,43 @@ func writeTable(w io.Writer, rep benchReport) error {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	// The bytes through the broker: a column where the bench reads the embedded server's varz.
+	bytesCol := rep.Broker == "embedded"
 	if len(tput) > 0 {
 		fmt.Fprintln(tw)
+		head := []string{"THROUGHPUT", "block", "blocks/s", "MB/s", "CPU s/M"}
 		if s.Baseline {
-			fmt.Fprintln(tw, "THROUGHPUT\tblock\tblocks/s\tMB/s\tcore\tjs\t×core\t×js\tCPU s/M\tcore\tjs\tpeak RSS\t")
-		} else {
-			fmt.Fprintln(tw, "THROUGHPUT\tblock\tblocks/s\tMB/s\tCPU s/M\tpeak RSS\t")
+			head = []string{"THROUGHPUT", "block", "blocks/s", "MB/s", "core", "js", "×core", "×js", "CPU s/M", "core", "js"}
 		}
-		cols := 6
-		if s.Baseline {
-			cols = 12
+		if bytesCol {
+			head = append(head, "broker B/block")
 		}
+		head = append(head, "peak RSS")
+		fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 		for _, r := range tput {
 			if r.Error != "" {
-				fmt.Fprintln(tw, errorCells(r, cols))
+				fmt.Fprintln(tw, errorCells(r, len(head)))
 				continue
 			}
 			core, js := r.Baseline[baselineCore], r.Baseline[baselineJetStream]
+			cells := []string{r.Label, sizeLabel(r.Size), thousands(r.BlocksPerS), mbps(r.MBPerS)}
 			if s.Baseline {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Label, sizeLabel(r.Size),
-					thousands(r.BlocksPerS), mbps(r.MBPerS),
+				cells = append(cells,
 					baseField(core, func(f *benchFigures) string { return mbps(f.MBPerS) }),
 					baseField(js, func(f *benchFigures) string { return mbps(f.MBPerS) }),
 					ratioField(r.Ratio, baselineCore, func(x benchRatio) float64 { return x.BlocksPerS }),
 					ratioField(r.Ratio, baselineJetStream, func(x benchRatio) float64 { return x.BlocksPerS }),
 					cpuPerM(r.CPUSecPerM),
 					baseField(core, func(f *benchFigures) string { return cpuPerM(f.CPUSecPerM) }),
-					baseField(js, func(f *benchFigures) string { return cpuPerM(f.CPUSecPerM) }),
-					rss(r.PeakRSSMB))
+					baseField(js, func(f *benchFigures) string { return cpuPerM(f.CPUSecPerM) }))
 			} else {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Label, sizeLabel(r.Size), thousands(r.BlocksPerS), mbps(r.MBPerS), cpuPerM(r.CPUSecPerM), rss(r.PeakRSSMB))
+				cells = append(cells, cpuPerM(r.CPUSecPerM))
 			}
+			if bytesCol {
+				cells = append(cells, orDash(r.BrokerBytesPerBlock, thousands))
+			}
+			cells = append(cells, rss(r.PeakRSSMB))
+			fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 		}
 	}
 	if len(lat) > 0 {
@@ -281,6 +294,7 @@ func writeTable(w io.Writer, rep benchReport) error {
 			}
 		}
 	}
+	writeChainTable(tw, rep.Chain) // chain.go
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -322,7 +336,11 @@ func writeTable(w io.Writer, rep benchReport) error {
 		}
 		fmt.Fprintln(w, "CPU s/M: process CPU seconds (broker, NATS server, worker, bench) per million blocks, first sent to last received")
 		if rep.Broker == "embedded" {
+			fmt.Fprintln(w, "broker B/block: bytes into and out of the embedded NATS server (its varz; a cluster's servers summed), the whole run, per block into the sink")
 			fmt.Fprintln(w, "peak RSS: the process's peak resident memory during the run")
+		}
+		if len(rep.Chain) > 0 {
+			fmt.Fprintln(w, "chain: chained = the document as is (jobs on one worker may pass blocks in process); spread = every job \"spread\": true")
 		}
 	}
 	return nil
