@@ -1,9 +1,13 @@
 package broker
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
+
+	"github.com/marvelo/marvelo/pipeline"
 
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
@@ -44,11 +48,14 @@ func (c *control) workerLost(name, why string) {
 	}
 }
 
-// relocate places one job anew, moves its input consumers to the new epoch and starts it. from
-// is the worker it is taken from ("" for a pending job): a job that has moved meanwhile (two
-// reasons to move it at once) is left alone. The job is offered (placement by offer, which
-// reserves the chosen worker's slot) without any lock; the job is marked placing meanwhile so a
-// second move of it waits its turn, and what changed meanwhile is checked again under mu.
+// relocate places one job anew — with the jobs chained to it, which hold their blocks in one
+// worker's process and so move together (chain.go) — moves their input consumers to the new
+// epoch and starts them. from is the worker the job is taken from ("" for a pending job): a job
+// that has moved meanwhile (two reasons to move it at once) is left alone. The jobs are offered
+// (placement by offer, which reserves the chosen worker's slot) without any lock, producers
+// first and each beside its chain producer by preference, so the chain forms again where it can;
+// they are marked placing meanwhile so a second move of them waits its turn, and what changed
+// meanwhile is checked again under mu.
 func (c *control) relocate(r jobRef, from string, since time.Time) {
 	ctx := c.context() // the control plane's: a move ends with it
 	c.mu.Lock()
@@ -57,80 +64,243 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 		c.mu.Unlock()
 		return // nothing to move, or another move of it is offering it right now
 	}
-	j.placing = true
+	moves := c.chainMoves(p, r.job, from)
 	c.epoch++
 	newEpoch := c.epoch
-	c.mu.Unlock()
-	defer c.kickedMeanwhile(c.kicks.Load(), r.pipeline, r.job) // placement.go
-	w, reason := c.offerJob(ctx, r.pipeline, j.job, newEpoch)  // offers and the reservation: no lock held
-	c.mu.Lock()
-	j.placing = false
-	if _, _, ok := c.movable(r, from); !ok {
-		c.mu.Unlock()
-		c.releaseReservations(r.pipeline, map[int]string{r.job: w}, newEpoch) // moved or ended meanwhile
-		return
-	}
-	// The instance left behind counted what it read and wrote: the next one's counts go on from
-	// there (its own start from 0), as marvelo status and top show them.
-	j.prior, j.stats = j.stats.Plus(j.prior), protocol.JobStats{}
-	if w == "" {
-		again := j.state == protocol.StatePending // a retry that found no worker either
-		j.worker, j.waiting = "", reason
-		c.jobTo(j, jevWaits)
-		if c.pipeTo(p, pevJobWaits) && p.state == protocol.StateDegraded {
-			p.reason = fmt.Sprintf("%s: %s", j.job.Label(), reason)
-		}
-		c.mu.Unlock()
-		if !again {
-			c.event(r.pipeline, r.job, "pending", fmt.Sprintf("%s waits for a worker: %s", j.job.Label(), reason))
-		}
-		return
-	}
-	oldEpoch := j.epoch
-	j.worker, j.epoch, j.recovered = w, newEpoch, false
-	c.jobTo(j, jevAssigned)
-	j.restarts++
-	// A restart after a failure (restart.go) is this move from pending; its instances skip a
-	// poison round, moved or not.
-	restart, skip := j.restartNote, j.skipSQN
-	j.restartNote = ""
 	doc := p.doc
 	c.mu.Unlock()
+	defer c.kickedMeanwhile(c.kicks.Load(), r.pipeline, r.job) // placement.go
+	c.stopDragged(ctx, r.pipeline, moves)
+	c.offerMoves(ctx, doc, moves, newEpoch) // offers and the reservations: no lock held
 
-	err := c.rebindInputs(ctx, doc, j.job, oldEpoch, newEpoch)
-	if err == nil {
-		epochs := c.epochs(r.pipeline)
-		for _, a := range c.assignments(p, map[int]string{r.job: w}, func(id int) uint64 { return epochs[id] }) {
-			if a.a.Job.ID != r.job {
-				continue
+	c.mu.Lock()
+	var stale map[int]string // reserved for jobs that moved or ended meanwhile
+	var waits []eventNote
+	for _, m := range moves {
+		jm := p.jobs[m.id]
+		jm.placing = false
+		if _, _, ok := c.movable(jobRef{r.pipeline, m.id}, m.from); !ok {
+			if m.worker != "" {
+				if stale == nil {
+					stale = map[int]string{}
+				}
+				stale[m.id] = m.worker
 			}
-			a.a.SkipSQN = skip
-			if err = c.requestWorker(ctx, w, protocol.VerbPrepare, a.a); err == nil {
-				err = c.requestWorker(ctx, w, protocol.VerbStart, a.a.Ref())
-			}
+			m.worker, m.gone = "", true
+			continue
 		}
+		// The instance left behind counted what it read and wrote: the next one's counts go on
+		// from there (its own start from 0), as marvelo status and top show them.
+		jm.prior, jm.stats = jm.stats.Plus(jm.prior), protocol.JobStats{}
+		jm.mates = nil
+		if m.worker == "" {
+			again := jm.state == protocol.StatePending // a retry that found no worker either
+			jm.worker, jm.waiting = "", m.reason
+			c.jobTo(jm, jevWaits)
+			if c.pipeTo(p, pevJobWaits) && p.state == protocol.StateDegraded {
+				p.reason = fmt.Sprintf("%s: %s", jm.job.Label(), m.reason)
+			}
+			if !again {
+				waits = append(waits, eventNote{m.id, "pending", fmt.Sprintf("%s waits for a worker: %s", jm.job.Label(), m.reason)})
+			}
+			continue
+		}
+		m.oldEpoch = jm.epoch
+		jm.worker, jm.epoch, jm.recovered = m.worker, newEpoch, false
+		c.jobTo(jm, jevAssigned)
+		jm.restarts++
+		// A restart after a failure (restart.go) is this move from pending; its instances skip a
+		// poison round, moved or not.
+		m.restart, m.skip = jm.restartNote, jm.skipSQN
+		jm.restartNote = ""
 	}
-	if err != nil {
-		c.applyJobState(protocol.JobState{Pipeline: r.pipeline, Job: r.job, Epoch: newEpoch, Worker: w,
-			State: protocol.StateFailed, Error: fmt.Sprintf("move to worker %s: %v", w, err), Time: time.Now()})
-		return
+	chains := p.chains() // the pipes of the jobs placed together on one worker are chained again
+	c.mu.Unlock()
+	if stale != nil {
+		c.releaseReservations(r.pipeline, stale, newEpoch) // moved or ended meanwhile
 	}
+	c.events(r.pipeline, waits...)
+	c.startMoves(ctx, p, moves, newEpoch, chains)
+
 	c.mu.Lock()
 	if p.state == protocol.StateDegraded && !hasPending(p) && c.pipeTo(p, pevRecovered) {
 		p.reason = ""
 	}
 	c.mu.Unlock()
-	if restart != "" {
-		c.event(r.pipeline, r.job, "restarted", fmt.Sprintf("%s restarted on worker %s (%s), %s after its failure",
-			j.job.Label(), w, restart, time.Since(since).Round(time.Millisecond)))
+	c.moveEvents(r, moves, from, since)
+}
+
+// move is one job of a relocation.
+type move struct {
+	id       int
+	from     string // the worker it is taken from, "" for a pending job
+	dragged  bool   // it moves only because a job chained to it does, and runs on a live worker
+	oldEpoch uint64
+	worker   string // where it goes; "" when no worker took it (reason says why)
+	reason   string
+	gone     bool // it moved or ended meanwhile: this relocation leaves it
+	failed   bool // its prepare or start failed (reported as its failure)
+	restart  string
+	skip     uint64
+}
+
+// chainMoves marks job id and the jobs chained to it (chain.go; for a job restarting after a
+// failure, the ones chained to it when it failed) as placing and returns their moves, id first.
+// A chained job that another move is placing already, or that has ended, is left out. Callers
+// hold mu.
+func (c *control) chainMoves(p *pipelineState, id int, from string) []*move {
+	j := p.jobs[id]
+	j.placing = true
+	moves := []*move{{id: id, from: from}}
+	group := p.chainGroup(id)[1:]
+	for _, mate := range j.mates {
+		if !slices.Contains(group, mate) {
+			group = append(group, mate)
+		}
+	}
+	for _, other := range group {
+		jo := p.jobs[other]
+		if jo == nil || jo.placing || jo.state.terminal() || other == id {
+			continue
+		}
+		w, known := c.workers[jo.worker]
+		dragged := jo.worker != "" && jo.worker != from && known && w.alive
+		jo.placing = true
+		moves = append(moves, &move{id: other, from: jo.worker, dragged: dragged, oldEpoch: jo.epoch})
+	}
+	return moves
+}
+
+// stopDragged ends the running instances of the jobs that move only because their chain does,
+// without their end being reported (JobRef.Move): they would wait on a link no job writes to or
+// reads from any more. One that is not told is fenced all the same: its input consumers are
+// replaced and its outputs' next writer is the new instance.
+func (c *control) stopDragged(ctx context.Context, pipelineName string, moves []*move) {
+	for _, m := range moves {
+		if !m.dragged {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.requestWorker(sctx, m.from, protocol.VerbStop, protocol.JobRef{Pipeline: pipelineName, Job: m.id, Epoch: m.oldEpoch, Move: true})
+		cancel()
+		if err != nil {
+			c.log.Warn("chained job not stopped before its move; it is fenced", "pipeline", pipelineName, "job", m.id, "worker", m.from, "error", err)
+		}
+	}
+}
+
+// offerMoves offers the moving jobs, producers first, each preferring the worker its chain
+// producer of this move went to (or, spread, avoiding its producers'), and records where each
+// went or why none took it. No lock is held.
+func (c *control) offerMoves(ctx context.Context, doc *pipeline.Pipeline, moves []*move, epoch uint64) {
+	byID := map[int]*move{}
+	for _, m := range moves {
+		byID[m.id] = m
+	}
+	order := []int{moves[0].id}
+	if len(moves) > 1 {
+		order = order[:0]
+		for _, id := range doc.PlacementOrder() {
+			if byID[id] != nil {
+				order = append(order, id)
+			}
+		}
+	}
+	ends := doc.Endpoints()
+	placed := func(job int) string {
+		if m := byID[job]; m != nil {
+			return m.worker
+		}
+		return ""
+	}
+	for _, id := range order {
+		m := byID[id]
+		m.worker, m.reason = c.offerJobPreferring(ctx, doc.Name, doc.JobByID(id), epoch, preferenceOf(doc, ends, id, placed))
+	}
+}
+
+// startMoves moves the input consumers of the placed jobs to the new epoch, then prepares and
+// starts each with its chained pipes; a job whose move fails is reported failed (its restart
+// policy may restart it).
+func (c *control) startMoves(ctx context.Context, p *pipelineState, moves []*move, newEpoch uint64, chains map[int]uint64) {
+	placement := map[int]string{}
+	for _, m := range moves {
+		if m.worker == "" {
+			continue
+		}
+		if err := c.rebindInputs(ctx, p.doc, p.doc.JobByID(m.id), m.oldEpoch, newEpoch); err != nil {
+			c.moveFailed(p.doc.Name, m, newEpoch, err)
+			continue
+		}
+		placement[m.id] = m.worker
+	}
+	if len(placement) == 0 {
 		return
 	}
-	fromText := "worker " + from
-	if from == "" {
-		fromText = "pending"
+	epochs := c.epochs(p.doc.Name)
+	byID := map[int]*move{}
+	for _, m := range moves {
+		byID[m.id] = m
 	}
-	c.event(r.pipeline, r.job, "moved", fmt.Sprintf("%s moved from %s to worker %s, %s after detection",
-		j.job.Label(), fromText, w, time.Since(since).Round(time.Millisecond)))
+	for _, a := range c.assignments(p, placement, func(id int) uint64 { return epochs[id] }, chains) {
+		m := byID[a.a.Job.ID]
+		if m == nil || placement[m.id] == "" {
+			continue
+		}
+		a.a.SkipSQN = m.skip
+		err := c.requestWorker(ctx, m.worker, protocol.VerbPrepare, a.a)
+		if err == nil {
+			err = c.requestWorker(ctx, m.worker, protocol.VerbStart, a.a.Ref())
+		}
+		if err != nil {
+			c.moveFailed(p.doc.Name, m, newEpoch, err)
+		}
+	}
+}
+
+// moveFailed reports a move that could not start the job as its failure.
+func (c *control) moveFailed(pipelineName string, m *move, epoch uint64, err error) {
+	m.failed = true
+	c.applyJobState(protocol.JobState{Pipeline: pipelineName, Job: m.id, Epoch: epoch, Worker: m.worker,
+		State: protocol.StateFailed, Error: fmt.Sprintf("move to worker %s: %v", m.worker, err), Time: time.Now()})
+}
+
+// moveEvents records where each job of a relocation went: restarted, moved, or moved with its
+// chain (a job placed nowhere said so already, as pending).
+func (c *control) moveEvents(r jobRef, moves []*move, from string, since time.Time) {
+	var notes []eventNote
+	label := func(id int) string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if p, ok := c.pipelines[r.pipeline]; ok {
+			if j := p.jobs[id]; j != nil {
+				return j.job.Label()
+			}
+		}
+		return fmt.Sprintf("job %d", id)
+	}
+	took := time.Since(since).Round(time.Millisecond)
+	for _, m := range moves {
+		if m.gone || m.failed || m.worker == "" {
+			continue
+		}
+		switch {
+		case m.restart != "":
+			notes = append(notes, eventNote{m.id, "restarted", fmt.Sprintf("%s restarted on worker %s (%s), %s after its failure",
+				label(m.id), m.worker, m.restart, took)})
+		case m.id != r.job && m.dragged:
+			notes = append(notes, eventNote{m.id, "moved", fmt.Sprintf("%s moved from worker %s to worker %s with its chain (job %d)",
+				label(m.id), m.from, m.worker, r.job)})
+		default:
+			fromText := "worker " + m.from
+			if m.from == "" {
+				fromText = "pending"
+			}
+			notes = append(notes, eventNote{m.id, "moved", fmt.Sprintf("%s moved from %s to worker %s, %s after detection",
+				label(m.id), fromText, m.worker, took)})
+		}
+	}
+	c.events(r.pipeline, notes...)
 }
 
 // epochs returns the current epoch of every job of a pipeline.

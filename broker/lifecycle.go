@@ -32,6 +32,7 @@ type pipelineState struct {
 	endCh     chan struct{}  // closed when the pipeline reaches a final state
 	launching bool           // launch is under way: failover leaves its jobs to launch
 	removing  bool           // marvelo rm is forgetting it (remove.go): its name is not free yet
+	ends      map[int][2]int // the document's pipe ends, made once (chain.go: endpoints)
 }
 
 type jobState struct {
@@ -66,6 +67,9 @@ type jobState struct {
 	skipSQN         uint64
 	backoff         bool
 	restartNote     string
+	// mates are the jobs chained to it when it failed (chain.go): they wait on its links, so its
+	// restart moves them with it. Saved with the pipeline.
+	mates []int
 }
 
 func (c *control) handleSubmit(m *nats.Msg) any {

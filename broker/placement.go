@@ -64,13 +64,14 @@ func (c *control) launch(ctx context.Context, p *pipelineState) (string, error) 
 	}
 	c.pipeTo(p, pevPlaced)
 	p.reason = ""
+	chains := p.chains() // the pipes whose ends were placed on one worker (chain.go)
 	c.mu.Unlock()
 
 	if err := c.createPipes(ctx, p.doc, epoch); err != nil {
 		c.abort(p, err)
 		return "", err
 	}
-	assigns := c.assignments(p, placement, func(int) uint64 { return epoch })
+	assigns := c.assignments(p, placement, func(int) uint64 { return epoch }, chains)
 	if err := c.prepareAll(ctx, assigns); err != nil {
 		c.abort(p, err)
 		if allRefusals(err) {
@@ -130,8 +131,9 @@ type placedAssignment struct {
 	a      protocol.Assignment
 }
 
-// assignments builds the assignment of every job of doc; epochOf gives each job's epoch.
-func (c *control) assignments(p *pipelineState, placement map[int]string, epochOf func(job int) uint64) []placedAssignment {
+// assignments builds the assignment of every job of doc; epochOf gives each job's epoch and
+// chains the chained pipes (chain.go).
+func (c *control) assignments(p *pipelineState, placement map[int]string, epochOf func(job int) uint64, chains map[int]uint64) []placedAssignment {
 	doc := p.doc
 	ends := doc.Endpoints()
 	binding := func(pipeID int) protocol.PipeBinding {
@@ -141,7 +143,7 @@ func (c *control) assignments(p *pipelineState, placement map[int]string, epochO
 			ID: pipeID, Subject: protocol.PipeSubject(doc.Name, pipeID), Stream: protocol.PipeStream(doc.Name, pipeID),
 			Codec: pp.EffectiveCodec(), CodecDefault: pp.Codec == "", BlockSize: pp.BlockSize,
 			BlockCount: pp.EffectiveBlockCount(), Async: pp.IsAsync(), Optional: pp.Optional, HeadSize: 1,
-			Realtime: pp.IsRealtime(), Dtype: pp.Dtype,
+			Realtime: pp.IsRealtime(), Dtype: pp.Dtype, Chain: chains[pipeID],
 		}
 		if src != nil {
 			b.HeadSize = src.EffectiveHeadSize()

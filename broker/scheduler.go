@@ -82,19 +82,17 @@ func rankBids(bids []protocol.Bid) []protocol.Bid {
 	return out
 }
 
-// placeJobs offers every job of doc in job id order and reserves a slot for each, or returns why
-// one cannot be placed, having released what it reserved: placement is all or nothing. No lock
-// is held: callers do not hold mu.
+// placeJobs offers every job of doc, producers before their consumers (pipeline.PlacementOrder),
+// and reserves a slot for each, or returns why one cannot be placed, having released what it
+// reserved: placement is all or nothing. A job is offered first to the worker of its chain
+// producer, so that chains form (chain.go). No lock is held: callers do not hold mu.
 func (c *control) placeJobs(ctx context.Context, doc *pipeline.Pipeline, epoch uint64) (map[int]string, string) {
-	ids := make([]int, 0, len(doc.Jobs))
-	for _, j := range doc.Jobs {
-		ids = append(ids, j.ID)
-	}
-	sort.Ints(ids)
+	ends := doc.Endpoints()
 	placement := map[int]string{}
-	for _, id := range ids {
+	for _, id := range doc.PlacementOrder() {
 		j := doc.JobByID(id)
-		w, why := c.offerJob(ctx, doc.Name, j, epoch)
+		pref := preferenceOf(doc, ends, id, func(job int) string { return placement[job] })
+		w, why := c.offerJobPreferring(ctx, doc.Name, j, epoch, pref)
 		if w == "" {
 			c.releaseReservations(doc.Name, placement, epoch)
 			return nil, fmt.Sprintf("%s: %s", j.Label(), why)
@@ -104,10 +102,16 @@ func (c *control) placeJobs(ctx context.Context, doc *pipeline.Pipeline, epoch u
 	return placement, ""
 }
 
-// offerJob finds a worker for one job and reserves its slot: each target in order, the best bid
-// first, the next when a reservation is refused (its slot went meanwhile). It returns the worker,
-// or "" and why nobody took the job (each worker's reason). No lock is held.
+// offerJob finds a worker for one job, with no preference among the bidders (offerJobPreferring).
 func (c *control) offerJob(ctx context.Context, pipelineName string, j *pipeline.Job, epoch uint64) (string, string) {
+	return c.offerJobPreferring(ctx, pipelineName, j, epoch, preference{})
+}
+
+// offerJobPreferring finds a worker for one job and reserves its slot: each target in order, the
+// best bid first (rankBids, then the job's preference among them), the next when a reservation is
+// refused (its slot went meanwhile). It returns the worker, or "" and why nobody took the job
+// (each worker's reason). No lock is held.
+func (c *control) offerJobPreferring(ctx context.Context, pipelineName string, j *pipeline.Job, epoch uint64, pref preference) (string, string) {
 	offer := protocol.Offer{Pipeline: pipelineName, Epoch: epoch, Job: *j}
 	ref := protocol.JobRef{Pipeline: pipelineName, Job: j.ID, Epoch: epoch}
 	var why []string
@@ -115,7 +119,7 @@ func (c *control) offerJob(ctx context.Context, pipelineName string, j *pipeline
 		offer.Group = t.group
 		bids, missing := c.gather(ctx, t, offer, j)
 		var reasons []string
-		for _, b := range rankBids(bids) {
+		for _, b := range pref.order(rankBids(bids)) {
 			err := c.requestWorker(ctx, b.Worker, protocol.VerbReserve, ref)
 			if err == nil {
 				return b.Worker, ""

@@ -102,5 +102,8 @@ func (p *pipelineState) status() protocol.PipelineStatus {
 			State: string(j.state), Error: j.err, Stats: j.stats.Plus(j.prior), Restarts: j.restarts,
 			FailureRestarts: j.failureRestarts, RestartMax: jd.RestartMax()}) // restart.go
 	}
+	if !p.state.terminal() {
+		st.Chained = p.chainedPipes() // chain.go
+	}
 	return st
 }

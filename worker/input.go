@@ -53,6 +53,7 @@ type input struct {
 	top     uint64
 	dropped uint64
 	rt      *realtimeSub // a realtime pipe's subscription, or nil
+	link    *link        // a chained pipe's link (link.go), or nil
 	log     *slog.Logger // the job's log (transient consumer errors)
 
 	// acked is the highest stream sequence of this input whose acknowledgement was sent (written

@@ -52,6 +52,10 @@ type publisher struct {
 	space chan struct{} // the writer may append again
 	done  chan struct{}
 
+	// link is a chained pipe's link (link.go): messages go to the consumer in this process, and
+	// count as stored once it acknowledges them. nil for a pipe through the broker.
+	link *link
+
 	lastSeq uint64 // stream sequence of the last message stored
 	// resumeSQN is the last SQN found in the stream when an instance of the job started: a job
 	// that moved re-computes blocks its old instance may have stored already, and those are not
@@ -60,7 +64,7 @@ type publisher struct {
 }
 
 func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.PipeBinding, log *slog.Logger) (*publisher, error) {
-	if pipe.Realtime {
+	if pipe.Realtime || pipe.Chain != 0 {
 		return &publisher{
 			js: js, pipe: pipe, headSize: pipe.HeadSize, maxCount: maxBatchBlocks, log: log,
 			wake: make(chan struct{}, 1), space: make(chan struct{}, 1), done: make(chan struct{}),
@@ -211,8 +215,12 @@ func (p *publisher) run(ctx context.Context) {
 				return
 			}
 		}
-		for _, fn := range barriers {
-			fn()
+		if p.link != nil {
+			// Stored once the consumer acknowledges; the consumer keeps the batch's blocks.
+			p.link.afterAcked(barriers)
+			batch = nil
+		} else {
+			runAll(barriers)
 		}
 		spare = batch
 		if n > 0 || len(barriers) > 0 {
@@ -275,6 +283,9 @@ const publishAttempt = time.Second
 // publish stores one message, retrying while the stream is full (the reader is behind: this is
 // where backpressure reaches the writer) or the server is briefly unreachable.
 func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
+	if p.link != nil {
+		return p.link.put(ctx, msg)
+	}
 	if p.pipe.Realtime {
 		// Core NATS: no store, no acknowledgement, no retry — a late block is worthless.
 		if err := p.js.Conn().PublishMsg(msg); err != nil {

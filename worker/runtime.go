@@ -129,6 +129,11 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.label, err)
 		}
+		if p.Chain != 0 {
+			key := t.linkKey(p)
+			pub.link = t.links.open(key)
+			defer t.links.close(key, producerEnd)
+		}
 		outs[k] = pub
 		wg.Add(1)
 		go func() { defer wg.Done(); pub.run(pctx) }()
@@ -145,6 +150,15 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		ins[k].log = t.log
 		if rs := t.rt[p.ID]; rs != nil {
 			ins[k].ch, ins[k].rt = rs.ch, rs // fed by the subscription made at prepare
+			continue
+		}
+		if p.Chain != 0 {
+			key := t.linkKey(p)
+			l := t.links.open(key)
+			defer t.links.close(key, consumerEnd)
+			ins[k].link = l
+			wg.Add(1)
+			go func() { defer wg.Done(); ins[k].readLink(pctx, l) }()
 			continue
 		}
 		wg.Add(1)
@@ -176,6 +190,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	if err != nil {
 		return err
 	}
+	t.releaseLinks(ins)
 	if err := t.closeOutputs(ctx, ports); err != nil {
 		return err
 	}
@@ -187,6 +202,21 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		return t.closeOutputs(ctx, []*outPort{{pub: t.logPub, last: t.logSQN}})
 	}
 	return nil
+}
+
+// linkKey is the key of a chained pipe of this job.
+func (t *task) linkKey(p protocol.PipeBinding) linkKey {
+	return linkKey{pipeline: t.assign.Pipeline, pipe: p.ID, chain: p.Chain}
+}
+
+// releaseLinks tells the producers of the job's chained inputs that its rounds ended normally:
+// what they send on counts as acknowledged (link.consumerDone).
+func (t *task) releaseLinks(ins []*input) {
+	for _, in := range ins {
+		if in.link != nil {
+			in.link.consumerDone()
+		}
+	}
 }
 
 // isSource reports whether the job has no inputs.

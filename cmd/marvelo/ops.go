@@ -328,6 +328,9 @@ func printStatus(w io.Writer, sts []protocol.PipelineStatus, events bool) {
 			}
 			fmt.Fprintf(w, "run %d; runs (marvelo logs %s --run ID): %s\n", st.Run, st.Name, strings.Join(runs, ", "))
 		}
+		if len(st.Chained) > 0 {
+			fmt.Fprintf(w, "chained pipes (blocks pass in the worker's process): %s\n", joinInts(st.Chained))
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "JOB\tNAME\tWORKER\tSTATE\tIN\tOUT\tSTALE\tDROPPED\tDUMMIES\tRESTARTS")
 		for _, j := range st.Jobs {
@@ -341,6 +344,15 @@ func printStatus(w io.Writer, sts []protocol.PipelineStatus, events bool) {
 			}
 		}
 	}
+}
+
+// joinInts lists numbers as "1, 2, 3".
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }
 
 // restartsCell is a job's RESTARTS: its new instances (moves and restarts), and of them the

@@ -1,0 +1,121 @@
+package worker
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func putN(t *testing.T, l *link, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if err := l.put(context.Background(), &nats.Msg{Data: []byte{byte(i)}}); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+}
+
+func TestALinkBarrierRunsOnlyOnceTheConsumerAcknowledgedEverythingBeforeIt(t *testing.T) {
+	ls := newLinks()
+	l := ls.open(linkKey{"p", 1, 7})
+	putN(t, l, 3)
+	var ran atomic.Int32
+	l.afterAcked([]func(){func() { ran.Add(1) }})
+	putN(t, l, 1) // after the barrier: not waited for
+	for i := 0; i < 2; i++ {
+		(<-l.ch).Ack()
+		if ran.Load() != 0 {
+			t.Fatalf("barrier ran after %d of the 3 messages before it were acknowledged", i+1)
+		}
+	}
+	(<-l.ch).Ack()
+	if ran.Load() != 1 {
+		t.Fatalf("barrier ran %d times once the 3 messages before it were acknowledged, want 1", ran.Load())
+	}
+}
+
+func TestALinkAcknowledgementOutOfOrderWaitsForTheOnesBeforeIt(t *testing.T) {
+	l := newLinks().open(linkKey{"p", 1, 1})
+	putN(t, l, 2)
+	var ran atomic.Int32
+	l.afterAcked([]func(){func() { ran.Add(1) }})
+	first, second := <-l.ch, <-l.ch
+	second.Ack()
+	if ran.Load() != 0 {
+		t.Fatal("barrier ran with the first message unacknowledged")
+	}
+	first.Ack()
+	if ran.Load() != 1 {
+		t.Fatal("barrier did not run once both messages were acknowledged")
+	}
+}
+
+func TestABarrierWithNothingUnacknowledgedRunsAtOnce(t *testing.T) {
+	l := newLinks().open(linkKey{"p", 1, 1})
+	ran := false
+	l.afterAcked([]func(){func() { ran = true }})
+	if !ran {
+		t.Fatal("barrier on an empty link did not run at once")
+	}
+}
+
+func TestAConsumerThatEndedReleasesWhatItLeftAndAProducerWaitingForRoom(t *testing.T) {
+	l := newLinks().open(linkKey{"p", 1, 1})
+	putN(t, l, linkDepth) // the link is full
+	var ran atomic.Int32
+	l.afterAcked([]func(){func() { ran.Add(1) }})
+	blocked := make(chan error, 1)
+	go func() { blocked <- l.put(context.Background(), &nats.Msg{}) }()
+	l.consumerDone()
+	select {
+	case err := <-blocked:
+		if err != nil {
+			t.Fatalf("put waiting for room: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a put waiting for room still waits after the consumer ended")
+	}
+	if ran.Load() != 1 {
+		t.Fatal("the barrier on messages the consumer left did not run when it ended")
+	}
+	l.afterAcked([]func(){func() { ran.Add(1) }})
+	putN(t, l, 3) // taken and counted as acknowledged
+	l.afterAcked([]func(){func() { ran.Add(1) }})
+	if ran.Load() != 3 {
+		t.Fatalf("barriers after the consumer ended ran %d times, want every one at once", ran.Load()-1)
+	}
+}
+
+func TestALinkWaitsForItsConsumerAndIsForgottenOnceBothEndsClosed(t *testing.T) {
+	ls := newLinks()
+	k := linkKey{"p", 3, 9}
+	l := ls.open(k)
+	putN(t, l, 2)
+	ls.close(k, producerEnd) // the producer finished before its consumer started
+	if got := ls.open(k); got != l {
+		t.Fatal("the consumer opening after its producer closed got a new link: the blocks left are lost")
+	}
+	if len(l.ch) != 2 {
+		t.Fatalf("the link holds %d messages for its late consumer, want 2", len(l.ch))
+	}
+	ls.close(k, consumerEnd)
+	if _, ok := ls.m[k]; ok {
+		t.Fatal("the link is still known once both ends closed")
+	}
+	if other := ls.open(linkKey{"p", 3, 10}); other == l {
+		t.Fatal("a link of another placement (epoch) is the same link")
+	}
+}
+
+func TestAPutOnAFullLinkEndsWithItsContext(t *testing.T) {
+	l := newLinks().open(linkKey{"p", 1, 1})
+	putN(t, l, linkDepth)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.put(ctx, &nats.Msg{}); err == nil {
+		t.Fatal("a put on a full link with an ended context returned nil")
+	}
+}
