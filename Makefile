@@ -32,13 +32,13 @@ test: lint
 ## loaded machine: GOMAXPROCS=1 for every process and a CPU-burning loop this target starts and
 ## stops. Prints the pass rate of each test. Not part of make test.
 CHAOS_ROUNDS ?= 5
-CHAOS_TESTS  ?= ^(TestFailover.*|TestFrozenWorkerIsReplacedAndStopsItsStaleJobs|TestDegradedUntilAFittingWorkerJoins|TestFailureInjection|TestExecutableJobAcrossWorkersMovesWithItsDependencies|TestSourceWithoutCheckpointRestartsWithTheResetBit|TestSIGTERM.*|TestDrain.*|TestThawed.*|TestPipelineWithAnOptionalInputFinishes|TestStopOfAStuckJobNamesTheForcedJob|TestDocumentRefusedAtSubmitLeavesNoPipeline|TestBrokerKilled.*|TestLogs.*|TestOffer.*|TestClusterKilledStandbyLosesNothing|TestKilledWorkerOnAnotherServerOfTheClusterIsLostByItsConnectionsClose)$$
+CHAOS_TESTS  ?= ^(TestFailover.*|TestFrozenWorkerIsReplacedAndStopsItsStaleJobs|TestDegradedUntilAFittingWorkerJoins|TestFailureInjection|TestExecutableJobAcrossWorkersMovesWithItsDependencies|TestSourceWithoutCheckpointRestartsWithTheResetBit|TestSIGTERM.*|TestDrain.*|TestThawed.*|TestPipelineWithAnOptionalInputFinishes|TestStopOfAStuckJobNamesTheForcedJob|TestDocumentRefusedAtSubmitLeavesNoPipeline|TestBrokerKilled.*|TestLogs.*|TestOffer.*|TestClusterKilledStandbyLosesNothing|TestKilledWorkerOnAnotherServerOfTheClusterIsLostByItsConnectionsClose|TestAChain.*|TestAFrozenChain.*)$$
 test-chaos: test-crash
 	@log=$$(mktemp); sh -c 'while :; do :; done' & burner=$$!; \
 	trap 'kill $$burner 2>/dev/null' EXIT INT TERM; \
 	for i in $$(seq $(CHAOS_ROUNDS)); do \
 		echo "--- chaos round $$i of $(CHAOS_ROUNDS)"; \
-		GOMAXPROCS=1 $(GO) test -count=1 -timeout 30m -v -run '$(CHAOS_TESTS)' ./cmd/internal/e2e/ >>$$log 2>&1; \
+		GOMAXPROCS=1 MARVELO_CHAIN_KILLS=5 $(GO) test -count=1 -timeout 30m -v -run '$(CHAOS_TESTS)' ./cmd/internal/e2e/ >>$$log 2>&1; \
 	done; \
 	kill $$burner; \
 	grep -E '^--- (PASS|FAIL)' $$log | awk '{n[$$3]++; if ($$2=="PASS:") p[$$3]++} END {for (t in n) {printf "%-70s %d/%d\n", t, p[t], n[t]; tp+=p[t]; tn+=n[t]} printf "pass rate: %d/%d\n", tp, tn}' | sort; \

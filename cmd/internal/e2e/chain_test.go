@@ -64,6 +64,16 @@ func chainKillRounds(t *testing.T) int {
 }
 
 func TestAChainOnAKilledWorkerMovesAsAWholeAndTheSinkIsExact(t *testing.T) {
+	checkChainMovesWhole(t, "SIGKILL", func(p *proc) { p.kill() })
+}
+
+func TestAChainOnAWorkerStoppedBySIGTERMMovesAsAWholeAndTheSinkIsExact(t *testing.T) {
+	checkChainMovesWhole(t, "SIGTERM", func(p *proc) { p.stop() })
+}
+
+// checkChainMovesWhole ends the worker of a chain mid-stream (end), at a seeded point, and
+// checks the chain moved as a whole, formed again on the other worker, and the sink is exact.
+func checkChainMovesWhole(t *testing.T, how string, end func(*proc)) {
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("MARVELO_CHAIN_SEED"); v != "" {
 		seed, _ = strconv.ParseUint(v, 10, 64)
@@ -75,14 +85,14 @@ func TestAChainOnAKilledWorkerMovesAsAWholeAndTheSinkIsExact(t *testing.T) {
 	c.startWorker("wa", "--groups", "dsp", "--slots", "4")
 	c.startWorker("wb", "--groups", "dsp", "--slots", "4")
 	for round := 1; round <= chainKillRounds(t); round++ {
-		name := fmt.Sprintf("chainkill%d", round)
+		name := fmt.Sprintf("chain%d", round)
 		doc, out := chainedDoc(c, name, count, "")
 		c.submit(doc)
 		victim := waitChained(c, name)
 		at := 200 + rng.IntN(count-1700)
 		waitRows(c, out, at)
-		c.workers[victim].kill()
-		t.Logf("round %d: killed %s (the chain's worker) after %d rows", round, victim, at)
+		end(c.workers[victim])
+		t.Logf("round %d: %s of %s (the chain's worker) after %d rows", round, how, victim, at)
 		// Moved as a whole, the chain forms again on the new worker (jobs moved one by one would
 		// each get an epoch of their own and go through the broker). The source paces 1 block a
 		// millisecond, so the chain runs on for over a second after its move.
@@ -103,7 +113,7 @@ func TestAChainOnAKilledWorkerMovesAsAWholeAndTheSinkIsExact(t *testing.T) {
 		to := map[string]bool{}
 		for _, m := range movedRE.FindAllStringSubmatch(strings.Join(ms, "\n"), -1) {
 			if m[1] != victim {
-				t.Errorf("round %d: a job moved from %s, not from the killed %s: %v", round, m[1], victim, ms)
+				t.Errorf("round %d: a job moved from %s, not from the ended %s: %v", round, m[1], victim, ms)
 			}
 			to[m[2]] = true
 		}
