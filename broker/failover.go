@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
@@ -70,8 +69,7 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 	doc := p.doc
 	c.mu.Unlock()
 	defer c.kickedMeanwhile(c.kicks.Load(), r.pipeline, r.job) // placement.go
-	c.stopDragged(ctx, r.pipeline, moves)
-	c.offerMoves(ctx, doc, moves, newEpoch) // offers and the reservations: no lock held
+	c.offerMoves(ctx, doc, moves, newEpoch)                    // offers and the reservations: no lock held
 
 	c.mu.Lock()
 	var stale map[int]string // reserved for jobs that moved or ended meanwhile
@@ -92,7 +90,6 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 		// The instance left behind counted what it read and wrote: the next one's counts go on
 		// from there (its own start from 0), as marvelo status and top show them.
 		jm.prior, jm.stats = jm.stats.Plus(jm.prior), protocol.JobStats{}
-		jm.mates = nil
 		if m.worker == "" {
 			again := jm.state == protocol.StatePending // a retry that found no worker either
 			jm.worker, jm.waiting = "", m.reason
@@ -134,7 +131,6 @@ func (c *control) relocate(r jobRef, from string, since time.Time) {
 type move struct {
 	id       int
 	from     string // the worker it is taken from, "" for a pending job
-	dragged  bool   // it moves only because a job chained to it does, and runs on a live worker
 	oldEpoch uint64
 	worker   string // where it goes; "" when no worker took it (reason says why)
 	reason   string
@@ -144,49 +140,22 @@ type move struct {
 	skip     uint64
 }
 
-// chainMoves marks job id and the jobs chained to it (chain.go; for a job restarting after a
-// failure, the ones chained to it when it failed) as placing and returns their moves, id first.
-// A chained job that another move is placing already, or that has ended, is left out. Callers
-// hold mu.
+// chainMoves marks job id and the jobs chained to it (chain.go) as placing and returns their
+// moves, id first. The chained jobs run where it ran, so they leave with it (its worker died or
+// leaves; a job with a restart policy is never chained). A chained job that another move is
+// placing already, or that has ended, is left out. Callers hold mu.
 func (c *control) chainMoves(p *pipelineState, id int, from string) []*move {
-	j := p.jobs[id]
-	j.placing = true
+	p.jobs[id].placing = true
 	moves := []*move{{id: id, from: from}}
-	group := p.chainGroup(id)[1:]
-	for _, mate := range j.mates {
-		if !slices.Contains(group, mate) {
-			group = append(group, mate)
-		}
-	}
-	for _, other := range group {
+	for _, other := range p.chainGroup(id)[1:] {
 		jo := p.jobs[other]
-		if jo == nil || jo.placing || jo.state.terminal() || other == id {
+		if jo == nil || jo.placing || jo.state.terminal() {
 			continue
 		}
-		w, known := c.workers[jo.worker]
-		dragged := jo.worker != "" && jo.worker != from && known && w.alive
 		jo.placing = true
-		moves = append(moves, &move{id: other, from: jo.worker, dragged: dragged, oldEpoch: jo.epoch})
+		moves = append(moves, &move{id: other, from: jo.worker, oldEpoch: jo.epoch})
 	}
 	return moves
-}
-
-// stopDragged ends the running instances of the jobs that move only because their chain does,
-// without their end being reported (JobRef.Move): they would wait on a link no job writes to or
-// reads from any more. One that is not told is fenced all the same: its input consumers are
-// replaced and its outputs' next writer is the new instance.
-func (c *control) stopDragged(ctx context.Context, pipelineName string, moves []*move) {
-	for _, m := range moves {
-		if !m.dragged {
-			continue
-		}
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := c.requestWorker(sctx, m.from, protocol.VerbStop, protocol.JobRef{Pipeline: pipelineName, Job: m.id, Epoch: m.oldEpoch, Move: true})
-		cancel()
-		if err != nil {
-			c.log.Warn("chained job not stopped before its move; it is fenced", "pipeline", pipelineName, "job", m.id, "worker", m.from, "error", err)
-		}
-	}
 }
 
 // offerMoves offers the moving jobs, producers first, each preferring the worker its chain
@@ -288,9 +257,6 @@ func (c *control) moveEvents(r jobRef, moves []*move, from string, since time.Ti
 		case m.restart != "":
 			notes = append(notes, eventNote{m.id, "restarted", fmt.Sprintf("%s restarted on worker %s (%s), %s after its failure",
 				label(m.id), m.worker, m.restart, took)})
-		case m.id != r.job && m.dragged:
-			notes = append(notes, eventNote{m.id, "moved", fmt.Sprintf("%s moved from worker %s to worker %s with its chain (job %d)",
-				label(m.id), m.from, m.worker, r.job)})
 		default:
 			fromText := "worker " + m.from
 			if m.from == "" {

@@ -67,9 +67,6 @@ type jobState struct {
 	skipSQN         uint64
 	backoff         bool
 	restartNote     string
-	// mates are the jobs chained to it when it failed (chain.go): they wait on its links, so its
-	// restart moves them with it. Saved with the pipeline.
-	mates []int
 }
 
 func (c *control) handleSubmit(m *nats.Msg) any {

@@ -127,6 +127,7 @@ var pipeMetrics = []struct {
 	{metric{"marvelo_pipe_consumer_lag", "messages stored, not yet delivered to the reading job (the consumer's NumPending)", "gauge"}, func(p protocol.PipeStats) uint64 { return p.Pending }},
 	{metric{"marvelo_pipe_consumer_ack_pending", "messages delivered to the reading job, not yet acknowledged", "gauge"}, func(p protocol.PipeStats) uint64 { return p.AckPending }},
 	{metric{"marvelo_pipe_consumer_redelivered", "messages delivered more than once, not yet acknowledged", "gauge"}, func(p protocol.PipeStats) uint64 { return p.Redelivered }},
+	{metric{"marvelo_pipe_chained", "1 for a pipe whose blocks pass in its worker's process (a chain): its figures are its link's, stored meaning held unacknowledged", "gauge"}, func(p protocol.PipeStats) uint64 { return uint64(b2i(p.Chained)) }},
 }
 
 func writeMetrics(w io.Writer, pipes []protocol.PipelineStatus, workers []protocol.WorkerStatus, now time.Time) {
@@ -197,6 +198,9 @@ func b2i(b bool) int {
 type pipeRef struct {
 	pipeline  string
 	pipe, job int
+	// link: the pipe is chained (chain.go), with its producer's last report of its link; it has
+	// no stream to ask.
+	link *protocol.LinkStats
 }
 
 // pipeRefs lists the pipes of p that have a stream (a realtime pipe has none), none once p has
@@ -210,7 +214,18 @@ func (p *pipelineState) pipeRefs() []pipeRef {
 		if pp := p.doc.PipeByID(id); pp.IsRealtime() {
 			continue
 		}
-		out = append(out, pipeRef{pipeline: p.doc.Name, pipe: id, job: e[1]})
+		r := pipeRef{pipeline: p.doc.Name, pipe: id, job: e[1]}
+		if p.chainOf(id) != 0 {
+			r.link = &protocol.LinkStats{Pipe: id}
+			if src := p.jobs[e[0]]; src != nil {
+				for _, l := range src.stats.Plus(src.prior).Links {
+					if l.Pipe == id {
+						r.link = &l
+					}
+				}
+			}
+		}
+		out = append(out, r)
 	}
 	sort.Slice(out, func(i, k int) bool { return out[i].pipe < out[k].pipe })
 	return out
@@ -223,6 +238,12 @@ func (p *pipelineState) pipeRefs() []pipeRef {
 func (c *control) pipeStats(ctx context.Context, refs []pipeRef) map[string][]protocol.PipeStats {
 	out := map[string][]protocol.PipeStats{}
 	for _, r := range refs {
+		if r.link != nil {
+			l := r.link
+			out[r.pipeline] = append(out[r.pipeline], protocol.PipeStats{ID: r.pipe, Job: r.job, Chained: true,
+				Messages: l.Messages, Stored: l.Unacked, Pending: l.Waiting, AckPending: l.Unacked - min(l.Waiting, l.Unacked)})
+			continue
+		}
 		st, err := c.js.Stream(ctx, protocol.PipeStream(r.pipeline, r.pipe))
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrStreamNotFound) {

@@ -74,7 +74,6 @@ func (c *control) planRestart(p *pipelineState, j *jobState, s protocol.JobState
 		at = fmt.Sprintf(" at SQN %d", s.SQN)
 	}
 	plan.msg = fmt.Sprintf("%s failed on worker %s%s; restart %d of %d in %s: %s", label, s.Worker, at, n, limit, plan.delay, s.Error)
-	j.mates = p.chainGroup(j.job.ID)[1:] // read while it still has its worker: its chain moves with it
 	j.worker, j.err, j.stats = "", s.Error, s.Stats
 	j.backoff, j.restartNote = true, fmt.Sprintf("restart %d of %d", n, limit)
 	if j.skipSQN != 0 && j.skipSQN == j.failSQN {

@@ -51,8 +51,6 @@ type savedJob struct {
 	FailSQN         uint64 `json:"fail_sqn,omitempty"`
 	FailStreak      int    `json:"fail_streak,omitempty"`
 	SkipSQN         uint64 `json:"skip_sqn,omitempty"`
-	// Mates are the jobs chained to it when it failed (jobState.mates): its restart moves them.
-	Mates []int `json:"mates,omitempty"`
 }
 
 type store struct {
@@ -124,8 +122,7 @@ func (p *pipelineState) snapshot() (savedPipeline, error) {
 	}
 	for id, j := range p.jobs {
 		sp.Jobs[id] = savedJob{Worker: j.worker, State: string(j.state), Error: j.err, Epoch: j.epoch, Stats: j.stats, Restarts: j.restarts, Prior: j.prior,
-			FailureRestarts: j.failureRestarts, FailSQN: j.failSQN, FailStreak: j.failStreak, SkipSQN: j.skipSQN,
-			Mates: j.mates}
+			FailureRestarts: j.failureRestarts, FailSQN: j.failSQN, FailStreak: j.failStreak, SkipSQN: j.skipSQN}
 	}
 	return sp, nil
 }
@@ -311,7 +308,7 @@ func (s *store) load(ctx context.Context) (map[string]*pipelineState, map[string
 			j := &doc.Jobs[i]
 			sj := sp.Jobs[j.ID]
 			p.jobs[j.ID] = &jobState{job: j, worker: sj.Worker, state: jobPhase(sj.State), err: sj.Error, epoch: sj.Epoch, stats: sj.Stats, prior: sj.Prior, restarts: sj.Restarts,
-				failureRestarts: sj.FailureRestarts, failSQN: sj.FailSQN, failStreak: sj.FailStreak, skipSQN: sj.SkipSQN, mates: sj.Mates,
+				failureRestarts: sj.FailureRestarts, failSQN: sj.FailSQN, failStreak: sj.FailStreak, skipSQN: sj.SkipSQN,
 				recovered: !p.state.terminal() && !jobPhase(sj.State).terminal() && hasStoredInput(doc, j)}
 			epoch = max(epoch, sj.Epoch)
 		}

@@ -13,7 +13,10 @@ import (
 // Chainable reports whether pipe id may be chained: it has both ends, it is synchronous (not
 // async, not optional: those take whatever is there, from wherever), reliable (a realtime pipe
 // is core NATS by choice), its consumer keeps no max_queue (that queue lives in the stream,
-// where the oldest block is dropped) and does not ask to be spread. ends is p.Endpoints().
+// where the oldest block is dropped) and does not ask to be spread, and neither end has a
+// restart policy: a restart replaces one job, and a chain's blocks in flight live in its
+// worker's process, so a chain moves only as a whole (its worker died or left). ends is
+// p.Endpoints().
 func (p *Pipeline) Chainable(id int, ends map[int][2]int) bool {
 	e, ok := ends[id]
 	if !ok || e[0] == 0 || e[1] == 0 {
@@ -23,8 +26,8 @@ func (p *Pipeline) Chainable(id int, ends map[int][2]int) bool {
 	if pp.IsAsync() || pp.IsRealtime() {
 		return false
 	}
-	dst := p.JobByID(e[1])
-	return dst != nil && dst.MaxQueue <= 0 && !dst.Spread
+	src, dst := p.JobByID(e[0]), p.JobByID(e[1])
+	return src != nil && dst != nil && dst.MaxQueue <= 0 && !dst.Spread && src.RestartMax() == 0 && dst.RestartMax() == 0
 }
 
 // ChainProducer returns the job beside which job id is placed by preference: the producer of

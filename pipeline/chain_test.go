@@ -14,7 +14,7 @@ func chainDoc(t *testing.T, src string) *Pipeline {
 	return p
 }
 
-func TestChainableIsASynchronousReliablePipeIntoAJobWithoutQueueOrSpread(t *testing.T) {
+func TestChainableIsASynchronousReliablePipeIntoAJobWithoutQueueOrSpreadAndNoRestartPolicyAtEitherEnd(t *testing.T) {
 	p := chainDoc(t, `{"name":"c","jobs":[
 		{"id":1,"type":"counter","outputs":[1,2,3,4,5,6]},
 		{"id":2,"type":"forward","inputs":[1]},
@@ -22,10 +22,11 @@ func TestChainableIsASynchronousReliablePipeIntoAJobWithoutQueueOrSpread(t *test
 		{"id":4,"type":"forward","inputs":[3]},
 		{"id":5,"type":"forward","inputs":[4],"max_queue":3},
 		{"id":6,"type":"forward","inputs":[5],"spread":true},
-		{"id":7,"type":"forward","inputs":[6]}],
+		{"id":7,"type":"forward","inputs":[6],"outputs":[7]},
+		{"id":8,"type":"forward","inputs":[7],"restart":{"policy":"on-failure"}}],
 		"pipes":[{"id":2,"async":true},{"id":3,"qos":"realtime"},{"id":6,"optional":{"default":0}}]}`)
 	ends := p.Endpoints()
-	want := map[int]bool{1: true, 2: false, 3: false, 4: false, 5: false, 6: false, 99: false}
+	want := map[int]bool{1: true, 2: false, 3: false, 4: false, 5: false, 6: false, 7: false, 99: false}
 	for id, w := range want {
 		if got := p.Chainable(id, ends); got != w {
 			t.Errorf("pipe %d: Chainable = %v, want %v", id, got, w)

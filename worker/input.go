@@ -422,7 +422,11 @@ func (in *input) deliver(ctx context.Context, m inMsg) bool {
 }
 
 // parse splits a message into blocks: a batch, a lone block, or an end marker.
-func (in *input) parse(h nats.Header, data []byte) inMsg {
+func (in *input) parse(h nats.Header, data []byte) inMsg { return parseMsg(in.pipe, h, data) }
+
+// parseMsg splits a message of a pipe into blocks (input.parse); a chained pipe's producer parses
+// its own messages with it (link.put).
+func parseMsg(pipe protocol.PipeBinding, h nats.Header, data []byte) inMsg {
 	var im inMsg
 	if v := h.Get(codec.EndHeader); v != "" {
 		im.end = true
@@ -432,19 +436,19 @@ func (in *input) parse(h nats.Header, data []byte) inMsg {
 	if v := h.Get(codec.BatchHeader); v != "" {
 		n, _ := strconv.Atoi(v)
 		im.blocks = make([]codec.Block, 0, n)
-		err := codec.SplitBatch(data, in.pipe.HeadSize, func(b codec.Block) error {
+		err := codec.SplitBatch(data, pipe.HeadSize, func(b codec.Block) error {
 			im.blocks = append(im.blocks, b)
 			im.size += uint64(len(b.Payload))
 			return nil
 		})
 		if err != nil {
-			im.err = fmt.Errorf("input pipe %d: malformed batch: %w", in.pipe.ID, err)
+			im.err = fmt.Errorf("input pipe %d: malformed batch: %w", pipe.ID, err)
 		}
 		return im
 	}
-	b, err := codec.DecodeBlock(data, in.pipe.HeadSize)
+	b, err := codec.DecodeBlock(data, pipe.HeadSize)
 	if err != nil {
-		im.err = fmt.Errorf("input pipe %d: malformed block: %w", in.pipe.ID, err)
+		im.err = fmt.Errorf("input pipe %d: malformed block: %w", pipe.ID, err)
 		return im
 	}
 	im.blocks, im.size = []codec.Block{b}, uint64(len(b.Payload))

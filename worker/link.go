@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
 // Chains (issue 25, DESIGN.md §8 "Chains"). A pipe whose producer and consumer the broker placed
@@ -58,7 +60,7 @@ func (ls *links) open(k linkKey) *link {
 	defer ls.mu.Unlock()
 	l := ls.m[k]
 	if l == nil {
-		l = &link{key: k, ch: make(chan *linkMsg, linkDepth), gone: make(chan struct{})}
+		l = &link{key: k, ch: make(chan inMsg, linkDepth), gone: make(chan struct{})}
 		ls.m[k] = l
 	}
 	return l
@@ -96,10 +98,11 @@ const linkDepth = 8
 
 // link is one chained pipe: a bounded queue of messages from the producer's publisher to the
 // consumer's input, and the producer's barriers (publisher.AfterStored) waiting for the
-// consumer's acknowledgements.
+// consumer's acknowledgements. The producer's publisher parses each message into its blocks, and
+// the queue is the consumer's input channel itself (input.ch): no goroutine between them.
 type link struct {
 	key linkKey
-	ch  chan *linkMsg
+	ch  chan inMsg
 
 	mu     sync.Mutex // guards the fields below; never held while a barrier runs
 	sent   uint64     // messages put, numbered from 1
@@ -117,8 +120,8 @@ type linkBarrier struct {
 	fns []func()
 }
 
-// put hands a message to the consumer, waiting while the link is full.
-func (l *link) put(ctx context.Context, msg *nats.Msg) error {
+// put hands a message of pipe to the consumer, waiting while the link is full.
+func (l *link) put(ctx context.Context, pipe protocol.PipeBinding, msg *nats.Msg) error {
 	l.mu.Lock()
 	if l.drop {
 		l.sent++
@@ -127,10 +130,12 @@ func (l *link) put(ctx context.Context, msg *nats.Msg) error {
 		return nil // nobody reads on: as a stream nobody reads, it takes the message
 	}
 	l.sent++
-	m := &linkMsg{l: l, pos: l.sent, data: msg.Data, hdr: msg.Header}
+	pos := l.sent
 	l.mu.Unlock()
+	im := parseMsg(pipe, msg.Header, msg.Data)
+	im.msg = &linkMsg{l: l, pos: pos, data: msg.Data, hdr: msg.Header}
 	select {
-	case l.ch <- m:
+	case l.ch <- im:
 		return nil
 	case <-l.gone:
 		return nil // counted as acknowledged by consumerDone
@@ -152,6 +157,25 @@ func (l *link) afterAcked(fns []func()) {
 	}
 	l.waits = append(l.waits, linkBarrier{pos: l.sent, fns: fns})
 	l.mu.Unlock()
+}
+
+// stats are the link's counts, for its producer's heartbeats.
+func (l *link) stats() protocol.LinkStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return protocol.LinkStats{Pipe: l.key.pipe, Messages: l.sent, Unacked: l.sent - l.acked, Waiting: uint64(len(l.ch))}
+}
+
+// waitAcked returns once every message put so far is acknowledged, or with ctx's error.
+func (l *link) waitAcked(ctx context.Context) error {
+	done := make(chan struct{})
+	l.afterAcked([]func(){func() { close(done) }})
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ack acknowledges message pos and runs the barriers it completes, outside the lock. The
@@ -249,22 +273,3 @@ func (m *linkMsg) NakWithDelay(time.Duration) error { return nil }
 func (m *linkMsg) InProgress() error                { return nil }
 func (m *linkMsg) Term() error                      { return nil }
 func (m *linkMsg) TermWithReason(string) error      { return nil }
-
-// readLink is a chained input's goroutine (input.read's counterpart): it hands the link's
-// messages to the job in order until ctx ends. The link keeps the producer's order, so nothing
-// needs reordering or asking again.
-func (in *input) readLink(ctx context.Context, l *link) {
-	defer close(in.ch)
-	for {
-		select {
-		case m := <-l.ch:
-			im := in.parse(m.hdr, m.data)
-			im.msg = m
-			if !in.deliver(ctx, im) || im.err != nil {
-				return
-			}
-		case <-ctx.Done():
-			return
-		}
-	}
-}

@@ -7,12 +7,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/marvelo/marvelo/pipeline/protocol"
 )
+
+var linkPipe = protocol.PipeBinding{ID: 1, HeadSize: 1}
 
 func putN(t *testing.T, l *link, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
-		if err := l.put(context.Background(), &nats.Msg{Data: []byte{byte(i)}}); err != nil {
+		if err := l.put(context.Background(), linkPipe, &nats.Msg{Data: []byte{byte(i)}}); err != nil {
 			t.Fatalf("put %d: %v", i, err)
 		}
 	}
@@ -26,12 +30,12 @@ func TestALinkBarrierRunsOnlyOnceTheConsumerAcknowledgedEverythingBeforeIt(t *te
 	l.afterAcked([]func(){func() { ran.Add(1) }})
 	putN(t, l, 1) // after the barrier: not waited for
 	for i := 0; i < 2; i++ {
-		(<-l.ch).Ack()
+		(<-l.ch).msg.Ack()
 		if ran.Load() != 0 {
 			t.Fatalf("barrier ran after %d of the 3 messages before it were acknowledged", i+1)
 		}
 	}
-	(<-l.ch).Ack()
+	(<-l.ch).msg.Ack()
 	if ran.Load() != 1 {
 		t.Fatalf("barrier ran %d times once the 3 messages before it were acknowledged, want 1", ran.Load())
 	}
@@ -43,11 +47,11 @@ func TestALinkAcknowledgementOutOfOrderWaitsForTheOnesBeforeIt(t *testing.T) {
 	var ran atomic.Int32
 	l.afterAcked([]func(){func() { ran.Add(1) }})
 	first, second := <-l.ch, <-l.ch
-	second.Ack()
+	second.msg.Ack()
 	if ran.Load() != 0 {
 		t.Fatal("barrier ran with the first message unacknowledged")
 	}
-	first.Ack()
+	first.msg.Ack()
 	if ran.Load() != 1 {
 		t.Fatal("barrier did not run once both messages were acknowledged")
 	}
@@ -68,7 +72,7 @@ func TestAConsumerThatEndedReleasesWhatItLeftAndAProducerWaitingForRoom(t *testi
 	var ran atomic.Int32
 	l.afterAcked([]func(){func() { ran.Add(1) }})
 	blocked := make(chan error, 1)
-	go func() { blocked <- l.put(context.Background(), &nats.Msg{}) }()
+	go func() { blocked <- l.put(context.Background(), linkPipe, &nats.Msg{}) }()
 	l.consumerDone()
 	select {
 	case err := <-blocked:
@@ -115,7 +119,29 @@ func TestAPutOnAFullLinkEndsWithItsContext(t *testing.T) {
 	putN(t, l, linkDepth)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := l.put(ctx, &nats.Msg{}); err == nil {
+	if err := l.put(ctx, linkPipe, &nats.Msg{}); err == nil {
 		t.Fatal("a put on a full link with an ended context returned nil")
+	}
+}
+
+func TestAChainedProducerEndsOnlyOnceItsConsumerAcknowledgedEverything(t *testing.T) {
+	l := newLinks().open(linkKey{"p", 1, 1})
+	putN(t, l, 2)
+	ended := make(chan error, 1)
+	go func() { ended <- l.waitAcked(context.Background()) }()
+	(<-l.ch).msg.Ack()
+	select {
+	case <-ended:
+		t.Fatal("the producer's wait ended with a message unacknowledged")
+	default:
+	}
+	(<-l.ch).msg.Ack()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the producer still waits with every message acknowledged")
 	}
 }

@@ -188,8 +188,14 @@ func (p *publisher) Close(ctx context.Context, end *uint64) error {
 		return ctx.Err()
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
+	err := p.err
+	p.mu.Unlock()
+	if err == nil && p.link != nil {
+		// A chained pipe's blocks are stored once its consumer acknowledges them: the job ends
+		// (and reports its end, after which a move would not restart it) only then.
+		return p.link.waitAcked(ctx)
+	}
+	return err
 }
 
 func (p *publisher) signal(ch chan struct{}) {
@@ -216,9 +222,10 @@ func (p *publisher) run(ctx context.Context) {
 			}
 		}
 		if p.link != nil {
-			// Stored once the consumer acknowledges; the consumer keeps the batch's blocks.
+			// Stored once the consumer acknowledges; the consumer keeps the batch's blocks, so
+			// the next batch gets a buffer of its own, as large as this one was.
 			p.link.afterAcked(barriers)
-			batch = nil
+			batch = make([]byte, 0, max(len(batch), 1024))
 		} else {
 			runAll(barriers)
 		}
@@ -284,7 +291,7 @@ const publishAttempt = time.Second
 // where backpressure reaches the writer) or the server is briefly unreachable.
 func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
 	if p.link != nil {
-		return p.link.put(ctx, msg)
+		return p.link.put(ctx, p.pipe, msg)
 	}
 	if p.pipe.Realtime {
 		// Core NATS: no store, no acknowledgement, no retry — a late block is worthless.

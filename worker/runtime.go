@@ -24,7 +24,8 @@ import (
 type stats struct {
 	blocksIn, blocksOut, rounds, stale, dummies, queueDrops atomic.Uint64
 	bytesIn, bytesOut, redeliveries                         atomic.Uint64
-	usage                                                   jobUsage // CPU and memory (worker/metrics.go)
+	usage                                                   jobUsage                // CPU and memory (worker/metrics.go)
+	links                                                   atomic.Pointer[[]*link] // the job's chained outputs, set as it starts
 }
 
 func (s *stats) snapshot() protocol.JobStats {
@@ -34,7 +35,19 @@ func (s *stats) snapshot() protocol.JobStats {
 		BlocksIn: s.blocksIn.Load(), BlocksOut: s.blocksOut.Load(), Rounds: s.rounds.Load(),
 		Stale: s.stale.Load(), Dummies: s.dummies.Load(), QueueDrops: s.queueDrops.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Redeliveries: s.redeliveries.Load(),
+		Links: linkStats(s.links.Load()),
 	}
+}
+
+func linkStats(links *[]*link) []protocol.LinkStats {
+	if links == nil {
+		return nil
+	}
+	out := make([]protocol.LinkStats, len(*links))
+	for i, l := range *links {
+		out[i] = l.stats()
+	}
+	return out
 }
 
 // task is one job instance on this worker: prepared (built, args checked), then started.
@@ -124,6 +137,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		wg.Wait()
 	}()
 	outs := make([]*publisher, len(t.assign.Outputs))
+	var outLinks []*link
 	for k, p := range t.assign.Outputs {
 		pub, err := newPublisher(pctx, js, p, t.log)
 		if err != nil {
@@ -132,11 +146,15 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		if p.Chain != 0 {
 			key := t.linkKey(p)
 			pub.link = t.links.open(key)
+			outLinks = append(outLinks, pub.link)
 			defer t.links.close(key, producerEnd)
 		}
 		outs[k] = pub
 		wg.Add(1)
 		go func() { defer wg.Done(); pub.run(pctx) }()
+	}
+	if outLinks != nil {
+		t.stats.links.Store(&outLinks)
 	}
 	if t.assign.Job.Log {
 		t.logPub, outs = outs[len(outs)-1], outs[:len(outs)-1]
@@ -156,9 +174,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 			key := t.linkKey(p)
 			l := t.links.open(key)
 			defer t.links.close(key, consumerEnd)
-			ins[k].link = l
-			wg.Add(1)
-			go func() { defer wg.Done(); ins[k].readLink(pctx, l) }()
+			ins[k].ch, ins[k].link = l.ch, l // fed by the producer's publisher (link.put)
 			continue
 		}
 		wg.Add(1)
@@ -190,7 +206,6 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	if err != nil {
 		return err
 	}
-	t.releaseLinks(ins)
 	if err := t.closeOutputs(ctx, ports); err != nil {
 		return err
 	}
@@ -199,8 +214,13 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	}
 	if t.logPub != nil {
 		// The logging rows never carry the finished bit: their stream ends with a marker.
-		return t.closeOutputs(ctx, []*outPort{{pub: t.logPub, last: t.logSQN}})
+		if err := t.closeOutputs(ctx, []*outPort{{pub: t.logPub, last: t.logSQN}}); err != nil {
+			return err
+		}
 	}
+	// Only now, everything it answered stored: should the worker die from here on, its producers
+	// (ended once their links are acknowledged) have nothing left that it did not store.
+	t.releaseLinks(ins)
 	return nil
 }
 
@@ -209,8 +229,9 @@ func (t *task) linkKey(p protocol.PipeBinding) linkKey {
 	return linkKey{pipeline: t.assign.Pipeline, pipe: p.ID, chain: p.Chain}
 }
 
-// releaseLinks tells the producers of the job's chained inputs that its rounds ended normally:
-// what they send on counts as acknowledged (link.consumerDone).
+// releaseLinks tells the producers of the job's chained inputs that it ended normally, its
+// outputs stored: what they sent and send on counts as acknowledged (link.consumerDone), and
+// they may end.
 func (t *task) releaseLinks(ins []*input) {
 	for _, in := range ins {
 		if in.link != nil {

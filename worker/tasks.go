@@ -151,9 +151,6 @@ func (w *Worker) handleStop(data []byte) (any, error) {
 			t.stdin.Close()
 		case ref.Drain:
 			t.drain() // sources end their streams; the others finish what is in flight
-		case ref.Move:
-			w.leaving[t] = true // its end is not reported: the broker moves it (with its chain)
-			t.cancel()
 		default:
 			t.cancel()
 		}

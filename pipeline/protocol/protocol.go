@@ -208,9 +208,6 @@ type JobRef struct {
 	// Drain, in a stop request, ends sources gracefully (their streams end) and leaves the
 	// other jobs to finish what is in flight.
 	Drain bool `json:"drain,omitempty"`
-	// Move, in a stop request, ends the job without reporting its end: the broker moves it, as
-	// the job of a chain whose other job failed (issue 25) moves with it.
-	Move bool `json:"move,omitempty"`
 }
 
 // Heartbeat is published by every worker every heartbeat interval.
@@ -305,6 +302,17 @@ type JobStats struct {
 	// an executable's own program, a Go job's worker process (shared by its Go jobs).
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 	MemBytes   uint64  `json:"mem_bytes,omitempty"`
+	// Links are the job's chained outputs (issue 25): a chained pipe has no stream, so its
+	// producer counts what passes on it, for status, top and /metrics.
+	Links []LinkStats `json:"links,omitempty"`
+}
+
+// LinkStats is one chained pipe as its producer's worker sees it.
+type LinkStats struct {
+	Pipe     int    `json:"pipe"`
+	Messages uint64 `json:"messages"` // messages put on the link (each one block or a batch)
+	Unacked  uint64 `json:"unacked"`  // put, not yet acknowledged by the consumer (in the pipe now)
+	Waiting  uint64 `json:"waiting"`  // put, not yet taken by the consumer (its lag)
 }
 
 // Plus returns the counts of s and o together: s an instance of a job, o its instances before
@@ -320,6 +328,21 @@ func (s JobStats) Plus(o JobStats) JobStats {
 	s.BytesOut += o.BytesOut
 	s.Redeliveries += o.Redeliveries
 	s.CPUSeconds += o.CPUSeconds
+	// A link's messages count on across instances; what is in it now is the current one's.
+	links := append([]LinkStats(nil), s.Links...)
+	for _, ol := range o.Links {
+		found := false
+		for i := range links {
+			if links[i].Pipe == ol.Pipe {
+				links[i].Messages += ol.Messages
+				found = true
+			}
+		}
+		if !found {
+			links = append(links, LinkStats{Pipe: ol.Pipe, Messages: ol.Messages})
+		}
+	}
+	s.Links = links
 	return s
 }
 
@@ -336,6 +359,10 @@ type PipeStats struct {
 	Pending     uint64 `json:"pending"`      // the consumer's lag: stored, not yet delivered
 	AckPending  uint64 `json:"ack_pending"`  // delivered, not yet acknowledged
 	Redelivered uint64 `json:"redelivered"`  // delivered more than once, not yet acknowledged
+	// Chained: the pipe passes its blocks in its worker's process (issue 25); the figures are its
+	// link's, as its producer reported them last: Stored and StoredBytes are what it holds unacknowledged
+	// (bytes unknown: 0), Pending what the consumer has not taken.
+	Chained bool `json:"chained,omitempty"`
 }
 
 // JobState reports a job's state change (and, in heartbeats, its counters).
