@@ -94,6 +94,12 @@ func (w *Worker) runTask(ctx context.Context, t *task) {
 	moving := w.leaving[t]
 	delete(w.leaving, t)
 	w.mu.Unlock()
+	if !moving && state != protocol.StateFinished {
+		// Stopped (the pipeline stops, its consumers ended) or failed (its pipeline fails: a
+		// chained job has no restart policy): its chained producers, waiting for it to
+		// acknowledge, end too. Not when it moves: its chain moves with it and resumes.
+		t.releaseLinks(t.ins)
+	}
 	if moving && state != protocol.StateFinished {
 		w.log.Info("job ended to move to another worker", "pipeline", t.assign.Pipeline, "job", t.assign.Job.ID, "epoch", t.assign.Epoch)
 	} else {
