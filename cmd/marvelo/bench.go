@@ -44,7 +44,9 @@ compare with chain):
             twice at each size and rate: chained (the document as is: jobs joined by a pipe whose
             two ends are on one worker pass blocks in process) and spread ("spread": true on every
             job, as in the other scenarios); a CHAIN table shows blocks/s, p50 at 1,000 blocks/s
-            (when --rate has it), CPU s/M and broker B/block of each, and chained / spread:
+            (when --rate has it), CPU s/M and broker B/block of each, and chained / spread; then
+            the same with 2 Python jobs (python's pass-through job) in place of the forwards, in a
+            CHAIN python section ("not available: <why>" without an interpreter):
             marvelo bench chain --sizes 64,4096 --baseline
    failover (only when named, and alone) real processes: marvelo-broker and marvelo-worker found
             beside marvelo (or on PATH); counter → forward → csv_sink with the forward on a worker

@@ -65,8 +65,9 @@ type benchFigures struct {
 	// LateBlocks counts paced blocks the sources sent more than an interval late.
 	LateBlocks int64 `json:"late_blocks,omitempty"`
 	// JobCPUSecPerM and JobRSSMB are the python scenario's job process (the interpreter running
-	// the job), which the process columns leave out: CPU seconds per million blocks, its whole
-	// life included (start, warm-up), and its peak resident memory.
+	// the job; the python chain's two, summed and the largest), which the process columns leave
+	// out: CPU seconds per million blocks, its whole life included (start, warm-up), and its peak
+	// resident memory.
 	JobCPUSecPerM float64 `json:"job_cpu_s_per_mblock,omitempty"`
 	JobRSSMB      float64 `json:"job_rss_mb,omitempty"`
 }
@@ -102,6 +103,7 @@ type benchRow struct {
 	Scenario string  `json:"scenario"`
 	Label    string  `json:"label"`
 	Variant  string  `json:"variant,omitempty"` // chain: chained or spread
+	Jobs     string  `json:"jobs,omitempty"`    // chain: go (the forwards) or python (the Python jobs)
 	Sources  int     `json:"sources"`
 	Stages   int     `json:"stages"`
 	Size     int     `json:"size"` // bytes per block; 0: cbor integers (--broker)
@@ -301,17 +303,25 @@ func writeTable(w io.Writer, rep benchReport) error {
 	var notes []string
 	reported := map[string]bool{}
 	for _, r := range rep.Results {
-		if r.Error != "" && !reported[r.Label+r.Error] {
-			reported[r.Label+r.Error] = true // "not available" once per scenario
+		label := r.Label
+		if r.Scenario == scenarioChain && strings.HasPrefix(r.Error, "not available") {
+			label = strings.Replace(label, ", "+r.Variant+")", ")", 1) // once for chained and spread
+		}
+		if r.Error != "" && !reported[label+r.Error] {
+			reported[label+r.Error] = true // "not available" once per scenario
 			if strings.HasPrefix(r.Error, "not available") {
-				notes = append(notes, fmt.Sprintf("%s: %s", r.Label, r.Error))
+				notes = append(notes, fmt.Sprintf("%s: %s", label, r.Error))
 			} else {
 				notes = append(notes, fmt.Sprintf("%s, %s%s: %s", r.Label, sizeLabel(r.Size), rateLabel(r.Rate), r.Error))
 			}
 		}
 		if r.JobRSSMB > 0 || r.JobCPUSecPerM > 0 {
-			notes = append(notes, fmt.Sprintf("%s, %s%s: the Python job's own process (not in the columns): %.1f CPU s per million blocks (start included), %.0f MB peak resident",
-				r.Label, sizeLabel(r.Size), rateLabel(r.Rate), r.JobCPUSecPerM, r.JobRSSMB))
+			what := "the Python job's own process"
+			if r.Scenario == scenarioChain {
+				what = "the Python jobs' own processes"
+			}
+			notes = append(notes, fmt.Sprintf("%s, %s%s: %s (not in the columns): %.1f CPU s per million blocks (start included), %.0f MB peak resident",
+				r.Label, sizeLabel(r.Size), rateLabel(r.Rate), what, r.JobCPUSecPerM, r.JobRSSMB))
 		}
 		for _, n := range r.Notes {
 			notes = append(notes, fmt.Sprintf("%s, %s: %s", r.Label, sizeLabel(r.Size), n))
@@ -341,6 +351,12 @@ func writeTable(w io.Writer, rep benchReport) error {
 		}
 		if len(rep.Chain) > 0 {
 			fmt.Fprintln(w, "chain: chained = the document as is (jobs on one worker may pass blocks in process); spread = every job \"spread\": true")
+			for _, c := range rep.Chain {
+				if c.Jobs == chainPython {
+					fmt.Fprintf(w, "chain python: the same with %d Python jobs returning their input (the python scenario's) in place of the forwards\n", chainPythonJobs)
+					break
+				}
+			}
 		}
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
+	"github.com/marvelo/marvelo/worker/pyjob"
 )
 
 // The scenarios of marvelo bench.
@@ -28,7 +29,7 @@ const (
 	scenarioFanin  = "fanin"  // 3 sources → join → sink
 	scenarioExec   = "exec"   // source → a cat-like executable job → sink
 	scenarioPython = "python" // source → a Python job returning its input (the runner) → sink
-	scenarioChain  = "chain"  // source → 3 × forward → sink, chained and spread (chain.go)
+	scenarioChain  = "chain"  // source → 3 × forward → sink, then source → 2 Python jobs → sink, chained and spread (chain.go)
 )
 
 // benchScenarios are the scenarios a run may name; defaultScenarios run when none is named.
@@ -57,11 +58,17 @@ type benchRunner struct {
 	// their varz count the bytes through the broker.
 	monitors []string
 	closes   []func() // stop what the runner started (embedded.go, cluster.go), last first
-	// variant is the chain scenario's run now measured: variantChained or variantSpread.
+	// variant is the chain scenario's run now measured: variantChained or variantSpread; chain
+	// its pipeline: chainGo or chainPython.
 	variant string
+	chain   string
 
 	baseURL  string // where the baseline relays run
 	baseOpts []nats.Option
+
+	// python checks, as the embedded worker does before it offers to run a Python job, that
+	// there is an interpreter that can: a worker that cannot leaves the pipeline pending.
+	python pyjob.Runtime
 
 	failed     int    // rows that failed
 	scriptDir  string // the bench's temporary folder: the jobs' working directory
@@ -91,7 +98,7 @@ func (r *benchRunner) topology(scenario string) benchkit.Topology {
 	case scenarioExec, scenarioPython:
 		return benchkit.Topology{Sources: 1, Stages: 1}
 	case scenarioChain:
-		return benchkit.Topology{Sources: 1, Stages: chainForwards}
+		return benchkit.Topology{Sources: 1, Stages: chainStages(r.chain)}
 	}
 	return benchkit.Topology{Sources: 1, Stages: r.opts.stages}
 }
@@ -111,7 +118,7 @@ func (r *benchRunner) label(scenario string) string {
 	case scenarioPython:
 		return "python (forward)"
 	case scenarioChain:
-		return fmt.Sprintf("chain (%d forwards, %s)", chainForwards, r.variant)
+		return chainName(r.chain, r.variant)
 	}
 	return scenario
 }
@@ -165,8 +172,8 @@ class Forward(PythonJob):
         return block
 `
 
-// pythonJob returns the python part of the python scenario's job: the module above, written to
-// the bench's temporary folder and shipped as its dependencies.
+// pythonJob returns the python part of the python scenario's job (and of the python chain's):
+// the module above, written to the bench's temporary folder and shipped as its dependencies.
 func (r *benchRunner) pythonJob() (*pipeline.Python, error) {
 	if r.scriptDir == "" {
 		dir, err := os.MkdirTemp("", "marvelo-bench-*")
@@ -199,7 +206,8 @@ func (r *benchRunner) close() {
 // bytes on the embedded broker, with builtin types only (counter, forward, sum, discard) and
 // cbor pipes on a remote one. count is per source; rate 0 is as fast as possible. Every job is
 // spread (every block goes through the broker on every pipe) but in the chain scenario's
-// chained run.
+// chained run. The chain scenario's python pipeline has chainPythonJobs Python jobs in place of
+// the forwards.
 func (r *benchRunner) document(name, scenario string, size, count int, rate float64, probe string) ([]byte, error) {
 	p := pipeline.Pipeline{Name: name}
 	builtinOnly := r.remote != nil
@@ -228,11 +236,27 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 	}
 	var last int // the pipe into the sink
 	switch scenario {
-	case scenarioLinear, scenarioChain:
-		stages := r.opts.stages
-		if scenario == scenarioChain {
-			stages = chainForwards
+	case scenarioChain:
+		if r.chain != chainPython {
+			p.Jobs = append(p.Jobs, source(1, 1))
+			for s := 1; s <= chainForwards; s++ {
+				p.Jobs = append(p.Jobs, pipeline.Job{ID: s + 1, Type: "forward", Inputs: []int{s}, Outputs: []int{s + 1}})
+			}
+			last = chainForwards + 1
+			break
 		}
+		py, err := r.pythonJob()
+		if err != nil {
+			return nil, err
+		}
+		p.Jobs = append(p.Jobs, source(1, 1))
+		for s := 1; s <= chainPythonJobs; s++ {
+			job := *py
+			p.Jobs = append(p.Jobs, pipeline.Job{ID: s + 1, Python: &job, Inputs: []int{s}, Outputs: []int{s + 1}})
+		}
+		last = chainPythonJobs + 1
+	case scenarioLinear:
+		stages := r.opts.stages
 		p.Jobs = append(p.Jobs, source(1, 1))
 		for s := 1; s <= stages; s++ {
 			p.Jobs = append(p.Jobs, pipeline.Job{ID: s + 1, Type: "forward", Inputs: []int{s}, Outputs: []int{s + 1}})
@@ -286,6 +310,13 @@ func (r *benchRunner) document(name, scenario string, size, count int, rate floa
 
 // runMarvelo runs a scenario once through marvelo and measures it.
 func (r *benchRunner) runMarvelo(ctx context.Context, scenario string, size, count int, rate float64) (*benchFigures, error) {
+	if r.remote == nil && (scenario == scenarioPython || scenario == scenarioChain && r.chain == chainPython) {
+		// The embedded worker's own check (its interpreter: $MARVELO_PYTHON, then python3): a
+		// worker that fails it does not take the job, and the run would wait for --timeout.
+		if err := r.python.CanRun(ctx, &pipeline.Python{}); err != nil {
+			return nil, err // "python interpreter …": not available
+		}
+	}
 	probeID, pr := newProbe()
 	defer dropProbe(probeID)
 	r.seq++
@@ -343,7 +374,7 @@ func (r *benchRunner) runMarvelo(ctx context.Context, scenario string, size, cou
 		// The whole run, the warm-up block and the pipeline's start and end included.
 		f.BrokerBytesPerBlock = float64(after-before) / float64(pr.blocks)
 	}
-	if scenario == scenarioPython {
+	if scenario == scenarioPython || scenario == scenarioChain && r.chain == chainPython {
 		f.addJobProcess(sample, rounds)
 	}
 	if rate > 0 {
@@ -511,7 +542,7 @@ func (r *benchRunner) newRow(scenario string, size int, rate float64, count int)
 	topo := r.topology(scenario)
 	row := benchRow{Scenario: scenario, Label: r.label(scenario), Sources: topo.Sources, Stages: topo.Stages, Size: size, Rate: rate, Count: count}
 	if scenario == scenarioChain {
-		row.Variant = r.variant
+		row.Variant, row.Jobs = r.variant, r.chain
 	}
 	if r.remote != nil {
 		row.Size = 0 // cbor integers from counter jobs
@@ -570,6 +601,7 @@ func (r *benchRunner) run(ctx context.Context) ([]benchRow, error) {
 	type pass struct {
 		scenario string
 		stages   int
+		chain    string // the chain scenario's pipeline
 	}
 	var passes []pass
 	stageList := r.opts.stageList
@@ -577,17 +609,22 @@ func (r *benchRunner) run(ctx context.Context) ([]benchRow, error) {
 		stageList = []int{r.opts.stages}
 	}
 	for _, sc := range r.opts.scenarios {
-		if sc != scenarioLinear {
-			passes = append(passes, pass{sc, stageList[0]})
-			continue
-		}
-		for _, st := range stageList {
-			passes = append(passes, pass{sc, st})
+		switch sc {
+		case scenarioLinear:
+			for _, st := range stageList {
+				passes = append(passes, pass{sc, st, ""})
+			}
+		case scenarioChain:
+			for _, ch := range chainPipelines { // chain.go: the forwards, then the Python jobs
+				passes = append(passes, pass{sc, stageList[0], ch})
+			}
+		default:
+			passes = append(passes, pass{sc, stageList[0], ""})
 		}
 	}
 	for _, ps := range passes {
 		sc := ps.scenario
-		r.opts.stages = ps.stages
+		r.opts.stages, r.chain = ps.stages, ps.chain
 		variants := []string{""}
 		if sc == scenarioChain {
 			variants = chainVariants // chain.go: one after the other, at each size and rate
@@ -636,13 +673,13 @@ func (r *benchRunner) run(ctx context.Context) ([]benchRow, error) {
 			}
 		}
 	}
-	r.variant = ""
+	r.variant, r.chain = "", ""
 	return rows, nil
 }
 
-// rowError classifies a failed row: "not available" for an exec scenario the worker cannot run
-// (the rest of the scenario is skipped), "failed" otherwise (counted: the bench exits 1). An
-// interrupt is returned.
+// rowError classifies a failed row: "not available" for an exec, python or python chain
+// scenario the worker cannot run (the rest of the scenario, or of the pipeline, is skipped),
+// "failed" otherwise (counted: the bench exits 1). An interrupt is returned.
 func (r *benchRunner) rowError(ctx context.Context, row *benchRow, unavailable *string) error {
 	if row.Error == "" || row.Error == *unavailable {
 		return nil
@@ -650,7 +687,8 @@ func (r *benchRunner) rowError(ctx context.Context, row *benchRow, unavailable *
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if (row.Scenario == scenarioExec || row.Scenario == scenarioPython) && execUnsupported(row.Error) {
+	jobs := row.Scenario == scenarioExec || row.Scenario == scenarioPython || row.Scenario == scenarioChain && row.Jobs == chainPython
+	if jobs && execUnsupported(row.Error) {
 		row.Error = "not available: " + row.Error
 		*unavailable = row.Error
 	} else {
