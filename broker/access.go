@@ -2,20 +2,14 @@ package broker
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"reflect"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,10 +18,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	acl "github.com/marvelo/marvelo/broker/access"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
-// Identities and the permissions that follow placement (DESIGN.md §12).
+// Identities and the permissions that follow placement (DESIGN.md §12): what the broker does with
+// package broker/access (acl here: the package's name is this type's). That package holds the
+// identities, the permission sets, the registration claims check and the table of grants with its
+// generation counter; here the broker serves the enrolment API, applies the table to its server
+// (authentication, reloads, the accounts of isolation.go) and to the identity bucket, and, in a
+// cluster, shares it with the other brokers (access_cluster.go).
 //
 // Every enrolled identity is a user of the embedded server with permissions of its own. It proves
 // who it is with a secret of its own (its credentials file); the broker keeps only the secret's
@@ -47,33 +47,24 @@ import (
 // returns when it is done. So the jobs placed together cost one reload (grantAll), and changes
 // made at once share one.
 //
-// Locks: access.mu alone guards the tables, the queue and the round under way; it is never held
-// across a reload, a network call or a call into the server (the reload calls back into Check,
-// which takes access.mu, and the server logs violations, which take it too, holding locks of its
-// own). accessCluster.mu (access_cluster.go) is never taken with access.mu held, nor the reverse.
+// Locks: access.mu alone guards the table (an acl.Table is not safe for concurrent use: its
+// changes, generation and queued bucket writes move together) and the round under way; it is
+// never held across a reload, a network call or a call into the server (the reload calls back into
+// Check, which takes access.mu, and the server logs violations, which take it too, holding locks
+// of its own). The revision a cluster's broker has applied (acl.Applied, access_cluster.go) has a
+// lock of its own, never taken with access.mu held, nor the reverse.
 
 // Roles of an identity.
 const (
-	RoleWorker   = "worker"
-	RoleOperator = "operator"
-	RoleReader   = "reader"
+	RoleWorker   = acl.RoleWorker
+	RoleOperator = acl.RoleOperator
+	RoleReader   = acl.RoleReader
 )
 
-const kvIdentities = "marvelo_identities"
+const kvIdentities = acl.Bucket
 
 // Identity is one enrolled user of the broker.
-type Identity struct {
-	Name string `json:"name"`
-	Role string `json:"role"`
-	Hash string `json:"hash"` // hex SHA-256 of the identity's secret
-	// Groups, when set at enrolment, are the only groups a worker identity may register with.
-	Groups []string `json:"groups,omitempty"`
-}
-
-type grantKey struct {
-	pipeline string
-	job      int
-}
+type Identity = acl.Identity
 
 type access struct {
 	log *slog.Logger
@@ -81,34 +72,21 @@ type access struct {
 	ns   *server.Server
 	base *server.Options // the options the server started with; reloads differ in Users only
 
-	mu         sync.RWMutex
-	byName     map[string]Identity // name → identity
-	grants     map[string]map[grantKey]protocol.Assignment
-	groups     map[string][]string // worker → the subjects of its groups (placement by offer)
-	clients    map[uint64]string   // NATS client id → identity name, for violations
-	violations map[string]uint64   // identity name → permission violations
-	kv         jetstream.KeyValue
-	reloading  atomic.Bool    // a reload is under way (auth.go)
-	reloads    atomic.Uint64  // reloads made (tests)
-	gen        uint64         // counts changes of the tables (under mu)
-	cl         *accessCluster // set in a cluster of brokers (access_cluster.go), else nil
-	iso        *isolation     // the accounts of the isolated identities (isolation.go)
+	mu        sync.RWMutex
+	tab       *acl.Table // under mu: identities, grants, groups, violations, gen, queued bucket writes
+	kv        jetstream.KeyValue
+	reloading atomic.Bool    // a reload is under way (auth.go)
+	reloads   atomic.Uint64  // reloads made (tests)
+	cl        *accessCluster // set in a cluster of brokers (access_cluster.go), else nil
+	iso       *isolation     // the accounts of the isolated identities (isolation.go)
 	// sharedWorker: the broker has a shared worker token, whose clients share an account of
 	// their own (isolation.go). Set before start.
 	sharedWorker bool
 
-	// Under mu: the bucket writes queued by changes not yet committed, in order; the round
-	// under way (nil: none); the gen the server has applied (the last round that reloaded).
-	queued  []kvOp
+	// Under mu: the round under way (nil: none); the gen the server has applied (the last
+	// round that reloaded).
 	round   *commitRound
 	applied uint64
-}
-
-// kvOp is a write of the identity bucket queued by a change of the tables: a put, or a delete
-// (value nil).
-type kvOp struct {
-	key   string
-	value []byte
 }
 
 // commitRound is one write of the queued bucket changes and one reload, carrying every change
@@ -120,26 +98,24 @@ type commitRound struct {
 }
 
 func newAccess(log *slog.Logger) *access {
-	return &access{log: log, byName: map[string]Identity{}, grants: map[string]map[grantKey]protocol.Assignment{},
-		groups:  map[string][]string{},
-		clients: map[uint64]string{}, violations: map[string]uint64{}, iso: newIsolation()}
+	return &access{log: log, tab: acl.NewTable(), iso: newIsolation()}
 }
 
 // checkIdentity authenticates a client presenting an identity's token (protocol.IdentityToken)
 // and registers it with that identity's permissions now.
 func (a *access) checkIdentity(c server.ClientAuthentication, name, secret string) bool {
-	if !connNameFits(name, c.GetOpts().Name) {
+	if !acl.ConnNameFits(name, c.GetOpts().Name) {
 		return false
 	}
-	sum := sha256.Sum256([]byte(secret))
+	hash := acl.HashSecret(secret)
 	for {
 		a.mu.Lock()
-		id, ok := a.byName[name]
-		if !ok || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(id.Hash)) != 1 {
+		id, ok := a.tab.Identity(name)
+		if !ok || !id.Proves(hash) {
 			a.mu.Unlock()
 			return false
 		}
-		perms, gen := a.permissionsLocked(id), a.gen
+		perms, gen := a.tab.Permissions(id), a.tab.Gen()
 		// Not held into the server's client lock: the server logs violations (serverLogger)
 		// holding locks of its own.
 		a.mu.Unlock()
@@ -153,13 +129,13 @@ func (a *access) checkIdentity(c server.ClientAuthentication, name, secret strin
 			}
 		}
 		a.mu.Lock()
-		a.clients[c.GetID()] = id.Name
+		a.tab.Connected(c.GetID(), id.Name)
 		a.mu.Unlock()
 		// No Username: the server would then look the client up in its own user table on the
 		// next reload, find it absent (this authenticator decides) and close it.
 		c.RegisterUser(&server.User{Permissions: perms, Account: acc})
 		a.mu.RLock()
-		current := a.gen == gen
+		current := a.tab.Gen() == gen
 		a.mu.RUnlock()
 		if current { // else a grant or revoke came in between: register its permissions
 			return true
@@ -167,114 +143,14 @@ func (a *access) checkIdentity(c server.ClientAuthentication, name, secret strin
 	}
 }
 
-// connNameFits reports whether an identity's connection may carry a client name: a worker
-// connection's name (protocol.WorkerConnName) only its own, for the broker maps the server's
-// event of that connection's close to the worker it names (disconnect.go).
-func connNameFits(identity, connName string) bool {
-	w, ok := protocol.WorkerOfConnName(connName)
-	return !ok || w == identity
-}
-
-// permissionsLocked returns the permissions of an identity now. Callers hold a.mu.
-func (a *access) permissionsLocked(id Identity) *server.Permissions {
-	switch id.Role {
-	case RoleOperator:
-		return nil
-	case RoleReader:
-		return readerPermissions(id.Name)
-	}
-	var grants []protocol.Assignment
-	for _, g := range a.grants[id.Name] {
-		grants = append(grants, g)
-	}
-	return WorkerPermissions(id.Name, a.groups[id.Name], grants)
-}
-
 // WorkerPermissions are what a worker identity may do while the given assignments are placed on
-// it: its own control subjects always, the subjects of the groups it registered with (groups:
-// protocol.WorkerInfo.GroupSubjects, to hear offers and announcements), the subjects of its jobs'
-// pipes, logs and checkpoints while they run there, and no JetStream API that creates, changes,
-// deletes or purges.
+// it (acl.WorkerPermissions).
 func WorkerPermissions(name string, groups []string, grants []protocol.Assignment) *server.Permissions {
-	pub := []string{
-		protocol.From(protocol.SubjRegister, name), protocol.From(protocol.SubjDeregister, name),
-		protocol.From(protocol.SubjJobState, name), protocol.From(protocol.SubjHeartbeatPrefix, name),
-		protocol.From(protocol.SubjLeave, name), // lifecycle (issue 11): drained on SIGTERM
-		protocol.JSAPIInfo, protocol.AllUnder(protocol.BrokerInboxPrefix),
-		protocol.JSStreamInfo(protocol.KVStream(protocol.CheckpointBucket)),
-		// Dependencies: the object store's metadata and chunks, read by direct gets only (no
-		// consumer: its deliver subject could name any subject of the global account).
-		protocol.JSStreamInfo(protocol.ObjectStream(protocol.DepsBucket)),
-		protocol.JSDirectGet(protocol.ObjectStream(protocol.DepsBucket)),
-		protocol.AllUnder(protocol.JSDirectGet(protocol.ObjectStream(protocol.DepsBucket))),
-	}
-	sub := []string{
-		protocol.WorkerSubject(name, ">"), protocol.AllUnder(protocol.InboxPrefix(name)),
-	}
-	sub = append(sub, groups...)
-	for _, g := range grants {
-		pub = append(pub, protocol.LogSubject(g.Pipeline, g.Job.ID))
-		key := protocol.CheckpointKey(g.Pipeline, g.Job.ID)
-		pub = append(pub, protocol.KVKeySubject(protocol.CheckpointBucket, key),
-			protocol.JSDirectGetLast(protocol.KVStream(protocol.CheckpointBucket), protocol.KVKeySubject(protocol.CheckpointBucket, key)))
-		sub = append(sub, protocol.StdinSubject(g.Pipeline, g.Job.ID))
-		for _, o := range g.Outputs {
-			pub = append(pub, o.Subject)
-			if o.Realtime {
-				continue
-			}
-			pub = append(pub, protocol.JSStreamInfo(o.Stream), protocol.JSStreamMsgGet(o.Stream),
-				protocol.JSDirectGet(o.Stream), protocol.AllUnder(protocol.JSDirectGet(o.Stream)))
-		}
-		for _, in := range g.Inputs {
-			if in.Realtime {
-				sub = append(sub, in.Subject, protocol.RealtimeRelaySubject(in.Subject))
-				continue
-			}
-			pub = append(pub, protocol.JSStreamInfo(in.Stream),
-				protocol.JSStreamMsgGet(in.Stream), // a delivery lost in transit, read from the stream (worker/input.go)
-				protocol.JSConsumerInfo(in.Stream, in.Consumer),
-				protocol.JSMsgNext(in.Stream, in.Consumer),
-				protocol.JSAcks(in.Stream, in.Consumer))
-		}
-	}
-	sort.Strings(pub)
-	sort.Strings(sub)
-	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: dedup(pub)},
-		Subscribe: &server.SubjectPermission{Allow: dedup(sub)},
-		// No Response permission for the answers to the broker's requests: the server forgets
-		// the requests it let through whenever it applies new permissions, so an answer in flight
-		// across a grant would be refused. They go to BrokerInboxPrefix instead.
-	}
+	return acl.WorkerPermissions(name, groups, grants)
 }
 
-// readerPermissions: status, workers, logs and top, nothing that changes anything. The log
-// stream is read by direct gets: no consumer, whose deliver subject could name any subject.
-func readerPermissions(name string) *server.Permissions {
-	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			protocol.SubjStatus, protocol.SubjWorkers, protocol.JSAPIInfo,
-			protocol.LogStreamInfoSubject,
-			protocol.LogDirectGetSubject,
-			protocol.AllUnder(protocol.LogDirectGetSubject),
-		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{
-			protocol.AllUnder(protocol.InboxPrefix(name)), protocol.From(protocol.SubjHeartbeatPrefix, "*"), protocol.EventSubject("*"),
-			protocol.LogSubjects, // woken by live lines when following (broker/client/logs.go)
-		}},
-	}
-}
-
-func dedup(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+// readerPermissions are what a read-only identity may do (acl.ReaderPermissions).
+func readerPermissions(name string) *server.Permissions { return acl.ReaderPermissions(name) }
 
 // start loads the enrolled identities and serves the enrolment API. Called once the server runs.
 func (a *access) start(ctx context.Context, ns *server.Server, base *server.Options, nc *nats.Conn, memory bool) ([]*nats.Subscription, error) {
@@ -308,44 +184,21 @@ func (a *access) start(ctx context.Context, ns *server.Server, base *server.Opti
 		if err != nil {
 			return nil, fmt.Errorf("broker: identity %s: %w", k, err)
 		}
-		if worker, ok := strings.CutPrefix(k, groupsKVPrefix); ok {
-			var subjects []string
-			if err := json.Unmarshal(e.Value(), &subjects); err != nil {
-				return nil, fmt.Errorf("broker: groups %s: %w", k, err)
-			}
-			a.mu.Lock()
-			a.groups[worker] = subjects
-			a.mu.Unlock()
-			continue
-		}
-		if worker, ok := grantWorker(k); ok {
-			var as protocol.Assignment
-			if err := json.Unmarshal(e.Value(), &as); err != nil {
-				return nil, fmt.Errorf("broker: grant %s: %w", k, err)
-			}
-			a.mu.Lock()
-			if a.grants[worker] == nil {
-				a.grants[worker] = map[grantKey]protocol.Assignment{}
-			}
-			a.grants[worker][grantKey{as.Pipeline, as.Job.ID}] = as
-			a.mu.Unlock()
-			continue
-		}
-		var id Identity
-		if err := json.Unmarshal(e.Value(), &id); err != nil {
-			return nil, fmt.Errorf("broker: identity %s: %w", k, err)
-		}
 		a.mu.Lock()
-		a.byName[id.Name] = id
+		kind, err := a.tab.Load(k, e.Value())
 		a.mu.Unlock()
-		n++
+		if err != nil {
+			return nil, fmt.Errorf("broker: %s %s: %w", kind, k, errors.Unwrap(err))
+		}
+		if kind == acl.EntryIdentity {
+			n++
+		}
 	}
 	if n > 0 {
 		a.log.Info("identities loaded", "count", n)
 		// Make their accounts (isolation.go): the identities log in once they exist.
 		a.mu.Lock()
-		a.gen++
-		gen := a.gen
+		gen := a.tab.Touch()
 		a.mu.Unlock()
 		if err := a.commit(gen); err != nil {
 			return nil, fmt.Errorf("broker: identities: %w", err)
@@ -379,27 +232,11 @@ func (a *access) handleAdd(m *nats.Msg) error {
 	if err := json.Unmarshal(m.Data, &id); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	if err := protocol.CheckName("identity", id.Name); err != nil {
+	if err := id.Validate(); err != nil {
 		return err
 	}
-	switch id.Role {
-	case RoleWorker, RoleOperator, RoleReader:
-	default:
-		return fmt.Errorf("identity %s: unknown role %q (worker, operator or reader)", id.Name, id.Role)
-	}
-	if len(id.Hash) != 2*sha256.Size {
-		return fmt.Errorf("identity %s: the secret's hash is not a hex SHA-256", id.Name)
-	}
-	if len(id.Groups) > 0 && id.Role != RoleWorker {
-		return fmt.Errorf("identity %s: only a worker is enrolled with groups", id.Name)
-	}
-	for _, g := range id.Groups {
-		if err := protocol.CheckName("group", g); err != nil {
-			return fmt.Errorf("identity %s: %w", id.Name, err)
-		}
-	}
 	a.mu.RLock()
-	_, exists := a.byName[id.Name]
+	_, exists := a.tab.Identity(id.Name)
 	kv := a.kv
 	a.mu.RUnlock()
 	if exists {
@@ -417,9 +254,8 @@ func (a *access) handleAdd(m *nats.Msg) error {
 		return fmt.Errorf("identity %s: save: %w", id.Name, err)
 	}
 	a.mu.Lock()
-	a.byName[id.Name] = id
-	a.gen++
-	gen := a.gen
+	a.tab.Add(id)
+	gen := a.tab.Gen()
 	a.mu.Unlock()
 	// Its account, and the imports the other accounts gain from it (isolation.go).
 	if err := a.commit(gen); err != nil {
@@ -443,11 +279,8 @@ func (a *access) handleRemove(m *nats.Msg) error {
 		return fmt.Errorf("identity %s: remove: %w", req.Name, err)
 	}
 	a.mu.Lock()
-	delete(a.byName, req.Name)
-	delete(a.grants, req.Name)
-	delete(a.groups, req.Name)
-	a.gen++
-	gen := a.gen
+	a.tab.Remove(req.Name)
+	gen := a.tab.Gen()
 	a.mu.Unlock()
 	a.log.Info("identity removed", "name", req.Name)
 	if err := a.commit(gen); err != nil { // disconnects its clients
@@ -460,7 +293,7 @@ func (a *access) handleRemove(m *nats.Msg) error {
 func (a *access) enrolled(name string) bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.byName[name].Role == RoleWorker
+	return a.tab.Enrolled(name)
 }
 
 // checkClaims refuses a registration that claims what its identity may not: a worker identity
@@ -472,27 +305,9 @@ func (a *access) checkClaims(info protocol.WorkerInfo) error {
 		return nil
 	}
 	a.mu.RLock()
-	id, ok := a.byName[info.Name]
+	id, _ := a.tab.Identity(info.Name)
 	a.mu.RUnlock()
-	if !ok || id.Role != RoleWorker {
-		return nil
-	}
-	switch {
-	case info.Local:
-		return fmt.Errorf("register %s: worker identity %s may not register as the head node's worker (local): refused", info.Name, id.Name)
-	case info.Any:
-		return fmt.Errorf("register %s: worker identity %s may not register as a worker of every group (any): refused", info.Name, id.Name)
-	}
-	if len(id.Groups) == 0 {
-		return nil
-	}
-	for _, g := range info.Groups {
-		if !slices.Contains(id.Groups, g) {
-			return fmt.Errorf("register %s: worker identity %s is enrolled for groups %s, not %s: refused",
-				info.Name, id.Name, strings.Join(id.Groups, ","), g)
-		}
-	}
-	return nil
+	return acl.CheckClaims(id, info)
 }
 
 // Grant gives worker the subjects of an assignment; it returns once the server applies them.
@@ -512,53 +327,30 @@ func (a *access) grantAll(assigns []placedAssignment) (changed bool, err error) 
 	}
 	a.mu.RLock()
 	assigns = slices.DeleteFunc(slices.Clone(assigns), func(pa placedAssignment) bool {
-		return a.byName[pa.worker].Role != RoleWorker // the shared worker token: nothing to grant
+		return !a.tab.Enrolled(pa.worker) // the shared worker token: nothing to grant
 	})
 	a.mu.RUnlock()
 	if len(assigns) == 0 {
 		return false, nil
 	}
-	var data [][]byte
+	placed := make([]acl.Placed, 0, len(assigns))
 	for _, pa := range assigns {
 		b, err := json.Marshal(pa.a)
 		if err != nil {
 			return false, fmt.Errorf("broker: grant %s to %s: %w", pa.a.Job.Label(), pa.worker, err)
 		}
-		data = append(data, b)
+		placed = append(placed, acl.Placed{Worker: pa.worker, Assignment: pa.a, Entry: b})
 	}
 	a.mu.Lock()
-	for i, pa := range assigns {
-		if a.byName[pa.worker].Role != RoleWorker {
-			continue // removed meanwhile
-		}
-		g := a.grants[pa.worker]
-		if g == nil {
-			g = map[grantKey]protocol.Assignment{}
-			a.grants[pa.worker] = g
-		}
-		k := grantKey{pa.a.Pipeline, pa.a.Job.ID}
-		if old, ok := g[k]; ok && reflect.DeepEqual(old, pa.a) {
-			continue
-		}
-		g[k] = pa.a
-		a.queued = append(a.queued, kvOp{key: grantKVKey(pa.worker, k.pipeline, k.job), value: data[i]})
-		changed = true
-	}
-	if changed {
-		a.gen++
-	}
+	changed = a.tab.Grant(placed) // a worker removed meanwhile is granted nothing
 	// Unchanged, the grants may still be on their way to the server in another caller's round.
-	gen := a.gen
+	gen := a.tab.Gen()
 	a.mu.Unlock()
 	if err := a.commit(gen); err != nil {
 		return changed, fmt.Errorf("broker: grant: %w", err)
 	}
 	return changed, nil
 }
-
-// groupsKVPrefix keys a worker's group subjects beside the identities ("groups.WORKER"), so a
-// broker restarted with its store lets the workers keep hearing their groups' offers.
-const groupsKVPrefix = "groups."
 
 // GrantGroups lets worker subscribe to the subjects of its groups (and to those only); it
 // returns once the server applies them. The control plane calls it when the worker registers,
@@ -582,14 +374,11 @@ func (a *access) grantGroups(worker string, subjects []string) (changed bool, er
 		return false, fmt.Errorf("broker: groups of %s: %w", worker, err)
 	}
 	a.mu.Lock()
-	if slices.Equal(a.groups[worker], subjects) {
+	if !a.tab.SetGroups(worker, subjects, data) {
 		a.mu.Unlock()
 		return false, nil
 	}
-	a.groups[worker] = subjects
-	a.queued = append(a.queued, kvOp{key: groupsKVPrefix + worker, value: data})
-	a.gen++
-	gen := a.gen
+	gen := a.tab.Gen()
 	a.mu.Unlock()
 	if err := a.commit(gen); err != nil {
 		return true, fmt.Errorf("broker: groups of %s: %w", worker, err)
@@ -597,27 +386,12 @@ func (a *access) grantGroups(worker string, subjects []string) (changed bool, er
 	return true, nil
 }
 
-// Grants are kept beside the identities, so that a broker restarted with its store gives the
-// workers back the subjects of the jobs they still run: "grant.WORKER.PIPELINE.JOB".
-func grantKVKey(worker, pipeline string, job int) string {
-	return "grant." + worker + "." + pipeline + "." + strconv.Itoa(job)
-}
-
-func grantWorker(key string) (string, bool) {
-	rest, ok := strings.CutPrefix(key, "grant.")
-	if !ok {
-		return "", false
-	}
-	w, _, ok := strings.Cut(rest, ".")
-	return w, ok
-}
-
 // Revoke takes from worker the subjects of one job of a pipeline, or of every job of it when job
 // is 0, and of every pipeline when pipeline is "". It returns once the server applies it: from
 // then on the worker can no longer publish to the job's pipes.
 func (a *access) Revoke(worker, pipeline string, job int) error {
-	return a.revokeWhere(worker, func(k grantKey, _ protocol.Assignment) bool {
-		return pipeline == "" || (k.pipeline == pipeline && (job == 0 || k.job == job))
+	return a.revokeWhere(worker, func(k acl.Key, _ protocol.Assignment) bool {
+		return pipeline == "" || (k.Pipeline == pipeline && (job == 0 || k.Job == job))
 	})
 }
 
@@ -627,31 +401,22 @@ func (a *access) Revoke(worker, pipeline string, job int) error {
 // (control.revokeEnded), so the ends of many jobs share one round (commit): a 1,000-job
 // chain's end costs a few reloads, not 1,000.
 func (a *access) revokeEnded(worker, pipeline string, job int, epoch uint64) error {
-	return a.revokeWhere(worker, func(k grantKey, g protocol.Assignment) bool {
-		return k == grantKey{pipeline, job} && g.Epoch <= epoch
+	return a.revokeWhere(worker, func(k acl.Key, g protocol.Assignment) bool {
+		return k == acl.Key{Pipeline: pipeline, Job: job} && g.Epoch <= epoch
 	})
 }
 
 // revokeWhere takes from worker the grants that match, and returns once the server applies it.
-func (a *access) revokeWhere(worker string, match func(grantKey, protocol.Assignment) bool) error {
+func (a *access) revokeWhere(worker string, match func(acl.Key, protocol.Assignment) bool) error {
 	if a == nil || !a.enrolled(worker) {
 		return nil
 	}
 	a.mu.Lock()
-	gone := 0
-	for k, g := range a.grants[worker] {
-		if match(k, g) {
-			delete(a.grants[worker], k)
-			a.queued = append(a.queued, kvOp{key: grantKVKey(worker, k.pipeline, k.job)})
-			gone++
-		}
-	}
-	if gone == 0 {
+	if !a.tab.Revoke(worker, match) {
 		a.mu.Unlock()
 		return nil
 	}
-	a.gen++
-	gen := a.gen
+	gen := a.tab.Gen()
 	a.mu.Unlock()
 	if err := a.commit(gen); err != nil {
 		return fmt.Errorf("broker: revoke from %s: %w", worker, err)
@@ -659,9 +424,9 @@ func (a *access) revokeWhere(worker string, match func(grantKey, protocol.Assign
 	return nil
 }
 
-// commit returns once the server has applied the tables as they were at gen (a.gen right after
-// the caller's change), and the bucket writes queued until then are made; with the error of the
-// round that carried them. A round under way may have started before the change: its caller
+// commit returns once the server has applied the tables as they were at gen (a.tab.Gen() right
+// after the caller's change), and the bucket writes queued until then are made; with the error of
+// the round that carried them. A round under way may have started before the change: its caller
 // waits for it, then starts the next round unless another caller did. No lock is held across the
 // writes or the reload.
 func (a *access) commit(gen uint64) error {
@@ -679,15 +444,14 @@ func (a *access) commit(gen uint64) error {
 			a.mu.Unlock()
 			return nil
 		}
-		r := &commitRound{gen: a.gen, done: make(chan struct{})}
-		ops, kv := a.queued, a.kv
-		a.queued = nil
+		r := &commitRound{gen: a.tab.Gen(), done: make(chan struct{})}
+		ops, kv := a.tab.Take(), a.kv
 		a.round = r
 		users := a.usersLocked(r.gen)
 		accounts := a.isolatedLocked()
 		a.mu.Unlock()
 
-		werr := writeOps(kv, ops)
+		werr := acl.Write(kv, ops)
 		rerr := a.reload(users, accounts)
 		r.err = errors.Join(werr, rerr)
 		a.mu.Lock()
@@ -697,50 +461,8 @@ func (a *access) commit(gen uint64) error {
 		}
 		a.mu.Unlock()
 		close(r.done)
-		return r.err // r.gen >= gen: gen was a.gen or less when the caller came
+		return r.err // r.gen >= gen: gen was a.tab.Gen() or less when the caller came
 	}
-}
-
-// writeOpsParallel bounds the bucket writes of one round in flight at once.
-const writeOpsParallel = 32
-
-// writeOps makes the queued bucket writes: the last of each key only (the queue is in the order
-// of the changes, and rounds never overlap, so a key's writes land in that order), the keys at
-// once.
-func writeOps(kv jetstream.KeyValue, ops []kvOp) error {
-	if kv == nil || len(ops) == 0 {
-		return nil // no bucket yet (a cluster's JetStream is starting): the tables carry it
-	}
-	last := map[string]int{}
-	for i, op := range ops {
-		last[op.key] = i
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	sem := make(chan struct{}, writeOpsParallel)
-	errs := make([]error, len(ops))
-	var wg sync.WaitGroup
-	for i, op := range ops {
-		if last[op.key] != i {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			var err error
-			if op.value == nil {
-				err = kv.Delete(ctx, op.key)
-			} else {
-				_, err = kv.Put(ctx, op.key, op.value)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("identity bucket: %s: %w", op.key, err)
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // reloadMarker names a user no client can be (not a valid identity name) whose password is the
@@ -755,7 +477,7 @@ const reloadMarker = "$marvelo-generation"
 // computing them for every identity at every reload would double its cost. Callers hold a.mu.
 func (a *access) usersLocked(gen uint64) []*server.User {
 	users := []*server.User{{Username: reloadMarker, Password: strconv.FormatUint(gen, 10), Permissions: denyAll}}
-	for _, id := range a.byName {
+	for _, id := range a.tab.All() {
 		users = append(users, &server.User{Username: id.Name, Password: id.Hash, Permissions: denyAll})
 	}
 	sort.Slice(users, func(i, k int) bool { return users[i].Username < users[k].Username })
@@ -765,11 +487,7 @@ func (a *access) usersLocked(gen uint64) []*server.User {
 // isolatedLocked are the accounts of the identities and of the shared worker token
 // (isolation.go). Callers hold a.mu.
 func (a *access) isolatedLocked() []isolated {
-	ids := make([]Identity, 0, len(a.byName))
-	for _, id := range a.byName {
-		ids = append(ids, id)
-	}
-	return isolatedAccounts(ids, a.sharedWorker)
+	return isolatedAccounts(a.tab.All(), a.sharedWorker)
 }
 
 // isolateSharedWorker makes the shared worker token's account at once, before any identity is
@@ -816,22 +534,17 @@ func (a *access) reload(users []*server.User, accounts []isolated) error {
 
 // Violations returns the permission violations counted per identity.
 func (a *access) Violations() map[string]uint64 {
-	out := map[string]uint64{}
 	if a == nil {
-		return out
+		return map[string]uint64{}
 	}
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	for k, v := range a.violations {
-		out[k] = v
-	}
-	return out
+	return a.tab.Violations()
 }
 
 // The server reports a refused publish or subscription in its log, as
 // `[cid] - ... Publish Violation - Subject "S"`; serverLogger turns those into the broker's
-// warnings with the identity's name, and counts them.
-var violationRE = regexp.MustCompile(`cid:(\d+).*(Publish|Subscription) Violation - (?:Subject|Reply) "([^"]*)"`)
+// warnings with the identity's name, and counts them (acl.ParseViolation).
 
 type serverLogger struct{ a *access }
 
@@ -846,32 +559,22 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 }
 func (l serverLogger) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	m := violationRE.FindStringSubmatch(msg)
-	if m == nil {
+	cid, kind, subject, ok := acl.ParseViolation(msg)
+	if !ok {
 		l.a.log.Debug("nats server", "error", msg)
 		return
 	}
-	cid, _ := strconv.ParseUint(m[1], 10, 64)
 	l.a.mu.Lock()
-	name, ok := l.a.clients[cid]
-	if !ok {
-		name = "token client"
-	}
-	l.a.violations[name]++
+	name := l.a.tab.Violation(cid)
 	l.a.mu.Unlock()
-	l.a.log.Warn("permission violation refused", "identity", name, "kind", m[2], "subject", m[3])
+	l.a.log.Warn("permission violation refused", "identity", name, "kind", kind, "subject", subject)
 }
 
 // ---- what the control plane calls (each nil-safe: a broker without tokens has no identities) ----
 
 // senderIs checks that a control message published on protocol.From(subject, worker) speaks for
 // the worker whose subject it came on: the server lets each worker identity publish only on its own.
-func senderIs(subject, worker string) error {
-	if from := protocol.Sender(subject); from != worker {
-		return fmt.Errorf("%s: sent by worker %q on behalf of %q: refused", subject, from, worker)
-	}
-	return nil
-}
+func senderIs(subject, worker string) error { return acl.SenderIs(subject, worker) }
 
 // beforeRequest grants a worker the subjects of the job it is about to prepare.
 func (a *access) beforeRequest(worker, verb string, req any) error {
@@ -951,15 +654,7 @@ func (a *access) revokePipeline(pipeline string) {
 		return
 	}
 	a.mu.RLock()
-	var holders []string
-	for w, g := range a.grants {
-		for k := range g {
-			if k.pipeline == pipeline {
-				holders = append(holders, w)
-				break
-			}
-		}
-	}
+	holders := a.tab.Holders(pipeline)
 	a.mu.RUnlock()
 	for _, w := range holders {
 		a.revoke(w, pipeline, 0)

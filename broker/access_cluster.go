@@ -10,20 +10,17 @@ package broker
 // it (syncCluster), so a job is prepared only when its worker may use its subjects whichever
 // server it is connected to, and a moved job's old worker has lost them everywhere first.
 //
-// Locks as in access.go: access.mu and accessCluster.mu are never held together, nor across a
-// network call or a reload; the follower applies the bucket's changes with access.commit.
+// Locks as in access.go: access.mu is never held across a network call or a reload, nor while
+// waiting on the revision applied (acl.Applied, which has a lock of its own); the follower applies
+// the bucket's changes with access.commit.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	acl "github.com/marvelo/marvelo/broker/access"
 	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
@@ -47,9 +45,7 @@ type accessCluster struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	loaded  atomic.Bool // the bucket is open and its entries applied
-	mu      sync.Mutex
-	applied uint64        // the bucket's revision applied to the server
-	advance chan struct{} // closed (and replaced) whenever applied grows
+	applied acl.Applied // the bucket's revision applied to the server
 }
 
 type appliedReply struct {
@@ -74,7 +70,7 @@ func (a *access) startCluster(ctx context.Context, ns *server.Server, base *serv
 	if err != nil {
 		return nil, nil, fmt.Errorf("broker: %w", err)
 	}
-	cl := &accessCluster{server: serverName, nc: nc, js: js, advance: make(chan struct{})}
+	cl := &accessCluster{server: serverName, nc: nc, js: js}
 	a.cl = cl
 	var subs []*nats.Subscription
 	for subj, h := range map[string]func(*nats.Msg) error{
@@ -176,7 +172,7 @@ func (a *access) applyUpdates(ctx context.Context, w jetstream.KeyWatcher) {
 		}
 		if changed {
 			a.mu.RLock()
-			gen := a.gen
+			gen := a.tab.Gen()
 			a.mu.RUnlock()
 			if err := a.commit(gen); err != nil {
 				a.log.Error("identities not applied", "error", err)
@@ -186,11 +182,11 @@ func (a *access) applyUpdates(ctx context.Context, w jetstream.KeyWatcher) {
 		}
 		if e == nil && !a.cl.loaded.Swap(true) {
 			a.mu.RLock()
-			n := len(a.byName)
+			n := a.tab.Count()
 			a.mu.RUnlock()
 			a.log.Info("identities loaded", "count", n)
 		}
-		a.cl.markApplied(rev)
+		a.cl.applied.Mark(rev)
 	}
 }
 
@@ -199,100 +195,16 @@ func (a *access) applyUpdates(ctx context.Context, w jetstream.KeyWatcher) {
 func (a *access) applyEntry(e jetstream.KeyValueEntry) bool {
 	del := e.Operation() != jetstream.KeyValuePut
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if worker, rest, ok := strings.Cut(strings.TrimPrefix(e.Key(), "grant."), "."); ok && strings.HasPrefix(e.Key(), "grant.") {
-		i := strings.LastIndexByte(rest, '.')
-		job, err := strconv.Atoi(rest[i+1:])
-		if i < 0 || err != nil {
+	changed, err := a.tab.Apply(e.Key(), e.Value(), del)
+	a.mu.Unlock()
+	if ee := (*acl.EntryError)(nil); errors.As(err, &ee) {
+		if ee.Err == nil {
 			a.log.Warn("identity bucket: malformed grant key", "key", e.Key())
-			return false
+		} else {
+			a.log.Warn("identity bucket: "+ee.Kind.String(), "key", e.Key(), "error", ee.Err)
 		}
-		k := grantKey{rest[:i], job}
-		old, had := a.grants[worker][k]
-		if del {
-			if !had {
-				return false
-			}
-			delete(a.grants[worker], k)
-			a.gen++
-			return true
-		}
-		if had {
-			if b, err := json.Marshal(old); err == nil && bytes.Equal(b, e.Value()) {
-				return false
-			}
-		}
-		var as protocol.Assignment
-		if err := json.Unmarshal(e.Value(), &as); err != nil {
-			a.log.Warn("identity bucket: grant", "key", e.Key(), "error", err)
-			return false
-		}
-		if a.grants[worker] == nil {
-			a.grants[worker] = map[grantKey]protocol.Assignment{}
-		}
-		a.grants[worker][k] = as
-		a.gen++
-		return true
 	}
-	if worker, ok := strings.CutPrefix(e.Key(), groupsKVPrefix); ok {
-		return a.applyGroupsLocked(worker, e.Value(), del)
-	}
-	old, had := a.byName[e.Key()]
-	if del {
-		if !had {
-			return false
-		}
-		delete(a.byName, e.Key())
-		delete(a.grants, e.Key())
-		delete(a.groups, e.Key())
-		a.gen++
-		return true
-	}
-	var id Identity
-	if err := json.Unmarshal(e.Value(), &id); err != nil {
-		a.log.Warn("identity bucket: identity", "key", e.Key(), "error", err)
-		return false
-	}
-	if had && reflect.DeepEqual(old, id) {
-		return false
-	}
-	a.byName[id.Name] = id
-	a.gen++
-	return true
-}
-
-// applyGroupsLocked puts a worker's group subjects (placement by offer) written by another
-// broker in the tables; callers hold mu.
-func (a *access) applyGroupsLocked(worker string, value []byte, del bool) bool {
-	if del {
-		if _, had := a.groups[worker]; !had {
-			return false
-		}
-		delete(a.groups, worker)
-		a.gen++
-		return true
-	}
-	var subjects []string
-	if err := json.Unmarshal(value, &subjects); err != nil {
-		a.log.Warn("identity bucket: groups", "key", groupsKVPrefix+worker, "error", err)
-		return false
-	}
-	if slices.Equal(a.groups[worker], subjects) {
-		return false
-	}
-	a.groups[worker] = subjects
-	a.gen++
-	return true
-}
-
-func (cl *accessCluster) markApplied(rev uint64) {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if rev > cl.applied {
-		cl.applied = rev
-		close(cl.advance)
-		cl.advance = make(chan struct{})
-	}
+	return changed
 }
 
 // answerApplied answers a request naming a revision once this broker has applied it, or when
@@ -302,25 +214,8 @@ func (cl *accessCluster) answerApplied(m *nats.Msg) {
 	if err != nil {
 		return
 	}
-	deadline := time.NewTimer(accessSyncTimeout)
-	defer deadline.Stop()
-	for {
-		cl.mu.Lock()
-		rev, advance := cl.applied, cl.advance
-		cl.mu.Unlock()
-		if rev >= want {
-			break
-		}
-		select {
-		case <-advance:
-			continue
-		case <-deadline.C:
-		}
-		break
-	}
-	cl.mu.Lock()
-	data, _ := json.Marshal(appliedReply{Server: cl.server, Rev: cl.applied})
-	cl.mu.Unlock()
+	rev := cl.applied.Wait(want, accessSyncTimeout)
+	data, _ := json.Marshal(appliedReply{Server: cl.server, Rev: rev})
 	_ = m.Respond(data)
 }
 

@@ -118,7 +118,7 @@ func TestARegistrationClaimingWhatItsIdentityMayNotIsRefusedAndGrantsNothing(t *
 	groups := func() []string {
 		b.access.mu.RLock()
 		defer b.access.mu.RUnlock()
-		return b.access.groups["wg"]
+		return b.access.tab.Groups("wg")
 	}
 	base := protocol.WorkerInfo{Name: "wg", Slots: 1, Host: "h", PID: os.Getpid(), Started: time.Now(), Version: protocol.Version}
 	for _, tc := range []struct {

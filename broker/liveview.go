@@ -302,7 +302,8 @@ func (a *access) role(name string) string {
 	}
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.byName[name].Role
+	id, _ := a.tab.Identity(name)
+	return id.Role
 }
 
 // tokenClient is an HTTP client of the live view presented to tokenAuth.Check as a NATS client
