@@ -28,9 +28,11 @@ func TestBlockFarAheadInjectedIntoAPipeFailsTheSinkWithoutWritingDummies(t *test
 	}
 	c.startWorker("wa")
 	out := filepath.Join(c.dir, "far.csv")
+	// The sink is spread: its input goes through the broker's stream, where the block is injected
+	// (a chained pipe has no stream to inject into).
 	doc := c.writeDoc("far.json", fmt.Sprintf(`{"name": "far", "jobs": [
     {"id": 1, "type": "counter", "args": {"start": 1, "interval": "500ms"}, "outputs": [1]},
-    {"id": 2, "type": "csv_sink", "args": {"path": %q}, "inputs": [1]}]}`, out))
+    {"id": 2, "type": "csv_sink", "args": {"path": %q}, "inputs": [1], "spread": true}]}`, out))
 	c.submit(doc)
 	waitRows(c, out, 2)
 	// Right after a row: the counter's next block is about 500 ms away, so the sink meets the
