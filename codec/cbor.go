@@ -248,22 +248,22 @@ func (c *cborCodec) decoderFor(t reflect.Type) Decoder {
 	return nil
 }
 
-// cborSmallInt reads a payload that is exactly one integer fitting int64.
+// cborSmallInt reads a payload that is exactly one integer fitting int64. It and
+// cborDefiniteString decode the head as the item reader does (cborHeadAt); a payload of one
+// whole head, and content of exactly its length, breaks none of the reader's rules.
 func cborSmallInt(p []byte) (int64, bool) {
-	if len(p) == 0 || p[0]>>5 > 1 {
+	major, info, arg, n := cborHeadAt(p)
+	if n == 0 || n != len(p) || major > 1 || info > 27 || arg > math.MaxInt64 {
 		return 0, false
 	}
-	arg, n, ok := cborArg(p)
-	if !ok || n != len(p) || arg > math.MaxInt64 {
-		return 0, false
-	}
-	if p[0]>>5 == 1 {
+	if major == 1 {
 		return -1 - int64(arg), true
 	}
 	return int64(arg), true
 }
 
-// cborFloat reads a payload that is exactly one half, single or double float.
+// cborFloat reads a payload that is exactly one half, single or double float: its three
+// shapes, matched whole, need no rule of the item reader.
 func cborFloat(p []byte) (float64, bool) {
 	switch {
 	case len(p) == 3 && p[0] == 0xf9:
@@ -279,34 +279,11 @@ func cborFloat(p []byte) (float64, bool) {
 // cborDefiniteString returns the content of a payload that is exactly one definite-length
 // string of the given major type.
 func cborDefiniteString(p []byte, major byte) ([]byte, bool) {
-	if len(p) == 0 || p[0]>>5 != major {
-		return nil, false
-	}
-	arg, n, ok := cborArg(p)
-	if !ok || uint64(len(p)-n) != arg {
+	m, info, arg, n := cborHeadAt(p)
+	if n == 0 || m != major || info > 27 || uint64(len(p)-n) != arg {
 		return nil, false
 	}
 	return p[n:], true
-}
-
-// cborArg decodes the argument of the head at the start of p: its value and the head's length.
-// ok is false for a truncated head, reserved or indefinite additional information.
-func cborArg(p []byte) (arg uint64, n int, ok bool) {
-	ai := p[0] & 0x1f
-	switch {
-	case ai < 24:
-		return uint64(ai), 1, true
-	case ai > 27:
-		return 0, 0, false
-	}
-	n = 1 << (ai - 24)
-	if len(p) < 1+n {
-		return 0, 0, false
-	}
-	for _, b := range p[1 : 1+n] {
-		arg = arg<<8 | uint64(b)
-	}
-	return arg, 1 + n, true
 }
 
 func (c *cborCodec) ReadFrame(r *bufio.Reader, dst []byte) ([]byte, error) {

@@ -1,15 +1,12 @@
 package codec
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/big"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
-	"github.com/x448/float16"
 )
 
 // cborAny decodes one CBOR data item into generic Go values:
@@ -27,15 +24,15 @@ import (
 //	other simple values             cbor.SimpleValue
 //	floats of any precision         float64
 //
-// It checks every bound itself: payloads come from any NATS client, not only from the scanner.
+// Its heads come from the CBORReader (cbor_reader.go), which checks every rule and bound: payloads
+// come from any NATS client, not only from the scanner.
 type cborAny struct {
-	data  []byte
-	off   int
-	depth int
+	CBORReader
 }
 
 func decodeCBORAny(p []byte) (any, error) {
-	d := cborAny{data: p}
+	var d cborAny // set field by field: a copy of a composite literal stalls on this hot path
+	d.data, d.limit, d.maxDepth = p, len(p), MaxDepth
 	v, err := d.value()
 	if err != nil {
 		return nil, err
@@ -50,88 +47,45 @@ func (d *cborAny) errorf(at int, format string, args ...any) error {
 	return fmt.Errorf("cbor: "+format+" at byte %d", append(args, at)...)
 }
 
-func (d *cborAny) eof() error {
-	return fmt.Errorf("cbor: %w: item truncated at byte %d", io.ErrUnexpectedEOF, len(d.data))
-}
-
-// head reads the head at d.off. indef reports additional information 31, which the caller
-// validates for the major type.
-func (d *cborAny) head() (major byte, arg uint64, indef bool, err error) {
-	if d.off >= len(d.data) {
-		return 0, 0, false, d.eof()
-	}
-	b := d.data[d.off]
-	major, ai := b>>5, b&0x1f
-	switch {
-	case ai < 24:
-		d.off++
-		return major, uint64(ai), false, nil
-	case ai <= 27:
-		n := 1 << (ai - 24)
-		if len(d.data)-d.off-1 < n {
-			return 0, 0, false, d.eof()
-		}
-		for _, c := range d.data[d.off+1 : d.off+1+n] {
-			arg = arg<<8 | uint64(c)
-		}
-		d.off += 1 + n
-		return major, arg, false, nil
-	case ai == 31:
-		d.off++
-		return major, 0, true, nil
-	}
-	return 0, 0, false, d.errorf(d.off, "reserved additional information %d", ai)
-}
-
-// atBreak consumes a break byte if one is next.
-func (d *cborAny) atBreak() (bool, error) {
-	if d.off >= len(d.data) {
-		return false, d.eof()
-	}
-	if d.data[d.off] == 0xff {
-		d.off++
-		return true, nil
-	}
-	return false, nil
-}
-
 func (d *cborAny) value() (any, error) {
-	start := d.off
-	major, arg, indef, err := d.head()
+	h, err := d.Next()
 	if err != nil {
 		return nil, err
 	}
-	if indef && (major < 2 || major == 6) {
-		return nil, d.errorf(start, "indefinite length for major type %d", major)
-	}
-	switch major {
+	switch h.Major {
 	case 0:
-		return intValue(false, arg), nil
+		return intValue(false, h.Arg), nil
 	case 1:
-		return intValue(true, arg), nil
+		return intValue(true, h.Arg), nil
 	case 2:
-		b, copied, err := d.str(2, arg, indef)
+		b, copied, err := d.str(h)
 		if err != nil || copied {
 			return b, err
 		}
 		return append([]byte{}, b...), nil
 	case 3:
-		b, _, err := d.str(3, arg, indef)
+		b, _, err := d.str(h)
 		return string(b), err
 	case 4, 5, 6:
-		if d.depth++; d.depth > MaxDepth {
-			return nil, d.errorf(start, "nesting deeper than %d", MaxDepth)
+		if err := d.Open(h); err != nil {
+			return nil, err
 		}
-		defer func() { d.depth-- }()
-		switch major {
+		var v any
+		switch h.Major {
 		case 4:
-			return d.array(arg, indef)
+			v, err = d.array(h)
 		case 5:
-			return d.mapValue(arg, indef)
+			v, err = d.mapValue(h)
+		default:
+			v, err = d.tag(h.Off, h.Arg)
 		}
-		return d.tag(start, arg)
+		d.Close()
+		return v, err
 	}
-	return d.simple(start, arg, indef)
+	if h.Info > 24 {
+		return h.Float(), nil
+	}
+	return d.simple(h), nil
 }
 
 // intValue applies the integer rule: int64 where it fits, uint64 for large unsigned values,
@@ -149,74 +103,38 @@ func intValue(negative bool, arg uint64) any {
 	return n.Neg(n.Add(n, big.NewInt(1)))
 }
 
-// str returns the content of a string whose head was read. copied reports that the result does
+// str returns the content of a string whose head h was read. copied reports that the result does
 // not alias the payload (an indefinite string's chunks are joined in a new slice).
-func (d *cborAny) str(major byte, arg uint64, indef bool) ([]byte, bool, error) {
-	if !indef {
-		b, err := d.take(arg)
+func (d *cborAny) str(h CBORHead) ([]byte, bool, error) {
+	if !h.Indefinite() {
+		b, err := d.Take(h)
 		return b, false, err
 	}
-	var out []byte
-	for {
-		if end, err := d.atBreak(); end || err != nil {
-			if out == nil {
-				out = []byte{}
-			}
-			return out, true, err
-		}
-		at := d.off
-		m, n, ind, err := d.head()
-		if err != nil {
-			return nil, false, err
-		}
-		if m != major || ind {
-			return nil, false, d.errorf(at, "chunk of an indefinite string is not a definite string of major type %d", major)
-		}
-		b, err := d.take(n)
+	out := []byte{}
+	for !d.AtBreak() {
+		b, err := d.Chunk(h.Major)
 		if err != nil {
 			return nil, false, err
 		}
 		out = append(out, b...)
 	}
+	return out, true, nil
 }
 
-// take consumes n bytes of content.
-func (d *cborAny) take(n uint64) ([]byte, error) {
-	if n > uint64(len(d.data)-d.off) {
-		return nil, fmt.Errorf("cbor: %w: string of %d bytes at byte %d has %d", io.ErrUnexpectedEOF, n, d.off, len(d.data)-d.off)
-	}
-	b := d.data[d.off : d.off+int(n)]
-	d.off += int(n)
-	return b, nil
-}
-
-// maxItems bounds a declared element count by the bytes left (each element takes at least
-// one), so a hostile count cannot make us allocate more than the payload justifies.
-func (d *cborAny) maxItems(n uint64, per uint64) error {
-	if n > uint64(len(d.data)-d.off)/per {
-		return fmt.Errorf("cbor: %w: %d elements declared at byte %d, %d bytes left", io.ErrUnexpectedEOF, n, d.off, len(d.data)-d.off)
-	}
-	return nil
-}
-
-func (d *cborAny) array(n uint64, indef bool) (any, error) {
-	if indef {
+// array reads the items of the array whose head h was opened.
+func (d *cborAny) array(h CBORHead) (any, error) {
+	if h.Indefinite() {
 		out := []any{}
-		for {
-			if end, err := d.atBreak(); end || err != nil {
-				return out, err
-			}
+		for !d.AtBreak() {
 			v, err := d.value()
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, v)
 		}
+		return out, nil
 	}
-	if err := d.maxItems(n, 1); err != nil {
-		return nil, err
-	}
-	out := make([]any, n)
+	out := make([]any, h.Arg)
 	for i := range out {
 		v, err := d.value()
 		if err != nil {
@@ -229,21 +147,13 @@ func (d *cborAny) array(n uint64, indef bool) (any, error) {
 
 // mapValue builds a map[string]any and switches to map[any]any at the first key that is not
 // text. A later duplicate key wins, as with the library's default.
-func (d *cborAny) mapValue(n uint64, indef bool) (any, error) {
-	if !indef {
-		if err := d.maxItems(n, 2); err != nil {
-			return nil, err
-		}
-	}
+func (d *cborAny) mapValue(h CBORHead) (any, error) {
+	n, indef := h.Arg, h.Indefinite()
 	texts := make(map[string]any, min(n, 64))
 	var others map[any]any
 	for i := uint64(0); indef || i < n; i++ {
-		if indef {
-			if end, err := d.atBreak(); err != nil {
-				return nil, err
-			} else if end {
-				break
-			}
+		if indef && d.AtBreak() {
+			break
 		}
 		at := d.off
 		k, err := d.value()
@@ -325,10 +235,10 @@ func (d *cborAny) checkTagContent(start int, num uint64) error {
 	if num > 3 {
 		return nil
 	}
-	if d.off >= len(d.data) {
-		return d.eof()
+	h, err := d.peek()
+	if err != nil {
+		return err
 	}
-	h := d.data[d.off]
 	ok := false
 	switch major := h >> 5; num {
 	case 0:
@@ -375,30 +285,16 @@ func bignum(negative bool, b []byte) any {
 	return n
 }
 
-var errBreak = errors.New("cbor: break outside an indefinite-length item")
-
-func (d *cborAny) simple(start int, arg uint64, indef bool) (any, error) {
-	if indef {
-		return nil, fmt.Errorf("%w at byte %d", errBreak, start)
+// simple reads a simple value of major type 7, whose head h the reader checked: false, true,
+// null, undefined and the others.
+func (d *cborAny) simple(h CBORHead) any {
+	switch h.Info {
+	case 20:
+		return false
+	case 21:
+		return true
+	case 22, 23:
+		return nil
 	}
-	switch ai := d.data[start] & 0x1f; {
-	case ai == 20:
-		return false, nil
-	case ai == 21:
-		return true, nil
-	case ai == 22, ai == 23:
-		return nil, nil
-	case ai < 24:
-		return cbor.SimpleValue(ai), nil
-	case ai == 24:
-		if arg < 32 {
-			return nil, d.errorf(start, "simple value %d in two bytes", arg)
-		}
-		return cbor.SimpleValue(arg), nil
-	case ai == 25:
-		return float64(float16.Frombits(uint16(arg)).Float32()), nil
-	case ai == 26:
-		return float64(math.Float32frombits(uint32(arg))), nil
-	}
-	return math.Float64frombits(arg), nil
+	return cbor.SimpleValue(h.Arg)
 }
