@@ -70,7 +70,7 @@ func (w *Worker) runTask(ctx context.Context, t *task) {
 	key := taskKey{t.assign.Pipeline, t.assign.Job.ID}
 	w.report(t, protocol.StateRunning, nil)
 	started := time.Now()
-	err := t.run(ctx, w.js)
+	err := w.pool.run(ctx, t) // its pipes on a data connection (pool.go)
 	state := protocol.StateFinished
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -218,12 +218,15 @@ func (w *Worker) handleLeave(data []byte) (any, error) {
 	return nil, nil
 }
 
+// stopAll stops every job, waits for them to end, then closes the data connections they ran on.
 func (w *Worker) stopAll() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for _, t := range w.tasks {
 		if t.cancel != nil {
 			t.cancel()
 		}
 	}
+	w.mu.Unlock()
+	w.wg.Wait()
+	w.pool.close()
 }

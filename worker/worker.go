@@ -82,6 +82,8 @@ type Worker struct {
 	lastMetrics atomic.Pointer[protocol.Metrics] // the latest heartbeat's sample, for bids
 	// links are the chained pipes between jobs running here (link.go, issue 25).
 	links *links
+	// pool holds the data connections the jobs' pipes run on (pool.go, issue 25).
+	pool *dataConns
 	// shutdown ends Run as its ctx ending does: a shutdown announced to a group (offer.go).
 	shutdown context.CancelFunc
 }
@@ -139,6 +141,7 @@ func New(nc *nats.Conn, opts Options) (*Worker, error) {
 			Started: time.Now(),
 		},
 	}
+	w.pool = newDataConns(nc, js, w.log)
 	return w, nil
 }
 

@@ -81,6 +81,7 @@ Example:
 			&cli.StringFlag{Name: "auth-token", EnvVars: []string{"MARVELO_AUTH_TOKEN"}, Usage: "token the broker requires"},
 			&cli.StringFlag{Name: "creds", EnvVars: []string{"MARVELO_CREDS"}, Usage: "this worker's credentials file (marvelo-broker worker add); its name is the worker's"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate to verify the broker's TLS certificate"},
+			&cli.IntFlag{Name: "data-connections", Value: worker.DefaultDataConnections(), Usage: "NATS connections the jobs' pipes share besides the worker's own, made as jobs need them, each job on the next in turn (0: the pipes use the worker's own connection; the default is 4, or 1 on one CPU)"},
 			&cli.DurationFlag{Name: "heartbeat", Value: 500 * time.Millisecond, Usage: "interval between heartbeats"},
 			&cli.StringFlag{Name: "python", EnvVars: []string{"MARVELO_PYTHON"}, Usage: "interpreter of the Python jobs that name none (a path, e.g. a venv's bin/python, or a name on PATH; default python3)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
@@ -103,6 +104,9 @@ func runCLI(c *cli.Context, reg *job.Registry) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	name := c.String("name")
+	if n := c.Int("data-connections"); n < 0 {
+		return cli.Exit(fmt.Sprintf("--data-connections %d: want 0 or more", n), 2)
+	}
 	var extra []nats.Option
 	if f := c.String("creds"); f != "" {
 		id, opts, err := worker.Creds(f)
@@ -135,6 +139,7 @@ func runCLI(c *cli.Context, reg *job.Registry) error {
 		}
 		return cli.Exit(err.Error(), 2)
 	}
+	w.SetDataConnections(c.Int("data-connections"))
 	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		if !nc.IsConnected() {
 			return worker.DescribeConnectError(c.String("broker"), errors.Join(nc.LastError(), err))
