@@ -286,8 +286,7 @@ func TestAppliedWaitsForTheRevision(t *testing.T) {
 	}
 	done := make(chan uint64)
 	go func() { done <- p.Wait(5, time.Minute) }()
-	time.Sleep(20 * time.Millisecond)
-	p.Mark(4)
+	p.Mark(4) // before or after Wait starts: 4 does not end a wait for 5 either way
 	select {
 	case got := <-done:
 		t.Fatalf("Wait(5) returned %d at 4", got)
