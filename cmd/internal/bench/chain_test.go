@@ -79,7 +79,7 @@ func TestCompareChainsSizeBySize(t *testing.T) {
 		t.Fatalf("%d comparisons, want 64 B, 4 KiB and 64 KiB: %+v", len(got), got)
 	}
 	c := got[0]
-	want := chainComparison{Setup: "sync always", Size: 64, Rate: 1000,
+	want := chainComparison{Setup: "sync always", Jobs: "go", Size: 64, Rate: 1000,
 		Chained: chainFigures{BlocksPerS: 40_000, P50: 0.2, CPUSecPerM: 25, BrokerBytesPerBlock: 100},
 		Spread:  chainFigures{BlocksPerS: 20_000, P50: 0.4, CPUSecPerM: 50, BrokerBytesPerBlock: 800},
 		Ratio:   chainFigures{BlocksPerS: 2, P50: 0.5, CPUSecPerM: 0.5, BrokerBytesPerBlock: 0.125}}
