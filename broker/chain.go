@@ -18,10 +18,17 @@ import (
 // its consumer has not read (and a stale producer may still write there). A chain split by a
 // move (its jobs on two workers, or one pending) stays split.
 
-// endpoints returns the pipeline's pipe ends, made once. Callers hold mu.
+// endpoints returns the pipeline's pipe ends, made once with the set of its chainable pipes
+// (the document does not change; status and /metrics ask for every pipe). Callers hold mu.
 func (p *pipelineState) endpoints() map[int][2]int {
 	if p.ends == nil {
 		p.ends = p.doc.Endpoints()
+		p.chainable = map[int]bool{}
+		for id := range p.ends {
+			if p.doc.Chainable(id, p.ends) {
+				p.chainable[id] = true
+			}
+		}
 	}
 	return p.ends
 }
@@ -30,7 +37,7 @@ func (p *pipelineState) endpoints() map[int][2]int {
 // hold mu.
 func (p *pipelineState) chainOf(id int) uint64 {
 	ends := p.endpoints()
-	if !p.doc.Chainable(id, ends) {
+	if !p.chainable[id] {
 		return 0
 	}
 	src, dst := p.jobs[ends[id][0]], p.jobs[ends[id][1]]
@@ -43,7 +50,8 @@ func (p *pipelineState) chainOf(id int) uint64 {
 // chains returns the chained pipes and their epochs. Callers hold mu.
 func (p *pipelineState) chains() map[int]uint64 {
 	out := map[int]uint64{}
-	for id := range p.endpoints() {
+	p.endpoints()
+	for id := range p.chainable {
 		if e := p.chainOf(id); e != 0 {
 			out[id] = e
 		}

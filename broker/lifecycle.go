@@ -33,6 +33,7 @@ type pipelineState struct {
 	launching bool           // launch is under way: failover leaves its jobs to launch
 	removing  bool           // marvelo rm is forgetting it (remove.go): its name is not free yet
 	ends      map[int][2]int // the document's pipe ends, made once (chain.go: endpoints)
+	chainable map[int]bool   // its chainable pipes, made with ends
 }
 
 type jobState struct {
