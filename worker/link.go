@@ -104,14 +104,20 @@ type link struct {
 	key linkKey
 	ch  chan inMsg
 
-	mu     sync.Mutex // guards the fields below; never held while a barrier runs
-	sent   uint64     // messages put, numbered from 1
-	acked  uint64     // every message up to here is acknowledged
-	early  map[uint64]bool
-	waits  []linkBarrier // in the order of their positions
-	drop   bool          // the consumer ended its rounds: every message counts as acknowledged
-	gone   chan struct{} // closed with drop: a put waiting for room gives up waiting
-	closed [2]bool       // by linkEnd (links.close)
+	// running is held while barriers run (and while they are taken, before mu): a barrier found
+	// due at once (afterAcked) runs only after the ones an acknowledgement took before it ended,
+	// so the producer's wait (waitAcked) cannot return while a checkpoint barrier of its is still
+	// starting its put. Lock order: running, then mu; a barrier takes other links' locks only
+	// (upstream ones: a chain has no cycle).
+	running sync.Mutex
+	mu      sync.Mutex // guards the fields below; never held while a barrier runs
+	sent    uint64     // messages put, numbered from 1
+	acked   uint64     // every message up to here is acknowledged
+	early   map[uint64]bool
+	waits   []linkBarrier // in the order of their positions
+	drop    bool          // the consumer ended its rounds: every message counts as acknowledged
+	gone    chan struct{} // closed with drop: a put waiting for room gives up waiting
+	closed  [2]bool       // by linkEnd (links.close)
 }
 
 // linkBarrier is a producer's barrier: fns run once every message up to pos is acknowledged.
@@ -149,6 +155,8 @@ func (l *link) afterAcked(fns []func()) {
 	if len(fns) == 0 {
 		return
 	}
+	l.running.Lock()
+	defer l.running.Unlock()
 	l.mu.Lock()
 	if l.acked >= l.sent {
 		l.mu.Unlock()
@@ -181,6 +189,8 @@ func (l *link) waitAcked(ctx context.Context) error {
 // ack acknowledges message pos and runs the barriers it completes, outside the lock. The
 // consumer acknowledges in order; one out of order waits in early for the ones before it.
 func (l *link) ack(pos uint64) {
+	l.running.Lock()
+	defer l.running.Unlock()
 	l.mu.Lock()
 	if pos <= l.acked {
 		l.mu.Unlock()
@@ -224,6 +234,8 @@ func (l *link) due() []func() {
 // stream nobody reads any more would, so the producer's inputs are acknowledged and it ends as
 // it would then (its own end, or the broker's, issue 23 item 6).
 func (l *link) consumerDone() {
+	l.running.Lock()
+	defer l.running.Unlock()
 	l.mu.Lock()
 	if l.drop {
 		l.mu.Unlock()
