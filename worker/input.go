@@ -424,8 +424,7 @@ func (in *input) deliver(ctx context.Context, m inMsg) bool {
 // parse splits a message into blocks: a batch, a lone block, or an end marker.
 func (in *input) parse(h nats.Header, data []byte) inMsg { return parseMsg(in.pipe, h, data) }
 
-// parseMsg splits a message of a pipe into blocks (input.parse); a chained pipe's producer parses
-// its own messages with it (link.put).
+// parseMsg splits a message of a pipe into blocks (input.parse).
 func parseMsg(pipe protocol.PipeBinding, h nats.Header, data []byte) inMsg {
 	var im inMsg
 	if v := h.Get(codec.EndHeader); v != "" {
@@ -506,6 +505,9 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			}
 			in.gapSeen = in.gapSeen || m.gap > 0
 			in.dropped += m.gap
+			if in.link != nil {
+				in.link.recycle(in.cur.blocks) // every block of it was taken
+			}
 			in.cur, in.pos = m, 0
 			if m.end {
 				if err := in.checkJump(m.endSQN, 0, true); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -16,9 +17,9 @@ import (
 // on this worker together is chained (PipeBinding.Chain, the epoch of that placement): its blocks
 // go from the producer's publisher to the consumer's input through a link in this process, not
 // through the broker. Everything else stays as on any pipe, because both ends are the same code:
-// the publisher batches and frames blocks as it would for JetStream, and the input parses them
-// with the same parser into the same round engine (alignment, dummies, heads, block_count, the
-// finished bit, end markers).
+// the publisher batches blocks as it would for JetStream (with copies of their payloads, not
+// framed: publisher.own), and the input hands them to the same round engine (alignment, dummies,
+// heads, block_count, the finished bit, end markers) as the blocks it parses from a message.
 //
 // What is exact through JetStream stays exact through a link: a message on a link counts as
 // stored only once the consumer acknowledges it, that is once the consumer's own outputs have
@@ -60,7 +61,7 @@ func (ls *links) open(k linkKey) *link {
 	defer ls.mu.Unlock()
 	l := ls.m[k]
 	if l == nil {
-		l = &link{key: k, ch: make(chan inMsg, linkDepth), gone: make(chan struct{})}
+		l = &link{key: k, ch: make(chan inMsg, linkDepth), gone: make(chan struct{}), free: make(chan []codec.Block, linkDepth+2)}
 		ls.m[k] = l
 	}
 	return l
@@ -98,8 +99,8 @@ const linkDepth = 8
 
 // link is one chained pipe: a bounded queue of messages from the producer's publisher to the
 // consumer's input, and the producer's barriers (publisher.AfterStored) waiting for the
-// consumer's acknowledgements. The producer's publisher parses each message into its blocks, and
-// the queue is the consumer's input channel itself (input.ch): no goroutine between them.
+// consumer's acknowledgements. The producer's publisher hands each batch's blocks, and the queue
+// is the consumer's input channel itself (input.ch): no goroutine between them.
 type link struct {
 	key linkKey
 	ch  chan inMsg
@@ -118,6 +119,35 @@ type link struct {
 	drop    bool          // the consumer ended its rounds: every message counts as acknowledged
 	gone    chan struct{} // closed with drop: a put waiting for room gives up waiting
 	closed  [2]bool       // by linkEnd (links.close)
+
+	// free holds block slices of messages the consumer took every block of, for the producer's
+	// next batches (blockSlice): allocation is most of what a chained block costs beyond its round.
+	free chan []codec.Block
+}
+
+// blockSlice returns an empty slice for a batch's blocks, large enough for the largest batch:
+// one the consumer gave back (recycle), or a new one.
+func (l *link) blockSlice() []codec.Block {
+	select {
+	case s := <-l.free:
+		return s
+	default:
+		return make([]codec.Block, 0, maxBatchBlocks)
+	}
+}
+
+// recycle gives back the block slice of a message the consumer took every block of: the blocks
+// themselves were copied out (the checker and a round hold codec.Block values), and the payloads
+// they point to are never written again (publisher.own), so only the slice is reused.
+func (l *link) recycle(blocks []codec.Block) {
+	if cap(blocks) == 0 {
+		return
+	}
+	clear(blocks) // no payload kept alive by a slice waiting here
+	select {
+	case l.free <- blocks[:0]:
+	default:
+	}
 }
 
 // linkBarrier is a producer's barrier: fns run once every message up to pos is acknowledged.
@@ -126,8 +156,9 @@ type linkBarrier struct {
 	fns []func()
 }
 
-// put hands a message of pipe to the consumer, waiting while the link is full.
-func (l *link) put(ctx context.Context, pipe protocol.PipeBinding, msg *nats.Msg) error {
+// put hands a message (a batch of blocks, or an end marker) to the consumer, waiting while the
+// link is full.
+func (l *link) put(ctx context.Context, im inMsg) error {
 	l.mu.Lock()
 	if l.drop {
 		l.sent++
@@ -138,8 +169,7 @@ func (l *link) put(ctx context.Context, pipe protocol.PipeBinding, msg *nats.Msg
 	l.sent++
 	pos := l.sent
 	l.mu.Unlock()
-	im := parseMsg(pipe, msg.Header, msg.Data)
-	im.msg = &linkMsg{l: l, pos: pos, data: msg.Data, hdr: msg.Header}
+	im.msg = &linkMsg{l: l, pos: pos}
 	select {
 	case l.ch <- im:
 		return nil
@@ -262,17 +292,15 @@ var errLinkMsg = errors.New("a message of a chained pipe has no stream metadata"
 // linkMsg is one message on a link, shaped as a JetStream message so that the input and the
 // round engine handle it as they handle any: Ack is the consumer's acknowledgement.
 type linkMsg struct {
-	l    *link
-	pos  uint64
-	data []byte
-	hdr  nats.Header
+	l   *link
+	pos uint64
 }
 
 var _ jetstream.Msg = (*linkMsg)(nil)
 
 func (m *linkMsg) Metadata() (*jetstream.MsgMetadata, error) { return nil, errLinkMsg }
-func (m *linkMsg) Data() []byte                              { return m.data }
-func (m *linkMsg) Headers() nats.Header                      { return m.hdr }
+func (m *linkMsg) Data() []byte                              { return nil } // its blocks travel unframed
+func (m *linkMsg) Headers() nats.Header                      { return nil }
 func (m *linkMsg) Subject() string                           { return "" }
 func (m *linkMsg) Reply() string                             { return "" }
 func (m *linkMsg) Ack() error                                { m.l.ack(m.pos); return nil }

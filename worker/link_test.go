@@ -2,21 +2,20 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
+	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
-
-var linkPipe = protocol.PipeBinding{ID: 1, HeadSize: 1}
 
 func putN(t *testing.T, l *link, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
-		if err := l.put(context.Background(), linkPipe, &nats.Msg{Data: []byte{byte(i)}}); err != nil {
+		if err := l.put(context.Background(), inMsg{blocks: []codec.Block{{SQN: uint64(i + 1), Payload: []byte{byte(i)}}}}); err != nil {
 			t.Fatalf("put %d: %v", i, err)
 		}
 	}
@@ -72,7 +71,7 @@ func TestAConsumerThatEndedReleasesWhatItLeftAndAProducerWaitingForRoom(t *testi
 	var ran atomic.Int32
 	l.afterAcked([]func(){func() { ran.Add(1) }})
 	blocked := make(chan error, 1)
-	go func() { blocked <- l.put(context.Background(), linkPipe, &nats.Msg{}) }()
+	go func() { blocked <- l.put(context.Background(), inMsg{}) }()
 	l.consumerDone()
 	select {
 	case err := <-blocked:
@@ -119,7 +118,7 @@ func TestAPutOnAFullLinkEndsWithItsContext(t *testing.T) {
 	putN(t, l, linkDepth)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := l.put(ctx, linkPipe, &nats.Msg{}); err == nil {
+	if err := l.put(ctx, inMsg{}); err == nil {
 		t.Fatal("a put on a full link with an ended context returned nil")
 	}
 }
@@ -143,5 +142,52 @@ func TestAChainedProducerEndsOnlyOnceItsConsumerAcknowledgedEverything(t *testin
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the producer still waits with every message acknowledged")
+	}
+}
+
+// A chained pipe's blocks travel unframed (publisher.own): what the consumer is handed must be
+// its own — unchanged when the producing job reuses its buffer, and when the link reuses the
+// slice the blocks came in (recycle) for later batches — since a prev dummy repeats it later.
+func TestAChainedBlockKeepsItsPayloadAfterTheProducerReusesItsBufferAndTheLinkItsSlice(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pipe := protocol.PipeBinding{ID: 1, HeadSize: 1, Chain: 1}
+	p, err := newPublisher(ctx, nil, pipe, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLinks().open(linkKey{"p", 1, 1})
+	p.link = l
+	go p.run(ctx)
+	in := &input{pipe: pipe, ch: l.ch, link: l}
+	var st stats
+	buf := make([]byte, 3)
+	var kept []codec.Block
+	const blocks = 3 * maxBatchBlocks // several batches: their slices are recycled
+	wrote := make(chan error, 1)
+	go func() {
+		for sqn := uint64(1); sqn <= blocks; sqn++ {
+			copy(buf, fmt.Sprintf("%03d", sqn%1000)) // the job writes every answer into one buffer
+			if err := p.Write(ctx, codec.Block{SQN: sqn, Payload: buf}); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	for range blocks {
+		b, ok, err := in.next(ctx, &st)
+		if err != nil || !ok {
+			t.Fatalf("next: ok %v, %v", ok, err)
+		}
+		kept = append(kept, b)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range kept {
+		if want := fmt.Sprintf("%03d", b.SQN%1000); string(b.Payload) != want {
+			t.Fatalf("block SQN %d kept payload %q, want %q", b.SQN, b.Payload, want)
+		}
 	}
 }

@@ -41,8 +41,11 @@ type publisher struct {
 	log      *slog.Logger
 
 	mu       sync.Mutex
-	pending  []byte // batch entries: u32 length + block wire form
+	pending  []byte        // batch entries: u32 length + block wire form
+	blocks   []codec.Block // a chained pipe's pending blocks instead, unframed (own)
+	size     int           // bytes pending: of pending, or of the blocks' payloads
 	count    int
+	arena    []byte   // where own copies a chained pipe's payloads
 	barriers []func() // run once everything appended before them is stored
 	closing  bool
 	end      *uint64 // publish an end-of-stream marker after the last block
@@ -148,11 +151,22 @@ func (p *publisher) Write(ctx context.Context, b codec.Block) error {
 			p.mu.Unlock()
 			return err
 		}
-		if p.count == 0 || (p.count < p.maxCount && len(p.pending) < maxBatchBytes) {
-			p.pending = codec.AppendBatchEntry(p.pending, b, p.headSize)
+		if empty := p.count == 0; empty || (p.count < p.maxCount && p.size < maxBatchBytes) {
+			if p.link != nil {
+				b.Payload = p.own(b.Payload)
+				p.blocks = append(p.blocks, b)
+				p.size += len(b.Payload)
+			} else {
+				p.pending = codec.AppendBatchEntry(p.pending, b, p.headSize)
+				p.size = len(p.pending)
+			}
 			p.count++
 			p.mu.Unlock()
-			p.signal(p.wake)
+			if empty {
+				// Woken by the first block only: the goroutine takes every block pending when it
+				// sends, and looks again after each send.
+				p.signal(p.wake)
+			}
 			return nil
 		}
 		p.mu.Unlock()
@@ -163,6 +177,29 @@ func (p *publisher) Write(ctx context.Context, b codec.Block) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// linkChunk is the size of the chunks own copies a chained pipe's payloads into; a payload
+// larger than a quarter of it gets an allocation of its own. 16 KiB is among the collector's
+// small sizes (32 KiB is not, and took a slower path).
+const linkChunk = 16 << 10
+
+// own copies a block's payload for a chained pipe. The consumer keeps the blocks a message of a
+// link hands it past their round (a prev dummy repeats the previous payload; a Go job may keep
+// what it was given, as it may a message's from the broker), so a copy is never written again:
+// full chunks are dropped, not reused, and the collector frees them once nothing refers to them.
+// Neither framed nor parsed, and no buffer grown by copying (a batch's bytes were, block by
+// block): at 4 KiB that growing was half the chain's CPU. Callers hold mu.
+func (p *publisher) own(payload []byte) []byte {
+	if len(payload) > linkChunk/4 {
+		return append([]byte(nil), payload...) // copied, not zeroed first
+	}
+	if p.arena == nil || cap(p.arena)-len(p.arena) < len(payload) {
+		p.arena = make([]byte, 0, linkChunk)
+	}
+	n := len(p.arena)
+	p.arena = append(p.arena, payload...)
+	return p.arena[n:len(p.arena):len(p.arena)]
 }
 
 // AfterStored runs fn once every block written so far is stored in the stream.
@@ -211,21 +248,28 @@ func (p *publisher) run(ctx context.Context) {
 	var spare []byte
 	for {
 		p.mu.Lock()
-		batch, n, barriers, closing, end := p.pending, p.count, p.barriers, p.closing, p.end
-		p.pending, p.count, p.barriers = spare[:0], 0, nil
+		batch, blocks, size, n, barriers, closing, end := p.pending, p.blocks, p.size, p.count, p.barriers, p.closing, p.end
+		p.pending, p.size, p.count, p.barriers = spare[:0], 0, 0, nil
+		if p.link != nil {
+			// The consumer keeps the blocks it is handed: the next batch gets a slice of its own.
+			p.blocks = p.link.blockSlice()
+		}
 		p.mu.Unlock()
 		p.signal(p.space)
 		if n > 0 {
-			if err := p.send(ctx, batch, n); err != nil {
+			var err error
+			if p.link != nil {
+				err = p.link.put(ctx, inMsg{blocks: blocks, size: uint64(size)})
+			} else {
+				err = p.send(ctx, batch, n)
+			}
+			if err != nil {
 				p.fail(err)
 				return
 			}
 		}
 		if p.link != nil {
-			// Stored once the consumer acknowledges; the consumer keeps the batch's blocks, so
-			// the next batch gets a buffer of its own, as large as this one was.
-			p.link.afterAcked(barriers)
-			batch = make([]byte, 0, max(len(batch), 1024))
+			p.link.afterAcked(barriers) // stored once the consumer acknowledges
 		} else {
 			runAll(barriers)
 		}
@@ -274,6 +318,9 @@ func (p *publisher) send(ctx context.Context, batch []byte, n int) error {
 }
 
 func (p *publisher) sendEnd(ctx context.Context, lastSQN uint64) error {
+	if p.link != nil {
+		return p.link.put(ctx, inMsg{end: true, endSQN: lastSQN})
+	}
 	subject := p.pipe.Subject
 	if p.pipe.MaxQueue > 0 && !p.pipe.Realtime {
 		subject = protocol.PipeEndSubject(subject) // outside the queue's count of blocks
@@ -290,9 +337,6 @@ const publishAttempt = time.Second
 // publish stores one message, retrying while the stream is full (the reader is behind: this is
 // where backpressure reaches the writer) or the server is briefly unreachable.
 func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
-	if p.link != nil {
-		return p.link.put(ctx, p.pipe, msg)
-	}
 	if p.pipe.Realtime {
 		// Core NATS: no store, no acknowledgement, no retry — a late block is worthless.
 		if err := p.js.Conn().PublishMsg(msg); err != nil {
