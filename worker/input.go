@@ -79,7 +79,9 @@ func newInput(k int, pipe protocol.PipeBinding) *input {
 // ends. In-flight messages are bounded by the consumer's MaxAckPending and by ch, so a slow job
 // pushes back on the stream instead of growing memory.
 func (in *input) read(ctx context.Context, js jetstream.JetStream) {
-	defer close(in.ch)
+	if in.link == nil {
+		defer close(in.ch) // a chained input's channel is its link's, which the producer feeds too
+	}
 	var info *jetstream.ConsumerInfo
 	var it jetstream.MessagesContext
 	for {
@@ -505,7 +507,7 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			}
 			in.gapSeen = in.gapSeen || m.gap > 0
 			in.dropped += m.gap
-			if in.link != nil {
+			if _, linked := in.cur.msg.(*linkMsg); linked {
 				in.link.recycle(in.cur.blocks) // every block of it was taken
 			}
 			in.cur, in.pos = m, 0

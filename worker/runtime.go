@@ -174,8 +174,10 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 			key := t.linkKey(p)
 			l := t.links.open(key)
 			defer t.links.close(key, consumerEnd)
-			ins[k].ch, ins[k].link = l.ch, l // fed by the producer's publisher (link.put)
-			continue
+			// Fed by the producer's publisher (link.put), and by the pipe's stream as any input:
+			// the block wire format is documented so that any NATS client can put blocks into a
+			// pipe, and those reach the job whether or not its producer is beside it.
+			ins[k].ch, ins[k].link = l.ch, l
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); ins[k].read(pctx, js) }()

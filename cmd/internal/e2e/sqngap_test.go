@@ -20,21 +20,32 @@ import (
 // published into the pipe of a running counter → csv_sink (as anyone able to publish on it could)
 // fails the sink with a protocol violation that marvelo status and marvelo logs show, naming
 // pipeline, job, pipe and both SQNs; the file keeps the rows it had, with no dummy row; and
-// stop --force of the failed pipeline, nothing of it running any more, says so.
+// stop --force of the failed pipeline, nothing of it running any more, says so. Both when the
+// pipe goes through the broker (the sink spread) and when it is chained (both jobs on the one
+// worker): a chained pipe's consumer reads the pipe's stream too, so what a client puts there
+// reaches it.
 func TestBlockFarAheadInjectedIntoAPipeFailsTheSinkWithoutWritingDummies(t *testing.T) {
+	for _, spread := range []bool{true, false} {
+		name := map[bool]string{true: "spread", false: "chained"}[spread]
+		t.Run(name, func(t *testing.T) { blockFarAheadFailsTheSink(t, spread) })
+	}
+}
+
+func blockFarAheadFailsTheSink(t *testing.T, spread bool) {
 	c := newCluster(t, clusterOpts{})
 	if c.identities {
 		t.Skip("publishes into a pipe as a plain client, which identities refuse")
 	}
 	c.startWorker("wa")
 	out := filepath.Join(c.dir, "far.csv")
-	// The sink is spread: its input goes through the broker's stream, where the block is injected
-	// (a chained pipe has no stream to inject into).
 	doc := c.writeDoc("far.json", fmt.Sprintf(`{"name": "far", "jobs": [
     {"id": 1, "type": "counter", "args": {"start": 1, "interval": "500ms"}, "outputs": [1]},
-    {"id": 2, "type": "csv_sink", "args": {"path": %q}, "inputs": [1], "spread": true}]}`, out))
+    {"id": 2, "type": "csv_sink", "args": {"path": %q}, "inputs": [1], "spread": %v}]}`, out, spread))
 	c.submit(doc)
 	waitRows(c, out, 2)
+	if chained := c.status("far").Chained; spread != (len(chained) == 0) {
+		t.Fatalf("spread %v, and status says the chained pipes are %v", spread, chained)
+	}
 	// Right after a row: the counter's next block is about 500 ms away, so the sink meets the
 	// injected block first (the counter's next publish is then fenced off, as a stale writer's).
 	waitRows(c, out, len(readLinesIfAny(out)))
