@@ -156,6 +156,8 @@ func (p *publisher) Write(ctx context.Context, b codec.Block) error {
 		}
 		if empty := p.count == 0; empty || (p.count < p.maxCount && p.size < maxBatchBytes) {
 			if p.link != nil {
+				// Exactly what the wire form would carry: the head's own bytes, a payload of its own.
+				b.Head &= codec.HeadLimit(p.headSize)
 				b.Payload = p.own(b.Payload)
 				p.blocks = append(p.blocks, b)
 				p.size += len(b.Payload)
@@ -253,7 +255,7 @@ func (p *publisher) run(ctx context.Context) {
 		p.mu.Lock()
 		batch, blocks, size, n, barriers, closing, end := p.pending, p.blocks, p.size, p.count, p.barriers, p.closing, p.end
 		p.pending, p.size, p.count, p.barriers = spare[:0], 0, 0, nil
-		if p.link != nil {
+		if p.link != nil && n > 0 {
 			// The consumer keeps the blocks it is handed: the next batch gets a slice of its own.
 			p.blocks = p.link.blockSlice()
 		}
