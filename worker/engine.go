@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -102,19 +103,44 @@ func newOutPorts(pubs []*publisher) []*outPort {
 
 // answer writes a job's answer to a round on output o: the round's SQN, the head of OutHead (the
 // finished bit of the round passes, whether or not the job sees heads), and the round's messages
-// released once the block is stored.
-func (t *task) answer(ctx context.Context, o *outPort, tag roundTag, jobHead uint32, payload []byte, connector bool) error {
+// released once the block is stored. readOnly: the payload is an input's (publisher.Write). The
+// publisher counts the block out.
+func (t *task) answer(ctx context.Context, o *outPort, tag roundTag, jobHead uint32, payload []byte, connector, readOnly bool) error {
 	head := align.OutHead(jobHead, tag.head, t.headSize, connector, t.assign.Job.Head)
-	if err := o.pub.Write(ctx, codec.Block{SQN: tag.sqn, Head: head, Payload: payload}); err != nil {
+	if err := o.pub.Write(ctx, codec.Block{SQN: tag.sqn, Head: head, Payload: payload}, readOnly); err != nil {
 		return err
 	}
 	if tag.acks != nil {
 		o.pub.AfterStored(tag.acks.release)
 	}
 	o.last, o.fin = tag.sqn, head&codec.HeadMask(t.headSize, codec.BitFinished) != 0
-	t.stats.blocksOut.Add(1)
-	t.stats.bytesOut.Add(uint64(len(payload)))
 	return nil
+}
+
+// withinInputs reports whether p lies within one of a round's input payloads. Those are memory
+// nobody writes again: a NATS message's data, a chunk a link's producer copied into
+// (publisher.own), a dummy's payload; a job reads them and never writes them (job.RawJob). An
+// answer that passes one on (a forward) is then handed down a chained pipe without a copy.
+func withinInputs(p []byte, in [][][]byte) bool {
+	if len(p) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
+	end := start + uintptr(len(p))
+	for _, blocks := range in {
+		for _, q := range blocks {
+			if len(q) == 0 {
+				continue
+			}
+			// Pointers compared as numbers: the collector does not move heap objects, and both
+			// slices are alive for the comparison.
+			qs := uintptr(unsafe.Pointer(unsafe.SliceData(q)))
+			if start >= qs && end <= qs+uintptr(len(q)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // skip releases a round on output o without an answer: downstream makes a dummy for its SQN

@@ -558,3 +558,24 @@ func TestAConnectorWithHeadWritesItsHeadThroughTheEngineAndEndsOnAFinishedBit(t 
 		}
 	}
 }
+
+func TestWithinInputsFindsAnAnswerThatIsAnInputsPayloadOrPartOfOne(t *testing.T) {
+	a, b := []byte("first input"), []byte("second input, two blocks")
+	in := [][][]byte{{a}, {b[:6], b[6:]}, nil}
+	for _, c := range []struct {
+		name string
+		p    []byte
+		want bool
+	}{
+		{"an input's payload", a, true},
+		{"a block of the second input", b[6:], true},
+		{"part of a payload", a[2:5], true},
+		{"across two blocks of one buffer", b[4:10], false},
+		{"a copy", []byte("first input"), false},
+		{"empty", a[:0], false},
+	} {
+		if got := withinInputs(c.p, in); got != c.want {
+			t.Errorf("%s: withinInputs %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -528,7 +528,7 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 				return err
 			}
 			tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
-			if err := t.answer(ctx, o.port, tag, head, payload, false); err != nil {
+			if err := t.answer(ctx, o.port, tag, head, payload, false, false); err != nil {
 				return err
 			}
 			continue
@@ -577,7 +577,7 @@ func (e *execKind) give(ctx context.Context, o *execOutput, tag roundTag, head u
 		t.skip(o.port, tag) // the program skips this round: downstream makes a dummy
 		return nil
 	}
-	if err := t.answer(ctx, o.port, tag, head, payload, true); err != nil {
+	if err := t.answer(ctx, o.port, tag, head, payload, true, false); err != nil {
 		return err
 	}
 	if o.port.fin {

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline/protocol"
@@ -168,7 +169,7 @@ func TestAChainedBlockKeepsItsPayloadAfterTheProducerReusesItsBufferAndTheLinkIt
 	go func() {
 		for sqn := uint64(1); sqn <= blocks; sqn++ {
 			copy(buf, fmt.Sprintf("%03d", sqn%1000)) // the job writes every answer into one buffer
-			if err := p.Write(ctx, codec.Block{SQN: sqn, Payload: buf}); err != nil {
+			if err := p.Write(ctx, codec.Block{SQN: sqn, Payload: buf}, false); err != nil {
 				wrote <- err
 				return
 			}
@@ -188,6 +189,45 @@ func TestAChainedBlockKeepsItsPayloadAfterTheProducerReusesItsBufferAndTheLinkIt
 	for _, b := range kept {
 		if want := fmt.Sprintf("%03d", b.SQN%1000); string(b.Payload) != want {
 			t.Fatalf("block SQN %d kept payload %q, want %q", b.SQN, b.Payload, want)
+		}
+	}
+}
+
+// An answer that passes on an input's payload (readOnly: memory nobody writes again) goes down a
+// chained pipe as it is; any other payload is copied, since the job may write its buffer again.
+func TestAChainedPipeHandsOnAReadOnlyPayloadWithoutACopyAndCopiesAnyOther(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pipe := protocol.PipeBinding{ID: 1, HeadSize: 1, Chain: 1}
+	p, err := newPublisher(ctx, nil, pipe, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLinks().open(linkKey{"p", 1, 1})
+	p.link = l
+	go p.run(ctx)
+	in := &input{pipe: pipe, ch: l.ch, link: l}
+	input, buffer := []byte("an input's payload"), []byte("the job's own buffer")
+	for sqn, w := range []struct {
+		payload  []byte
+		readOnly bool
+	}{{input, true}, {buffer, false}} {
+		if err := p.Write(ctx, codec.Block{SQN: uint64(sqn + 1), Payload: w.payload}, w.readOnly); err != nil {
+			t.Fatal(err)
+		}
+		var st stats
+		b, ok, err := in.next(ctx, &st)
+		if err != nil || !ok {
+			t.Fatalf("next: ok %v, %v", ok, err)
+		}
+		same := unsafe.SliceData(b.Payload) == unsafe.SliceData(w.payload)
+		switch {
+		case string(b.Payload) != string(w.payload):
+			t.Fatalf("block %d: payload %q, want %q", b.SQN, b.Payload, w.payload)
+		case w.readOnly && !same:
+			t.Errorf("block %d: the read-only payload was copied", b.SQN)
+		case !w.readOnly && same:
+			t.Errorf("block %d: the job's buffer was handed on, not copied", b.SQN)
 		}
 	}
 }

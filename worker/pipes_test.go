@@ -104,7 +104,7 @@ func TestPublisherBatchesWhatGathersAndEndsTheStream(t *testing.T) {
 	p, _ := startPublisher(t, js, pipe)
 	const n = 5000
 	for i := 1; i <= n; i++ {
-		if err := p.Write(context.Background(), codec.Block{SQN: uint64(i), Payload: []byte(strconv.Itoa(i))}); err != nil {
+		if err := p.Write(context.Background(), codec.Block{SQN: uint64(i), Payload: []byte(strconv.Itoa(i))}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -138,7 +138,7 @@ func TestPublisherWaitsWhileTheStreamIsFull(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for i := 1; i <= 20; i++ {
-			if err := p.Write(context.Background(), codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}); err != nil {
+			if err := p.Write(context.Background(), codec.Block{SQN: uint64(i), Payload: []byte{byte(i)}}, false); err != nil {
 				done <- err
 				return
 			}
@@ -166,7 +166,7 @@ func TestAMovedJobDoesNotPublishWhatItsOldInstanceStored(t *testing.T) {
 	pipe := testPipe(t, js, 4096)
 	old, cancelOld := startPublisher(t, js, pipe)
 	for i := 1; i <= 10; i++ {
-		if err := old.Write(context.Background(), codec.Block{SQN: uint64(i)}); err != nil {
+		if err := old.Write(context.Background(), codec.Block{SQN: uint64(i)}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,7 +180,7 @@ func TestAMovedJobDoesNotPublishWhatItsOldInstanceStored(t *testing.T) {
 		t.Fatalf("resume SQN %d, want 10", p.resumeSQN)
 	}
 	for i := 8; i <= 12; i++ {
-		if err := p.Write(context.Background(), codec.Block{SQN: uint64(i)}); err != nil {
+		if err := p.Write(context.Background(), codec.Block{SQN: uint64(i)}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -203,14 +203,14 @@ func TestAStaleInstanceIsFencedOff(t *testing.T) {
 	pipe := testPipe(t, js, 4096)
 	stale, _ := startPublisher(t, js, pipe)
 	fresh, _ := startPublisher(t, js, pipe)
-	if err := fresh.Write(context.Background(), codec.Block{SQN: 1}); err != nil {
+	if err := fresh.Write(context.Background(), codec.Block{SQN: 1}, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := fresh.Close(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	// The stale instance still expects the stream to be empty: its publish must fail.
-	_ = stale.Write(context.Background(), codec.Block{SQN: 1})
+	_ = stale.Write(context.Background(), codec.Block{SQN: 1}, false)
 	err := stale.Close(context.Background(), nil)
 	if err == nil {
 		t.Fatal("a stale instance published after a newer one")
@@ -286,7 +286,7 @@ func BenchmarkOneBlockJourney(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if err := p.Write(ctx, codec.Block{SQN: uint64(i + 1), Payload: payload}); err != nil {
+		if err := p.Write(ctx, codec.Block{SQN: uint64(i + 1), Payload: payload}, false); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()

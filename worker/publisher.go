@@ -48,6 +48,7 @@ type publisher struct {
 	blocks   []codec.Block // a chained pipe's pending blocks instead, unframed (own)
 	size     int           // bytes pending: of pending, or of the blocks' payloads
 	count    int
+	payload  int      // the pending blocks' payload bytes, for counts
 	arena    []byte   // where own copies a chained pipe's payloads
 	barriers []func() // run once everything appended before them is stored
 	closing  bool
@@ -57,6 +58,11 @@ type publisher struct {
 	wake  chan struct{} // the publisher has work
 	space chan struct{} // the writer may append again
 	done  chan struct{}
+
+	// counts are the job's counters, to which the publisher adds the blocks and payload bytes
+	// it takes to send, a batch at a time (not an atomic add per block on the hot path); nil for
+	// a job's logging pipe, which is not one of its outputs.
+	counts *stats
 
 	// link is a chained pipe's link (link.go): messages go to the consumer in this process, and
 	// count as stored once it acknowledges them. nil for a pipe through the broker.
@@ -139,11 +145,14 @@ func lastSQN(ctx context.Context, st jetstream.Stream, pipe protocol.PipeBinding
 	return last, nil
 }
 
-// Write appends one block, waiting while the pending batch is full (backpressure).
-func (p *publisher) Write(ctx context.Context, b codec.Block) error {
+// Write appends one block, waiting while the pending batch is full (backpressure). readOnly
+// says that b's payload is memory nobody writes again — an input's payload a job passes on
+// (withinInputs) — which a chained pipe hands on as it is instead of copying it (own).
+func (p *publisher) Write(ctx context.Context, b codec.Block, readOnly bool) error {
 	if p.resumeSQN > 0 {
 		if _, reset, _ := codec.Flags(b.Head, p.headSize); !reset && b.SQN <= p.resumeSQN {
-			return nil // stored by this job's previous instance
+			p.countOut(1, len(b.Payload)) // the job's answer all the same
+			return nil                    // stored by this job's previous instance
 		}
 		p.resumeSQN = 0
 	}
@@ -158,7 +167,9 @@ func (p *publisher) Write(ctx context.Context, b codec.Block) error {
 			if p.link != nil {
 				// Exactly what the wire form would carry: the head's own bytes, a payload of its own.
 				b.Head &= codec.HeadLimit(p.headSize)
-				b.Payload = p.own(b.Payload)
+				if !readOnly {
+					b.Payload = p.own(b.Payload)
+				}
 				p.blocks = append(p.blocks, b)
 				p.size += len(b.Payload)
 			} else {
@@ -166,6 +177,7 @@ func (p *publisher) Write(ctx context.Context, b codec.Block) error {
 				p.size = len(p.pending)
 			}
 			p.count++
+			p.payload += len(b.Payload)
 			p.mu.Unlock()
 			if empty {
 				// Woken by the first block only: the goroutine takes every block pending when it
@@ -181,6 +193,14 @@ func (p *publisher) Write(ctx context.Context, b codec.Block) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// countOut adds blocks and their payload bytes to the job's counters of blocks out.
+func (p *publisher) countOut(blocks, bytes int) {
+	if p.counts != nil && blocks > 0 {
+		p.counts.blocksOut.Add(uint64(blocks))
+		p.counts.bytesOut.Add(uint64(bytes))
 	}
 }
 
@@ -253,14 +273,15 @@ func (p *publisher) run(ctx context.Context) {
 	var spare []byte
 	for {
 		p.mu.Lock()
-		batch, blocks, size, n, barriers, closing, end := p.pending, p.blocks, p.size, p.count, p.barriers, p.closing, p.end
-		p.pending, p.size, p.count, p.barriers = spare[:0], 0, 0, nil
+		batch, blocks, size, n, payload, barriers, closing, end := p.pending, p.blocks, p.size, p.count, p.payload, p.barriers, p.closing, p.end
+		p.pending, p.size, p.count, p.payload, p.barriers = spare[:0], 0, 0, 0, nil
 		if p.link != nil && n > 0 {
 			// The consumer keeps the blocks it is handed: the next batch gets a slice of its own.
 			p.blocks = p.link.blockSlice()
 		}
 		p.mu.Unlock()
 		p.signal(p.space)
+		p.countOut(n, payload)
 		if n > 0 {
 			var err error
 			if p.link != nil {

@@ -149,6 +149,9 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 			outLinks = append(outLinks, pub.link)
 			defer t.links.close(key, producerEnd)
 		}
+		if logging := t.assign.Job.Log && k == len(t.assign.Outputs)-1; !logging {
+			pub.counts = &t.stats // the logging pipe's rows are not the job's blocks out
+		}
 		outs[k] = pub
 		wg.Add(1)
 		go func() { defer wg.Done(); pub.run(pctx) }()
@@ -272,7 +275,7 @@ func (t *task) writeLogRow(ctx context.Context, in, out time.Time) error {
 		return fmt.Errorf("%s: logging pipe %d: %w", t.label, t.logPub.pipe.ID, err)
 	}
 	t.logSQN++
-	return t.logPub.Write(ctx, codec.Block{SQN: t.logSQN, Payload: payload})
+	return t.logPub.Write(ctx, codec.Block{SQN: t.logSQN, Payload: payload}, false)
 }
 
 // runSource numbers the source's blocks from 1, with the reset bit on the first. A source that
@@ -296,7 +299,7 @@ func (t *task) runSource(ctx context.Context, outs []*outPort, cp *checkpoints, 
 		}
 		tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
 		for k, o := range outs {
-			if err := t.answer(ctx, o, tag, t.jctx.OutHead(k), payloads[k], false); err != nil {
+			if err := t.answer(ctx, o, tag, t.jctx.OutHead(k), payloads[k], false, false); err != nil {
 				return err
 			}
 		}
@@ -366,7 +369,7 @@ func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 		return false, err
 	}
 	for k, o := range g.outs {
-		if err := t.answer(ctx, o, r.tag, t.jctx.OutHead(k), g.outBuf[k], r.connector); err != nil {
+		if err := t.answer(ctx, o, r.tag, t.jctx.OutHead(k), g.outBuf[k], r.connector, withinInputs(g.outBuf[k], r.payloads)); err != nil {
 			return false, err
 		}
 	}

@@ -18,9 +18,11 @@ type Port struct {
 
 // RawJob is implemented by jobs that work on encoded payloads and never decode them (forward,
 // discard): the fast path. in[k] holds the block_count payloads of input k; the job appends one
-// payload per output to out[k][:0] (or points out[k] at an input payload: the runtime copies it
-// before the input is released); out has one entry per output. Bind uses it only where every input and output shares one
-// codec and block_count is 1, and falls back to Run otherwise.
+// payload per output to out[k][:0], or points out[k] at an input payload (a forward), which the
+// runtime then passes on as it is. Input payloads are read-only: a job never writes them, now
+// or later (the runtime may hand them to the next job without a copy, and repeats one as a prev
+// dummy). out has one entry per output. Bind uses it only where every input and output shares
+// one codec and block_count is 1, and falls back to Run otherwise.
 type RawJob interface {
 	RunRaw(ctx *Context, in [][][]byte, out [][]byte) ([][]byte, error)
 }
