@@ -971,10 +971,13 @@ func TestHeads(t *testing.T) {
 		t.Errorf("OutHead(0) = %#x, want 0x85", got)
 	}
 
-	// The out heads last one block.
+	// The out heads last one block; the in heads are the new block's (made when asked).
 	jctx.BeginBlock([][]uint32{{0x08}, {0x00}})
 	if got0, got1 := jctx.OutHead(0), jctx.OutHead(1); got0 != 0x08 || got1 != 0x08 {
 		t.Errorf("next block: OutHead = %#x, %#x; want 0x08 both", got0, got1)
+	}
+	if got0, got1 := jctx.InHeads(0), jctx.InHeads(1); len(got0) != 1 || got0[0].Value != 0x08 || len(got1) != 1 || got1[0].Value != 0 {
+		t.Errorf("next block: InHeads = %v, %v; want [0x08], [0]", got0, got1)
 	}
 
 	// The reset bit belongs to the system.
