@@ -146,12 +146,10 @@ func TestAChainedProducerEndsOnlyOnceItsConsumerAcknowledgedEverything(t *testin
 	}
 }
 
-// A chained pipe's blocks travel unframed (publisher.own): what the consumer is handed must be
-// its own — unchanged when the producing job reuses its buffer, and when the link reuses the
-// slice the blocks came in (recycle) for later batches — since a prev dummy repeats it later.
-func TestAChainedBlockKeepsItsPayloadAfterTheProducerReusesItsBufferAndTheLinkItsSlice(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// chainedPipe is a chained pipe's two ends in this process: the producer's publisher, running
+// until ctx ends, and the consumer's input.
+func chainedPipe(ctx context.Context, t *testing.T) (*publisher, *input) {
+	t.Helper()
 	pipe := protocol.PipeBinding{ID: 1, HeadSize: 1, Chain: 1}
 	p, err := newPublisher(ctx, nil, pipe, slog.Default())
 	if err != nil {
@@ -160,7 +158,16 @@ func TestAChainedBlockKeepsItsPayloadAfterTheProducerReusesItsBufferAndTheLinkIt
 	l := newLinks().open(linkKey{"p", 1, 1})
 	p.link = l
 	go p.run(ctx)
-	in := &input{pipe: pipe, ch: l.ch, link: l}
+	return p, &input{pipe: pipe, ch: l.ch, link: l}
+}
+
+// A chained pipe's blocks travel unframed (publisher.own): what the consumer is handed must be
+// its own — unchanged when the producing job reuses its buffer, and when the link reuses the
+// slice the blocks came in (recycle) for later batches — since a prev dummy repeats it later.
+func TestAChainedBlockKeepsItsPayloadAfterTheProducerReusesItsBufferAndTheLinkItsSlice(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, in := chainedPipe(ctx, t)
 	var st stats
 	buf := make([]byte, 3)
 	var kept []codec.Block
@@ -198,15 +205,7 @@ func TestAChainedBlockKeepsItsPayloadAfterTheProducerReusesItsBufferAndTheLinkIt
 func TestAChainedPipeHandsOnAReadOnlyPayloadWithoutACopyAndCopiesAnyOther(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pipe := protocol.PipeBinding{ID: 1, HeadSize: 1, Chain: 1}
-	p, err := newPublisher(ctx, nil, pipe, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := newLinks().open(linkKey{"p", 1, 1})
-	p.link = l
-	go p.run(ctx)
-	in := &input{pipe: pipe, ch: l.ch, link: l}
+	p, in := chainedPipe(ctx, t)
 	input, buffer := []byte("an input's payload"), []byte("the job's own buffer")
 	for sqn, w := range []struct {
 		payload  []byte
