@@ -106,8 +106,9 @@ func (w *Worker) jobStats() []protocol.JobState {
 
 // leave asks the broker to drain this worker before it stops: the broker cordons it, has it end
 // its jobs (handleLeave) and moves them, then answers. Bounded: a broker that does not answer
-// finds the worker gone by its missing heartbeats and moves the jobs then.
-func (w *Worker) leave() {
+// finds the worker gone by its missing heartbeats and moves the jobs then. It reports false when
+// the connection dropped while it asked: the broker went away just then.
+func (w *Worker) leave() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), protocol.LeaveGrace+10*time.Second)
 	defer cancel()
 	ctx, stop := w.whileConnected(ctx) // a broker that goes away meanwhile drains nothing
@@ -115,7 +116,8 @@ func (w *Worker) leave() {
 	var r protocol.DrainReply
 	if err := w.request(ctx, protocol.From(protocol.SubjLeave, w.opts.Name), protocol.WorkerRequest{Worker: w.opts.Name}, &r); err != nil {
 		w.log.Warn("broker did not drain this worker; its jobs move once it is found gone", "error", err)
-		return
+		return w.nc.IsConnected()
 	}
 	w.log.Info("drained: jobs moved to other workers", "jobs", len(r.Moved))
+	return true
 }

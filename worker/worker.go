@@ -214,14 +214,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.closing = true // no more bids nor reservations
 	w.mu.Unlock()
 	away := !w.brokerReachable(brokerAwayGrace)
+	if !away && !w.leave() {
+		// The connection dropped while the broker was asked to drain: it went away just then (a
+		// SIGTERM right after the broker died, before the connection noticed). Given the same
+		// grace to come back, it is away as above, not waited for by every job's report.
+		away = !w.brokerReachable(brokerAwayGrace)
+	}
 	if away {
 		// Nobody to drain this worker, take its jobs' reports or its deregistration: it stops
 		// its jobs and exits; a broker that comes back finds it gone and moves them.
 		w.log.Warn("the broker is away: stopping without being drained; its jobs move once the broker finds this worker gone",
 			"waited", brokerAwayGrace)
 		cancel() // the job reports give up at once
-	} else {
-		w.leave()
 	}
 	hbStop()
 	<-hbDone
