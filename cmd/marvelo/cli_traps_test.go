@@ -212,8 +212,9 @@ func TestUnknownTypeSaysWhereTypesComeFromAndWhatMustRun(t *testing.T) {
 }
 
 // TestSubmitWaitTimesOutNamingTheStateAndTheReason: submit --wait of a pipeline that stays
-// pending says why once while it waits, and --timeout ends the wait with exit 1 naming the state
-// and the reason.
+// pending says why while it waits, each reason once (the first placement may come before the
+// worker bids, with a reason of its own), and --timeout ends the wait with exit 1 naming the
+// state and the reason.
 func TestSubmitWaitTimesOutNamingTheStateAndTheReason(t *testing.T) {
 	env, err := local.Start(local.Options{Registry: builtin.Registry(), WorkDir: t.TempDir()})
 	if err != nil {

@@ -45,7 +45,8 @@ func submitCommand() *cli.Command {
 		Description: `Sends the pipeline document (CBOR, JSON or YAML, judged by content) to the broker, which
 validates it against the job types its live workers carry (checked here first, each problem
 with its line and column), places every job and starts them. With --wait, waits until the
-pipeline ends, saying once why it is pending while it is; with --follow, also prints job
+pipeline ends, saying why it is pending while it is (each reason once: again only when it
+changes, as when a worker joins that cannot run the job either); with --follow, also prints job
 output and events meanwhile. --timeout bounds that wait: when it runs out, the command exits 1
 naming the pipeline's state and its reason (the pipeline stays: marvelo stop NAME).
 
@@ -144,12 +145,13 @@ func submitAction(c *cli.Context) error {
 			fmt.Fprintf(stderr, "%s %s: %s\n", e.Time.Format("15:04:05.000"), e.Kind, e.Message)
 		}
 	} else {
-		// --wait is silent but for why the pipeline waits, said once (the reason when it gives
-		// up is the latest).
-		said := false
+		// --wait is silent but for why the pipeline waits: each reason once, a new one when it
+		// changes (a worker that joins may not fit either; the reason when it gives up is the
+		// latest).
+		said := ""
 		pending := func(reason string) {
-			if reason != "" && !said {
-				said = true
+			if reason != "" && reason != said {
+				said = reason
 				fmt.Fprintf(stderr, "pipeline %s is pending: %s (still waiting)\n", p.Name, reason)
 			}
 		}
