@@ -369,7 +369,10 @@ func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 		return false, err
 	}
 	for k, o := range g.outs {
-		if err := t.answer(ctx, o, r.tag, t.jctx.OutHead(k), g.outBuf[k], r.connector, withinInputs(g.outBuf[k], r.payloads)); err != nil {
+		// Only a chained output hands an input's payload on as it is (publisher.Write): the
+		// others frame every block into their batch, and need not look.
+		readOnly := o.pub.link != nil && withinInputs(g.outBuf[k], r.payloads)
+		if err := t.answer(ctx, o, r.tag, t.jctx.OutHead(k), g.outBuf[k], r.connector, readOnly); err != nil {
 			return false, err
 		}
 	}
