@@ -88,6 +88,14 @@ const BatchHeader = "Marvelo-Blocks"
 // SQN is the header's value (decimal): the source stopped without setting the finished bit.
 const EndHeader = "Marvelo-End"
 
+// RestartHeader names the restart a message's first block begins (a block with the reset bit or
+// SQN 1): an opaque identity, the same each time a producer computes that block again. A
+// producer that moved or restarted recomputes what its inputs had not acknowledged, and may
+// publish a restart its consumer took already; the consumer drops a restart whose identity is
+// the one it took last, where it would otherwise restart its sequence a second time. A message
+// without the header restarts the sequence as SPEC §4.4 says.
+const RestartHeader = "Marvelo-Restart"
+
 // AppendBatchEntry appends one block of a batch to dst.
 func AppendBatchEntry(dst []byte, b Block, headSize int) []byte {
 	n := 8 + headSize + len(b.Payload)

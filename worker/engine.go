@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"sync/atomic"
 	"unsafe"
 
@@ -57,6 +59,49 @@ type roundTag struct {
 	// poison: the round is skipped (poisonRound) and never written to a program; an output
 	// answers it with nothing when its turn comes (execKind.nextTag).
 	poison bool
+	// restart names the restart the round begins (codec.RestartHeader), "" for none or one
+	// that cannot be named: a new instance of the job computes the same name for it again.
+	restart string
+}
+
+// sourceTag is the tag of a source's step (and of an all-async job's). A restart is named by the
+// job, its instance (epoch) and its number in the instance: a source that moves or restarts
+// without a checkpoint begins a new sequence, which its consumers must take as a restart.
+func (t *task) sourceTag(step align.Step) roundTag {
+	tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
+	if step.Reset {
+		tag.restart = fmt.Sprintf("%d.%d.%d", t.assign.Job.ID, t.assign.Epoch, step.Restart)
+	}
+	return tag
+}
+
+// roundRestart names the restart a checker's round begins from the restarts its synchronous
+// inputs took last (input.restart), so that every instance computing the round from the same
+// blocks names it alike; "" when the round begins none, or an input's restart has no name (a
+// block from a NATS client, or SQN 1 without the reset bit).
+func (t *task) roundRestart(cr align.Round, ins []*input) string {
+	if cr.SQN != 1 && cr.Head&codec.HeadMask(t.headSize, codec.BitReset) == 0 {
+		return ""
+	}
+	var names []string
+	for _, in := range ins {
+		if in.pipe.Async {
+			continue
+		}
+		if in.restart == "" {
+			return ""
+		}
+		names = append(names, in.restart)
+	}
+	if len(names) == 1 {
+		return names[0]
+	}
+	h := fnv.New64a()
+	for _, n := range names {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+	}
+	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 // roundAcks are the input messages a round consumed. Each output releases them once its answer
@@ -107,7 +152,7 @@ func newOutPorts(pubs []*publisher) []*outPort {
 // publisher counts the block out.
 func (t *task) answer(ctx context.Context, o *outPort, tag roundTag, jobHead uint32, payload []byte, connector, readOnly bool) error {
 	head := align.OutHead(jobHead, tag.head, t.headSize, connector, t.assign.Job.Head)
-	if err := o.pub.Write(ctx, codec.Block{SQN: tag.sqn, Head: head, Payload: payload}, readOnly); err != nil {
+	if err := o.pub.write(ctx, codec.Block{SQN: tag.sqn, Head: head, Payload: payload}, readOnly, tag.restart); err != nil {
 		return err
 	}
 	if tag.acks != nil {
@@ -188,7 +233,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 		return err
 	}
 	if chk != nil {
-		defer t.syncCheckerStats(chk)
+		defer t.syncCheckerStats(chk, ins)
 	}
 	opts, err := t.startOptionals(ctx, ins)
 	if err != nil {
@@ -245,13 +290,14 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 				skipping = false
 			}
 			r.tag.sqn, r.tag.head, r.connector = cr.SQN, cr.Head, true
+			r.tag.restart = t.roundRestart(cr, ins)
 			for k, blocks := range cr.Blocks {
 				if blocks != nil {
 					r.payloads[k], r.heads[k] = blockParts(blocks, r.payloads[k], r.heads[k])
 				}
 			}
 			if cr.SQN%64 == 0 || cr.Head != 0 {
-				t.syncCheckerStats(chk) // counters for heartbeats; the end of the loop syncs too
+				t.syncCheckerStats(chk, ins) // counters for heartbeats; the end of the loop syncs too
 			}
 		} else {
 			if allOptional {
@@ -264,7 +310,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 			if err != nil {
 				return err
 			}
-			r.tag.sqn, r.tag.head = step.SQN, step.Head(t.headSize)
+			r.tag = t.sourceTag(step)
 		}
 		inputEnded, err := t.takeAsync(ctx, ins, opts, r.payloads, r.heads)
 		if err != nil {

@@ -527,8 +527,7 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 			if err != nil {
 				return err
 			}
-			tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
-			if err := t.answer(ctx, o.port, tag, head, payload, false, false); err != nil {
+			if err := t.answer(ctx, o.port, t.sourceTag(step), head, payload, false, false); err != nil {
 				return err
 			}
 			continue

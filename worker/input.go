@@ -28,7 +28,10 @@ type inMsg struct {
 	gap    uint64        // messages the stream dropped (max_queue) just before this one
 	size   uint64        // the payload bytes of its blocks
 	redel  bool          // JetStream delivered it before
-	err    error
+	// restart names the restart its first block begins (codec.RestartHeader), if its producer
+	// named one.
+	restart string
+	err     error
 }
 
 // input is one input pipe of a running job: a goroutine reads its consumer into ch, and the job's
@@ -52,6 +55,10 @@ type input struct {
 	// (checkJump).
 	top     uint64
 	dropped uint64
+	// restart names the restart a synchronous input took last ("" for none, or one without a
+	// name); replays counts restarts dropped because they were that one again (skipReplay).
+	restart string
+	replays uint64
 	rt      *realtimeSub // a realtime pipe's subscription, or nil
 	link    *link        // a chained pipe's link (link.go), or nil
 	log     *slog.Logger // the job's log (transient consumer errors)
@@ -428,7 +435,7 @@ func (in *input) parse(h nats.Header, data []byte) inMsg { return parseMsg(in.pi
 
 // parseMsg splits a message of a pipe into blocks (input.parse).
 func parseMsg(pipe protocol.PipeBinding, h nats.Header, data []byte) inMsg {
-	var im inMsg
+	im := inMsg{restart: h.Get(codec.RestartHeader)}
 	if v := h.Get(codec.EndHeader); v != "" {
 		im.end = true
 		im.endSQN, _ = strconv.ParseUint(v, 10, 64)
@@ -477,6 +484,9 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			if in.pos == len(in.cur.blocks) {
 				in.consumed(in.cur.msg)
 			}
+			if in.skipReplay(b) {
+				continue
+			}
 			if err := in.checkJump(b.SQN, b.Head, false); err != nil {
 				return codec.Block{}, false, err
 			}
@@ -524,6 +534,33 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			return codec.Block{}, false, ctx.Err()
 		}
 	}
+}
+
+// skipReplay notes the restart a block of a synchronous input begins (the reset bit, or SQN 1)
+// and reports whether it is the restart the input took last, sent again: a producer that moved
+// or restarted recomputes the rounds its inputs had not acknowledged, and its consumer may have
+// taken their answers already (the stream no longer holds them, so the publisher's resumeSQN
+// cannot drop them). Taken again it would restart this input's sequence a second time — a dummy
+// round, and the blocks after it twice; dropped, the blocks that follow it are older than the
+// checker expects and dropped as stale, up to the first new one. Only a restart named by its
+// message's header (codec.RestartHeader, the message's first block) is recognised.
+func (in *input) skipReplay(b codec.Block) bool {
+	if (b.Head == 0 && b.SQN != 1) || in.pipe.Async {
+		return false // the usual block, looked at no further
+	}
+	if _, reset, _ := codec.Flags(b.Head, in.pipe.HeadSize); !reset && b.SQN != 1 {
+		return false
+	}
+	name := ""
+	if in.pos == 1 {
+		name = in.cur.restart
+	}
+	if name != "" && name == in.restart {
+		in.replays++
+		return true
+	}
+	in.restart = name
+	return false
 }
 
 // maxSQNJump is how far ahead of the highest SQN a synchronous input has taken the next SQN may

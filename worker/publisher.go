@@ -49,6 +49,7 @@ type publisher struct {
 	size     int           // bytes pending: of pending, or of the blocks' payloads
 	count    int
 	payload  int      // the pending blocks' payload bytes, for counts
+	restart  string   // the name of the restart the pending batch begins with (codec.RestartHeader)
 	arena    []byte   // where own copies a chained pipe's payloads
 	barriers []func() // run once everything appended before them is stored
 	closing  bool
@@ -149,6 +150,13 @@ func lastSQN(ctx context.Context, st jetstream.Stream, pipe protocol.PipeBinding
 // says that b's payload is memory nobody writes again — an input's payload a job passes on
 // (withinInputs) — which a chained pipe hands on as it is instead of copying it (own).
 func (p *publisher) Write(ctx context.Context, b codec.Block, readOnly bool) error {
+	return p.write(ctx, b, readOnly, "")
+}
+
+// write is Write for a block that may begin a restart named restart (roundTag.restart): such a
+// block begins a batch of its own, which carries the name (codec.RestartHeader), so that a
+// consumer that took the restart already knows it when this job's next instance sends it again.
+func (p *publisher) write(ctx context.Context, b codec.Block, readOnly bool, restart string) error {
 	if p.resumeSQN > 0 {
 		if _, reset, _ := codec.Flags(b.Head, p.headSize); !reset && b.SQN <= p.resumeSQN {
 			p.countOut(1, len(b.Payload)) // the job's answer all the same
@@ -163,7 +171,10 @@ func (p *publisher) Write(ctx context.Context, b codec.Block, readOnly bool) err
 			p.mu.Unlock()
 			return err
 		}
-		if empty := p.count == 0; empty || (p.count < p.maxCount && p.size < maxBatchBytes) {
+		if empty := p.count == 0; empty || (restart == "" && p.count < p.maxCount && p.size < maxBatchBytes) {
+			if empty {
+				p.restart = restart
+			}
 			if p.link != nil {
 				// Exactly what the wire form would carry: the head's own bytes, a payload of its own.
 				b.Head &= codec.HeadLimit(p.headSize)
@@ -274,7 +285,8 @@ func (p *publisher) run(ctx context.Context) {
 	for {
 		p.mu.Lock()
 		batch, blocks, size, n, payload, barriers, closing, end := p.pending, p.blocks, p.size, p.count, p.payload, p.barriers, p.closing, p.end
-		p.pending, p.size, p.count, p.payload, p.barriers = spare[:0], 0, 0, 0, nil
+		restart := p.restart
+		p.pending, p.size, p.count, p.payload, p.barriers, p.restart = spare[:0], 0, 0, 0, nil, ""
 		if p.link != nil && n > 0 {
 			// The consumer keeps the blocks it is handed: the next batch gets a slice of its own.
 			p.blocks = p.link.blockSlice()
@@ -285,9 +297,9 @@ func (p *publisher) run(ctx context.Context) {
 		if n > 0 {
 			var err error
 			if p.link != nil {
-				err = p.link.put(ctx, inMsg{blocks: blocks, size: uint64(size)})
+				err = p.link.put(ctx, inMsg{blocks: blocks, size: uint64(size), restart: restart})
 			} else {
-				err = p.send(ctx, batch, n)
+				err = p.send(ctx, batch, n, restart)
 			}
 			if err != nil {
 				p.fail(err)
@@ -328,14 +340,21 @@ func (p *publisher) fail(err error) {
 	p.mu.Unlock()
 }
 
-// send publishes one batch (or a lone block in the plain wire format).
-func (p *publisher) send(ctx context.Context, batch []byte, n int) error {
+// send publishes one batch (or a lone block in the plain wire format), naming the restart its
+// first block begins, if any.
+func (p *publisher) send(ctx context.Context, batch []byte, n int, restart string) error {
 	msg := &nats.Msg{Subject: p.pipe.Subject}
 	if n == 1 {
 		msg.Data = batch[4:]
 	} else {
 		msg.Data = batch
 		msg.Header = nats.Header{codec.BatchHeader: []string{strconv.Itoa(n)}}
+	}
+	if restart != "" {
+		if msg.Header == nil {
+			msg.Header = nats.Header{}
+		}
+		msg.Header.Set(codec.RestartHeader, restart)
 	}
 	if err := p.publish(ctx, msg); err != nil {
 		return err

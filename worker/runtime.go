@@ -107,12 +107,13 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	// a moved file sink appends to its file).
 	var cp *checkpoints
 	var cpSQN uint64
+	var cpRestart string
 	if t.runner != nil {
 		if cp, err = t.openCheckpoints(ctx, js); err != nil {
 			return err
 		}
 		if cp != nil {
-			if cpSQN, err = cp.restore(ctx); err != nil {
+			if cpSQN, cpRestart, err = cp.restore(ctx); err != nil {
 				return err
 			}
 		}
@@ -197,7 +198,7 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		g := &goKind{t: t, outs: ports}
 		if cp != nil && len(ports) == 0 {
 			g.sink = newSinkCheckpoints(cp, t.log)
-			g.skipUpTo = cpSQN
+			g.skipUpTo, g.restart = cpSQN, cpRestart
 			wg.Add(1)
 			go func() { defer wg.Done(); g.sink.run(pctx) }()
 		}
@@ -297,7 +298,7 @@ func (t *task) runSource(ctx context.Context, outs []*outPort, cp *checkpoints, 
 		if err := t.writeLogRow(ctx, stepIn, t.logClock()); err != nil {
 			return err
 		}
-		tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
+		tag := t.sourceTag(step)
 		for k, o := range outs {
 			if err := t.answer(ctx, o, tag, t.jctx.OutHead(k), payloads[k], false, false); err != nil {
 				return err
@@ -333,21 +334,30 @@ type goKind struct {
 	// acknowledged once the checkpoint that covers them is stored.
 	sink *sinkCheckpoints
 	// skipUpTo: a restored sink has written the rounds up to this SQN already (the rounds come
-	// again when their acknowledgement was lost); 0 once a later round, or a reset, came.
+	// again when their acknowledgement was lost); 0 once a later round, or a reset, came — but
+	// not the restart named restart, which those rounds count from, sent again by a producer's
+	// next instance (§8 "Replays").
 	skipUpTo uint64
+	// restart names the restart the sink's rounds count from, for its checkpoint.
+	restart string
 }
 
 func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 	t := g.t
+	_, reset, _ := codec.Flags(r.tag.head, t.headSize)
+	replayed := reset && r.tag.restart != "" && r.tag.restart == g.restart
 	if g.skipUpTo > 0 {
-		if _, reset, _ := codec.Flags(r.tag.head, t.headSize); reset || r.tag.sqn > g.skipUpTo {
+		if (reset && !replayed) || r.tag.sqn > g.skipUpTo {
 			g.skipUpTo = 0
 		} else {
 			return false, nil // written before the move: acknowledged, not written twice
 		}
 	}
+	if reset || r.tag.sqn == 1 {
+		g.restart = r.tag.restart
+	}
 	if g.sink != nil {
-		defer func() { g.sink.record(r.tag.sqn, r.tag.acks); r.tag.acks = nil }()
+		defer func() { g.sink.record(r.tag.sqn, g.restart, r.tag.acks); r.tag.acks = nil }()
 	}
 	t.jctx.BeginBlock(r.heads)
 	stepIn := t.logClock()
@@ -384,7 +394,7 @@ func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 // acknowledged with the checkpoint as any round's.
 func (g *goKind) skipRound(_ context.Context, r *round) error {
 	if g.sink != nil {
-		g.sink.record(r.tag.sqn, r.tag.acks)
+		g.sink.record(r.tag.sqn, g.restart, r.tag.acks)
 		r.tag.acks = nil
 	}
 	for _, o := range g.outs {
@@ -446,11 +456,14 @@ func zeroLike(c codec.Codec) func([]byte) ([]byte, error) {
 }
 
 // syncCheckerStats copies the checker's counters into the job's.
-func (t *task) syncCheckerStats(chk *align.Checker) {
+func (t *task) syncCheckerStats(chk *align.Checker, ins []*input) {
 	var dummies, stale uint64
 	for _, in := range chk.Stats().Inputs {
 		dummies += in.Dummies
 		stale += in.Stale
+	}
+	for _, in := range ins {
+		stale += in.replays // restarts sent again are stale blocks too
 	}
 	t.stats.dummies.Store(dummies - t.skippedDummies)
 	t.stats.stale.Store(stale)

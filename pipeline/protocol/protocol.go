@@ -127,6 +127,9 @@ func CheckpointKey(pipelineName string, job int) string {
 type Checkpoint struct {
 	SQN   uint64 `json:"sqn"`
 	State []byte `json:"state"`
+	// Restart is a sink's: the name of the restart its SQN counts from (codec.RestartHeader),
+	// so that the sink restored does not take that restart, sent again, for a new one.
+	Restart string `json:"restart,omitempty"`
 }
 
 // LogSubject carries the log lines of one job.

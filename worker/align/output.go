@@ -12,10 +12,11 @@ import (
 // source mode). It never sleeps: Next tells the caller how long to wait. Reset may be called from
 // any goroutine; Next from the job's.
 type SourceSequencer struct {
-	mu      sync.Mutex
-	sqn     uint64
-	pending bool      // a reset applies to the next block
-	at      time.Time // not before this time (zero: at once)
+	mu       sync.Mutex
+	sqn      uint64
+	pending  bool      // a reset applies to the next block
+	at       time.Time // not before this time (zero: at once)
+	restarts uint64    // the resets begun so far, the first block's included
 }
 
 // NewSourceSequencer returns a sequencer whose first block is SQN 1 with the reset bit.
@@ -25,6 +26,9 @@ func NewSourceSequencer() *SourceSequencer { return &SourceSequencer{pending: tr
 type Step struct {
 	SQN   uint64
 	Reset bool
+	// Restart numbers a step with Reset among this sequencer's restarts, from 1: with the job
+	// and its instance it names the restart (codec.RestartHeader).
+	Restart uint64
 	// Wait is how long the caller must wait, from the now given to Next, before sending the
 	// block: a reset requested for a future time takes effect then.
 	Wait time.Duration
@@ -78,6 +82,8 @@ func (s *SourceSequencer) Next(now time.Time) Step {
 	var st Step
 	if s.pending {
 		s.sqn, st.Reset = 0, true
+		s.restarts++
+		st.Restart = s.restarts
 		if s.at.After(now) {
 			st.Wait = s.at.Sub(now)
 		}

@@ -1,0 +1,268 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/builtin"
+	"github.com/marvelo/marvelo/pipeline/job"
+	"github.com/marvelo/marvelo/pipeline/protocol"
+)
+
+// A job's next instance recomputes the rounds its inputs had not acknowledged. When its consumer
+// took their answers already, the stream no longer holds them (a work queue forgets what was
+// acknowledged), so the publisher cannot drop them (resumeSQN); the restart they begin is named
+// (codec.RestartHeader) and the consumer drops the one it took, and the blocks after it as stale.
+
+// holdAt forwards its input; at the value at it says so on reached and fails once release is
+// closed: the instance a worker's death cuts off in the middle of a round.
+type holdAt struct {
+	at      string
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (j *holdAt) Run(_ *job.Context, v any) (any, error) { return j.step(v) }
+
+func (j *holdAt) step(v any) (any, error) {
+	if fmt.Sprint(v) == j.at {
+		close(j.reached)
+		<-j.release
+		return nil, errors.New("cut off at " + j.at)
+	}
+	return v, nil
+}
+
+// recordSink records the values it is handed, each also on got.
+type recordSink struct {
+	mu   sync.Mutex
+	seen []string
+	got  chan string
+}
+
+func (s *recordSink) Run(_ *job.Context, v any) error {
+	s.mu.Lock()
+	s.seen = append(s.seen, fmt.Sprint(v))
+	s.mu.Unlock()
+	s.got <- fmt.Sprint(v)
+	return nil
+}
+
+func (s *recordSink) values() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.seen, " ")
+}
+
+// sourceBlocks publishes blocks 1…n of json integers to p in one message, the first with the
+// reset bit and a restart named as a source names it (task.sourceTag), then an end marker naming
+// end if end > 0.
+func sourceBlocks(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding, n, end uint64) {
+	t.Helper()
+	ctx := context.Background()
+	pub, err := newPublisher(ctx, js, p, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := codec.New(p.Codec, 0)
+	for sqn := uint64(1); sqn <= n; sqn++ {
+		payload, _ := c.Append(nil, int64(sqn))
+		b, restart := codec.Block{SQN: sqn, Payload: payload}, ""
+		if sqn == 1 {
+			b.Head, restart = codec.HeadMask(p.HeadSize, codec.BitReset), "1.1.1"
+		}
+		if err := pub.write(ctx, b, false, restart); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go pub.run(ctx) // started after the writes: every block goes in one message
+	var endAt *uint64
+	if end > 0 {
+		endAt = &end
+	}
+	if err := pub.Close(ctx, endAt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitStreamEmpty waits until every message of a pipe's stream is acknowledged (bounded polling).
+func waitStreamEmpty(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := js.Stream(context.Background(), p.Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pipe %d still holds %d messages", p.ID, info.State.Msgs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startTask runs a task until it ends or ctx does; its error comes on the channel returned.
+func startTask(ctx context.Context, js jetstream.JetStream, tk *task) <-chan error {
+	tk.drainCtx, tk.drain = context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		defer tk.drain()
+		errc <- tk.run(ctx, js)
+	}()
+	return errc
+}
+
+func TestAnswersAJobComputesAgainAfterItsConsumerTookThemReachTheSinkOnce(t *testing.T) {
+	_, js := startJetStream(t)
+	in, out := jsonPipe(t, js, 1, 0), jsonPipe(t, js, 2, 0)
+	sourceBlocks(t, js, in, 6, 6)
+
+	sink := &recordSink{got: make(chan string, 16)}
+	sinkTask := goTask(t, js, sink, pipeline.Job{ID: 3, Type: "record", Inputs: []int{2}}, []protocol.PipeBinding{out}, nil, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sinkDone := startTask(ctx, js, sinkTask)
+
+	// The first instance answers rounds 1–3 and is cut off in round 4, its input (one message,
+	// blocks 1–6) not acknowledged; the sink takes the three answers and acknowledges them.
+	spec := pipeline.Job{ID: 2, Type: "hold", Inputs: []int{1}, Outputs: []int{2}}
+	first := &holdAt{at: "4", reached: make(chan struct{}), release: make(chan struct{})}
+	firstCtx, kill := context.WithCancel(ctx)
+	firstDone := startTask(firstCtx, js, goTask(t, js, first, spec, []protocol.PipeBinding{in}, []protocol.PipeBinding{out}, t.TempDir()))
+	<-first.reached
+	for i := 0; i < 3; i++ {
+		select {
+		case <-sink.got:
+		case <-ctx.Done():
+			t.Fatalf("the sink took %q, want three values", sink.values())
+		}
+	}
+	waitStreamEmpty(t, js, out)
+	kill()
+	close(first.release)
+	<-firstDone
+
+	// The next instance takes the input from its start again (a new consumer, as a move makes)
+	// and answers rounds 1–6: 1–3 a second time, into an empty stream.
+	if err := js.DeleteConsumer(ctx, in.Stream, in.Consumer); err != nil {
+		t.Fatal(err)
+	}
+	next := in
+	next.Consumer = "c1-next"
+	if _, err := js.CreateConsumer(ctx, in.Stream, jetstream.ConsumerConfig{Durable: next.Consumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64, AckWait: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	again := &holdAt{}
+	if err := <-startTask(ctx, js, goTask(t, js, again, spec, []protocol.PipeBinding{next}, []protocol.PipeBinding{out}, t.TempDir())); err != nil {
+		t.Fatalf("next instance: %v", err)
+	}
+	if err := <-sinkDone; err != nil {
+		t.Fatalf("sink: %v", err)
+	}
+	if got := sink.values(); got != "1 2 3 4 5 6" {
+		t.Errorf("the sink took %s, want 1 2 3 4 5 6: each answer once, no restart and no dummy", got)
+	}
+	if st := sinkTask.stats.snapshot(); st.Dummies != 0 || st.Stale != 3 {
+		t.Errorf("the sink counted %d dummies and %d stale blocks, want 0 and 3 (the repeated 1, 2 and 3)", st.Dummies, st.Stale)
+	}
+}
+
+// A restored file sink's input has taken nothing yet, so it takes the restart its producer sends
+// again; the checkpoint names the restart its rows count from, and the sink writes none of them
+// twice.
+func TestARestoredFileSinkWritesNoRowTwiceWhenItsProducerSendsTheRestartItTookAgain(t *testing.T) {
+	_, js := startJetStream(t)
+	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	in := jsonPipe(t, js, 1, 0)
+	dir := t.TempDir()
+	spec := pipeline.Job{ID: 2, Type: "csv_sink", Inputs: []int{1}}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// The sink writes rows 1–3 and acknowledges them once its checkpoint is stored; then its
+	// worker dies.
+	sourceBlocks(t, js, in, 3, 0)
+	firstCtx, kill := context.WithCancel(ctx)
+	firstDone := startTask(firstCtx, js, goTask(t, js, &builtin.CSVSink{Path: "out.csv"}, spec, []protocol.PipeBinding{in}, nil, dir))
+	waitStreamEmpty(t, js, in)
+	kill()
+	<-firstDone
+
+	// The producer's next instance sends 1–6 again from the same restart; the sink restored
+	// from its checkpoint takes them.
+	sourceBlocks(t, js, in, 6, 6)
+	if err := <-startTask(ctx, js, goTask(t, js, &builtin.CSVSink{Path: "out.csv"}, spec, []protocol.PipeBinding{in}, nil, dir)); err != nil {
+		t.Fatalf("restored sink: %v", err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "out.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(data)); strings.Join(got, " ") != "pipe_1 1 2 3 4 5 6" {
+		t.Errorf("the file holds %q, want a header and rows 1 to 6, each once", got)
+	}
+}
+
+// TestARestartIsDroppedOnlyWhenItIsTheOneItsInputTookLast: a restart named again is dropped; a
+// restart of another name, or of none (a NATS client's), restarts the sequence as always.
+func TestARestartIsDroppedOnlyWhenItIsTheOneItsInputTookLast(t *testing.T) {
+	pipe := protocol.PipeBinding{ID: 4, Codec: "json", BlockCount: 1, HeadSize: 1}
+	rst := codec.HeadMask(1, codec.BitReset)
+	in := newInput(0, pipe)
+	msgs := []inMsg{
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"},
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"}, // a replay: 1 dropped
+		{blocks: []codec.Block{{SQN: 3}, {SQN: 1, Head: rst}}, restart: "a"}, // a restart not first: unnamed
+		{blocks: []codec.Block{{SQN: 1, Head: rst}}, restart: "b"},
+		{blocks: []codec.Block{{SQN: 1}}}, // SQN 1 from a NATS client: a restart of no name
+		{blocks: []codec.Block{{SQN: 1}}},
+		{end: true, endSQN: 1},
+	}
+	go func() {
+		for _, m := range msgs {
+			in.ch <- m
+		}
+	}()
+	var st stats
+	var got []string
+	for {
+		b, ok, err := in.next(context.Background(), &st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		mark := ""
+		if b.Head == rst {
+			mark = "r"
+		}
+		got = append(got, fmt.Sprint(b.SQN, mark))
+	}
+	want := "1r 2 2 3 1r 1r 1 1"
+	if strings.Join(got, " ") != want || in.replays != 1 {
+		t.Errorf("took %s with %d replays dropped, want %s with 1", strings.Join(got, " "), in.replays, want)
+	}
+}
