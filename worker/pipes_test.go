@@ -218,16 +218,8 @@ func TestAStaleInstanceIsFencedOff(t *testing.T) {
 	if !strings.Contains(err.Error(), "another instance of this job publishes") || !strings.Contains(err.Error(), "this one is stale") {
 		t.Fatalf("error %q: want the fencing error", err)
 	}
-	st, err := js.Stream(context.Background(), pipe.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 1 {
-		t.Fatalf("the stream holds %d messages, want the fresh instance's one", info.State.Msgs)
+	if n := streamMsgs(t, js, pipe); n != 1 {
+		t.Fatalf("the stream holds %d messages, want the fresh instance's one", n)
 	}
 }
 

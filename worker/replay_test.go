@@ -97,24 +97,27 @@ func sourceBlocks(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding, 
 	}
 }
 
+// streamMsgs is how many messages a pipe's stream holds.
+func streamMsgs(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding) uint64 {
+	t.Helper()
+	st, err := js.Stream(context.Background(), p.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
 // waitStreamEmpty waits until every message of a pipe's stream is acknowledged (bounded polling).
 func waitStreamEmpty(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := js.Stream(context.Background(), p.Stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == 0 {
-			return
-		}
+	for n := streamMsgs(t, js, p); n > 0; n = streamMsgs(t, js, p) {
 		if time.Now().After(deadline) {
-			t.Fatalf("pipe %d still holds %d messages", p.ID, info.State.Msgs)
+			t.Fatalf("pipe %d still holds %d messages", p.ID, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
