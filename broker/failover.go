@@ -188,9 +188,9 @@ func (c *control) offerMoves(ctx context.Context, doc *pipeline.Pipeline, moves 
 	}
 }
 
-// startMoves moves the input consumers of the placed jobs to the new epoch, then prepares and
-// starts each with its chained pipes; a job whose move fails is reported failed (its restart
-// policy may restart it).
+// startMoves moves the input consumers of the placed jobs to the new epoch and fences their
+// outputs (fence.go), then prepares and starts each with its chained pipes; a job whose move
+// fails is reported failed (its restart policy may restart it).
 func (c *control) startMoves(ctx context.Context, p *pipelineState, moves []*move, newEpoch uint64, chains map[int]uint64) {
 	placement := map[int]string{}
 	for _, m := range moves {
@@ -201,6 +201,7 @@ func (c *control) startMoves(ctx context.Context, p *pipelineState, moves []*mov
 			c.moveFailed(p.doc.Name, m, newEpoch, err)
 			continue
 		}
+		c.fenceOutputs(ctx, p.doc, p.doc.JobByID(m.id)) // fence.go: the old instance can no longer publish
 		placement[m.id] = m.worker
 	}
 	if len(placement) == 0 {

@@ -223,6 +223,71 @@ func TestAStaleInstanceIsFencedOff(t *testing.T) {
 	}
 }
 
+// TestAFencedStaleInstanceIsRefusedEvenWhenItPublishesBeforeTheNewOne: a move fences the job's
+// outputs with an empty batch (broker/fence.go) before the new instance starts. The old instance,
+// frozen with a batch pending and thawed before the new one published anything, is refused; the
+// new one publishes after the fence, and a reader takes its blocks only, passing the fence by.
+func TestAFencedStaleInstanceIsRefusedEvenWhenItPublishesBeforeTheNewOne(t *testing.T) {
+	ctx := context.Background()
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 4096)
+	first, _ := startPublisher(t, js, pipe)
+	if err := first.Write(ctx, codec.Block{SQN: 1, Payload: []byte("a")}, false); err != nil {
+		t.Fatal(err)
+	}
+	waitStored(t, first)
+	// Frozen: a publisher whose goroutine has not run yet, with block 2 pending.
+	stale, err := newPublisher(ctx, js, pipe, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Write(ctx, codec.Block{SQN: 2, Payload: []byte("stale")}, false); err != nil {
+		t.Fatal(err)
+	}
+	// The move: the fence, then the new instance reads the stream's state.
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: pipe.Subject, Header: nats.Header{codec.BatchHeader: []string{"0"}}}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := startPublisher(t, js, pipe)
+	if fresh.resumeSQN != 1 {
+		t.Errorf("the new instance resumes after SQN %d, want 1 (the last block before the fence)", fresh.resumeSQN)
+	}
+	// Thawed first: its pending batch is refused.
+	go stale.run(ctx)
+	if err := stale.Close(ctx, nil); err == nil || !strings.Contains(err.Error(), "this one is stale") {
+		t.Fatalf("the stale instance's close: %v, want the fencing error", err)
+	}
+	for _, sqn := range []uint64{2, 3} {
+		if err := fresh.Write(ctx, codec.Block{SQN: sqn, Payload: []byte("fresh")}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := uint64(3)
+	if err := fresh.Close(ctx, &end); err != nil {
+		t.Fatalf("the new instance: %v", err)
+	}
+	blocks, endSQN, _ := readAll(t, js, pipe)
+	var got []string
+	for _, b := range blocks {
+		got = append(got, fmt.Sprintf("%d:%s", b.SQN, b.Payload))
+	}
+	if strings.Join(got, " ") != "1:a 2:fresh 3:fresh" || endSQN != 3 {
+		t.Errorf("a reader took %v ending at %d, want 1:a 2:fresh 3:fresh ending at 3", got, endSQN)
+	}
+}
+
+// waitStored waits for the barriers queued on p to run: everything written before is stored.
+func waitStored(t *testing.T, p *publisher) {
+	t.Helper()
+	done := make(chan struct{})
+	p.AfterStored(func() { close(done) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocks were not stored within 10 s")
+	}
+}
+
 func TestInputParsesEveryMessageForm(t *testing.T) {
 	in := newInput(0, protocol.PipeBinding{ID: 3, HeadSize: 1})
 	var batch []byte

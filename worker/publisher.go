@@ -120,9 +120,20 @@ func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.Pip
 	return p, nil
 }
 
-// lastSQN reads the SQN of the last block in a pipe's stream.
+// fenceWalk bounds how many empty batches (the broker's fences of moves: broker/fence.go) lastSQN
+// looks past for the last block; a pipe whose job moved that often with nothing written between
+// is resumed from 0, as an emptied one is (its consumer drops what it took already).
+const fenceWalk = 8
+
+// lastSQN reads the SQN of the last block in a pipe's stream, looking past empty batches.
 func lastSQN(ctx context.Context, st jetstream.Stream, pipe protocol.PipeBinding) (uint64, error) {
 	m, err := st.GetLastMsgForSubject(ctx, pipe.Subject)
+	for walked := 0; err == nil && m.Header.Get(codec.BatchHeader) == "0"; walked++ {
+		if m.Sequence <= 1 || walked == fenceWalk {
+			return 0, nil
+		}
+		m, err = st.GetMsg(ctx, m.Sequence-1)
+	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil // consumed meanwhile
 	}
