@@ -10,7 +10,6 @@ import (
 	"github.com/marvelo/marvelo/broker/jserr"
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline"
-	"github.com/marvelo/marvelo/pipeline/backoff"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -53,20 +52,14 @@ func (c *control) fenceOutputs(ctx context.Context, doc *pipeline.Pipeline, j *p
 // fence appends an empty batch to the stream of subject, retrying while the stream is full or
 // briefly without a leader, up to fenceBound.
 func (c *control) fence(ctx context.Context, subject string) error {
-	ctx, cancel := context.WithTimeout(ctx, fenceBound)
-	defer cancel()
-	wait := backoff.Backoff{First: 10 * time.Millisecond, Max: 200 * time.Millisecond}
-	for {
-		msg := &nats.Msg{Subject: subject, Header: nats.Header{codec.BatchHeader: []string{"0"}}}
+	msg := &nats.Msg{Subject: subject, Header: nats.Header{codec.BatchHeader: []string{"0"}}}
+	full := func(err error) bool { return jserr.IsStreamFull(err) || jserr.IsTransient(err) }
+	err := jsRetryWhile(ctx, fenceBound, full, func(ctx context.Context) error {
 		_, err := c.js.PublishMsg(ctx, msg)
-		if err == nil {
-			return nil
-		}
-		if !jserr.IsStreamFull(err) && !jserr.IsTransient(err) {
-			return fmt.Errorf("fence %s: %w", subject, err)
-		}
-		if !wait.Wait(ctx) {
-			return fmt.Errorf("fence %s: %w", subject, err)
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fence %s: %w", subject, err)
 	}
+	return nil
 }

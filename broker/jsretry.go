@@ -20,13 +20,19 @@ const (
 )
 
 func jsRetry(ctx context.Context, bound time.Duration, op func(context.Context) error) error {
+	return jsRetryWhile(ctx, bound, jserr.IsTransient, op)
+}
+
+// jsRetryWhile is jsRetry for a request that may also be tried again after other errors
+// (retryable): a fence waits for room in a full stream (fence.go).
+func jsRetryWhile(ctx context.Context, bound time.Duration, retryable func(error) bool, op func(context.Context) error) error {
 	deadline := time.Now().Add(bound)
 	wait := backoff.Backoff{First: jsRetryEvery, Max: jsRetryEvery}
 	for {
 		actx, cancel := context.WithTimeout(ctx, jsAttempt)
 		err := op(actx)
 		cancel()
-		if err == nil || !jserr.IsTransient(err) || ctx.Err() != nil || time.Now().After(deadline) {
+		if err == nil || !retryable(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
 		if !wait.Wait(ctx) {
