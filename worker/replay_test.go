@@ -114,12 +114,15 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding) ui
 // waitStreamEmpty waits until every message of a pipe's stream is acknowledged (bounded polling).
 func waitStreamEmpty(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for n := streamMsgs(t, js, p); n > 0; n = streamMsgs(t, js, p) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pipe %d still holds %d messages", p.ID, n)
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("pipe %d still holds %d messages after 10 s", p.ID, n)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
