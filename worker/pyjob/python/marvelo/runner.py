@@ -7,8 +7,10 @@ MARVELO_PYTHON_JOB holds the job as JSON (see parse_spec).
 Input blocks are [8-byte big-endian SQN][head][frame]; a round is block_count blocks of every
 input, in order. Output blocks are [head][frame], exactly one per output per round. Output is
 batched in memory and flushed before every read from an input (a read may block, and the
-worker waits for our answers), after every source round, and whenever a buffer passes
-FLUSH_AT. Exit status: 0 finished, 1 the job failed, 2 a bad spec, 141 an output closed.
+worker waits for our answers), after every source round, whenever a buffer passes FLUSH_AT,
+and by a thread of its own once an answer has waited LINGER seconds (a slow round over input
+already read would otherwise hold every answer before it). Exit status: 0 finished, 1 the job
+failed, 2 a bad spec, 141 an output closed.
 """
 
 import json
@@ -16,6 +18,8 @@ import os
 import select
 import struct
 import sys
+import threading
+import time
 
 from .cbor import Incomplete
 from .codecs import CODECS, CodecError, EncodeError, make_codec
@@ -26,6 +30,10 @@ from .job import End, Pipe
 ENV = "MARVELO_PYTHON_JOB"
 CHUNK = 1 << 16
 FLUSH_AT = 1 << 18
+# LINGER is the longest an answer waits for the ones after it to share its write, while the
+# job computes rounds over input it has read already (the Python thread that flushes it may
+# wait the interpreter's switch interval, 5 ms, more for the main thread to let it run).
+LINGER = 0.002
 EXIT_FAILED, EXIT_SPEC, EXIT_OUTPUT_CLOSED = 1, 2, 141
 
 _PREFIX = {1: struct.Struct(">QB"), 2: struct.Struct(">QH"), 4: struct.Struct(">QI")}
@@ -192,16 +200,29 @@ class OutputStream:
         self.buf = bytearray()
 
     def flush(self):
+        """Writes the whole buffer. The caller holds the runner's write lock."""
         view = memoryview(self.buf)
+        try:
+            self._write(view)
+        finally:
+            view.release()
+        del self.buf[:]
+
+    def flush_copy(self):
+        """flush for the lingering flusher's thread, while the main thread may append: what is
+        buffered now is copied out first (an append to a bytearray a write still exports would
+        fail), and only that is removed. The caller holds the runner's write lock."""
+        data = bytes(self.buf)
+        del self.buf[:len(data)]
+        self._write(memoryview(data))
+
+    def _write(self, view):
         try:
             done = 0
             while done < len(view):
                 done += os.write(self.fd, view[done:])
         except BrokenPipeError:
             raise OutputClosed(self.pipe.id) from None
-        finally:
-            view.release()
-        del self.buf[:]
 
 
 # ------------------------------------------------------------------ the spec
@@ -317,13 +338,60 @@ class Runner:
                              self.job_id, self.label)
         self.driver = Driver(self.job, self.label, [p.block_count for p, _ in ins], len(outs), self.head_size)
         self.driver.check()
+        # Writes to the outputs are the main thread's (flush) and the lingering flusher's
+        # (_flush_lingering); the lock keeps them whole and in order. Appends take no lock.
+        self.write_lock = threading.Lock()
+        self.answered = None  # the flusher's Event: an answer waits (None: no flusher, a source)
+        # armed: the flusher was told of the answers buffered since it last took them. True
+        # for good without a flusher, so a source's rounds never look further.
+        self.armed = True
+        self.flusher_error = None  # what stopped the flusher, raised by the main thread's next flush
+        self.closed = False
 
     def flush(self):
+        if self.answered is None:  # nobody else writes
+            self._flush_outputs()
+            return
+        with self.write_lock:
+            if self.flusher_error is not None:
+                raise self.flusher_error
+            self._flush_outputs()
+
+    def _flush_outputs(self):
         for out in self.outputs:
             if out.buf:
                 out.flush()
 
+    def _flush_lingering(self):
+        """The flusher's thread: once an answer is buffered, wait LINGER for more, then write
+        what is buffered. It disarms before it copies, so an answer appended after the copy
+        arms it again (_answer) and is not left behind; one appended before is in the copy."""
+        answered = self.answered
+        while True:
+            answered.wait()
+            time.sleep(LINGER)  # the batching window, not a synchronisation: later answers share the write
+            answered.clear()
+            self.armed = False
+            with self.write_lock:
+                if self.closed:
+                    return
+                try:
+                    for out in self.outputs:
+                        if out.buf:
+                            out.flush_copy()
+                except (OutputClosed, OSError) as e:
+                    self.flusher_error = e
+                    return
+
+    def _start_flusher(self):
+        self.answered, self.armed = threading.Event(), False
+        threading.Thread(target=self._flush_lingering, name="marvelo-flusher", daemon=True).start()
+
     def close(self):
+        with self.write_lock:
+            self.closed = True  # the flusher writes no more: the descriptors go
+        if self.answered is not None:
+            self.answered.set()
         for out in self.outputs:
             try:
                 os.close(out.fd)
@@ -336,6 +404,8 @@ class Runner:
         except Exception as e:
             raise failure("%s: setup failed" % self.label, e) from None
         if self.inputs:
+            if self.outputs:
+                self._start_flusher()
             self._serve_rounds()
         else:
             self._serve_source()
@@ -457,7 +527,10 @@ class Runner:
             buf += head.to_bytes(size, "big")
             buf += frame
             if len(buf) > FLUSH_AT:
-                out.flush()
+                self.flush()
+        if not self.armed:  # after the appends: the flusher disarms before it copies
+            self.armed = True
+            self.answered.set()
 
 
 def main(argv=None):

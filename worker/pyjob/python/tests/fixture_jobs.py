@@ -229,3 +229,18 @@ class ExitsAt(PythonJob):
         if x == 3:
             raise SystemExit(4)
         return x
+
+
+class WaitAt(PythonJob):
+    """Forwards its input; at the value `at` it first waits until someone writes to the named
+    pipe `fifo` (the test, once it has read the answers before that round)."""
+
+    def __init__(self, at=0, fifo="", **kwargs):
+        super().__init__(**kwargs)
+        self.at, self.fifo = at, fifo
+
+    def run(self, x):
+        if x == self.at:
+            with open(self.fifo) as f:
+                f.read()
+        return x

@@ -189,6 +189,30 @@ class BuffersTest(unittest.TestCase):
             proc.communicate(timeout=60)
         self.assertEqual((proc.returncode, read_exactly_eof), (0, b""))
 
+    def test_an_answer_goes_out_while_the_job_works_on_the_next_round_of_a_buffered_backlog(self):
+        # 40 rounds arrive in one write, so the runner reads them all at once and never has to
+        # wait for input; round 2 then waits until the test has read the answer to round 1.
+        with tempfile.TemporaryDirectory() as tmp:
+            fifo = os.path.join(tmp, "go")
+            os.mkfifo(fifo)
+            spec = job_spec("fixture_jobs:WaitAt", [CBOR], [pipe_spec(2)], args={"at": 2, "fifo": fifo})
+            proc, ins, outs = start(spec, 1, 1)
+            try:
+                os.write(ins[0], encode_blocks(CBOR, list(range(1, 41))))
+                os.close(ins[0])
+                first = read_exactly(outs[0], 2, timeout=20)
+                with open(fifo, "w") as f:
+                    f.write("go")
+                want = b"".join(encode_blocks(CBOR, [v])[8:] for v in range(2, 41))  # [head][frame] each
+                rest = read_exactly(outs[0], len(want))
+            except BaseException:
+                proc.kill()  # it may wait on the fifo for ever
+                raise
+            finally:
+                os.close(outs[0])
+                proc.communicate(timeout=60)
+            self.assertEqual((proc.returncode, first, rest), (0, bytes([0, 1]), want))
+
     def test_a_round_split_across_many_writes(self):
         proc, ins, outs = start(job_spec("fixture_jobs:Forward", [CBOR], [pipe_spec(2)]), 1, 1)
         data = encode_blocks(CBOR, ["x" * 1000])
