@@ -468,6 +468,19 @@ func (b *Broker) ClientURL() string {
 	return b.ns.ClientURL()
 }
 
+// MonitorURL is the embedded server's monitoring endpoint (http://HOST:PORT) with the port it
+// bound, which Options.Monitor may leave to the server (HOST:-1); "" when monitoring is off or
+// NATS is not embedded.
+func (b *Broker) MonitorURL() string {
+	if b.ns == nil {
+		return ""
+	}
+	if a := b.ns.MonitorAddr(); a != nil {
+		return "http://" + a.String()
+	}
+	return ""
+}
+
 // Connect opens a NATS connection to the embedded server (or the NATS deployment), with the
 // broker's token or credentials.
 func (b *Broker) Connect(opts ...nats.Option) (*nats.Conn, error) {

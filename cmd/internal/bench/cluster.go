@@ -85,30 +85,30 @@ func (r *benchRunner) startCluster(s clusterSetup, progress io.Writer) error {
 	}
 	r.scriptDir = dir
 	logger := r.logger(progress)
+	cports, err := distinctFreeLoopbackPorts(s.brokers)
+	if err != nil {
+		return err
+	}
 	var routes []string
-	cports := make([]int, s.brokers)
-	for i := range cports {
-		if cports[i], err = freeLoopbackPort(); err != nil {
-			return err
-		}
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", cports[i]))
+	for _, p := range cports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	var urls []string
 	for i := range cports {
-		mport, err := freeLoopbackPort()
-		if err != nil {
-			return err
-		}
+		// Every route is named before the first server starts, so the cluster ports are picked
+		// free in advance; the client and monitoring ports are the servers' own picks, so none
+		// of them can take a cluster port a later broker has still to bind (a monitor did, once:
+		// "broker 3: nats server did not become ready").
 		b, err := broker.Start(broker.Options{
 			Listen: "127.0.0.1:-1", Memory: true, Logger: logger.With("broker", i+1),
 			ServerName: fmt.Sprintf("bench%d", i+1), Cluster: fmt.Sprintf("127.0.0.1:%d", cports[i]),
-			Routes: routes, Replicas: s.replicas, Monitor: fmt.Sprintf("127.0.0.1:%d", mport),
+			Routes: routes, Replicas: s.replicas, Monitor: anyLoopbackPort,
 		})
 		if err != nil {
 			return fmt.Errorf("broker %d: %w", i+1, err)
 		}
 		r.closes = append(r.closes, b.Shutdown)
-		r.monitors = append(r.monitors, fmt.Sprintf("http://127.0.0.1:%d", mport))
+		r.monitors = append(r.monitors, b.MonitorURL())
 		urls = append(urls, b.ClientURL())
 	}
 	connect := func(name string) (*nats.Conn, error) {

@@ -37,17 +37,13 @@ func (r *benchRunner) startEmbedded(stored bool, interval time.Duration, progres
 	}
 	r.scriptDir = dir
 	logger := r.logger(progress)
-	port, err := freeLoopbackPort()
-	if err != nil {
-		return err
-	}
 	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:-1", Memory: !stored, SyncInterval: interval, Logger: logger,
-		Monitor: fmt.Sprintf("127.0.0.1:%d", port)})
+		Monitor: anyLoopbackPort})
 	if err != nil {
 		return err
 	}
 	r.closes = append(r.closes, b.Shutdown)
-	r.monitors = []string{fmt.Sprintf("http://127.0.0.1:%d", port)}
+	r.monitors = []string{b.MonitorURL()}
 	wnc, err := b.Connect()
 	if err != nil {
 		return err
@@ -97,13 +93,25 @@ func (r *benchRunner) runWorker(w *worker.Worker, wait time.Duration, where stri
 	}
 }
 
-func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// anyLoopbackPort is a listen address whose port the server picks as it binds it: no other
+// listener can take it first, as one may take a port found free in advance.
+const anyLoopbackPort = "127.0.0.1:-1"
+
+// distinctFreeLoopbackPorts returns n ports free on 127.0.0.1, no two alike: each is found free
+// while the ones before it are still held, so the kernel cannot hand out one twice. Another
+// process may still take one before its server binds it; use anyLoopbackPort where the port
+// need not be known in advance.
+func distinctFreeLoopbackPorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 // brokerBytes is the bytes the embedded NATS servers have received and sent so far (in_bytes +
