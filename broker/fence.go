@@ -52,7 +52,7 @@ func (c *control) fenceOutputs(ctx context.Context, doc *pipeline.Pipeline, j *p
 // fence appends an empty batch to the stream of subject, retrying while the stream is full or
 // briefly without a leader, up to fenceBound.
 func (c *control) fence(ctx context.Context, subject string) error {
-	msg := &nats.Msg{Subject: subject, Header: nats.Header{codec.BatchHeader: []string{"0"}}}
+	msg := &nats.Msg{Subject: subject, Header: nats.Header{codec.BatchHeader: []string{codec.EmptyBatch}}}
 	full := func(err error) bool { return jserr.IsStreamFull(err) || jserr.IsTransient(err) }
 	err := jsRetryWhile(ctx, fenceBound, full, func(ctx context.Context) error {
 		_, err := c.js.PublishMsg(ctx, msg)

@@ -84,6 +84,11 @@ func DecodeBlock(data []byte, headSize int) (Block, error) {
 // header is one block in wire form.
 const BatchHeader = "Marvelo-Blocks"
 
+// EmptyBatch is BatchHeader's value on a batch of no blocks, which every reader passes by: the
+// broker appends one to a moved job's output streams to fence off its previous instance
+// (broker/fence.go), and a publisher resuming a stream looks past them (worker/publisher.go).
+const EmptyBatch = "0"
+
 // EndHeader marks a message that carries no block but says the stream ends after the block whose
 // SQN is the header's value (decimal): the source stopped without setting the finished bit.
 const EndHeader = "Marvelo-End"

@@ -245,7 +245,7 @@ func TestAFencedStaleInstanceIsRefusedEvenWhenItPublishesBeforeTheNewOne(t *test
 		t.Fatal(err)
 	}
 	// The move: the fence, then the new instance reads the stream's state.
-	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: pipe.Subject, Header: nats.Header{codec.BatchHeader: []string{"0"}}}); err != nil {
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: pipe.Subject, Header: nats.Header{codec.BatchHeader: []string{codec.EmptyBatch}}}); err != nil {
 		t.Fatal(err)
 	}
 	fresh, _ := startPublisher(t, js, pipe)

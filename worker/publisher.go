@@ -128,7 +128,7 @@ const fenceWalk = 8
 // lastSQN reads the SQN of the last block in a pipe's stream, looking past empty batches.
 func lastSQN(ctx context.Context, st jetstream.Stream, pipe protocol.PipeBinding) (uint64, error) {
 	m, err := st.GetLastMsgForSubject(ctx, pipe.Subject)
-	for walked := 0; err == nil && m.Header.Get(codec.BatchHeader) == "0"; walked++ {
+	for walked := 0; err == nil && m.Header.Get(codec.BatchHeader) == codec.EmptyBatch; walked++ {
 		if m.Sequence <= 1 || walked == fenceWalk {
 			return 0, nil
 		}
