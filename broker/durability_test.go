@@ -3,11 +3,11 @@ package broker
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/marvelo/marvelo/broker/freeport"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -70,11 +70,13 @@ func TestSyncIntervalMakesTheStoreSyncOnThatIntervalAndWarns(t *testing.T) {
 }
 
 func TestEveryBrokerOfAClusterSyncsEveryWriteBeforeAcknowledging(t *testing.T) {
-	ports := make([]int, 3)
+	ports, err := freeport.Loopback(3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var routes []string
-	for i := range ports {
-		ports[i] = freePort(t)
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	for i, p := range ports {
 		b, err := Start(Options{Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
@@ -173,16 +175,4 @@ func TestNATSDeploymentThatSyncsLazilyIsWarnedAboutAtStart(t *testing.T) {
 			}
 		})
 	}
-}
-
-// freePort is a loopback port free a moment ago: a cluster's route addresses are known before
-// its servers start.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/marvelo/marvelo/broker"
 	"github.com/marvelo/marvelo/broker/client"
+	"github.com/marvelo/marvelo/broker/freeport"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/cmd/local"
 	"github.com/marvelo/marvelo/worker"
@@ -85,7 +86,7 @@ func (r *benchRunner) startCluster(s clusterSetup, progress io.Writer) error {
 	}
 	r.scriptDir = dir
 	logger := r.logger(progress)
-	cports, err := distinctFreeLoopbackPorts(s.brokers)
+	cports, err := freeport.Loopback(s.brokers)
 	if err != nil {
 		return err
 	}
@@ -96,9 +97,10 @@ func (r *benchRunner) startCluster(s clusterSetup, progress io.Writer) error {
 	var urls []string
 	for i := range cports {
 		// Every route is named before the first server starts, so the cluster ports are picked
-		// free in advance; the client and monitoring ports are the servers' own picks, so none
-		// of them can take a cluster port a later broker has still to bind (a monitor did, once:
-		// "broker 3: nats server did not become ready").
+		// free in advance, below the kernel's ephemeral range: the client and monitoring ports
+		// are the servers' own picks from that range, and outgoing route connections take their
+		// local ports from it, so none of them can take a cluster port a later broker has still
+		// to bind (a monitor did, once: "broker 3: nats server did not become ready").
 		b, err := broker.Start(broker.Options{
 			Listen: "127.0.0.1:-1", Memory: true, Logger: logger.With("broker", i+1),
 			ServerName: fmt.Sprintf("bench%d", i+1), Cluster: fmt.Sprintf("127.0.0.1:%d", cports[i]),

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -96,23 +95,6 @@ func (r *benchRunner) runWorker(w *worker.Worker, wait time.Duration, where stri
 // anyLoopbackPort is a listen address whose port the server picks as it binds it: no other
 // listener can take it first, as one may take a port found free in advance.
 const anyLoopbackPort = "127.0.0.1:-1"
-
-// distinctFreeLoopbackPorts returns n ports free on 127.0.0.1, no two alike: each is found free
-// while the ones before it are still held, so the kernel cannot hand out one twice. Another
-// process may still take one before its server binds it; use anyLoopbackPort where the port
-// need not be known in advance.
-func distinctFreeLoopbackPorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
 
 // brokerBytes is the bytes the embedded NATS servers have received and sent so far (in_bytes +
 // out_bytes of their varz, summed over a cluster's servers, routes included); 0 on a remote

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/marvelo/marvelo/broker/client"
+	"github.com/marvelo/marvelo/broker/freeport"
 	"github.com/marvelo/marvelo/cmd/internal/cliutil"
 	"github.com/marvelo/marvelo/cmd/internal/failoverkit"
 	"github.com/marvelo/marvelo/pipeline/protocol"
@@ -269,12 +269,11 @@ func (fb *failoverBench) startBroker(ctx context.Context) error {
 		return err
 	}
 	fb.dir = dir
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeport.Loopback(1) // a child process: its port is named in advance
 	if err != nil {
 		return err
 	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	fb.url = "nats://" + addr
 	fmt.Fprintf(fb.progress, "failover: broker %s, blocks in %s\n", fb.url, dir)
 	if fb.broker, err = fb.start("broker", fb.brokerBin, "--listen", addr, "--memory", "--workdir", filepath.Join(dir, "head")); err != nil {

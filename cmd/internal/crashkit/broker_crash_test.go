@@ -146,11 +146,11 @@ func TestCrashChild(t *testing.T) {
 func startCrashBrokers(t *testing.T, stores []string, interval time.Duration) []*broker.Broker {
 	t.Helper()
 	var routes []string
-	ports := make([]int, len(stores))
+	var ports []int
 	if len(stores) > 1 {
-		for i := range ports {
-			ports[i] = testkit.FreePort(t)
-			routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
+		ports = testkit.FreePorts(t, len(stores))
+		for _, p := range ports {
+			routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 		}
 	}
 	var out []*broker.Broker

@@ -35,17 +35,9 @@ func newHeadNodes(t *testing.T, n int, extra ...[]string) *headNodes {
 	h := &headNodes{cluster: &cluster{t: t, workers: map[string]*proc{}, dir: t.TempDir()}}
 	var routes, urls []string
 	ports := make([][2]int, n)
-	taken := map[int]bool{}
-	distinct := func() int { // FreePort may hand out a port twice: each broker needs two of its own
-		for {
-			if p := testkit.FreePort(t); !taken[p] {
-				taken[p] = true
-				return p
-			}
-		}
-	}
+	free := testkit.FreePorts(t, 2*n) // each broker needs two of its own
 	for i := range ports {
-		ports[i] = [2]int{distinct(), distinct()}
+		ports[i] = [2]int{free[2*i], free[2*i+1]}
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i][1]))
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i][0]))
 	}

@@ -11,13 +11,14 @@ package testkit
 
 import (
 	"bytes"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/marvelo/marvelo/broker/freeport"
 )
 
 // WaitFor polls cond every 50 ms until it holds, and fails the test naming what it waited for
@@ -44,16 +45,23 @@ func WaitEvery(t testing.TB, limit, every time.Duration, what string, cond func(
 	}
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 at the time of the call. Another listener may
-// take it before the caller does, and two calls may return the same port.
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call, for a broker started as
+// a separate process. It lies outside the kernel's ephemeral range (freeport.Loopback), so no
+// listener on port 0 and no outgoing connection can take it before the broker binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return FreePorts(t, 1)[0]
+}
+
+// FreePorts returns n distinct ports as FreePort does: a cluster's ports, all named before its
+// first server starts.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports, err := freeport.Loopback(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // LockedBuffer is a bytes.Buffer that a child process's output may be copied into while the test
