@@ -93,12 +93,14 @@ const EmptyBatch = "0"
 // SQN is the header's value (decimal): the source stopped without setting the finished bit.
 const EndHeader = "Marvelo-End"
 
-// RestartHeader names the restart a message's first block begins (a block with the reset bit or
-// SQN 1): an opaque identity, the same each time a producer computes that block again. A
-// producer that moved or restarted recomputes what its inputs had not acknowledged, and may
-// publish a restart its consumer took already; the consumer drops a restart whose identity is
-// the one it took last, where it would otherwise restart its sequence a second time. A message
-// without the header restarts the sequence as SPEC §4.4 says.
+// RestartHeader names the restart a message's blocks count from: the restart its first block
+// begins (a block with the reset bit or SQN 1), or the last one before it. The name is an opaque
+// identity, the same each time a producer computes those blocks again, and a producer begins a
+// new message where the name changes. A producer that moved or restarted recomputes what its
+// inputs had not acknowledged, and may publish blocks its consumer took already; the consumer
+// drops a restart whose name is the one it took last (it would otherwise restart its sequence a
+// second time), and a block whose name is that of a sequence it has left (its SQN belongs to
+// the old sequence). A message without the header is taken as SPEC §4.4 says.
 const RestartHeader = "Marvelo-Restart"
 
 // AppendBatchEntry appends one block of a batch to dst.

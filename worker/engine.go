@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"unsafe"
@@ -59,49 +60,86 @@ type roundTag struct {
 	// poison: the round is skipped (poisonRound) and never written to a program; an output
 	// answers it with nothing when its turn comes (execKind.nextTag).
 	poison bool
-	// restart names the restart the round begins (codec.RestartHeader), "" for none or one
-	// that cannot be named: a new instance of the job computes the same name for it again.
+	// restart names the restart the round counts from (codec.RestartHeader): the one it
+	// begins, or the last one before it; "" for one that cannot be named. A new instance of the
+	// job computes the same name for the round again.
 	restart string
 }
 
 // sourceTag is the tag of a source's step (and of an all-async job's). A restart is named by the
-// job, its instance (epoch) and its number in the instance: a source that moves or restarts
-// without a checkpoint begins a new sequence, which its consumers must take as a restart.
+// job, its instance (epoch) and its number in the instance, and every step names the restart its
+// sequence began with: a source that moves or restarts without a checkpoint begins a new
+// sequence, which its consumers must take as a restart. A sequence resumed from a checkpoint is
+// not named until its next reset (step.Restart 0).
 func (t *task) sourceTag(step align.Step) roundTag {
 	tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
-	if step.Reset {
-		tag.restart = fmt.Sprintf("%d.%d.%d", t.assign.Job.ID, t.assign.Epoch, step.Restart)
+	if step.Restart > 0 {
+		tag.restart = t.sequence.ofSource(t.assign.Job.ID, t.assign.Epoch, step.Restart)
 	}
 	return tag
 }
 
-// roundRestart names the restart a checker's round begins from the restarts its synchronous
-// inputs took last (input.restart), so that every instance computing the round from the same
-// blocks names it alike; "" when the round begins none, or an input's restart has no name (a
-// block from a NATS client, or SQN 1 without the reset bit).
-func (t *task) roundRestart(cr align.Round, ins []*input) string {
-	if cr.SQN != 1 && cr.Head&codec.HeadMask(t.headSize, codec.BitReset) == 0 {
-		return ""
-	}
-	var names []string
-	for _, in := range ins {
+// roundSequence names the restart a checker's round counts from, from the restarts its
+// synchronous inputs' blocks in the round count from (input.sequenceOfRound), so that every
+// instance computing the round from the same blocks names it alike; "" when an input's sequence
+// has no name (a block from a NATS client, or SQN 1 without the reset bit). A round that begins
+// a restart is named by it; the rounds after it by it too, up to the next.
+func (t *task) roundSequence(chk *align.Checker, ins []*input) string {
+	names := t.sequence.names[:0]
+	for k, in := range ins {
 		if in.pipe.Async {
 			continue
 		}
-		if in.restart == "" {
+		_, held := chk.Held(k)
+		name := in.sequenceOfRound(held)
+		if name == "" {
 			return ""
 		}
-		names = append(names, in.restart)
+		names = append(names, name)
 	}
+	return t.sequence.ofInputs(names)
+}
+
+// sequenceName keeps the name of the restart a job's rounds count from while it stays the same:
+// building it (a source's from its numbers, a connector's from several inputs' names) costs more
+// than the rest of a round's bookkeeping.
+type sequenceName struct {
+	name     string
+	restart  uint64   // a source's: the restart number name was built from
+	names    []string // a connector's: the inputs' names it was built from
+	scratch  []string
+	hasNames bool
+}
+
+// ofSource is the name of a source's restart n of its instance epoch: "job.epoch.n".
+func (s *sequenceName) ofSource(job int, epoch, n uint64) string {
+	if n != s.restart || s.name == "" {
+		s.restart, s.name = n, fmt.Sprintf("%d.%d.%d", job, epoch, n)
+	}
+	return s.name
+}
+
+// ofInputs is the name of a round whose synchronous inputs' blocks count from the restarts
+// names: the one name of a single input, else a hash of them all in order. names may be s.names'
+// own backing array (roundSequence builds it there); it is copied before being kept.
+func (s *sequenceName) ofInputs(names []string) string {
 	if len(names) == 1 {
+		s.names = names
 		return names[0]
+	}
+	if s.hasNames && slices.Equal(names, s.scratch) {
+		s.names = names
+		return s.name
 	}
 	h := fnv.New64a()
 	for _, n := range names {
 		h.Write([]byte(n))
 		h.Write([]byte{0})
 	}
-	return strconv.FormatUint(h.Sum64(), 36)
+	s.name, s.hasNames = strconv.FormatUint(h.Sum64(), 36), true
+	s.scratch = append(s.scratch[:0], names...)
+	s.names = names
+	return s.name
 }
 
 // roundAcks are the input messages a round consumed. Each output releases them once its answer
@@ -290,7 +328,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 				skipping = false
 			}
 			r.tag.sqn, r.tag.head, r.connector = cr.SQN, cr.Head, true
-			r.tag.restart = t.roundRestart(cr, ins)
+			r.tag.restart = t.roundSequence(chk, ins)
 			for k, blocks := range cr.Blocks {
 				if blocks != nil {
 					r.payloads[k], r.heads[k] = blockParts(blocks, r.payloads[k], r.heads[k])

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -28,8 +29,8 @@ type inMsg struct {
 	gap    uint64        // messages the stream dropped (max_queue) just before this one
 	size   uint64        // the payload bytes of its blocks
 	redel  bool          // JetStream delivered it before
-	// restart names the restart its first block begins (codec.RestartHeader), if its producer
-	// named one.
+	// restart names the restart its blocks count from (codec.RestartHeader), if its producer
+	// named it: the restart its first block begins, or the last one before.
 	restart string
 	err     error
 }
@@ -55,9 +56,13 @@ type input struct {
 	// (checkJump).
 	top     uint64
 	dropped uint64
-	// restart names the restart a synchronous input took last ("" for none, or one without a
-	// name); replays counts restarts dropped because they were that one again (skipReplay).
+	// restart names the restart the block a synchronous input took last counts from ("" for
+	// none, or one without a name), before what it was before that block; left holds the names
+	// of the sequences the input has left, newest last (at most maxLeft). replays counts the
+	// blocks dropped because they were sent again (replayed).
 	restart string
+	before  string
+	left    []string
 	replays uint64
 	rt      *realtimeSub // a realtime pipe's subscription, or nil
 	link    *link        // a chained pipe's link (link.go), or nil
@@ -484,7 +489,7 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 			if in.pos == len(in.cur.blocks) {
 				in.consumed(in.cur.msg)
 			}
-			if in.skipReplay(b) {
+			if in.replayed(b) {
 				continue
 			}
 			if err := in.checkJump(b.SQN, b.Head, false); err != nil {
@@ -536,31 +541,69 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 	}
 }
 
-// skipReplay notes the restart a block of a synchronous input begins (the reset bit, or SQN 1)
-// and reports whether it is the restart the input took last, sent again: a producer that moved
-// or restarted recomputes the rounds its inputs had not acknowledged, and its consumer may have
-// taken their answers already (the stream no longer holds them, so the publisher's resumeSQN
-// cannot drop them). Taken again it would restart this input's sequence a second time — a dummy
-// round, and the blocks after it twice; dropped, the blocks that follow it are older than the
-// checker expects and dropped as stale, up to the first new one. Only a restart named by its
-// message's header (codec.RestartHeader, the message's first block) is recognised.
-func (in *input) skipReplay(b codec.Block) bool {
-	if (b.Head == 0 && b.SQN != 1) || in.pipe.Async {
-		return false // the usual block, looked at no further
-	}
-	if _, reset, _ := codec.Flags(b.Head, in.pipe.HeadSize); !reset && b.SQN != 1 {
+// replayed notes the sequence a block of a synchronous input counts from and reports whether
+// the block was sent again, to be dropped. A producer that moved or restarted recomputes the
+// rounds its inputs had not acknowledged, and its consumer may have taken their answers already
+// (the stream no longer holds them, so the publisher's resumeSQN cannot drop them). Every message
+// names the restart its blocks count from (codec.RestartHeader), and a block is sent again when
+//   - it begins the restart the input took last: taken again it would restart the input's
+//     sequence a second time (a dummy round, and the blocks after it twice); dropped, the blocks
+//     that follow it are older than the checker expects and dropped as stale, up to the first
+//     new one;
+//   - it counts from a restart the input has left: its SQN belongs to the old sequence, and the
+//     checker would take it as a jump ahead in the new one (dummies, then the old rows again).
+//
+// A restart is named only by the first block of its message; a message without a name (a NATS
+// client's) is taken as SPEC §4.4 says. A name the input has not seen (its restart was dropped
+// by max_queue, or this instance began within the sequence) is adopted.
+func (in *input) replayed(b codec.Block) bool {
+	if in.pipe.Async {
 		return false
 	}
-	name := ""
-	if in.pos == 1 {
-		name = in.cur.restart
+	in.before = in.restart
+	name := in.cur.restart
+	if name == in.restart && b.Head == 0 && b.SQN != 1 {
+		return false // the usual block, looked at no further
 	}
-	if name != "" && name == in.restart {
+	_, reset, _ := codec.Flags(b.Head, in.pipe.HeadSize)
+	restarts := reset || b.SQN == 1
+	if restarts && in.pos != 1 {
+		name = "" // a restart within its message: not the one the message names
+	}
+	if name != "" && ((restarts && name == in.restart) || slices.Contains(in.left, name)) {
 		in.replays++
 		return true
 	}
-	in.restart = name
+	if restarts || name != in.restart {
+		in.leave(in.restart)
+		in.restart = name
+	}
 	return false
+}
+
+// maxLeft bounds the names of left sequences an input remembers: a replay reaches back over the
+// restarts of one instance's unacknowledged rounds, a few at most.
+const maxLeft = 16
+
+// leave remembers that the input left the sequence named name.
+func (in *input) leave(name string) {
+	if name == "" {
+		return
+	}
+	if len(in.left) == maxLeft {
+		in.left = append(in.left[:0], in.left[1:]...)
+	}
+	in.left = append(in.left, name)
+}
+
+// sequenceOfRound names the restart the blocks a round took from this input count from: the
+// one of the block taken last, or the one before it when the checker holds that block for a
+// later round (held).
+func (in *input) sequenceOfRound(held bool) string {
+	if held {
+		return in.before
+	}
+	return in.restart
 }
 
 // maxSQNJump is how far ahead of the highest SQN a synchronous input has taken the next SQN may

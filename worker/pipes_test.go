@@ -373,3 +373,59 @@ func BenchmarkOneBlockJourney(b *testing.B) {
 	b.ReportMetric(float64(deliver.Microseconds())/n, "deliver-µs")
 	b.ReportMetric(float64(core.Microseconds())/n, "core-µs")
 }
+
+// Every message names the restart its blocks count from (codec.RestartHeader), so a name change
+// and a named restart begin a message of their own, and a block of no name goes in a message
+// without the header.
+func TestEveryMessageNamesTheRestartAllItsBlocksCountFrom(t *testing.T) {
+	_, js := startJetStream(t)
+	pipe := testPipe(t, js, 4096)
+	p, _ := startPublisher(t, js, pipe)
+	rst := codec.HeadMask(pipe.HeadSize, codec.BitReset)
+	written := []struct {
+		b    codec.Block
+		name string
+	}{
+		{codec.Block{SQN: 1, Head: rst}, "a"}, {codec.Block{SQN: 2}, "a"}, {codec.Block{SQN: 3}, "a"},
+		{codec.Block{SQN: 4}, "b"}, {codec.Block{SQN: 5}, "b"},
+		{codec.Block{SQN: 1, Head: rst}, "b"}, {codec.Block{SQN: 2}, "b"},
+		{codec.Block{SQN: 3}, ""}, {codec.Block{SQN: 4}, ""},
+	}
+	for _, w := range written {
+		w.b.Payload = []byte(w.name + "/" + strconv.FormatUint(w.b.SQN, 10)) // the name it was written with
+		if err := p.write(context.Background(), w.b, false, w.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), pipe.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := m.Header.Get(codec.RestartHeader)
+		for i, b := range parseMsg(pipe, m.Header, m.Data).blocks {
+			if written, _, _ := strings.Cut(string(b.Payload), "/"); written != name {
+				t.Errorf("message %d names %q but holds block %q", seq, name, b.Payload)
+			}
+			if name != "" && b.Head == rst && i > 0 {
+				t.Errorf("message %d holds the restart %q of %q at position %d, not first", seq, b.Payload, name, i)
+			}
+			got = append(got, string(b.Payload))
+		}
+	}
+	if want := "a/1 a/2 a/3 b/4 b/5 b/1 b/2 /3 /4"; strings.Join(got, " ") != want {
+		t.Errorf("the stream holds %s, want %s", strings.Join(got, " "), want)
+	}
+}

@@ -49,7 +49,7 @@ type publisher struct {
 	size     int           // bytes pending: of pending, or of the blocks' payloads
 	count    int
 	payload  int      // the pending blocks' payload bytes, for counts
-	restart  string   // the name of the restart the pending batch begins with (codec.RestartHeader)
+	restart  string   // the name of the restart the pending batch's blocks count from (codec.RestartHeader)
 	arena    []byte   // where own copies a chained pipe's payloads
 	barriers []func() // run once everything appended before them is stored
 	closing  bool
@@ -164,9 +164,11 @@ func (p *publisher) Write(ctx context.Context, b codec.Block, readOnly bool) err
 	return p.write(ctx, b, readOnly, "")
 }
 
-// write is Write for a block that may begin a restart named restart (roundTag.restart): such a
-// block begins a batch of its own, which carries the name (codec.RestartHeader), so that a
-// consumer that took the restart already knows it when this job's next instance sends it again.
+// write is Write for a block that counts from the restart named restart (roundTag.restart). Every
+// batch carries the name its blocks count from (codec.RestartHeader), so that a consumer knows a
+// block this job's next instance sends again: a restart it took already, or a block of a sequence
+// it has left (input.replayed). A block of another name, and a named restart, therefore begin a
+// batch of their own.
 func (p *publisher) write(ctx context.Context, b codec.Block, readOnly bool, restart string) error {
 	if p.resumeSQN > 0 {
 		if _, reset, _ := codec.Flags(b.Head, p.headSize); !reset && b.SQN <= p.resumeSQN {
@@ -182,7 +184,7 @@ func (p *publisher) write(ctx context.Context, b codec.Block, readOnly bool, res
 			p.mu.Unlock()
 			return err
 		}
-		if empty := p.count == 0; empty || (restart == "" && p.count < p.maxCount && p.size < maxBatchBytes) {
+		if empty := p.count == 0; empty || (p.joins(b, restart) && p.count < p.maxCount && p.size < maxBatchBytes) {
 			if empty {
 				p.restart = restart
 			}
@@ -216,6 +218,20 @@ func (p *publisher) write(ctx context.Context, b codec.Block, readOnly bool, res
 			return ctx.Err()
 		}
 	}
+}
+
+// joins reports whether a block counting from the restart named restart may join the pending
+// batch: it counts from the batch's restart, and it does not begin a named restart. Callers hold
+// mu.
+func (p *publisher) joins(b codec.Block, restart string) bool {
+	if restart != p.restart {
+		return false
+	}
+	if restart == "" || (b.Head == 0 && b.SQN != 1) {
+		return true
+	}
+	_, reset, _ := codec.Flags(b.Head, p.headSize)
+	return !reset && b.SQN != 1
 }
 
 // countOut adds blocks and their payload bytes to the job's counters of blocks out.
@@ -352,7 +368,7 @@ func (p *publisher) fail(err error) {
 }
 
 // send publishes one batch (or a lone block in the plain wire format), naming the restart its
-// first block begins, if any.
+// blocks count from, if it has a name.
 func (p *publisher) send(ctx context.Context, batch []byte, n int, restart string) error {
 	msg := &nats.Msg{Subject: p.pipe.Subject}
 	if n == 1 {

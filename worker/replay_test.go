@@ -66,10 +66,22 @@ func (s *recordSink) values() string {
 	return strings.Join(s.seen, " ")
 }
 
-// sourceBlocks publishes blocks 1…n of json integers to p in one message, the first with the
-// reset bit and a restart named as a source names it (task.sourceTag), then an end marker naming
-// end if end > 0.
+// sourceBlocks publishes blocks 1…n of json integers 1…n to p in one message, the first with the
+// reset bit, all counting from a restart named as a source names it (task.sourceTag), then an
+// end marker naming end if end > 0.
 func sourceBlocks(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding, n, end uint64) {
+	t.Helper()
+	var values []int64
+	for v := range n {
+		values = append(values, int64(v+1))
+	}
+	publishSequence(t, js, p, "1.1.1", values, end)
+}
+
+// publishSequence publishes a sequence of json integers to p in one message: SQNs from 1, the
+// first block with the reset bit, all counting from the restart named restart; then an end
+// marker naming end if end > 0.
+func publishSequence(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding, restart string, values []int64, end uint64) {
 	t.Helper()
 	ctx := context.Background()
 	pub, err := newPublisher(ctx, js, p, slog.New(slog.DiscardHandler))
@@ -77,11 +89,11 @@ func sourceBlocks(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding, 
 		t.Fatal(err)
 	}
 	c, _ := codec.New(p.Codec, 0)
-	for sqn := uint64(1); sqn <= n; sqn++ {
-		payload, _ := c.Append(nil, int64(sqn))
-		b, restart := codec.Block{SQN: sqn, Payload: payload}, ""
-		if sqn == 1 {
-			b.Head, restart = codec.HeadMask(p.HeadSize, codec.BitReset), "1.1.1"
+	for i, v := range values {
+		payload, _ := c.Append(nil, v)
+		b := codec.Block{SQN: uint64(i + 1), Payload: payload}
+		if i == 0 {
+			b.Head = codec.HeadMask(p.HeadSize, codec.BitReset)
 		}
 		if err := pub.write(ctx, b, false, restart); err != nil {
 			t.Fatal(err)
@@ -193,6 +205,91 @@ func TestAnswersAJobComputesAgainAfterItsConsumerTookThemReachTheSinkOnce(t *tes
 	}
 }
 
+// A job's next instance that takes its input from the start again answers first the blocks of
+// the sequence before the restart its consumer took last. Their SQNs lie ahead of the consumer's
+// new sequence: without their sequence's name the consumer's checker would take them as a jump
+// (dummies, then the old rows again). Every message names the restart its blocks count from, and
+// the consumer drops the blocks of a sequence it has left.
+func TestAReplayThatBeginsInTheSequenceBeforeTheConsumersLastRestartReachesTheSinkOnce(t *testing.T) {
+	_, js := startJetStream(t)
+	in, out := keptJSONPipe(t, js, 1), jsonPipe(t, js, 2, 0)
+	publishSequence(t, js, in, "1.1.1", []int64{1, 2, 3}, 0)
+	publishSequence(t, js, in, "1.1.2", []int64{11, 12, 13}, 3) // the source restarted
+
+	sink := &recordSink{got: make(chan string, 16)}
+	sinkTask := goTask(t, js, sink, pipeline.Job{ID: 3, Type: "record", Inputs: []int{2}}, []protocol.PipeBinding{out}, nil, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sinkDone := startTask(ctx, js, sinkTask)
+
+	// The first instance answers 1, 2, 3, then 11 and 12 of the restarted sequence, and is cut
+	// off at 13; the sink takes the five answers and acknowledges them.
+	spec := pipeline.Job{ID: 2, Type: "hold", Inputs: []int{1}, Outputs: []int{2}}
+	first := &holdAt{at: "13", reached: make(chan struct{}), release: make(chan struct{})}
+	firstCtx, kill := context.WithCancel(ctx)
+	firstDone := startTask(firstCtx, js, goTask(t, js, first, spec, []protocol.PipeBinding{in}, []protocol.PipeBinding{out}, t.TempDir()))
+	<-first.reached
+	for i := 0; i < 5; i++ {
+		select {
+		case <-sink.got:
+		case <-ctx.Done():
+			t.Fatalf("the sink took %q, want five values", sink.values())
+		}
+	}
+	waitStreamEmpty(t, js, out)
+	kill()
+	close(first.release)
+	<-firstDone
+
+	// The next instance takes the input from its start again, as if the first one's
+	// acknowledgements were lost with it: 1, 2, 3 of the old sequence come first.
+	if err := js.DeleteConsumer(ctx, in.Stream, in.Consumer); err != nil {
+		t.Fatal(err)
+	}
+	next := in
+	next.Consumer = "c1-next"
+	if _, err := js.CreateConsumer(ctx, in.Stream, jetstream.ConsumerConfig{Durable: next.Consumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64, AckWait: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-startTask(ctx, js, goTask(t, js, &holdAt{}, spec, []protocol.PipeBinding{next}, []protocol.PipeBinding{out}, t.TempDir())); err != nil {
+		t.Fatalf("next instance: %v", err)
+	}
+	if err := <-sinkDone; err != nil {
+		t.Fatalf("sink: %v", err)
+	}
+	// The restart costs one dummy round at each stage (SPEC §4.4): the forward answers its round
+	// 4 (a dummy: 0) and the sink makes round 5 a dummy of its own (0); nothing else twice.
+	if got := sink.values(); got != "1 2 3 0 0 11 12 13" {
+		t.Errorf("the sink took %s, want 1 2 3 0 0 11 12 13: each answer once, one dummy per stage for the restart", got)
+	}
+	// Dropped: 1, 2, 3 and the forward's 0 (a sequence the sink left), the restart 11 it took
+	// last, and 12 (stale).
+	if st := sinkTask.stats.snapshot(); st.Dummies != 1 || st.Stale != 6 {
+		t.Errorf("the sink counted %d dummies and %d stale blocks, want 1 and 6", st.Dummies, st.Stale)
+	}
+}
+
+// keptJSONPipe is jsonPipe on a stream that keeps what was acknowledged (limits retention): a
+// new consumer takes it from the start again, as if every acknowledgement had been lost.
+func keptJSONPipe(t *testing.T, js jetstream.JetStream, id int) protocol.PipeBinding {
+	t.Helper()
+	p := jsonPipe(t, js, id, 0)
+	ctx := context.Background()
+	if err := js.DeleteStream(ctx, p.Stream); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: p.Stream, Subjects: []string{p.Subject}, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: p.Consumer, AckPolicy: jetstream.AckExplicitPolicy,
+		MaxAckPending: 64, AckWait: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // A restored file sink's input has taken nothing yet, so it takes the restart its producer sends
 // again; the checkpoint names the restart its rows count from, and the sink writes none of them
 // twice.
@@ -270,5 +367,50 @@ func TestARestartIsDroppedOnlyWhenItIsTheOneItsInputTookLast(t *testing.T) {
 	want := "1r 2 2 3 1r 1r 1 1"
 	if strings.Join(got, " ") != want || in.replays != 1 {
 		t.Errorf("took %s with %d replays dropped, want %s with 1", strings.Join(got, " "), in.replays, want)
+	}
+}
+
+// TestABlockOfASequenceItsInputHasLeftIsDropped: a block whose message names a sequence the
+// input has left is dropped, however many restarts ago it left it, and so is a restart it took
+// before the last one; a name it has not seen is adopted.
+func TestABlockOfASequenceItsInputHasLeftIsDropped(t *testing.T) {
+	pipe := protocol.PipeBinding{ID: 4, Codec: "json", BlockCount: 1, HeadSize: 1}
+	rst := codec.HeadMask(1, codec.BitReset)
+	in := newInput(0, pipe)
+	msgs := []inMsg{
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}, {SQN: 3}}, restart: "a"},
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "b"},
+		{blocks: []codec.Block{{SQN: 1, Head: rst}}, restart: "c"},
+		{blocks: []codec.Block{{SQN: 3}, {SQN: 4}}, restart: "a"},            // replayed: left two restarts ago
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "b"}, // replayed restart, not the last
+		{blocks: []codec.Block{{SQN: 2}, {SQN: 3}}, restart: "c"},
+		{blocks: []codec.Block{{SQN: 4}}, restart: "d"}, // a name not seen (its restart was dropped): adopted
+		{blocks: []codec.Block{{SQN: 4}}, restart: "c"}, // left when d was adopted
+		{end: true, endSQN: 4},
+	}
+	go func() {
+		for _, m := range msgs {
+			in.ch <- m
+		}
+	}()
+	var st stats
+	var got []string
+	for {
+		b, ok, err := in.next(context.Background(), &st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		mark := ""
+		if b.Head == rst {
+			mark = "r"
+		}
+		got = append(got, fmt.Sprint(b.SQN, mark, in.restart))
+	}
+	want := "1ra 2a 3a 1rb 2b 1rc 2c 3c 4d"
+	if strings.Join(got, " ") != want || in.replays != 5 {
+		t.Errorf("took %s with %d replays dropped, want %s with 5", strings.Join(got, " "), in.replays, want)
 	}
 }

@@ -77,6 +77,10 @@ type task struct {
 	// poisonRound); failedSQN the round the job failed at, when known, for its report. Both
 	// belong to the goroutine that runs the job.
 	skipSQN, failedSQN uint64
+	// sequence is the name of the restart the job's rounds count from (roundTag.restart), kept
+	// while it stays the same so that a round does not build it again; the job's goroutine owns
+	// it (engine.go, sourceTag and roundSequence).
+	sequence sequenceName
 
 	// logPub receives a LoggingJob row per compute block when the job has log: true.
 	logPub   *publisher

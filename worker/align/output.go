@@ -26,8 +26,10 @@ func NewSourceSequencer() *SourceSequencer { return &SourceSequencer{pending: tr
 type Step struct {
 	SQN   uint64
 	Reset bool
-	// Restart numbers a step with Reset among this sequencer's restarts, from 1: with the job
-	// and its instance it names the restart (codec.RestartHeader).
+	// Restart numbers the restart the step's sequence began with among this sequencer's
+	// restarts, from 1 (the step with Reset and every step after it, up to the next reset); 0
+	// before the first, in a sequence resumed from a checkpoint. With the job and its instance
+	// it names the restart the step's block counts from (codec.RestartHeader).
 	Restart uint64
 	// Wait is how long the caller must wait, from the now given to Next, before sending the
 	// block: a reset requested for a future time takes effect then.
@@ -83,14 +85,13 @@ func (s *SourceSequencer) Next(now time.Time) Step {
 	if s.pending {
 		s.sqn, st.Reset = 0, true
 		s.restarts++
-		st.Restart = s.restarts
 		if s.at.After(now) {
 			st.Wait = s.at.Sub(now)
 		}
 		s.pending, s.at = false, time.Time{}
 	}
 	s.sqn++
-	st.SQN = s.sqn
+	st.SQN, st.Restart = s.sqn, s.restarts
 	return st
 }
 

@@ -181,3 +181,22 @@ func TestOutHeadSizes(t *testing.T) {
 		t.Errorf("head wider than its size: %#x, want 0xbf", got)
 	}
 }
+
+// Every step names the restart its sequence began with: the steps of a sequence resumed from a
+// checkpoint none (0) until a reset, then each the number of the last reset.
+func TestEveryStepNamesTheRestartItsSequenceBeganWith(t *testing.T) {
+	seq := NewSourceSequencer()
+	seq.Resume(7)
+	now := time.Unix(1000, 0)
+	var got []string
+	for i := range 7 {
+		if i == 2 || i == 5 {
+			seq.Reset(time.Time{})
+		}
+		st := seq.Next(now)
+		got = append(got, fmt.Sprintf("%d/%d", st.SQN, st.Restart))
+	}
+	if want := "8/0 9/0 1/1 2/1 3/1 1/2 2/2"; strings.Join(got, " ") != want {
+		t.Errorf("steps (SQN/restart) %s, want %s", strings.Join(got, " "), want)
+	}
+}
