@@ -57,7 +57,7 @@ type input struct {
 	top     uint64
 	dropped uint64
 	// restart names the restart the block a synchronous input took last counts from ("" for
-	// none, or one without a name), before what it was before that block; left holds the names
+	// none, or one without a name), before what restart was before that block; left holds the names
 	// of the sequences the input has left, newest last (at most maxLeft). replays counts the
 	// blocks dropped because they were sent again (replayed).
 	restart string
@@ -568,7 +568,9 @@ func (in *input) replayed(b codec.Block) bool {
 	_, reset, _ := codec.Flags(b.Head, in.pipe.HeadSize)
 	restarts := reset || b.SQN == 1
 	if restarts && in.pos != 1 {
-		name = "" // a restart within its message: not the one the message names
+		// A restart within its message (a client's): neither it nor the blocks after it count
+		// from the restart the message names.
+		name, in.cur.restart = "", ""
 	}
 	if name != "" && ((restarts && name == in.restart) || slices.Contains(in.left, name)) {
 		in.replays++

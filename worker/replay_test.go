@@ -337,7 +337,7 @@ func TestARestartIsDroppedOnlyWhenItIsTheOneItsInputTookLast(t *testing.T) {
 	msgs := []inMsg{
 		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"},
 		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"}, // a replay: 1 dropped
-		{blocks: []codec.Block{{SQN: 3}, {SQN: 1, Head: rst}}, restart: "a"}, // a restart not first: unnamed
+		{blocks: []codec.Block{{SQN: 3}, {SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"}, // a restart not first: it and the rest unnamed
 		{blocks: []codec.Block{{SQN: 1, Head: rst}}, restart: "b"},
 		{blocks: []codec.Block{{SQN: 1}}}, // SQN 1 from a NATS client: a restart of no name
 		{blocks: []codec.Block{{SQN: 1}}},
@@ -364,7 +364,7 @@ func TestARestartIsDroppedOnlyWhenItIsTheOneItsInputTookLast(t *testing.T) {
 		}
 		got = append(got, fmt.Sprint(b.SQN, mark))
 	}
-	want := "1r 2 2 3 1r 1r 1 1"
+	want := "1r 2 2 3 1r 2 1r 1 1"
 	if strings.Join(got, " ") != want || in.replays != 1 {
 		t.Errorf("took %s with %d replays dropped, want %s with 1", strings.Join(got, " "), in.replays, want)
 	}
