@@ -400,16 +400,9 @@ func TestEveryMessageNamesTheRestartAllItsBlocksCountFrom(t *testing.T) {
 	if err := p.Close(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(context.Background(), pipe.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, state := pipeStream(t, js, pipe)
 	var got []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+	for seq := state.FirstSeq; seq <= state.LastSeq; seq++ {
 		m, err := st.GetMsg(context.Background(), seq)
 		if err != nil {
 			t.Fatal(err)

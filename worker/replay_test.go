@@ -112,6 +112,13 @@ func publishSequence(t *testing.T, js jetstream.JetStream, p protocol.PipeBindin
 // streamMsgs is how many messages a pipe's stream holds.
 func streamMsgs(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding) uint64 {
 	t.Helper()
+	_, state := pipeStream(t, js, p)
+	return state.Msgs
+}
+
+// pipeStream is a pipe's stream and its state now.
+func pipeStream(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding) (jetstream.Stream, jetstream.StreamState) {
+	t.Helper()
 	st, err := js.Stream(context.Background(), p.Stream)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +127,30 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, p protocol.PipeBinding) ui
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Msgs
+	return st, info.State
+}
+
+// takeEvery hands msgs to an input and takes every block from it, as a job's rounds do, until
+// the end; it returns each block taken as label words it.
+func takeEvery(t *testing.T, in *input, msgs []inMsg, label func(codec.Block) string) []string {
+	t.Helper()
+	go func() {
+		for _, m := range msgs {
+			in.ch <- m
+		}
+	}()
+	var st stats
+	var got []string
+	for {
+		b, ok, err := in.next(context.Background(), &st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return got
+		}
+		got = append(got, label(b))
+	}
 }
 
 // waitStreamEmpty waits until every message of a pipe's stream is acknowledged (bounded polling).
@@ -149,29 +179,28 @@ func startTask(ctx context.Context, js jetstream.JetStream, tk *task) <-chan err
 	return errc
 }
 
-func TestAnswersAJobComputesAgainAfterItsConsumerTookThemReachTheSinkOnce(t *testing.T) {
-	_, js := startJetStream(t)
-	in, out := jsonPipe(t, js, 1, 0), jsonPipe(t, js, 2, 0)
-	sourceBlocks(t, js, in, 6, 6)
-
+// replayAfterCutOff runs a forward (job 2, pipe in to out) into a recording sink (job 3). Its
+// first instance is cut off in the round of the value at, once the sink took and acknowledged
+// taken answers; its next instance takes in from the start again with a new consumer (as a move
+// makes) and answers to the end. It returns the sink and its task once the sink ended.
+func replayAfterCutOff(t *testing.T, js jetstream.JetStream, in, out protocol.PipeBinding, at string, taken int) (*recordSink, *task) {
+	t.Helper()
 	sink := &recordSink{got: make(chan string, 16)}
 	sinkTask := goTask(t, js, sink, pipeline.Job{ID: 3, Type: "record", Inputs: []int{2}}, []protocol.PipeBinding{out}, nil, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sinkDone := startTask(ctx, js, sinkTask)
 
-	// The first instance answers rounds 1–3 and is cut off in round 4, its input (one message,
-	// blocks 1–6) not acknowledged; the sink takes the three answers and acknowledges them.
 	spec := pipeline.Job{ID: 2, Type: "hold", Inputs: []int{1}, Outputs: []int{2}}
-	first := &holdAt{at: "4", reached: make(chan struct{}), release: make(chan struct{})}
+	first := &holdAt{at: at, reached: make(chan struct{}), release: make(chan struct{})}
 	firstCtx, kill := context.WithCancel(ctx)
 	firstDone := startTask(firstCtx, js, goTask(t, js, first, spec, []protocol.PipeBinding{in}, []protocol.PipeBinding{out}, t.TempDir()))
 	<-first.reached
-	for i := 0; i < 3; i++ {
+	for i := 0; i < taken; i++ {
 		select {
 		case <-sink.got:
 		case <-ctx.Done():
-			t.Fatalf("the sink took %q, want three values", sink.values())
+			t.Fatalf("the sink took %q, want %d values", sink.values(), taken)
 		}
 	}
 	waitStreamEmpty(t, js, out)
@@ -179,8 +208,6 @@ func TestAnswersAJobComputesAgainAfterItsConsumerTookThemReachTheSinkOnce(t *tes
 	close(first.release)
 	<-firstDone
 
-	// The next instance takes the input from its start again (a new consumer, as a move makes)
-	// and answers rounds 1–6: 1–3 a second time, into an empty stream.
 	if err := js.DeleteConsumer(ctx, in.Stream, in.Consumer); err != nil {
 		t.Fatal(err)
 	}
@@ -190,13 +217,23 @@ func TestAnswersAJobComputesAgainAfterItsConsumerTookThemReachTheSinkOnce(t *tes
 		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64, AckWait: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	again := &holdAt{}
-	if err := <-startTask(ctx, js, goTask(t, js, again, spec, []protocol.PipeBinding{next}, []protocol.PipeBinding{out}, t.TempDir())); err != nil {
+	if err := <-startTask(ctx, js, goTask(t, js, &holdAt{}, spec, []protocol.PipeBinding{next}, []protocol.PipeBinding{out}, t.TempDir())); err != nil {
 		t.Fatalf("next instance: %v", err)
 	}
 	if err := <-sinkDone; err != nil {
 		t.Fatalf("sink: %v", err)
 	}
+	return sink, sinkTask
+}
+
+func TestAnswersAJobComputesAgainAfterItsConsumerTookThemReachTheSinkOnce(t *testing.T) {
+	_, js := startJetStream(t)
+	in, out := jsonPipe(t, js, 1, 0), jsonPipe(t, js, 2, 0)
+	sourceBlocks(t, js, in, 6, 6)
+	// The first instance answers rounds 1–3 and is cut off in round 4, its input (one message,
+	// blocks 1–6) not acknowledged; the sink takes the three answers. The next instance answers
+	// rounds 1–6: 1–3 a second time, into an empty stream.
+	sink, sinkTask := replayAfterCutOff(t, js, in, out, "4", 3)
 	if got := sink.values(); got != "1 2 3 4 5 6" {
 		t.Errorf("the sink took %s, want 1 2 3 4 5 6: each answer once, no restart and no dummy", got)
 	}
@@ -215,49 +252,11 @@ func TestAReplayThatBeginsInTheSequenceBeforeTheConsumersLastRestartReachesTheSi
 	in, out := keptJSONPipe(t, js, 1), jsonPipe(t, js, 2, 0)
 	publishSequence(t, js, in, "1.1.1", []int64{1, 2, 3}, 0)
 	publishSequence(t, js, in, "1.1.2", []int64{11, 12, 13}, 3) // the source restarted
-
-	sink := &recordSink{got: make(chan string, 16)}
-	sinkTask := goTask(t, js, sink, pipeline.Job{ID: 3, Type: "record", Inputs: []int{2}}, []protocol.PipeBinding{out}, nil, t.TempDir())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	sinkDone := startTask(ctx, js, sinkTask)
-
-	// The first instance answers 1, 2, 3, then 11 and 12 of the restarted sequence, and is cut
-	// off at 13; the sink takes the five answers and acknowledges them.
-	spec := pipeline.Job{ID: 2, Type: "hold", Inputs: []int{1}, Outputs: []int{2}}
-	first := &holdAt{at: "13", reached: make(chan struct{}), release: make(chan struct{})}
-	firstCtx, kill := context.WithCancel(ctx)
-	firstDone := startTask(firstCtx, js, goTask(t, js, first, spec, []protocol.PipeBinding{in}, []protocol.PipeBinding{out}, t.TempDir()))
-	<-first.reached
-	for i := 0; i < 5; i++ {
-		select {
-		case <-sink.got:
-		case <-ctx.Done():
-			t.Fatalf("the sink took %q, want five values", sink.values())
-		}
-	}
-	waitStreamEmpty(t, js, out)
-	kill()
-	close(first.release)
-	<-firstDone
-
-	// The next instance takes the input from its start again, as if the first one's
+	// The first instance answers 1, 2, 3, the dummy round before the restart (0), 11 and 12, and
+	// is cut off at 13; the sink takes them all (seven values with its own dummy, below). The
+	// next instance takes the input from its start again, as if the first one's
 	// acknowledgements were lost with it: 1, 2, 3 of the old sequence come first.
-	if err := js.DeleteConsumer(ctx, in.Stream, in.Consumer); err != nil {
-		t.Fatal(err)
-	}
-	next := in
-	next.Consumer = "c1-next"
-	if _, err := js.CreateConsumer(ctx, in.Stream, jetstream.ConsumerConfig{Durable: next.Consumer,
-		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64, AckWait: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-startTask(ctx, js, goTask(t, js, &holdAt{}, spec, []protocol.PipeBinding{next}, []protocol.PipeBinding{out}, t.TempDir())); err != nil {
-		t.Fatalf("next instance: %v", err)
-	}
-	if err := <-sinkDone; err != nil {
-		t.Fatalf("sink: %v", err)
-	}
+	sink, sinkTask := replayAfterCutOff(t, js, in, out, "13", 7)
 	// The restart costs one dummy round at each stage (SPEC §4.4): the forward answers its round
 	// 4 (a dummy: 0) and the sink makes round 5 a dummy of its own (0); nothing else twice.
 	if got := sink.values(); got != "1 2 3 0 0 11 12 13" {
@@ -336,34 +335,19 @@ func TestARestartIsDroppedOnlyWhenItIsTheOneItsInputTookLast(t *testing.T) {
 	in := newInput(0, pipe)
 	msgs := []inMsg{
 		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"},
-		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"}, // a replay: 1 dropped
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"},           // a replay: 1 dropped
 		{blocks: []codec.Block{{SQN: 3}, {SQN: 1, Head: rst}, {SQN: 2}}, restart: "a"}, // a restart not first: it and the rest unnamed
 		{blocks: []codec.Block{{SQN: 1, Head: rst}}, restart: "b"},
 		{blocks: []codec.Block{{SQN: 1}}}, // SQN 1 from a NATS client: a restart of no name
 		{blocks: []codec.Block{{SQN: 1}}},
 		{end: true, endSQN: 1},
 	}
-	go func() {
-		for _, m := range msgs {
-			in.ch <- m
-		}
-	}()
-	var st stats
-	var got []string
-	for {
-		b, ok, err := in.next(context.Background(), &st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		mark := ""
+	got := takeEvery(t, in, msgs, func(b codec.Block) string {
 		if b.Head == rst {
-			mark = "r"
+			return fmt.Sprint(b.SQN, "r")
 		}
-		got = append(got, fmt.Sprint(b.SQN, mark))
-	}
+		return fmt.Sprint(b.SQN)
+	})
 	want := "1r 2 2 3 1r 2 1r 1 1"
 	if strings.Join(got, " ") != want || in.replays != 1 {
 		t.Errorf("took %s with %d replays dropped, want %s with 1", strings.Join(got, " "), in.replays, want)
@@ -388,27 +372,12 @@ func TestABlockOfASequenceItsInputHasLeftIsDropped(t *testing.T) {
 		{blocks: []codec.Block{{SQN: 4}}, restart: "c"}, // left when d was adopted
 		{end: true, endSQN: 4},
 	}
-	go func() {
-		for _, m := range msgs {
-			in.ch <- m
-		}
-	}()
-	var st stats
-	var got []string
-	for {
-		b, ok, err := in.next(context.Background(), &st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		mark := ""
+	got := takeEvery(t, in, msgs, func(b codec.Block) string {
 		if b.Head == rst {
-			mark = "r"
+			return fmt.Sprint(b.SQN, "r", in.restart)
 		}
-		got = append(got, fmt.Sprint(b.SQN, mark, in.restart))
-	}
+		return fmt.Sprint(b.SQN, in.restart)
+	})
 	want := "1ra 2a 3a 1rb 2b 1rc 2c 3c 4d"
 	if strings.Join(got, " ") != want || in.replays != 5 {
 		t.Errorf("took %s with %d replays dropped, want %s with 5", strings.Join(got, " "), in.replays, want)
