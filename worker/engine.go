@@ -70,11 +70,12 @@ type roundTag struct {
 // job, its instance (epoch) and its number in the instance, and every step names the restart its
 // sequence began with: a source that moves or restarts without a checkpoint begins a new
 // sequence, which its consumers must take as a restart. A sequence resumed from a checkpoint is
-// not named until its next reset (step.Restart 0).
-func (t *task) sourceTag(step align.Step) roundTag {
+// not named until its next reset (step.Restart 0). names keeps the name; it belongs to the
+// calling goroutine (a source program's outputs are numbered each by its own pump).
+func (t *task) sourceTag(step align.Step, names *sequenceName) roundTag {
 	tag := roundTag{sqn: step.SQN, head: step.Head(t.headSize)}
 	if step.Restart > 0 {
-		tag.restart = t.sequence.ofSource(t.assign.Job.ID, t.assign.Epoch, step.Restart)
+		tag.restart = names.ofSource(t.assign.Job.ID, t.assign.Epoch, step.Restart)
 	}
 	return tag
 }
@@ -348,7 +349,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 			if err != nil {
 				return err
 			}
-			r.tag = t.sourceTag(step)
+			r.tag = t.sourceTag(step, &t.sequence)
 		}
 		inputEnded, err := t.takeAsync(ctx, ins, opts, r.payloads, r.heads)
 		if err != nil {

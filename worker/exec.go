@@ -119,6 +119,8 @@ type execOutput struct {
 	// ended: the output's answer carrying the finished bit is written; the program's later
 	// answers on it are read, checked and dropped.
 	ended bool
+	// sequence names the restarts of a source program's blocks on this output; its pump owns it.
+	sequence sequenceName
 
 	// With sqn: the rounds given and not answered, oldest first, guarded by mu (step gives,
 	// pump takes). The first released of them are released already (the window); unreleased
@@ -527,7 +529,7 @@ func (e *execKind) pump(ctx context.Context, o *execOutput, source bool) error {
 			if err != nil {
 				return err
 			}
-			if err := t.answer(ctx, o.port, t.sourceTag(step), head, payload, false, false); err != nil {
+			if err := t.answer(ctx, o.port, t.sourceTag(step, &o.sequence), head, payload, false, false); err != nil {
 				return err
 			}
 			continue

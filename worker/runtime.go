@@ -79,7 +79,8 @@ type task struct {
 	skipSQN, failedSQN uint64
 	// sequence is the name of the restart the job's rounds count from (roundTag.restart), kept
 	// while it stays the same so that a round does not build it again; the job's goroutine owns
-	// it (engine.go, sourceTag and roundSequence).
+	// it (engine.go, sourceTag and roundSequence). A source program's outputs keep their own
+	// (execOutput.sequence): each is numbered by its own goroutine.
 	sequence sequenceName
 
 	// logPub receives a LoggingJob row per compute block when the job has log: true.
@@ -302,7 +303,7 @@ func (t *task) runSource(ctx context.Context, outs []*outPort, cp *checkpoints, 
 		if err := t.writeLogRow(ctx, stepIn, t.logClock()); err != nil {
 			return err
 		}
-		tag := t.sourceTag(step)
+		tag := t.sourceTag(step, &t.sequence)
 		for k, o := range outs {
 			if err := t.answer(ctx, o, tag, t.jctx.OutHead(k), payloads[k], false, false); err != nil {
 				return err
