@@ -48,6 +48,12 @@ func Flags(head uint32, size int) (corrupted, reset, finished bool) {
 		head&HeadMask(size, BitFinished) != 0
 }
 
+// BeginsRestart reports whether b restarts its sequence (SPEC §4.4): the reset bit in its head
+// of size bytes, or SQN 1.
+func BeginsRestart(b Block, size int) bool {
+	return b.SQN == 1 || b.Head&HeadMask(size, BitReset) != 0
+}
+
 // BlockOverhead is the number of bytes the wire format adds to a payload.
 func BlockOverhead(headSize int) int { return 8 + headSize }
 

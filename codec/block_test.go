@@ -129,3 +129,21 @@ func TestSplitBatchErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestBeginsRestartIsTheResetBitOrSQN1(t *testing.T) {
+	for _, c := range []struct {
+		b    Block
+		size int
+		want bool
+	}{
+		{Block{SQN: 1}, 1, true},
+		{Block{SQN: 5, Head: HeadMask(1, BitReset)}, 1, true},
+		{Block{SQN: 5, Head: HeadMask(2, BitReset)}, 2, true},
+		{Block{SQN: 5, Head: HeadMask(1, BitCorrupted) | HeadMask(1, BitFinished)}, 1, false},
+		{Block{SQN: 5}, 1, false},
+	} {
+		if got := BeginsRestart(c.b, c.size); got != c.want {
+			t.Errorf("BeginsRestart(%+v, %d) = %v, want %v", c.b, c.size, got, c.want)
+		}
+	}
+}

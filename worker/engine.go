@@ -86,7 +86,7 @@ func (t *task) sourceTag(step align.Step, names *sequenceName) roundTag {
 // has no name (a block from a NATS client, or SQN 1 without the reset bit). A round that begins
 // a restart is named by it; the rounds after it by it too, up to the next.
 func (t *task) roundSequence(chk *align.Checker, ins []*input) string {
-	names := t.sequence.names[:0]
+	names := t.sequence.buf[:0]
 	for k, in := range ins {
 		if in.pipe.Async {
 			continue
@@ -105,31 +105,29 @@ func (t *task) roundSequence(chk *align.Checker, ins []*input) string {
 // building it (a source's from its numbers, a connector's from several inputs' names) costs more
 // than the rest of a round's bookkeeping.
 type sequenceName struct {
-	name     string
-	restart  uint64   // a source's: the restart number name was built from
-	names    []string // a connector's: the inputs' names it was built from
-	scratch  []string
-	hasNames bool
+	name    string
+	restart uint64   // a source's: the restart number name was built from (0: none yet)
+	from    []string // a connector's: the inputs' names name was hashed from (none: not yet)
+	buf     []string // where roundSequence gathers the inputs' names of a round
 }
 
 // ofSource is the name of a source's restart n of its instance epoch: "job.epoch.n".
 func (s *sequenceName) ofSource(job int, epoch, n uint64) string {
-	if n != s.restart || s.name == "" {
+	if n != s.restart {
 		s.restart, s.name = n, fmt.Sprintf("%d.%d.%d", job, epoch, n)
 	}
 	return s.name
 }
 
 // ofInputs is the name of a round whose synchronous inputs' blocks count from the restarts
-// names: the one name of a single input, else a hash of them all in order. names may be s.names'
-// own backing array (roundSequence builds it there); it is copied before being kept.
+// names: the one name of a single input, else a hash of them all in order. names is kept as
+// s.buf for the next round to gather into.
 func (s *sequenceName) ofInputs(names []string) string {
+	s.buf = names
 	if len(names) == 1 {
-		s.names = names
 		return names[0]
 	}
-	if s.hasNames && slices.Equal(names, s.scratch) {
-		s.names = names
+	if len(s.from) > 0 && slices.Equal(names, s.from) {
 		return s.name
 	}
 	h := fnv.New64a()
@@ -137,9 +135,8 @@ func (s *sequenceName) ofInputs(names []string) string {
 		h.Write([]byte(n))
 		h.Write([]byte{0})
 	}
-	s.name, s.hasNames = strconv.FormatUint(h.Sum64(), 36), true
-	s.scratch = append(s.scratch[:0], names...)
-	s.names = names
+	s.name = strconv.FormatUint(h.Sum64(), 36)
+	s.from = append(s.from[:0], names...)
 	return s.name
 }
 

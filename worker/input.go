@@ -565,8 +565,7 @@ func (in *input) replayed(b codec.Block) bool {
 	if name == in.restart && b.Head == 0 && b.SQN != 1 {
 		return false // the usual block, looked at no further
 	}
-	_, reset, _ := codec.Flags(b.Head, in.pipe.HeadSize)
-	restarts := reset || b.SQN == 1
+	restarts := codec.BeginsRestart(b, in.pipe.HeadSize)
 	if restarts && in.pos != 1 {
 		// A restart within its message (a client's): neither it nor the blocks after it count
 		// from the restart the message names.

@@ -227,11 +227,7 @@ func (p *publisher) joins(b codec.Block, restart string) bool {
 	if restart != p.restart {
 		return false
 	}
-	if restart == "" || (b.Head == 0 && b.SQN != 1) {
-		return true
-	}
-	_, reset, _ := codec.Flags(b.Head, p.headSize)
-	return !reset && b.SQN != 1
+	return restart == "" || !codec.BeginsRestart(b, p.headSize)
 }
 
 // countOut adds blocks and their payload bytes to the job's counters of blocks out.

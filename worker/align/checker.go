@@ -366,8 +366,7 @@ func (c *Checker) holdFirst(take TakeFunc, k int) error {
 
 // restarts reports whether b restarts its input's sequence: the reset bit, or SQN 1.
 func (c *Checker) restarts(b codec.Block, st *inputState) bool {
-	_, reset, _ := codec.Flags(b.Head, st.size)
-	return reset || b.SQN == 1
+	return codec.BeginsRestart(b, st.size)
 }
 
 // fill fills slot j of input k in the current round; false when the checker must stop.
