@@ -55,9 +55,10 @@ func (t *task) openCheckpoints(ctx context.Context, js jetstream.JetStream) (*ch
 		label: t.label, log: t.log.Warn}, nil
 }
 
-// restore hands a saved state back to the job and returns the SQN it had reached (0: none) and
-// the restart that SQN counts from (a sink's; "" if unnamed).
-func (c *checkpoints) restore(ctx context.Context) (uint64, string, error) {
+// restore hands a saved state back to the job and returns the checkpoint without it: the SQN the
+// job had reached (0: none) and, a sink's, the restart that SQN counts from ("" if unnamed) and
+// the sequences its inputs had left.
+func (c *checkpoints) restore(ctx context.Context) (protocol.Checkpoint, error) {
 	var e jetstream.KeyValueEntry
 	err := untilSettled(ctx, func(ctx context.Context) error {
 		var err error
@@ -65,20 +66,21 @@ func (c *checkpoints) restore(ctx context.Context) (uint64, string, error) {
 		return err
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, "", nil
+		return protocol.Checkpoint{}, nil
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("%s: read checkpoint: %w", c.label, err)
+		return protocol.Checkpoint{}, fmt.Errorf("%s: read checkpoint: %w", c.label, err)
 	}
 	var cp protocol.Checkpoint
 	if err := json.Unmarshal(e.Value(), &cp); err != nil {
-		return 0, "", fmt.Errorf("%s: checkpoint: %w", c.label, err)
+		return protocol.Checkpoint{}, fmt.Errorf("%s: checkpoint: %w", c.label, err)
 	}
 	if err := c.job.Restore(cp.State); err != nil {
-		return 0, "", fmt.Errorf("%s: restore checkpoint: %w", c.label, err)
+		return protocol.Checkpoint{}, fmt.Errorf("%s: restore checkpoint: %w", c.label, err)
 	}
 	c.log("resuming from checkpoint", "sqn", cp.SQN)
-	return cp.SQN, cp.Restart, nil
+	cp.State = nil
+	return cp, nil
 }
 
 func (c *checkpoints) put(sqn uint64, data []byte) {
@@ -135,7 +137,8 @@ type sinkCheckpoints struct {
 	mu      sync.Mutex
 	state   []byte // the newest state not yet stored, nil when stored
 	sqn     uint64
-	restart string // the restart sqn counts from (protocol.Checkpoint.Restart)
+	restart string     // the restart sqn counts from (protocol.Checkpoint.Restart)
+	left    [][]string // the sequences the inputs had left (protocol.Checkpoint.Left); not written to
 	acks    []*roundAcks
 
 	wake chan struct{}
@@ -147,16 +150,16 @@ func newSinkCheckpoints(c *checkpoints, log *slog.Logger) *sinkCheckpoints {
 	return &sinkCheckpoints{c: c, log: log, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// record takes the job's state after round sqn, of the sequence restart began, and queues it,
-// with the round's messages.
-func (s *sinkCheckpoints) record(sqn uint64, restart string, acks *roundAcks) {
+// record takes the job's state after round sqn, of the sequence restart began, with its inputs
+// having left the sequences left, and queues it with the round's messages.
+func (s *sinkCheckpoints) record(sqn uint64, restart string, left [][]string, acks *roundAcks) {
 	state, err := s.c.job.Checkpoint()
 	if err != nil {
 		s.log.Warn("checkpoint not taken", "sqn", sqn, "error", err)
 	}
 	s.mu.Lock()
 	if err == nil {
-		s.state, s.sqn, s.restart = state, sqn, restart
+		s.state, s.sqn, s.restart, s.left = state, sqn, restart, left
 	}
 	if acks != nil {
 		s.acks = append(s.acks, acks)
@@ -209,14 +212,14 @@ func (s *sinkCheckpoints) run(ctx context.Context) {
 // acknowledgements for the next.
 func (s *sinkCheckpoints) save(ctx context.Context) error {
 	s.mu.Lock()
-	state, sqn, restart, acks := s.state, s.sqn, s.restart, s.acks
+	state, sqn, restart, left, acks := s.state, s.sqn, s.restart, s.left, s.acks
 	s.state, s.acks = nil, nil
 	s.mu.Unlock()
 	if state == nil && len(acks) == 0 {
 		return nil
 	}
 	if state != nil {
-		data, err := json.Marshal(protocol.Checkpoint{SQN: sqn, State: state, Restart: restart})
+		data, err := json.Marshal(protocol.Checkpoint{SQN: sqn, State: state, Restart: restart, Left: left})
 		if err == nil {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err = s.c.kv.Put(pctx, s.c.key, data)
@@ -225,7 +228,7 @@ func (s *sinkCheckpoints) save(ctx context.Context) error {
 		if err != nil {
 			s.mu.Lock()
 			if s.state == nil {
-				s.state, s.sqn, s.restart = state, sqn, restart
+				s.state, s.sqn, s.restart, s.left = state, sqn, restart, left
 			}
 			s.acks = append(acks, s.acks...)
 			s.mu.Unlock()

@@ -60,7 +60,7 @@ func TestASinkCheckpointThatFailedIsTriedAgainWithoutANewRound(t *testing.T) {
 	s := newSinkCheckpoints(&checkpoints{kv: kv, key: "sink", job: fixedState{}, label: "csv_sink 2"}, log)
 	go s.run(ctx)
 	tk := &task{log: log}
-	s.record(1, "", tk.newRoundAcks([]jetstream.Msg{m}, 0))
+	s.record(1, "", nil, tk.newRoundAcks([]jetstream.Msg{m}, 0))
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)

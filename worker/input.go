@@ -53,11 +53,12 @@ type input struct {
 	// top is the highest SQN taken from a synchronous input since its sequence (re)started, 0
 	// before its first block; dropped is how many blocks were dropped on purpose (max_queue,
 	// realtime) just before the next one. They bound how far ahead the next SQN may be
-	// (checkJump).
+	// (checkJump). An async input's top is the highest SQN it took of its named sequence
+	// (takenAsync).
 	top     uint64
 	dropped uint64
-	// restart names the restart the block a synchronous input took last counts from ("" for
-	// none, or one without a name), before what restart was before that block; left holds the names
+	// restart names the restart the block the input took last counts from ("" for none, or one
+	// without a name), before what restart was before that block; left holds the names
 	// of the sequences the input has left, newest last (at most maxLeft). replays counts the
 	// blocks dropped because they were sent again (replayed).
 	restart string
@@ -541,8 +542,8 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 	}
 }
 
-// replayed notes the sequence a block of a synchronous input counts from and reports whether
-// the block was sent again, to be dropped. A producer that moved or restarted recomputes the
+// replayed notes the sequence a block counts from and reports whether the block was sent again,
+// to be dropped. A producer that moved or restarted recomputes the
 // rounds its inputs had not acknowledged, and its consumer may have taken their answers already
 // (the stream no longer holds them, so the publisher's resumeSQN cannot drop them). Every message
 // names the restart its blocks count from (codec.RestartHeader), and a block is sent again when
@@ -551,19 +552,18 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 //     that follow it are older than the checker expects and dropped as stale, up to the first
 //     new one;
 //   - it counts from a restart the input has left: its SQN belongs to the old sequence, and the
-//     checker would take it as a jump ahead in the new one (dummies, then the old rows again).
+//     checker would take it as a jump ahead in the new one (dummies, then the old rows again);
+//   - of an async input, which no checker guards: it is of the sequence the input is in, and
+//     the input took its SQN already (takenAsync).
 //
 // A restart is named only by the first block of its message; a message without a name (a NATS
 // client's) is taken as SPEC §4.4 says. A name the input has not seen (its restart was dropped
 // by max_queue, or this instance began within the sequence) is adopted.
 func (in *input) replayed(b codec.Block) bool {
-	if in.pipe.Async {
-		return false
-	}
 	in.before = in.restart
 	name := in.cur.restart
 	if name == in.restart && b.Head == 0 && b.SQN != 1 {
-		return false // the usual block, looked at no further
+		return in.pipe.Async && in.takenAsync(b, name) // the usual block
 	}
 	restarts := codec.BeginsRestart(b, in.pipe.HeadSize)
 	if restarts && in.pos != 1 {
@@ -578,7 +578,27 @@ func (in *input) replayed(b codec.Block) bool {
 	if restarts || name != in.restart {
 		in.leave(in.restart)
 		in.restart = name
+		if in.pipe.Async {
+			in.top = 0
+		}
 	}
+	return in.pipe.Async && in.takenAsync(b, name)
+}
+
+// takenAsync reports whether an async input took block b of the sequence named name before: its
+// SQN is not above the highest it took of that sequence (top), which it then raises. An async
+// input bypasses the checker, which drops such a block of a synchronous input as stale; one
+// producer writes a pipe in order, so within a named sequence only a replay goes back. A block
+// of no name (a client's), or with SQN 0, is taken as always.
+func (in *input) takenAsync(b codec.Block, name string) bool {
+	if name == "" || b.SQN == 0 {
+		return false
+	}
+	if b.SQN <= in.top {
+		in.replays++
+		return true
+	}
+	in.top = b.SQN
 	return false
 }
 
@@ -586,15 +606,13 @@ func (in *input) replayed(b codec.Block) bool {
 // restarts of one instance's unacknowledged rounds, a few at most.
 const maxLeft = 16
 
-// leave remembers that the input left the sequence named name.
+// leave remembers that the input left the sequence named name. left is made anew, never changed
+// in place: a sink's checkpoint keeps what it was (goKind.leftOf), and a restart is rare.
 func (in *input) leave(name string) {
 	if name == "" {
 		return
 	}
-	if len(in.left) == maxLeft {
-		in.left = append(in.left[:0], in.left[1:]...)
-	}
-	in.left = append(in.left, name)
+	in.left = append(slices.Clone(in.left[max(0, len(in.left)-maxLeft+1):]), name)
 }
 
 // sequenceOfRound names the restart the blocks a round took from this input count from: the

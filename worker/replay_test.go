@@ -293,6 +293,41 @@ func keptJSONPipe(t *testing.T, js jetstream.JetStream, id int) protocol.PipeBin
 // again; the checkpoint names the restart its rows count from, and the sink writes none of them
 // twice.
 func TestARestoredFileSinkWritesNoRowTwiceWhenItsProducerSendsTheRestartItTookAgain(t *testing.T) {
+	// The sink writes rows 1–3; the producer's next instance sends 1–6 again from the same
+	// restart.
+	got := fileSinkRestored(t,
+		func(js jetstream.JetStream, in protocol.PipeBinding) { sourceBlocks(t, js, in, 3, 0) },
+		func(js jetstream.JetStream, in protocol.PipeBinding) { sourceBlocks(t, js, in, 6, 6) })
+	if strings.Join(got, " ") != "pipe_1 1 2 3 4 5 6" {
+		t.Errorf("the file holds %q, want a header and rows 1 to 6, each once", got)
+	}
+}
+
+// TestARestoredFileSinkWritesNoRowTwiceWhenItsProducerReplaysASequenceOlderThanItsCheckpoints:
+// the sink's input left sequence a for b before its worker died, and its checkpoint says so
+// (protocol.Checkpoint.Left): the producer's next instance sends a's blocks again, then b's,
+// and the sink restored writes only b's new row.
+func TestARestoredFileSinkWritesNoRowTwiceWhenItsProducerReplaysASequenceOlderThanItsCheckpoints(t *testing.T) {
+	got := fileSinkRestored(t,
+		func(js jetstream.JetStream, in protocol.PipeBinding) {
+			publishSequence(t, js, in, "2.1.1", []int64{1, 2, 3, 4, 5}, 0)
+			publishSequence(t, js, in, "2.1.2", []int64{10, 11}, 0)
+		},
+		func(js jetstream.JetStream, in protocol.PipeBinding) {
+			publishSequence(t, js, in, "2.1.1", []int64{1, 2, 3, 4, 5}, 0)
+			publishSequence(t, js, in, "2.1.2", []int64{10, 11, 12}, 3)
+		})
+	// A restart costs its consumer a dummy round (SPEC §4.4): the csv sink writes it as 0.
+	if want := "pipe_1 1 2 3 4 5 0 10 11 12"; strings.Join(got, " ") != want {
+		t.Errorf("the file holds %q, want the words %q: rows 1 to 5, a dummy, 10 to 12, each once", got, want)
+	}
+}
+
+// fileSinkRestored runs a csv sink (job 2) of pipe 1 whose worker dies once it took and
+// acknowledged what before published; then the sink restored from its checkpoint takes what
+// after publishes, to the end. It returns the words of the file.
+func fileSinkRestored(t *testing.T, before, after func(jetstream.JetStream, protocol.PipeBinding)) []string {
+	t.Helper()
 	_, js := startJetStream(t)
 	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: protocol.CheckpointBucket, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
@@ -303,18 +338,15 @@ func TestARestoredFileSinkWritesNoRowTwiceWhenItsProducerSendsTheRestartItTookAg
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	// The sink writes rows 1–3 and acknowledges them once its checkpoint is stored; then its
-	// worker dies.
-	sourceBlocks(t, js, in, 3, 0)
+	// The sink acknowledges its rows once its checkpoint is stored; then its worker dies.
+	before(js, in)
 	firstCtx, kill := context.WithCancel(ctx)
 	firstDone := startTask(firstCtx, js, goTask(t, js, &builtin.CSVSink{Path: "out.csv"}, spec, []protocol.PipeBinding{in}, nil, dir))
 	waitStreamEmpty(t, js, in)
 	kill()
 	<-firstDone
 
-	// The producer's next instance sends 1–6 again from the same restart; the sink restored
-	// from its checkpoint takes them.
-	sourceBlocks(t, js, in, 6, 6)
+	after(js, in)
 	if err := <-startTask(ctx, js, goTask(t, js, &builtin.CSVSink{Path: "out.csv"}, spec, []protocol.PipeBinding{in}, nil, dir)); err != nil {
 		t.Fatalf("restored sink: %v", err)
 	}
@@ -322,9 +354,7 @@ func TestARestoredFileSinkWritesNoRowTwiceWhenItsProducerSendsTheRestartItTookAg
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Fields(string(data)); strings.Join(got, " ") != "pipe_1 1 2 3 4 5 6" {
-		t.Errorf("the file holds %q, want a header and rows 1 to 6, each once", got)
-	}
+	return strings.Fields(string(data))
 }
 
 // TestARestartIsDroppedOnlyWhenItIsTheOneItsInputTookLast: a restart named again is dropped; a
@@ -354,6 +384,19 @@ func TestARestartIsDroppedOnlyWhenItIsTheOneItsInputTookLast(t *testing.T) {
 	}
 }
 
+// takenNamed takes every block of msgs from in (takeEvery), each written as its SQN, "r" for the
+// reset bit, and the name of the sequence the input is in once it took it.
+func takenNamed(t *testing.T, in *input, msgs []inMsg) string {
+	t.Helper()
+	rst := codec.HeadMask(in.pipe.HeadSize, codec.BitReset)
+	return strings.Join(takeEvery(t, in, msgs, func(b codec.Block) string {
+		if b.Head == rst {
+			return fmt.Sprint(b.SQN, "r", in.restart)
+		}
+		return fmt.Sprint(b.SQN, in.restart)
+	}), " ")
+}
+
 // TestABlockOfASequenceItsInputHasLeftIsDropped: a block whose message names a sequence the
 // input has left is dropped, however many restarts ago it left it, and so is a restart it took
 // before the last one; a name it has not seen is adopted.
@@ -372,14 +415,31 @@ func TestABlockOfASequenceItsInputHasLeftIsDropped(t *testing.T) {
 		{blocks: []codec.Block{{SQN: 4}}, restart: "c"}, // left when d was adopted
 		{end: true, endSQN: 4},
 	}
-	got := takeEvery(t, in, msgs, func(b codec.Block) string {
-		if b.Head == rst {
-			return fmt.Sprint(b.SQN, "r", in.restart)
-		}
-		return fmt.Sprint(b.SQN, in.restart)
-	})
-	want := "1ra 2a 3a 1rb 2b 1rc 2c 3c 4d"
-	if strings.Join(got, " ") != want || in.replays != 5 {
-		t.Errorf("took %s with %d replays dropped, want %s with 5", strings.Join(got, " "), in.replays, want)
+	got := takenNamed(t, in, msgs)
+	if want := "1ra 2a 3a 1rb 2b 1rc 2c 3c 4d"; got != want || in.replays != 5 {
+		t.Errorf("took %s with %d replays dropped, want %s with 5", got, in.replays, want)
+	}
+}
+
+// TestAnAsyncInputDropsTheBlocksOfItsSequenceItTookBefore: no checker guards an async input, so
+// the input itself drops a block of its sequence whose SQN it took already, a restart it took,
+// and the blocks of a sequence it left; a message of no name (a client's) is taken as always.
+func TestAnAsyncInputDropsTheBlocksOfItsSequenceItTookBefore(t *testing.T) {
+	pipe := protocol.PipeBinding{ID: 4, Codec: "json", BlockCount: 1, HeadSize: 1, Async: true}
+	rst := codec.HeadMask(1, codec.BitReset)
+	in := newInput(0, pipe)
+	msgs := []inMsg{
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}, {SQN: 3}}, restart: "a"},
+		{blocks: []codec.Block{{SQN: 2}, {SQN: 3}, {SQN: 4}}, restart: "a"}, // 2 and 3 sent again
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}}, restart: "b"},
+		{blocks: []codec.Block{{SQN: 4}, {SQN: 5}}, restart: "a"},                      // a sequence left
+		{blocks: []codec.Block{{SQN: 1, Head: rst}, {SQN: 2}, {SQN: 3}}, restart: "b"}, // 1 and 2 again
+		{blocks: []codec.Block{{SQN: 1}}},                                              // a client's, of no name
+		{blocks: []codec.Block{{SQN: 1}}},
+		{end: true, endSQN: 1},
+	}
+	got := takenNamed(t, in, msgs)
+	if want := "1ra 2a 3a 4a 1rb 2b 3b 1 1"; got != want || in.replays != 6 {
+		t.Errorf("took %s with %d replays dropped, want %s with 6", got, in.replays, want)
 	}
 }

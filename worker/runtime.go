@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,14 +112,13 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 	// A job that checkpoints gets its saved state back before Setup (a moved source numbers on,
 	// a moved file sink appends to its file).
 	var cp *checkpoints
-	var cpSQN uint64
-	var cpRestart string
+	var saved protocol.Checkpoint // what cp held, without the job's state
 	if t.runner != nil {
 		if cp, err = t.openCheckpoints(ctx, js); err != nil {
 			return err
 		}
 		if cp != nil {
-			if cpSQN, cpRestart, err = cp.restore(ctx); err != nil {
+			if saved, err = cp.restore(ctx); err != nil {
 				return err
 			}
 		}
@@ -198,12 +198,13 @@ func (t *task) run(ctx context.Context, js jetstream.JetStream) (err error) {
 		// cleanly); other programs end when their inputs do.
 		err = t.runExec(t.jctx.Context(), pctx, ins, ports)
 	} else if t.runner.IsSource() {
-		err = t.runSource(pctx, ports, cp, cpSQN)
+		err = t.runSource(pctx, ports, cp, saved.SQN)
 	} else {
 		g := &goKind{t: t, outs: ports}
 		if cp != nil && len(ports) == 0 {
 			g.sink = newSinkCheckpoints(cp, t.log)
-			g.skipUpTo, g.restart = cpSQN, cpRestart
+			g.skipUpTo, g.restart = saved.SQN, saved.Restart
+			g.restoreLeft(ins, saved.Left)
 			wg.Add(1)
 			go func() { defer wg.Done(); g.sink.run(pctx) }()
 		}
@@ -343,8 +344,47 @@ type goKind struct {
 	// not the restart named restart, which those rounds count from, sent again by a producer's
 	// next instance (§8 "Replays").
 	skipUpTo uint64
-	// restart names the restart the sink's rounds count from, for its checkpoint.
+	// restart names the restart the sink's rounds count from, for its checkpoint; left is what
+	// its inputs had left when it last looked (leftOf), never written to once made.
 	restart string
+	left    [][]string
+}
+
+// restoreLeft gives a restored sink's inputs the sequences the inputs it replaces had left
+// (protocol.Checkpoint.Left): a producer's next instance may replay one of them, whose rows the
+// sink wrote before (§8 "Replays"). An optional input is left out: its own goroutine takes its
+// blocks into a buffer (feedOptional), and no row waits for them.
+func (g *goKind) restoreLeft(ins []*input, left [][]string) {
+	for k, in := range ins {
+		if k < len(left) && in.pipe.Optional == nil {
+			in.left = slices.Clone(left[k][max(0, len(left[k])-maxLeft):])
+		}
+	}
+	g.left = left
+}
+
+// leftOf is the sequences the job's inputs have left (none for an optional input, whose left
+// its own goroutine keeps), for the sink's checkpoint: a new one only when an input left one
+// since the last look (its left is never changed in place), so that a round costs no
+// allocation and the checkpoint's goroutine may keep what it was given.
+func (g *goKind) leftOf(ins []*input) [][]string {
+	leftOf := func(in *input) []string {
+		if in.pipe.Optional != nil {
+			return nil
+		}
+		return in.left
+	}
+	changed := len(g.left) != len(ins)
+	for k := 0; !changed && k < len(ins); k++ {
+		changed = !slices.Equal(g.left[k], leftOf(ins[k]))
+	}
+	if changed {
+		g.left = make([][]string, len(ins))
+		for k, in := range ins {
+			g.left[k] = leftOf(in)
+		}
+	}
+	return g.left
 }
 
 func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
@@ -365,7 +405,7 @@ func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 		}
 	}
 	if g.sink != nil {
-		defer func() { g.sink.record(r.tag.sqn, g.restart, r.tag.acks); r.tag.acks = nil }()
+		defer func() { g.sink.record(r.tag.sqn, g.restart, g.leftOf(t.ins), r.tag.acks); r.tag.acks = nil }()
 	}
 	t.jctx.BeginBlock(r.heads)
 	stepIn := t.logClock()
@@ -402,7 +442,7 @@ func (g *goKind) step(ctx context.Context, r *round) (bool, error) {
 // acknowledged with the checkpoint as any round's.
 func (g *goKind) skipRound(_ context.Context, r *round) error {
 	if g.sink != nil {
-		g.sink.record(r.tag.sqn, g.restart, r.tag.acks)
+		g.sink.record(r.tag.sqn, g.restart, g.leftOf(g.t.ins), r.tag.acks)
 		r.tag.acks = nil
 	}
 	for _, o := range g.outs {

@@ -130,6 +130,10 @@ type Checkpoint struct {
 	// Restart is a sink's: the name of the restart its SQN counts from (codec.RestartHeader),
 	// so that the sink restored does not take that restart, sent again, for a new one.
 	Restart string `json:"restart,omitempty"`
+	// Left is a sink's too: per input, in the job's order, the names of the restarts that input
+	// had left (newest last), so that the sink restored drops a replay of an older sequence as
+	// the input it replaces did.
+	Left [][]string `json:"left,omitempty"`
 }
 
 // LogSubject carries the log lines of one job.
