@@ -432,6 +432,11 @@ func splitHostPort(hp string) (string, int, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("port %q is not a number", ps)
 	}
+	if port == 0 {
+		// Port 0 is any free port, as for net.Listen. NATS reads 0 as its default port (4222,
+		// 6222) and, for monitoring, as off; its "any" is -1. The broker says what it bound.
+		port = server.RANDOM_PORT
+	}
 	if host == "" {
 		host = "0.0.0.0"
 	}

@@ -88,7 +88,7 @@ Examples:
        --nats-monitor http://nats1:8222,http://nats2:8222
    marvelo-broker worker add mic1 --auth-token "$TOKEN" --out mic1.creds`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "host:port for workers and clients"},
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "host:port for workers and clients (port 0: any free port; the broker prints the one it bound)"},
 			&cli.StringFlag{Name: "store", Usage: "JetStream directory: pipelines and pipes survive a restart"},
 			&cli.BoolFlag{Name: "memory", Usage: "keep everything in memory (throwaway broker)"},
 			&cli.StringFlag{Name: "sync", Value: broker.SyncAlways, Usage: "when the store syncs to disk: always (before acknowledging a write: nothing acknowledged is lost on a power failure) or a DURATION such as 1s or 2m (faster; a power failure or OS crash can lose what was acknowledged in the last DURATION)"},
@@ -98,7 +98,7 @@ Examples:
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS key for the client port"},
 			&cli.StringFlag{Name: "metrics", Usage: "host:port serving Prometheus metrics on /metrics: per job, pipe and worker; a Go job's CPU and memory are its worker process's, an executable's its program's (off when empty; e.g. --metrics 127.0.0.1:9090)"},
 			&cli.StringFlag{Name: "ui", Usage: "host:port serving the live view, a read-only web page: the pipeline graph with each job's state, worker and rates, the workers' load, the events and a log tail (off when empty; e.g. --ui 127.0.0.1:8080); beyond loopback only with --auth-token, which the page then asks for"},
-			&cli.StringFlag{Name: "monitor", Usage: "host:port of the NATS monitoring endpoint (off when empty)"},
+			&cli.StringFlag{Name: "monitor", Usage: "host:port of the NATS monitoring endpoint (off when empty; port 0: any free port, printed)"},
 			&cli.BoolFlag{Name: "no-local", Usage: "do not run a worker for LOCAL jobs in the broker"},
 			&cli.BoolFlag{Name: "local", Usage: "in a cluster, run the worker for LOCAL jobs here whichever broker leads (default: on the leader)"},
 			&cli.StringFlag{Name: "server-name", Usage: "this broker's name in a cluster, unique among the brokers"},
@@ -191,6 +191,9 @@ func run(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if u := b.MonitorURL(); u != "" {
+		fmt.Fprintf(os.Stderr, "marvelo-broker NATS monitoring on %s\n", u)
+	}
 	fmt.Fprintf(os.Stderr, "marvelo-broker listening on %s\n", b.ClientURL())
 	if c.Bool("no-local") {
 		<-ctx.Done()
