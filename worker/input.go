@@ -543,10 +543,10 @@ func (in *input) next(ctx context.Context, st *stats) (codec.Block, bool, error)
 }
 
 // replayed notes the sequence a block counts from and reports whether the block was sent again,
-// to be dropped. A producer that moved or restarted recomputes the
-// rounds its inputs had not acknowledged, and its consumer may have taken their answers already
-// (the stream no longer holds them, so the publisher's resumeSQN cannot drop them). Every message
-// names the restart its blocks count from (codec.RestartHeader), and a block is sent again when
+// to be dropped. A producer that moved or restarted recomputes the rounds its inputs had not
+// acknowledged, and its consumer may have taken their answers already (the stream no longer
+// holds them, so the publisher's resumeSQN cannot drop them). Every message names the restart
+// its blocks count from (codec.RestartHeader), and a block is sent again when
 //   - it begins the restart the input took last: taken again it would restart the input's
 //     sequence a second time (a dummy round, and the blocks after it twice); dropped, the blocks
 //     that follow it are older than the checker expects and dropped as stale, up to the first
