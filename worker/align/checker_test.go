@@ -687,15 +687,17 @@ func endless(n int, lossEvery uint64) (TakeFunc, []uint64) {
 func BenchmarkCheckerNext(b *testing.B) {
 	for _, bc := range []struct {
 		name      string
+		inputs    int
 		bc        int
 		lossEvery uint64
 	}{
-		{"3 inputs", 1, 0},
-		{"3 inputs, every 7th lost on one", 1, 7},
-		{"3 inputs, block count 4", 4, 0},
+		{"1 input", 1, 1, 0}, // a forward's, as in a chain
+		{"3 inputs", 3, 1, 0},
+		{"3 inputs, every 7th lost on one", 3, 1, 7},
+		{"3 inputs, block count 4", 3, 4, 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			inputs := fixed(3)
+			inputs := fixed(bc.inputs)
 			for k := range inputs {
 				inputs[k].BlockCount = bc.bc
 			}
@@ -703,7 +705,7 @@ func BenchmarkCheckerNext(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			take, _ := endless(3, bc.lossEvery)
+			take, _ := endless(bc.inputs, bc.lossEvery)
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, ok, err := c.Next(take); !ok || err != nil {
