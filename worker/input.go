@@ -612,7 +612,13 @@ func (in *input) leave(name string) {
 	if name == "" {
 		return
 	}
-	in.left = append(slices.Clone(in.left[max(0, len(in.left)-maxLeft+1):]), name)
+	in.left = recentLeft(append(slices.Clip(in.left), name)) // appended to a clipped slice: a copy
+}
+
+// recentLeft is the names of left sequences an input remembers of names, newest last: the last
+// maxLeft.
+func recentLeft(names []string) []string {
+	return names[max(0, len(names)-maxLeft):]
 }
 
 // sequenceOfRound names the restart the blocks a round took from this input count from: the

@@ -443,3 +443,23 @@ func TestAnAsyncInputDropsTheBlocksOfItsSequenceItTookBefore(t *testing.T) {
 		t.Errorf("took %s with %d replays dropped, want %s with 6", got, in.replays, want)
 	}
 }
+
+// TestAnInputRemembersTheLastSequencesItLeftWithoutChangingWhatItGaveAway: left holds the last
+// maxLeft names, newest last, and a leave makes a new slice, so that the one a sink's checkpoint
+// keeps (goKind.leftOf) stays as it was.
+func TestAnInputRemembersTheLastSequencesItLeftWithoutChangingWhatItGaveAway(t *testing.T) {
+	in := newInput(0, protocol.PipeBinding{ID: 4, Codec: "json"})
+	var kept []string
+	for i := range maxLeft + 4 {
+		in.leave(fmt.Sprint(i))
+		if i == maxLeft-1 {
+			kept = in.left
+		}
+	}
+	if len(in.left) != maxLeft || in.left[0] != "4" || in.left[maxLeft-1] != fmt.Sprint(maxLeft+3) {
+		t.Errorf("left %v, want the names 4 to %d", in.left, maxLeft+3)
+	}
+	if len(kept) != maxLeft || kept[0] != "0" || kept[maxLeft-1] != fmt.Sprint(maxLeft-1) {
+		t.Errorf("a slice given away became %v, want the names 0 to %d still", kept, maxLeft-1)
+	}
+}

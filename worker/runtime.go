@@ -357,7 +357,7 @@ type goKind struct {
 func (g *goKind) restoreLeft(ins []*input, left [][]string) {
 	for k, in := range ins {
 		if k < len(left) && in.pipe.Optional == nil {
-			in.left = slices.Clone(left[k][max(0, len(left[k])-maxLeft):])
+			in.left = recentLeft(slices.Clone(left[k]))
 		}
 	}
 	g.left = left
