@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/cacheline"
 	"github.com/marvelo/marvelo/worker/align"
 )
 
@@ -43,12 +44,25 @@ type jobKind interface {
 // round is one compute block as the engine hands it to a kind. The slices are reused from round
 // to round; a kind that keeps a round past step keeps only its tag.
 type round struct {
+	_   cacheline.Pad // written every round (cacheline)
 	tag roundTag
 	// connector: the round comes from the checker (false for a job whose inputs are all async,
 	// numbered as a source).
 	connector bool
 	payloads  [][][]byte
 	heads     [][]uint32
+	_         cacheline.Pad
+}
+
+// newRound makes the round a job's rounds reuse, with room for every input's blocks of a round:
+// padded, as the job's goroutine writes all of it every round (cacheline).
+func newRound(ins []*input) *round {
+	r := &round{payloads: cacheline.Slice[[][]byte](len(ins))[:len(ins)], heads: cacheline.Slice[[]uint32](len(ins))[:len(ins)]}
+	for k, in := range ins {
+		n := max(in.pipe.BlockCount, 1)
+		r.payloads[k], r.heads[k] = cacheline.Slice[[]byte](n), cacheline.Slice[uint32](n)
+	}
+	return r
 }
 
 // roundTag is what an answer inherits from the round it answers: its SQN, its head (the or of
@@ -290,7 +304,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 		}
 		return b, ok, err
 	}
-	r := &round{payloads: make([][][]byte, len(ins)), heads: make([][]uint32, len(ins))}
+	r := newRound(ins)
 	done := ctx.Done()
 	for {
 		// A stop ends the rounds here too, not only where an input waits: rounds of dummies for

@@ -17,6 +17,7 @@ import (
 	"github.com/marvelo/marvelo/broker/jserr"
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline/backoff"
+	"github.com/marvelo/marvelo/pipeline/cacheline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -38,6 +39,7 @@ type inMsg struct {
 // input is one input pipe of a running job: a goroutine reads its consumer into ch, and the job's
 // goroutine takes blocks from it one at a time.
 type input struct {
+	_    cacheline.Pad // the job's goroutine writes its fields on every block (cacheline)
 	k    int
 	pipe protocol.PipeBinding
 	ch   chan inMsg
@@ -72,6 +74,7 @@ type input struct {
 	// acked is the highest stream sequence of this input whose acknowledgement was sent (written
 	// by the round that releases it, read by the reader goroutine: see orderer.offer).
 	acked atomic.Uint64
+	_     cacheline.Pad
 }
 
 // noteAcked raises acked to seq.

@@ -16,6 +16,7 @@ import (
 	"github.com/marvelo/marvelo/broker/jserr"
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline/backoff"
+	"github.com/marvelo/marvelo/pipeline/cacheline"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 )
 
@@ -37,6 +38,7 @@ const (
 // publisher expects to follow: the stream keeps the order even when a send is retried, and a
 // second instance of the same job (a stale worker) cannot interleave its blocks.
 type publisher struct {
+	_        cacheline.Pad // the job's goroutine writes its batch on every block (cacheline)
 	js       jetstream.JetStream
 	pipe     protocol.PipeBinding
 	headSize int
@@ -74,6 +76,7 @@ type publisher struct {
 	// that moved re-computes blocks its old instance may have stored already, and those are not
 	// published twice. Zero once a newer block (or a reset) has been written.
 	resumeSQN uint64
+	_         cacheline.Pad
 }
 
 func newPublisher(ctx context.Context, js jetstream.JetStream, pipe protocol.PipeBinding, log *slog.Logger) (*publisher, error) {

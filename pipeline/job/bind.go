@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/marvelo/marvelo/codec"
+	"github.com/marvelo/marvelo/pipeline/cacheline"
 )
 
 // Port is one pipe as a job sees it: its id, its codec and how many blocks make one compute block.
@@ -166,7 +167,7 @@ func (r *Runner) bindRun(t reflect.Type) error {
 	if len(r.outputs) > 0 && (r.results == resultNone || r.results == resultErr) {
 		return fmt.Errorf("Run returns no value but the job has %d outputs", len(r.outputs))
 	}
-	r.args = make([]reflect.Value, 1+n)
+	r.args = cacheline.Slice[reflect.Value](1 + n)[:1+n] // written every step
 	return nil
 }
 
@@ -255,7 +256,7 @@ func (r *Runner) Close() error {
 func (r *Runner) Step(ctx *Context, in [][][]byte, out [][]byte) ([][]byte, error) {
 	if r.raw != nil {
 		if cap(out) < len(r.outputs) {
-			out = make([][]byte, len(r.outputs))
+			out = cacheline.Slice[[]byte](len(r.outputs))[:len(r.outputs)] // written every step
 		}
 		out, err := r.raw.RunRaw(ctx, in, out[:len(r.outputs)])
 		if err != nil && !errors.Is(err, ErrEnd) && !errors.Is(err, ErrSkip) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 
 	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/cacheline"
 )
 
 // ErrEnd, returned by Run or Generate, ends the job without setting the finished bit (the old
@@ -55,6 +56,8 @@ type Context struct {
 	head     pipeline.Head
 	outHeads []pipeline.Head
 	outSet   []bool
+
+	_ cacheline.Pad // head, rawIn and outSet are written every round (cacheline)
 }
 
 // ContextConfig is what the worker fills in to make a Context.
@@ -92,8 +95,8 @@ func NewContext(ctx context.Context, c ContextConfig) *Context {
 		inputPipes: c.InputPipes, outputPipes: c.OutputPipes,
 		inHeads:  make([][]pipeline.Head, c.Inputs),
 		head:     pipeline.NewHead(0, c.HeadSize),
-		outHeads: make([]pipeline.Head, c.Outputs),
-		outSet:   make([]bool, c.Outputs),
+		outHeads: cacheline.Slice[pipeline.Head](c.Outputs)[:c.Outputs],
+		outSet:   cacheline.Slice[bool](c.Outputs)[:c.Outputs],
 	}
 }
 

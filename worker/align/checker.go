@@ -12,6 +12,7 @@ import (
 
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline"
+	"github.com/marvelo/marvelo/pipeline/cacheline"
 )
 
 // Dummy modes: how a missing block is filled.
@@ -134,6 +135,7 @@ type TakeFunc func(k int) (b codec.Block, ok bool, err error)
 //     depend on the order of the inputs: a job on streams of 20 and 30 blocks runs 20 rounds
 //     whichever is first. Real blocks of other inputs taken for that round are counted Unused.
 type Checker struct {
+	_        cacheline.Pad // written every round (cacheline)
 	in       []inputState
 	sync     []int // indexes of the synchronous inputs, in order
 	headSize int
@@ -148,6 +150,7 @@ type Checker struct {
 	rounds uint64
 	// floor, after Rejoin, is the first round the next join may start at (0: any).
 	floor uint64
+	_     cacheline.Pad
 }
 
 // inputState is the checker's view of one input.
@@ -179,9 +182,10 @@ func New(inputs []Input, headSize int) (*Checker, error) {
 	if headSize < 1 || headSize > codec.MaxHeadSize {
 		return nil, fmt.Errorf("head size %d out of range 1..%d", headSize, codec.MaxHeadSize)
 	}
-	c := &Checker{headSize: headSize, in: make([]inputState, len(inputs))}
-	c.round.Blocks = make([][]codec.Block, len(inputs))
-	c.round.Dummy = make([][]bool, len(inputs))
+	// The round and the inputs' state are written every round: padded (cacheline).
+	c := &Checker{headSize: headSize, in: cacheline.Slice[inputState](len(inputs))[:len(inputs)]}
+	c.round.Blocks = cacheline.Slice[[]codec.Block](len(inputs))[:len(inputs)]
+	c.round.Dummy = cacheline.Slice[[]bool](len(inputs))[:len(inputs)]
 	var errs []error
 	for k, in := range inputs {
 		st, err := newInputState(k, in, headSize)
@@ -192,8 +196,8 @@ func New(inputs []Input, headSize int) (*Checker, error) {
 		c.in[k] = st
 		if !st.async {
 			c.sync = append(c.sync, k)
-			c.round.Blocks[k] = make([]codec.Block, 0, st.bc)
-			c.round.Dummy[k] = make([]bool, 0, st.bc)
+			c.round.Blocks[k] = cacheline.Slice[codec.Block](int(st.bc))
+			c.round.Dummy[k] = cacheline.Slice[bool](int(st.bc))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
