@@ -119,10 +119,12 @@ func (t *task) roundSequence(chk *align.Checker, ins []*input) string {
 // building it (a source's from its numbers, a connector's from several inputs' names) costs more
 // than the rest of a round's bookkeeping.
 type sequenceName struct {
+	_       cacheline.Pad // written every round (cacheline)
 	name    string
 	restart uint64   // a source's: the restart number name was built from (0: none yet)
 	from    []string // a connector's: the inputs' names name was hashed from (none: not yet)
 	buf     []string // where roundSequence gathers the inputs' names of a round
+	_       cacheline.Pad
 }
 
 // ofSource is the name of a source's restart n of its instance epoch: "job.epoch.n".
@@ -305,6 +307,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 		return b, ok, err
 	}
 	r := newRound(ins)
+	t.sequence.buf = cacheline.Slice[string](len(ins))
 	done := ctx.Done()
 	for {
 		// A stop ends the rounds here too, not only where an input waits: rounds of dummies for
@@ -315,7 +318,29 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 			return ctx.Err()
 		default:
 		}
+		var b codec.Block
+		var head uint32
+		usual := false
 		if chk != nil {
+			b, head, usual = chk.Usual(take)
+		}
+		if usual {
+			// The usual round of a job with one synchronous input: its block, as Next would have
+			// made it a round (align.Checker.Usual). Nothing is held, and its input's restart
+			// is the round's (roundSequence).
+			if rejoin {
+				rejoin = false
+				chk.Rejoin()
+			}
+			skipping = false // a round with no dummy is whole
+			k := chk.Single()
+			r.tag.sqn, r.tag.head, r.connector = b.SQN, head, true
+			r.tag.restart = ins[k].restart
+			r.payloads[k], r.heads[k] = append(r.payloads[k][:0], b.Payload), append(r.heads[k][:0], b.Head)
+			if b.SQN%64 == 0 || head != 0 {
+				t.syncCheckerStats(chk, ins)
+			}
+		} else if chk != nil {
 			cr, ok, err := chk.Next(take)
 			if err != nil {
 				return t.protocolViolation(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/marvelo/marvelo/codec"
 	"github.com/marvelo/marvelo/pipeline"
 	"github.com/marvelo/marvelo/pipeline/builtin"
+	"github.com/marvelo/marvelo/pipeline/cacheline"
 	"github.com/marvelo/marvelo/pipeline/job"
 	"github.com/marvelo/marvelo/pipeline/protocol"
 	"github.com/marvelo/marvelo/worker/align"
@@ -23,10 +24,12 @@ import (
 
 // stats are a running job's counters, read by heartbeats while the job writes them.
 type stats struct {
+	_                                                       cacheline.Pad // rounds is added to every round (cacheline)
 	blocksIn, blocksOut, rounds, stale, dummies, queueDrops atomic.Uint64
 	bytesIn, bytesOut, redeliveries                         atomic.Uint64
 	usage                                                   jobUsage                // CPU and memory (worker/metrics.go)
 	links                                                   atomic.Pointer[[]*link] // the job's chained outputs, set as it starts
+	_                                                       cacheline.Pad
 }
 
 func (s *stats) snapshot() protocol.JobStats {

@@ -150,7 +150,20 @@ type Checker struct {
 	rounds uint64
 	// floor, after Rejoin, is the first round the next join may start at (0: any).
 	floor uint64
-	_     cacheline.Pad
+	// single is the one synchronous input when the job has one, of block count 1 (-1 else): the
+	// input Usual takes from. back is a block Usual took that was not the usual one, for the
+	// next take of Next (hasBack).
+	single  int
+	back    taken
+	hasBack bool
+	_       cacheline.Pad
+}
+
+// taken is what a TakeFunc returned.
+type taken struct {
+	b   codec.Block
+	ok  bool
+	err error
 }
 
 // inputState is the checker's view of one input.
@@ -206,6 +219,10 @@ func New(inputs []Input, headSize int) (*Checker, error) {
 	if len(c.sync) == 0 {
 		return nil, ErrNoSyncInput
 	}
+	c.single = -1
+	if len(c.sync) == 1 && c.in[c.sync[0]].bc == 1 {
+		c.single = c.sync[0]
+	}
 	return c, nil
 }
 
@@ -242,6 +259,9 @@ func (c *Checker) Next(take TakeFunc) (Round, bool, error) {
 	if c.done {
 		return Round{}, false, c.err
 	}
+	if c.hasBack {
+		take = c.takeBackFirst(take)
+	}
 	ok, err := c.assemble(take)
 	if err != nil || !ok {
 		c.stop(err)
@@ -249,6 +269,51 @@ func (c *Checker) Next(take TakeFunc) (Round, bool, error) {
 	}
 	c.rounds++
 	return c.round, true, nil
+}
+
+// Usual is the round of a job with one synchronous input of block count 1 when it is the usual
+// one: the checker is synchronised, holds nothing, and the block taken has the SQN the round
+// expects (a stream's every block but its first, a gap, a reset or a late one). Usual then
+// returns that block and the round's head (the block's, in the job's head size), the checker
+// having moved on as Next would have, without assembling a Round: that costs a chained job
+// more than the rest of its round (docs/performance.md, session 15). Otherwise ok is false and
+// the caller calls Next, which goes on from there: a block Usual took is Next's first.
+func (c *Checker) Usual(take TakeFunc) (b codec.Block, head uint32, ok bool) {
+	k := c.single
+	if k < 0 || c.done || c.cur == 0 || c.ending || c.hasBack {
+		return codec.Block{}, 0, false
+	}
+	st := &c.in[k]
+	if st.hasHeld || st.resetSeen || st.ended {
+		return codec.Block{}, 0, false
+	}
+	b, ok, err := take(k)
+	if err != nil || !ok || b.SQN != c.cur {
+		c.back, c.hasBack = taken{b: b, ok: ok, err: err}, true
+		return codec.Block{}, 0, false
+	}
+	// What fill and place do with the block the slot expects, and Next with the round.
+	st.last = b.SQN
+	st.prev, st.hasPrev, st.hasShape = b.Payload, true, false
+	st.stats.Blocks++
+	c.cur++
+	c.rounds++
+	return b, convertHead(b.Head, st.size, c.headSize), true
+}
+
+// Single is the input Usual takes from, -1 when the job has more than one synchronous input, or
+// one of block count above 1 (Usual then never gives a round).
+func (c *Checker) Single() int { return c.single }
+
+// takeBackFirst returns take, except that its first call returns the block Usual took back.
+func (c *Checker) takeBackFirst(take TakeFunc) TakeFunc {
+	return func(k int) (codec.Block, bool, error) {
+		if c.hasBack && k == c.single {
+			c.hasBack = false
+			return c.back.b, c.back.ok, c.back.err
+		}
+		return take(k)
+	}
 }
 
 // Rejoin forgets which round comes next: the next round joins anew at the earliest block the

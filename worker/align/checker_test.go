@@ -716,6 +716,25 @@ func BenchmarkCheckerNext(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckerUsual is BenchmarkCheckerNext's "1 input" as the worker runs it: Usual gives
+// every round (each block is the one expected), Next none.
+func BenchmarkCheckerUsual(b *testing.B) {
+	c, err := New(fixed(1), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	take, _ := endless(1, 0)
+	if _, ok, err := c.Next(take); !ok || err != nil { // the first round synchronises
+		b.Fatal(ok, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, ok := c.Usual(take); !ok {
+			b.Fatal("not the usual round")
+		}
+	}
+}
+
 // Held shows the block waiting for its slot, so that the worker can hold back its acknowledgement.
 func TestHeld(t *testing.T) {
 	f := newFeed(t, blocks(bases[0], []uint64{1, 3}, nil), blocks(bases[1], span(1, 3), nil))
