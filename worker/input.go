@@ -636,8 +636,9 @@ func (in *input) sequenceOfRound(held bool) string {
 
 // maxSQNJump is how far ahead of the highest SQN a synchronous input has taken the next SQN may
 // lie: the most blocks its pipe can have in flight, its stream's message limit (or its
-// max_queue, if larger) times the most blocks one message carries (DESIGN §7). Every SQN in
-// between becomes a dummy, so this also bounds the dummies one block can cause.
+// max_queue, if larger) times the most blocks one message carries (DESIGN §7); a link holds far
+// fewer (linkDepth batches of maxLinkBlocks). Every SQN in between becomes a dummy, so this also
+// bounds the dummies one block can cause.
 func maxSQNJump(p protocol.PipeBinding) uint64 {
 	return uint64(max(protocol.PipeMaxMsgs, p.MaxQueue, realtimeQueue)) * maxBatchBlocks
 }

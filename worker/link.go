@@ -93,7 +93,7 @@ func (ls *links) forget(pipeline string) {
 	}
 }
 
-// linkDepth bounds the messages under way on a link (each a batch of up to maxBatchBlocks
+// linkDepth bounds the messages under way on a link (each a batch of up to maxLinkBlocks
 // blocks): a slow consumer pushes back on its producer, as a full stream does.
 const linkDepth = 8
 
@@ -125,16 +125,20 @@ type link struct {
 	free chan []codec.Block
 }
 
-// blockSlice returns an empty slice for a batch's blocks, large enough for the largest batch:
-// one the consumer gave back (recycle), or a new one.
+// blockSlice returns an empty slice for a batch's blocks: one the consumer gave back (recycle),
+// or a new one. A new one starts small and grows with the batches (those of 4 KiB blocks stop
+// at 128 by their bytes), and keeps what it grew to as it is recycled.
 func (l *link) blockSlice() []codec.Block {
 	select {
 	case s := <-l.free:
 		return s
 	default:
-		return make([]codec.Block, 0, maxBatchBlocks)
+		return make([]codec.Block, 0, linkSliceStart)
 	}
 }
+
+// linkSliceStart is the capacity a new batch slice of a link starts at.
+const linkSliceStart = 64
 
 // recycle gives back the block slice of a message the consumer took every block of: the blocks
 // themselves were copied out (the checker and a round hold codec.Block values), and the payloads
