@@ -271,13 +271,14 @@ func (c *Checker) Next(take TakeFunc) (Round, bool, error) {
 	return c.round, true, nil
 }
 
-// Usual is the round of a job with one synchronous input of block count 1 when it is the usual
-// one: the checker is synchronised, holds nothing, and the block taken has the SQN the round
-// expects (a stream's every block but its first, a gap, a reset or a late one). Usual then
-// returns that block and the round's head (the block's, in the job's head size), the checker
-// having moved on as Next would have, without assembling a Round: that costs a chained job
-// more than the rest of its round (docs/performance.md, session 15). Otherwise ok is false and
-// the caller calls Next, which goes on from there: a block Usual took is Next's first.
+// Usual gives the next round of a job with one synchronous input of block count 1 when that
+// round is the usual one: the checker is synchronised and holds nothing, and the block taken is
+// the one the round expects, as every block of a steady stream is (not its first, nor one after
+// a gap, a reset or a late block). Usual then returns that block and the round's head (the
+// block's, in the job's head size), the checker having moved on as Next would have, without
+// assembling a Round: that assembly cost a chained job more than the rest of its round
+// (docs/performance.md, session 15). Otherwise ok is false and the caller calls Next, which
+// goes on from there: a block Usual took is Next's first.
 func (c *Checker) Usual(take TakeFunc) (b codec.Block, head uint32, ok bool) {
 	k := c.single
 	if k < 0 || c.done || c.cur == 0 || c.ending || c.hasBack {
