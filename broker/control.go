@@ -98,12 +98,26 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 		protocol.SubjRemove:                         c.handleRemove, // remove.go
 		protocol.SubjHeartbeatPrefix + "*":          c.handleHeartbeat,
 	}
+	// A job state report is answered once the pipeline is saved (a lost "finished" would leave it
+	// running for ever), and saving a big pipeline takes a while: one report after another, the
+	// 1000 jobs of a chain starting at once waited for 1000 saves in a row, timed out and asked
+	// again. Each on a goroutine of its own, the reports that come during a save share the next
+	// (store.inLine). A worker sends a job's reports one at a time, each once the one before was
+	// answered, and a late copy of one (a retry's original) finds the job past it.
+	concurrent := map[string]bool{protocol.From(protocol.SubjJobState, "*"): true}
 	for subj, h := range handlers {
-		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+		handle := func(m *nats.Msg) {
 			if reply := h(m); reply != nil {
 				c.respond(m, reply)
 			}
-		})
+		}
+		if concurrent[subj] {
+			serial := handle
+			handle = func(m *nats.Msg) {
+				c.spawn("a job state report", func(context.Context) { serial(m) }) // refused once stopping: the worker asks again
+			}
+		}
+		sub, err := nc.Subscribe(subj, handle)
 		if err != nil {
 			return nil, fmt.Errorf("broker: subscribe %s: %w", subj, err)
 		}
