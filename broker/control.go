@@ -104,14 +104,13 @@ func newControl(ctx context.Context, nc *nats.Conn, opts Options, log *slog.Logg
 	// again. Each on a goroutine of its own, the reports that come during a save share the next
 	// (store.inLine). A worker sends a job's reports one at a time, each once the one before was
 	// answered, and a late copy of one (a retry's original) finds the job past it.
-	concurrent := map[string]bool{protocol.From(protocol.SubjJobState, "*"): true}
 	for subj, h := range handlers {
 		handle := func(m *nats.Msg) {
 			if reply := h(m); reply != nil {
 				c.respond(m, reply)
 			}
 		}
-		if concurrent[subj] {
+		if subj == protocol.From(protocol.SubjJobState, "*") {
 			serial := handle
 			handle = func(m *nats.Msg) {
 				c.spawn("a job state report", func(context.Context) { serial(m) }) // refused once stopping: the worker asks again

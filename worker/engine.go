@@ -57,7 +57,7 @@ type round struct {
 // newRound makes the round a job's rounds reuse, with room for every input's blocks of a round:
 // padded, as the job's goroutine writes all of it every round (cacheline).
 func newRound(ins []*input) *round {
-	r := &round{payloads: cacheline.Slice[[][]byte](len(ins))[:len(ins)], heads: cacheline.Slice[[]uint32](len(ins))[:len(ins)]}
+	r := &round{payloads: cacheline.Make[[][]byte](len(ins)), heads: cacheline.Make[[]uint32](len(ins))}
 	for k, in := range ins {
 		n := max(in.pipe.BlockCount, 1)
 		r.payloads[k], r.heads[k] = cacheline.Slice[[]byte](n), cacheline.Slice[uint32](n)
@@ -100,6 +100,10 @@ func (t *task) sourceTag(step align.Step, names *sequenceName) roundTag {
 // has no name (a block from a NATS client, or SQN 1 without the reset bit). A round that begins
 // a restart is named by it; the rounds after it by it too, up to the next.
 func (t *task) roundSequence(chk *align.Checker, ins []*input) string {
+	if k := chk.Single(); k >= 0 { // one synchronous input: its name is the round's
+		_, held := chk.Held(k)
+		return ins[k].sequenceOfRound(held)
+	}
 	names := t.sequence.buf[:0]
 	for k, in := range ins {
 		if in.pipe.Async {
@@ -326,8 +330,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 		}
 		if usual {
 			// The usual round of a job with one synchronous input: its block, as Next would have
-			// made it a round (align.Checker.Usual). Nothing is held, and its input's restart
-			// is the round's (roundSequence).
+			// made it a round (align.Checker.Usual).
 			if rejoin {
 				rejoin = false
 				chk.Rejoin()
@@ -335,7 +338,7 @@ func (t *task) runRounds(ctx context.Context, ins []*input, outs []*outPort, kin
 			skipping = false // a round with no dummy is whole
 			k := chk.Single()
 			r.tag.sqn, r.tag.head, r.connector = b.SQN, head, true
-			r.tag.restart = ins[k].restart
+			r.tag.restart = t.roundSequence(chk, ins)
 			r.payloads[k], r.heads[k] = append(r.payloads[k][:0], b.Payload), append(r.heads[k][:0], b.Head)
 			if b.SQN%64 == 0 || head != 0 {
 				t.syncCheckerStats(chk, ins)

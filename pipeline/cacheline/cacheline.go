@@ -30,6 +30,9 @@ func Slice[T any](n int) []T {
 	return s[pad : pad : pad+n]
 }
 
+// Make returns a slice of length n, padded as Slice's.
+func Make[T any](n int) []T { return Slice[T](n)[:n] }
+
 // margin is how many elements of size bytes cover Size bytes.
 func margin(size int) int {
 	if size == 0 {

@@ -28,3 +28,10 @@ func TestASliceSharesNoCacheLineWithOtherMemory(t *testing.T) {
 		}
 	}
 }
+
+func TestMakeIsAPaddedSliceOfLengthN(t *testing.T) {
+	s := Make[bool](3)
+	if len(s) != 3 || cap(s) != 3 {
+		t.Errorf("Make[bool](3): len %d cap %d, want 3 and 3", len(s), cap(s))
+	}
+}

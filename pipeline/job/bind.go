@@ -167,7 +167,7 @@ func (r *Runner) bindRun(t reflect.Type) error {
 	if len(r.outputs) > 0 && (r.results == resultNone || r.results == resultErr) {
 		return fmt.Errorf("Run returns no value but the job has %d outputs", len(r.outputs))
 	}
-	r.args = cacheline.Slice[reflect.Value](1 + n)[:1+n] // written every step
+	r.args = cacheline.Make[reflect.Value](1 + n) // written every step
 	return nil
 }
 
@@ -256,7 +256,7 @@ func (r *Runner) Close() error {
 func (r *Runner) Step(ctx *Context, in [][][]byte, out [][]byte) ([][]byte, error) {
 	if r.raw != nil {
 		if cap(out) < len(r.outputs) {
-			out = cacheline.Slice[[]byte](len(r.outputs))[:len(r.outputs)] // written every step
+			out = cacheline.Make[[]byte](len(r.outputs)) // written every step
 		}
 		out, err := r.raw.RunRaw(ctx, in, out[:len(r.outputs)])
 		if err != nil && !errors.Is(err, ErrEnd) && !errors.Is(err, ErrSkip) {

@@ -95,8 +95,8 @@ func NewContext(ctx context.Context, c ContextConfig) *Context {
 		inputPipes: c.InputPipes, outputPipes: c.OutputPipes,
 		inHeads:  make([][]pipeline.Head, c.Inputs),
 		head:     pipeline.NewHead(0, c.HeadSize),
-		outHeads: cacheline.Slice[pipeline.Head](c.Outputs)[:c.Outputs],
-		outSet:   cacheline.Slice[bool](c.Outputs)[:c.Outputs],
+		outHeads: cacheline.Make[pipeline.Head](c.Outputs),
+		outSet:   cacheline.Make[bool](c.Outputs),
 	}
 }
 

@@ -196,9 +196,9 @@ func New(inputs []Input, headSize int) (*Checker, error) {
 		return nil, fmt.Errorf("head size %d out of range 1..%d", headSize, codec.MaxHeadSize)
 	}
 	// The round and the inputs' state are written every round: padded (cacheline).
-	c := &Checker{headSize: headSize, in: cacheline.Slice[inputState](len(inputs))[:len(inputs)]}
-	c.round.Blocks = cacheline.Slice[[]codec.Block](len(inputs))[:len(inputs)]
-	c.round.Dummy = cacheline.Slice[[]bool](len(inputs))[:len(inputs)]
+	c := &Checker{headSize: headSize, in: cacheline.Make[inputState](len(inputs))}
+	c.round.Blocks = cacheline.Make[[]codec.Block](len(inputs))
+	c.round.Dummy = cacheline.Make[[]bool](len(inputs))
 	var errs []error
 	for k, in := range inputs {
 		st, err := newInputState(k, in, headSize)
@@ -293,10 +293,9 @@ func (c *Checker) Usual(take TakeFunc) (b codec.Block, head uint32, ok bool) {
 		c.back, c.hasBack = taken{b: b, ok: ok, err: err}, true
 		return codec.Block{}, 0, false
 	}
-	// What fill and place do with the block the slot expects, and Next with the round.
+	// What place does with the block the slot expects, and Next with the round.
 	st.last = b.SQN
-	st.prev, st.hasPrev, st.hasShape = b.Payload, true, false
-	st.stats.Blocks++
+	st.delivered(b)
 	c.cur++
 	c.rounds++
 	return b, convertHead(b.Head, st.size, c.headSize), true
@@ -515,6 +514,12 @@ func (c *Checker) deliver(k int, b codec.Block) {
 	c.round.Blocks[k] = append(c.round.Blocks[k], b)
 	c.round.Dummy[k] = append(c.round.Dummy[k], false)
 	c.round.Head |= convertHead(b.Head, st.size, c.headSize)
+	st.delivered(b)
+}
+
+// delivered notes a real block delivered in a round: the payload prev dummies repeat, and the
+// count.
+func (st *inputState) delivered(b codec.Block) {
 	st.prev, st.hasPrev, st.hasShape = b.Payload, true, false
 	st.stats.Blocks++
 }
